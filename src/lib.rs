@@ -1,0 +1,7 @@
+//! ustack: a user-space TCP/IP stack with a sans-IO core.
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod phy;
+pub mod time;
+pub mod wire;

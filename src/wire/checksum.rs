@@ -1,0 +1,192 @@
+//! The Internet checksum (RFC 1071), folded a word at a time, with RFC 1624
+//! incremental update.
+//!
+//! `sum` returns a partial one's-complement sum that callers combine (header,
+//! pseudo-header, payload) and finish with [`finish`].
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Adds `data` to a running partial sum. Sums eight bytes at a time into a
+/// 64-bit accumulator; the result is folded to 32 bits, so partial sums of
+/// separate slices may be added together with [`combine`] (each slice but the
+/// last must have even length for the result to be meaningful).
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        // Read as big-endian: one's-complement addition is byte-order
+        // independent, but the final value must be in network order.
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (s, carry) = acc.overflowing_add(w);
+        acc = s + carry as u64;
+    }
+    let rest = chunks.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        acc += u16::from_be_bytes([p[0], p[1]]) as u64;
+    }
+    if let [last] = pairs.remainder() {
+        acc += (*last as u64) << 8;
+    }
+    fold64(acc)
+}
+
+fn fold64(mut acc: u64) -> u32 {
+    // Fold 64 -> 32 with end-around carry.
+    acc = (acc >> 32) + (acc & 0xffff_ffff);
+    acc = (acc >> 32) + (acc & 0xffff_ffff);
+    acc as u32
+}
+
+/// Adds partial sums together.
+pub fn combine(sums: &[u32]) -> u32 {
+    fold64(sums.iter().map(|&s| s as u64).sum())
+}
+
+/// Folds a partial sum to 16 bits (not complemented).
+pub fn fold(acc: u32) -> u16 {
+    let mut a = acc;
+    while a > 0xffff {
+        a = (a >> 16) + (a & 0xffff);
+    }
+    a as u16
+}
+
+/// The checksum field value for a partial sum: folded and complemented.
+pub fn finish(acc: u32) -> u16 {
+    !fold(acc)
+}
+
+/// The checksum of `data` alone, ready to store.
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(data))
+}
+
+/// True when `data` (checksum field included) sums to all ones.
+pub fn verify(data: &[u8]) -> bool {
+    fold(sum(data)) == 0xffff
+}
+
+/// Partial sum of the IPv4 pseudo-header for a transport segment.
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u32) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    let mut acc: u64 = 0;
+    acc += u16::from_be_bytes([s[0], s[1]]) as u64 + u16::from_be_bytes([s[2], s[3]]) as u64;
+    acc += u16::from_be_bytes([d[0], d[1]]) as u64 + u16::from_be_bytes([d[2], d[3]]) as u64;
+    acc += protocol as u64;
+    acc += (length >> 16) as u64 + (length & 0xffff) as u64;
+    fold64(acc)
+}
+
+/// Partial sum of the IPv6 pseudo-header for a transport segment.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
+    let acc = sum(&src.octets()) as u64
+        + sum(&dst.octets()) as u64
+        + (length >> 16) as u64
+        + (length & 0xffff) as u64
+        + next_header as u64;
+    fold64(acc)
+}
+
+/// Partial sum of the pseudo-header for either family; `None` when the two
+/// addresses are of different families.
+pub fn pseudo_header(
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    protocol: u8,
+    length: u32,
+) -> Option<u32> {
+    use std::net::IpAddr::*;
+    match (src, dst) {
+        (V4(s), V4(d)) => Some(pseudo_header_v4(s, d, protocol, length)),
+        (V6(s), V6(d)) => Some(pseudo_header_v6(s, d, protocol, length)),
+        _ => None,
+    }
+}
+
+/// RFC 1624 incremental update: the new checksum field after a 16-bit word
+/// covered by checksum `old_csum` changed from `old` to `new`
+/// (HC' = ~(~HC + ~m + m')).
+pub fn update(old_csum: u16, old: u16, new: u16) -> u16 {
+    let acc = (!old_csum as u32) + (!old as u32) + new as u32;
+    !fold(acc)
+}
+
+/// Incremental update for a 32-bit field (e.g. an IPv4 address or a sequence
+/// number) that changed from `old` to `new`.
+pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
+    let c = update(old_csum, (old >> 16) as u16, (new >> 16) as u16);
+    update(c, old as u16, new as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        for c in data.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                (c[0] as u16) << 8
+            };
+            acc += w as u32;
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        // A textbook IPv4 header with checksum b861.
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&h), 0xb861);
+        h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert!(verify(&h));
+    }
+
+    proptest! {
+        #[test]
+        fn matches_naive(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            prop_assert_eq!(checksum(&data), naive(&data));
+        }
+
+        #[test]
+        fn split_sums_combine(data in proptest::collection::vec(any::<u8>(), 0..600), cut in 0usize..300) {
+            let cut = (cut.min(data.len())) & !1;
+            let whole = sum(&data);
+            let parts = combine(&[sum(&data[..cut]), sum(&data[cut..])]);
+            prop_assert_eq!(fold(whole), fold(parts));
+        }
+
+        #[test]
+        fn incremental_update_matches_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 4..200),
+            idx in 0usize..100,
+            new in any::<u16>()
+        ) {
+            let i = (idx % (data.len() / 2)) * 2;
+            let old_csum = checksum(&data);
+            let old = u16::from_be_bytes([data[i], data[i + 1]]);
+            data[i..i + 2].copy_from_slice(&new.to_be_bytes());
+            let fresh = checksum(&data);
+            let inc = update(old_csum, old, new);
+            // 0x0000 and 0xffff are the same value in one's complement.
+            prop_assert!(inc == fresh || (inc == 0xffff && fresh == 0) || (inc == 0 && fresh == 0xffff));
+        }
+    }
+}
