@@ -5,3 +5,10 @@
 pub mod phy;
 pub mod time;
 pub mod wire;
+pub mod cli;
+pub mod iface;
+pub mod socket;
+pub mod udp;
+pub mod net;
+pub mod runtime;
+pub mod stack;

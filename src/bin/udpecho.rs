@@ -1,0 +1,85 @@
+//! udpecho: echoes every UDP datagram it receives and answers ping, on a
+//! TUN, TAP or raw-socket device, using the single-threaded poll API.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use clap::Parser;
+use ustack::cli::{fail, DeviceArgs, SignalFd};
+use ustack::iface::Interface;
+use ustack::runtime::Driver;
+use ustack::time::{Clock, RealClock};
+
+/// Echo UDP datagrams (and answer ping) on a user-space stack.
+#[derive(Parser, Debug)]
+#[command(name = "udpecho", version, about)]
+struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// UDP port to echo on.
+    #[arg(long, default_value_t = 7)]
+    port: u16,
+}
+
+fn main() {
+    let args = Args::parse();
+    let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+        .unwrap_or_else(|e| fail("udpecho", format!("cannot set up signals: {e}")));
+    let (device, config) = args.device.open().unwrap_or_else(|e| fail("udpecho", e));
+    let clock = RealClock::new();
+    let mut iface = Interface::new(config, clock.now());
+    let sock = iface
+        .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port)))
+        .unwrap_or_else(|e| fail("udpecho", format!("cannot bind UDP port {}: {e}", args.port)));
+    let mut driver = Driver::new(device, &iface);
+    let addrs: Vec<String> = iface.config().addrs.iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "udpecho: echoing UDP port {} on {} ({:?}, mtu {})",
+        args.port,
+        addrs.join(", "),
+        iface.config().medium,
+        iface.config().mtu
+    );
+    let mut buf = vec![0u8; 65536];
+    let mut dropped = 0u64;
+    loop {
+        let now = clock.now();
+        if let Err(e) = driver.poll(&mut iface, now) {
+            fail("udpecho", format!("device error: {e}"));
+        }
+        // Echo everything that arrived, as long as the send queue has room.
+        while iface
+            .udp_socket(sock)
+            .is_ok_and(|s| s.can_recv() && s.can_send(65536))
+        {
+            match iface.udp_recv_from(sock, &mut buf) {
+                Ok((n, from)) => {
+                    if iface.udp_send_to(sock, &buf[..n], from).is_err() {
+                        dropped += 1;
+                    }
+                }
+                // An ICMP error about an earlier echo: nothing to do.
+                Err(_) => continue,
+            }
+        }
+        let now = clock.now();
+        let deadline = driver.poll_at(&iface);
+        if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
+            continue;
+        }
+        match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
+            Ok(r) if r.extra & 1 != 0 => match signals.read() {
+                Some(libc::SIGUSR1) => eprint!("{}", iface.counters().report()),
+                Some(_) => break,
+                None => {}
+            },
+            Ok(_) => {}
+            Err(e) => fail("udpecho", format!("wait failed: {e}")),
+        }
+    }
+    println!("{}", iface.counters().report().trim_end());
+    let d = driver.counters();
+    println!(
+        "Device:\n    {} frames read\n    {} frames written\n    {} frames refused by the device\n    {} echoes dropped (send queue full)",
+        d.rx_frames, d.tx_frames, d.tx_errors, dropped
+    );
+}

@@ -1,0 +1,222 @@
+//! SNMP-style counters (RFC 4293 / RFC 4022 / RFC 4113 names, as `netstat -s`
+//! prints them).
+
+/// IPv4 counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpCounters {
+    /// Datagrams received from the device (before any check).
+    pub in_receives: u64,
+    /// Dropped for a bad header: version, length, checksum, source address.
+    pub in_hdr_errors: u64,
+    /// Dropped because the destination is not one of ours.
+    pub in_addr_errors: u64,
+    /// Dropped for an unknown transport protocol.
+    pub in_unknown_protos: u64,
+    /// Dropped for lack of resources (queues full).
+    pub in_discards: u64,
+    /// Delivered to a transport protocol (ICMP included).
+    pub in_delivers: u64,
+    /// Datagrams the stack asked to send.
+    pub out_requests: u64,
+    /// Datagrams dropped on the way out (queues full, unresolved neighbour).
+    pub out_discards: u64,
+    /// Datagrams dropped for want of a route.
+    pub out_no_routes: u64,
+    /// Fragments received that needed reassembly.
+    pub reasm_reqds: u64,
+    /// Datagrams reassembled.
+    pub reasm_oks: u64,
+    /// Reassembly failures (overlaps, bad lengths, limits, timeouts).
+    pub reasm_fails: u64,
+    /// Reassemblies abandoned on timeout.
+    pub reasm_timeout: u64,
+    /// Overlapping fragments seen (each drops its datagram).
+    pub reasm_overlaps: u64,
+    /// Datagrams fragmented on output.
+    pub frag_oks: u64,
+    /// Fragments created on output.
+    pub frag_creates: u64,
+    /// Datagrams that needed fragmenting but had DF set.
+    pub frag_fails: u64,
+}
+
+/// ICMPv4 counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpCounters {
+    /// Messages received.
+    pub in_msgs: u64,
+    /// Messages received with errors (any reason).
+    pub in_errors: u64,
+    /// Messages received with a bad checksum (also in `in_errors`).
+    pub in_csum_errors: u64,
+    /// Messages received, by type.
+    pub in_type: [u64; 256],
+    /// Messages sent.
+    pub out_msgs: u64,
+    /// Messages sent, by type.
+    pub out_type: [u64; 256],
+    /// Error messages suppressed by the rate limit.
+    pub out_rate_limited: u64,
+}
+
+impl Default for IcmpCounters {
+    fn default() -> Self {
+        IcmpCounters {
+            in_msgs: 0,
+            in_errors: 0,
+            in_csum_errors: 0,
+            in_type: [0; 256],
+            out_msgs: 0,
+            out_type: [0; 256],
+            out_rate_limited: 0,
+        }
+    }
+}
+
+/// UDP counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UdpCounters {
+    /// Datagrams delivered to sockets.
+    pub in_datagrams: u64,
+    /// Datagrams for a port nobody listens on.
+    pub no_ports: u64,
+    /// Datagrams dropped for other reasons (bad header, checksum, buffer).
+    pub in_errors: u64,
+    /// Datagrams dropped for a bad checksum (also in `in_errors`).
+    pub in_csum_errors: u64,
+    /// Datagrams dropped because the socket's receive queue was full
+    /// (also in `in_errors`).
+    pub rcvbuf_errors: u64,
+    /// Datagrams sent.
+    pub out_datagrams: u64,
+}
+
+/// Link-layer and ARP counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Frames handed to the interface.
+    pub frames_in: u64,
+    /// Frames produced by the interface.
+    pub frames_out: u64,
+    /// Frames too short or otherwise unparsable at the link layer.
+    pub frames_malformed: u64,
+    /// Frames addressed to another station.
+    pub frames_not_for_us: u64,
+    /// Frames of an ether type the stack does not handle.
+    pub unknown_ethertype: u64,
+    /// Frames dropped because the transmit queue was full.
+    pub tx_queue_drops: u64,
+    /// ARP requests received / sent.
+    pub arp_requests_in: u64,
+    /// ARP requests sent.
+    pub arp_requests_out: u64,
+    /// ARP replies received.
+    pub arp_replies_in: u64,
+    /// ARP replies sent.
+    pub arp_replies_out: u64,
+    /// ARP packets dropped as malformed or unsupported.
+    pub arp_errors: u64,
+    /// Packets dropped while waiting for ARP (queue full or no answer).
+    pub arp_pending_drops: u64,
+}
+
+/// All of the interface's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Link layer and ARP.
+    pub link: LinkCounters,
+    /// IPv4.
+    pub ip: IpCounters,
+    /// ICMPv4.
+    pub icmp: IcmpCounters,
+    /// UDP.
+    pub udp: UdpCounters,
+}
+
+impl Counters {
+    /// Formats the counters like `netstat -s`, one group a paragraph, leaving
+    /// out zero per-type ICMP rows.
+    pub fn report(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let l = &self.link;
+        let _ = writeln!(s, "Link:");
+        for (n, v) in [
+            ("frames in", l.frames_in),
+            ("frames out", l.frames_out),
+            ("malformed frames", l.frames_malformed),
+            ("frames not for us", l.frames_not_for_us),
+            ("unknown ether types", l.unknown_ethertype),
+            ("transmit queue drops", l.tx_queue_drops),
+            ("ARP requests in", l.arp_requests_in),
+            ("ARP requests out", l.arp_requests_out),
+            ("ARP replies in", l.arp_replies_in),
+            ("ARP replies out", l.arp_replies_out),
+            ("ARP errors", l.arp_errors),
+            ("ARP pending drops", l.arp_pending_drops),
+        ] {
+            let _ = writeln!(s, "    {v} {n}");
+        }
+        let i = &self.ip;
+        let _ = writeln!(s, "Ip:");
+        for (n, v) in [
+            ("total packets received", i.in_receives),
+            ("with invalid headers", i.in_hdr_errors),
+            ("with invalid addresses", i.in_addr_errors),
+            ("with unknown protocol", i.in_unknown_protos),
+            ("incoming packets discarded", i.in_discards),
+            ("incoming packets delivered", i.in_delivers),
+            ("requests sent out", i.out_requests),
+            ("outgoing packets dropped", i.out_discards),
+            ("dropped because of missing route", i.out_no_routes),
+            ("fragments received", i.reasm_reqds),
+            ("packets reassembled ok", i.reasm_oks),
+            ("packet reassemblies failed", i.reasm_fails),
+            ("reassemblies timed out", i.reasm_timeout),
+            ("overlapping fragments", i.reasm_overlaps),
+            ("fragmented ok", i.frag_oks),
+            ("fragments created", i.frag_creates),
+            ("fragmentation failed (DF)", i.frag_fails),
+        ] {
+            let _ = writeln!(s, "    {v} {n}");
+        }
+        let c = &self.icmp;
+        let _ = writeln!(s, "Icmp:");
+        let _ = writeln!(s, "    {} ICMP messages received", c.in_msgs);
+        let _ = writeln!(s, "    {} input ICMP message failed", c.in_errors);
+        let _ = writeln!(s, "    {} with bad checksum", c.in_csum_errors);
+        for (t, v) in c.in_type.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let _ = writeln!(s, "    in type {} ({}): {v}", t, icmp_type_name(t as u8));
+        }
+        let _ = writeln!(s, "    {} ICMP messages sent", c.out_msgs);
+        let _ = writeln!(s, "    {} errors suppressed by rate limit", c.out_rate_limited);
+        for (t, v) in c.out_type.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let _ = writeln!(s, "    out type {} ({}): {v}", t, icmp_type_name(t as u8));
+        }
+        let u = &self.udp;
+        let _ = writeln!(s, "Udp:");
+        for (n, v) in [
+            ("packets received", u.in_datagrams),
+            ("packets to unknown port received", u.no_ports),
+            ("packet receive errors", u.in_errors),
+            ("with bad checksum", u.in_csum_errors),
+            ("receive buffer errors", u.rcvbuf_errors),
+            ("packets sent", u.out_datagrams),
+        ] {
+            let _ = writeln!(s, "    {v} {n}");
+        }
+        s
+    }
+}
+
+fn icmp_type_name(t: u8) -> &'static str {
+    match t {
+        0 => "echo reply",
+        3 => "destination unreachable",
+        5 => "redirect",
+        8 => "echo request",
+        11 => "time exceeded",
+        12 => "parameter problem",
+        _ => "other",
+    }
+}

@@ -1,0 +1,280 @@
+//! ICMPv4 (RFC 792, RFC 1122 §3.2.2): echo, error delivery to sockets, and
+//! rate-limited error generation.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use super::{IpMeta, Interface};
+use crate::time::Instant;
+use crate::wire::icmpv4::{self, DstUnreachable, TimeExceeded};
+use crate::wire::{ipv4, Error};
+
+/// Rate limit of ICMP errors the stack sends: a token bucket, like Linux's
+/// `icmp_msgs_per_sec` (1000) and `icmp_msgs_burst` (50). Echo replies are
+/// not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpRateLimit {
+    /// Tokens added per second.
+    pub per_sec: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+impl Default for IcmpRateLimit {
+    fn default() -> Self {
+        IcmpRateLimit {
+            per_sec: 1000,
+            burst: 50,
+        }
+    }
+}
+
+/// Token bucket in millionths of a token, driven by `now`.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    rate: IcmpRateLimit,
+    micro_tokens: u64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: IcmpRateLimit, now: Instant) -> Self {
+        TokenBucket {
+            rate,
+            micro_tokens: rate.burst as u64 * 1_000_000,
+            last: now,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = (now - self.last).as_micros() as u64;
+        self.last = self.last.max(now);
+        let cap = self.rate.burst as u64 * 1_000_000;
+        self.micro_tokens = (self.micro_tokens + elapsed.saturating_mul(self.rate.per_sec as u64))
+            .min(cap);
+        if self.micro_tokens >= 1_000_000 {
+            self.micro_tokens -= 1_000_000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// ICMP types that are errors (no error may be sent about them).
+fn is_error_type(t: u8) -> bool {
+    matches!(t, 3 | 4 | 5 | 11 | 12)
+}
+
+/// RFC 1812 §4.3.2.3: an error quotes as much of the datagram as fits in
+/// 576 bytes.
+const MAX_ERROR_DATAGRAM: usize = 576;
+
+impl Interface {
+    pub(super) fn process_icmp(&mut self, now: Instant, meta: &IpMeta, payload: &[u8]) {
+        let c = &mut self.counters.icmp;
+        c.in_msgs += 1;
+        if let Some(&t) = payload.first() {
+            c.in_type[t as usize] += 1;
+        }
+        let Ok(pkt) = icmpv4::Packet::new_checked(payload) else {
+            c.in_errors += 1;
+            return;
+        };
+        let repr = match icmpv4::Repr::parse(&pkt) {
+            Ok(r) => r,
+            Err(Error::Checksum) => {
+                c.in_csum_errors += 1;
+                c.in_errors += 1;
+                return;
+            }
+            // Types the stack does not act on are counted by type above.
+            Err(Error::Unsupported) => return,
+            Err(_) => {
+                c.in_errors += 1;
+                return;
+            }
+        };
+        match repr {
+            icmpv4::Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                // Like Linux's icmp_echo_ignore_broadcasts=1 (smurf defence).
+                if self.is_broadcast(meta.dst) {
+                    return;
+                }
+                let reply = icmpv4::Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                self.send_icmp(now, meta.dst, meta.src, &reply);
+            }
+            icmpv4::Repr::DstUnreachable { reason, data, .. } => {
+                let kind = match reason {
+                    DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
+                        Some(io::ErrorKind::ConnectionRefused)
+                    }
+                    DstUnreachable::NetUnreachable => Some(io::ErrorKind::NetworkUnreachable),
+                    DstUnreachable::HostUnreachable
+                    | DstUnreachable::SourceRouteFailed
+                    | DstUnreachable::AdminProhibited => Some(io::ErrorKind::HostUnreachable),
+                    // Fragmentation needed is path-MTU news, not an error
+                    // for a datagram socket; other codes are soft.
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    self.deliver_icmp_error(data, kind);
+                }
+            }
+            icmpv4::Repr::TimeExceeded { .. } | icmpv4::Repr::EchoReply { .. } => {}
+        }
+    }
+
+    /// Hands an ICMP error to the socket whose datagram it quotes, after
+    /// checking the quote names one of our addresses and a connected
+    /// socket's exact 4-tuple (RFC 5927 §4.1).
+    fn deliver_icmp_error(&mut self, quote: &[u8], kind: io::ErrorKind) {
+        let Some(&vihl) = quote.first() else { return };
+        if vihl >> 4 != 4 {
+            return;
+        }
+        let ihl = (vihl & 0x0f) as usize * 4;
+        if ihl < ipv4::HEADER_LEN || quote.len() < ihl + 8 {
+            return;
+        }
+        let protocol = quote[9];
+        let src = Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+        let dst = Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+        if !self.has_addr(src) {
+            return;
+        }
+        let sport = u16::from_be_bytes([quote[ihl], quote[ihl + 1]]);
+        let dport = u16::from_be_bytes([quote[ihl + 2], quote[ihl + 3]]);
+        let local = SocketAddr::V4(SocketAddrV4::new(src, sport));
+        let remote = SocketAddr::V4(SocketAddrV4::new(dst, dport));
+        if protocol == ipv4::protocol::UDP {
+            self.udp_icmp_error(local, remote, kind);
+        }
+    }
+
+    /// Sends an ICMP message from `src` to `dst`.
+    pub(super) fn send_icmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, repr: &icmpv4::Repr) {
+        let ip = ipv4::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: ipv4::protocol::ICMP,
+            payload_len: repr.buffer_len(),
+            ttl: self.config.ttl,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: false,
+        };
+        let t = icmp_type(repr);
+        self.counters.icmp.out_msgs += 1;
+        self.counters.icmp.out_type[t as usize] += 1;
+        self.send_ipv4(now, ip, |buf| {
+            repr.emit(&mut icmpv4::Packet::new_unchecked(buf));
+        });
+    }
+
+    /// Whether an error may be sent about a datagram from `src` to `dst`
+    /// (RFC 1122 §3.2.2) and the rate limit allows it now.
+    fn may_send_error(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, quote: &[u8]) -> bool {
+        if self.is_broadcast(dst) || dst.is_multicast() {
+            return false;
+        }
+        if src.is_unspecified() || src.is_broadcast() || src.is_multicast() {
+            return false;
+        }
+        // Never an error about an ICMP error.
+        let ihl = quote.first().map_or(0, |b| (b & 0x0f) as usize * 4);
+        if quote.get(9) == Some(&ipv4::protocol::ICMP)
+            && quote.get(ihl).is_some_and(|t| is_error_type(*t))
+        {
+            return false;
+        }
+        if !self.icmp_limiter.take(now) {
+            self.counters.icmp.out_rate_limited += 1;
+            return false;
+        }
+        true
+    }
+
+    fn error_source(&self, orig_src: Ipv4Addr, orig_dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.has_addr(orig_dst) {
+            Some(orig_dst)
+        } else {
+            self.source_for(orig_src)
+        }
+    }
+
+    /// Sends a destination-unreachable about the datagram in `meta`.
+    pub(super) fn send_icmp_error(&mut self, now: Instant, meta: &IpMeta, reason: DstUnreachable) {
+        if !self.may_send_error(now, meta.src, meta.dst, meta.packet) {
+            return;
+        }
+        let Some(src) = self.error_source(meta.src, meta.dst) else {
+            return;
+        };
+        let room = MAX_ERROR_DATAGRAM - ipv4::HEADER_LEN - 8;
+        let data = &meta.packet[..meta.packet.len().min(room)];
+        let repr = icmpv4::Repr::DstUnreachable {
+            reason,
+            next_hop_mtu: 0,
+            data,
+        };
+        self.send_icmp(now, src, meta.src, &repr);
+    }
+
+    /// Sends time-exceeded (fragment reassembly) about a datagram whose
+    /// first fragment (header plus up to 8 bytes) is `first`.
+    pub(super) fn send_reassembly_timeout(&mut self, now: Instant, first: &[u8]) {
+        if first.len() < ipv4::HEADER_LEN {
+            return;
+        }
+        let src = Ipv4Addr::new(first[12], first[13], first[14], first[15]);
+        let dst = Ipv4Addr::new(first[16], first[17], first[18], first[19]);
+        if !self.may_send_error(now, src, dst, first) {
+            return;
+        }
+        let Some(me) = self.error_source(src, dst) else {
+            return;
+        };
+        let repr = icmpv4::Repr::TimeExceeded {
+            reason: TimeExceeded::FragReassembly,
+            data: first,
+        };
+        self.send_icmp(now, me, src, &repr);
+    }
+}
+
+fn icmp_type(repr: &icmpv4::Repr) -> u8 {
+    match repr {
+        icmpv4::Repr::EchoReply { .. } => 0,
+        icmpv4::Repr::DstUnreachable { .. } => 3,
+        icmpv4::Repr::EchoRequest { .. } => 8,
+        icmpv4::Repr::TimeExceeded { .. } => 11,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+
+    #[test]
+    fn token_bucket_limits_rate() {
+        let t0 = Instant::from_secs(1);
+        let mut b = TokenBucket::new(IcmpRateLimit { per_sec: 10, burst: 3 }, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + Duration::from_millis(50)));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        // A long pause refills only up to the burst.
+        let later = t0 + Duration::from_secs(100);
+        assert_eq!((0..10).filter(|_| b.take(later)).count(), 3);
+    }
+}

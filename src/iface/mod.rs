@@ -1,0 +1,762 @@
+//! The interface: link and network layers of the sans-IO core.
+//!
+//! An [`Interface`] takes frames ([`Interface::handle_frame`]), produces
+//! frames ([`Interface::poll_transmit`]) and says when it next needs to be
+//! called ([`Interface::poll_at`]); time is always an argument. It validates
+//! IPv4, reassembles fragments (bounded), answers ARP and ICMP echo, sends
+//! rate-limited ICMP errors, demultiplexes to sockets and counts every drop.
+
+mod counters;
+mod icmp;
+pub mod neighbor;
+pub mod reassembly;
+mod udp;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
+pub use icmp::IcmpRateLimit;
+use neighbor::{NeighborCache, NeighborConfig, Resolve};
+use reassembly::{Outcome, ReassemblyConfig, Reassembler, Reject};
+
+use crate::phy::{FrameBatch, Medium};
+use crate::socket::{SocketHandle, SocketSet};
+use crate::time::Instant;
+use crate::udp::UdpConfig;
+use crate::wire::{arp, ethernet, ipv4, EthernetAddress};
+
+/// An IPv4 address with its prefix length, e.g. `10.0.0.2/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The prefix length, 0 to 32.
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    /// `addr/prefix_len`; `None` when the prefix is longer than 32.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Cidr> {
+        (prefix_len <= 32).then_some(Ipv4Cidr { addr, prefix_len })
+    }
+
+    /// The netmask as a number.
+    pub fn mask(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len)
+        }
+    }
+
+    /// True when `ip` is in this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+
+    /// The subnet's directed broadcast address (none for /31 and /32).
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        (self.prefix_len < 31).then(|| Ipv4Addr::from(u32::from(self.addr) | !self.mask()))
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 10.0.0.2/24)"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("'{a}' is not an IPv4 address"))?;
+        let prefix_len: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("'{p}' is not a prefix length from 0 to 32"))?;
+        Ok(Ipv4Cidr { addr, prefix_len })
+    }
+}
+
+/// Settings of an interface.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ethernet or bare IP.
+    pub medium: Medium,
+    /// The stack's MAC on Ethernet media.
+    pub hardware_addr: Option<EthernetAddress>,
+    /// Largest IP packet on the link.
+    pub mtu: usize,
+    /// The interface's addresses and their on-link subnets.
+    pub addrs: Vec<Ipv4Cidr>,
+    /// Where off-link traffic goes.
+    pub gateway: Option<Ipv4Addr>,
+    /// TTL of datagrams the stack originates (Linux: 64).
+    pub ttl: u8,
+    /// Neighbour cache limits.
+    pub neighbor: NeighborConfig,
+    /// Fragment reassembly limits.
+    pub reassembly: ReassemblyConfig,
+    /// UDP socket buffer defaults.
+    pub udp: UdpConfig,
+    /// ICMP error rate limit.
+    pub icmp_rate: IcmpRateLimit,
+    /// Frames the interface holds for transmission before dropping.
+    pub tx_queue_frames: usize,
+    /// Ephemeral port range, inclusive (Linux: 32768–60999).
+    pub ephemeral_ports: (u16, u16),
+    /// Send a gratuitous ARP for each address at start (Ethernet media).
+    pub announce: bool,
+    /// Seed of the core's randomness (ephemeral ports, IP identification).
+    pub seed: u64,
+}
+
+impl Config {
+    /// Defaults for a medium, with no address yet.
+    pub fn new(medium: Medium) -> Config {
+        Config {
+            medium,
+            hardware_addr: None,
+            mtu: 1500,
+            addrs: Vec::new(),
+            gateway: None,
+            ttl: 64,
+            neighbor: NeighborConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            udp: UdpConfig::default(),
+            icmp_rate: IcmpRateLimit::default(),
+            tx_queue_frames: 1024,
+            ephemeral_ports: (32768, 60999),
+            announce: true,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Where a datagram goes on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextHop {
+    Unicast(Ipv4Addr),
+    Broadcast,
+}
+
+/// The link and network layers of one interface, with its sockets.
+#[derive(Debug)]
+pub struct Interface {
+    pub(crate) config: Config,
+    hardware_addr: EthernetAddress,
+    pub(crate) counters: Counters,
+    neighbors: NeighborCache,
+    reasm: Reassembler,
+    pub(crate) sockets: SocketSet,
+    pub(crate) udp_ports: HashMap<u16, Vec<SocketHandle>>,
+    /// UDP sockets with datagrams queued for sending.
+    pub(crate) udp_tx_pending: Vec<SocketHandle>,
+    tx: FrameBatch,
+    scratch: Vec<u8>,
+    icmp_limiter: icmp::TokenBucket,
+    ident: u16,
+    rng: u64,
+    started: bool,
+}
+
+impl Interface {
+    /// An interface with `config`, started at `now`.
+    pub fn new(config: Config, now: Instant) -> Interface {
+        let mut rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let hardware_addr = config.hardware_addr.unwrap_or_else(|| {
+            let r = splitmix(&mut rng).to_be_bytes();
+            // Locally administered, unicast.
+            EthernetAddress([0x02, r[1], r[2], r[3], r[4], r[5]])
+        });
+        let link = match config.medium {
+            Medium::Ethernet => ethernet::HEADER_LEN,
+            Medium::Ip => 0,
+        };
+        let ident = splitmix(&mut rng) as u16;
+        Interface {
+            tx: FrameBatch::new(config.tx_queue_frames, config.mtu + link),
+            neighbors: NeighborCache::new(config.neighbor),
+            reasm: Reassembler::new(config.reassembly),
+            icmp_limiter: icmp::TokenBucket::new(config.icmp_rate, now),
+            hardware_addr,
+            counters: Counters::default(),
+            sockets: SocketSet::new(),
+            udp_ports: HashMap::new(),
+            udp_tx_pending: Vec::new(),
+            scratch: Vec::new(),
+            ident,
+            rng,
+            started: false,
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The stack's hardware address (meaningful on Ethernet media).
+    pub fn hardware_addr(&self) -> EthernetAddress {
+        self.hardware_addr
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The sockets.
+    pub fn sockets(&self) -> &SocketSet {
+        &self.sockets
+    }
+
+    /// Sockets whose readiness changed since the last call (each once).
+    pub fn drain_socket_events(&mut self, out: &mut Vec<SocketHandle>) {
+        self.sockets.drain_events(out)
+    }
+
+    /// Packets waiting for ARP resolution.
+    pub fn neighbors_pending(&self) -> usize {
+        self.neighbors.pending_packets()
+    }
+
+    /// Bytes held in fragment reassembly.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.reasm.bytes_held()
+    }
+
+    /// True when `ip` is one of the interface's addresses.
+    pub fn has_addr(&self, ip: Ipv4Addr) -> bool {
+        self.config.addrs.iter().any(|c| c.addr == ip)
+    }
+
+    fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
+        ip.is_broadcast() || self.config.addrs.iter().any(|c| c.broadcast() == Some(ip))
+    }
+
+    /// Whether a datagram to `ip` is for this host.
+    fn accepts_dst(&self, ip: Ipv4Addr) -> bool {
+        self.has_addr(ip) || self.is_broadcast(ip)
+    }
+
+    /// The source address to use towards `dst`.
+    pub(crate) fn source_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.config
+            .addrs
+            .iter()
+            .find(|c| c.contains(dst))
+            .or(self.config.addrs.first())
+            .map(|c| c.addr)
+    }
+
+    fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        if self.is_broadcast(dst) {
+            return Some(NextHop::Broadcast);
+        }
+        if self.config.addrs.iter().any(|c| c.contains(dst)) {
+            return Some(NextHop::Unicast(dst));
+        }
+        self.config.gateway.map(NextHop::Unicast)
+    }
+
+    pub(crate) fn next_random(&mut self) -> u64 {
+        splitmix(&mut self.rng)
+    }
+
+    fn link_header_len(&self) -> usize {
+        match self.config.medium {
+            Medium::Ethernet => ethernet::HEADER_LEN,
+            Medium::Ip => 0,
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Processes one frame received at `now`. Never panics; anything
+    /// rejected is counted.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.start(now);
+        self.counters.link.frames_in += 1;
+        match self.config.medium {
+            Medium::Ip => match frame.first().map(|b| b >> 4) {
+                Some(4) => self.process_ipv4(now, frame, false),
+                Some(_) => self.counters.link.unknown_ethertype += 1,
+                None => self.counters.link.frames_malformed += 1,
+            },
+            Medium::Ethernet => {
+                let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+                    self.counters.link.frames_malformed += 1;
+                    return;
+                };
+                let dst = eth.dst_addr();
+                if dst != self.hardware_addr && !dst.is_broadcast() {
+                    self.counters.link.frames_not_for_us += 1;
+                    return;
+                }
+                match eth.ethertype() {
+                    ethernet::ethertype::ARP => self.process_arp(now, eth.payload()),
+                    ethernet::ethertype::IPV4 => self.process_ipv4(now, eth.payload(), false),
+                    _ => self.counters.link.unknown_ethertype += 1,
+                }
+            }
+        }
+    }
+
+    fn process_arp(&mut self, now: Instant, payload: &[u8]) {
+        let repr = match arp::Packet::new_checked(payload).and_then(|p| arp::Repr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters.link.arp_errors += 1;
+                return;
+            }
+        };
+        match repr.operation {
+            arp::Operation::Request => self.counters.link.arp_requests_in += 1,
+            arp::Operation::Reply => self.counters.link.arp_replies_in += 1,
+        }
+        let sender_ip = repr.source_protocol_addr;
+        let sender_hw = repr.source_hardware_addr;
+        if !sender_hw.is_unicast()
+            || self.has_addr(sender_ip)
+            || sender_ip.is_unspecified()
+            || sender_ip.is_broadcast()
+            || sender_ip.is_multicast()
+        {
+            // Probes (sender 0.0.0.0), claims on our own address, and
+            // nonsense senders must not poison the cache.
+            self.counters.link.arp_errors += 1;
+            return;
+        }
+        let for_us = self.has_addr(repr.target_protocol_addr);
+        if for_us {
+            let released = self.neighbors.fill(sender_ip, sender_hw, now);
+            for pkt in released {
+                self.write_frame(Some(sender_hw), &pkt);
+            }
+            if repr.operation == arp::Operation::Request {
+                let reply = arp::Repr {
+                    operation: arp::Operation::Reply,
+                    source_hardware_addr: self.hardware_addr,
+                    source_protocol_addr: repr.target_protocol_addr,
+                    target_hardware_addr: sender_hw,
+                    target_protocol_addr: sender_ip,
+                };
+                self.send_arp(sender_hw, &reply);
+                self.counters.link.arp_replies_out += 1;
+            }
+        } else {
+            self.neighbors.refresh(sender_ip, sender_hw, now);
+        }
+    }
+
+    fn process_ipv4(&mut self, now: Instant, bytes: &[u8], reassembled: bool) {
+        if !reassembled {
+            self.counters.ip.in_receives += 1;
+        }
+        let Ok(pkt) = ipv4::Packet::new_checked(bytes) else {
+            self.counters.ip.in_hdr_errors += 1;
+            return;
+        };
+        if !pkt.verify_checksum() {
+            self.counters.ip.in_hdr_errors += 1;
+            return;
+        }
+        let src = pkt.src_addr();
+        let dst = pkt.dst_addr();
+        if src.is_unspecified()
+            || src.is_broadcast()
+            || src.is_multicast()
+            || src.is_loopback()
+            || self.has_addr(src)
+            || self.is_broadcast(src)
+        {
+            // Martian source: nothing may answer it.
+            self.counters.ip.in_hdr_errors += 1;
+            return;
+        }
+        if !self.accepts_dst(dst) {
+            self.counters.ip.in_addr_errors += 1;
+            return;
+        }
+        if pkt.more_frags() || pkt.frag_offset() != 0 {
+            self.counters.ip.reasm_reqds += 1;
+            let frag = reassembly::Fragment {
+                key: reassembly::FragmentKey {
+                    src,
+                    dst,
+                    protocol: pkt.protocol(),
+                    ident: pkt.ident(),
+                },
+                header: &bytes[..pkt.header_len()],
+                offset: pkt.frag_offset(),
+                more: pkt.more_frags(),
+                payload: pkt.payload(),
+            };
+            match self.reasm.add(now, frag) {
+                Ok(Outcome::Complete(datagram)) => {
+                    self.counters.ip.reasm_oks += 1;
+                    self.process_ipv4(now, &datagram, true);
+                }
+                Ok(Outcome::Held) | Ok(Outcome::Duplicate) => {}
+                Err(e) => {
+                    self.counters.ip.reasm_fails += 1;
+                    if e == Reject::Overlap {
+                        self.counters.ip.reasm_overlaps += 1;
+                    }
+                }
+            }
+            return;
+        }
+        let meta = IpMeta {
+            src,
+            dst,
+            protocol: pkt.protocol(),
+            packet: &bytes[..pkt.total_len()],
+            header_len: pkt.header_len(),
+        };
+        match meta.protocol {
+            ipv4::protocol::ICMP => {
+                self.counters.ip.in_delivers += 1;
+                self.process_icmp(now, &meta, pkt.payload());
+            }
+            ipv4::protocol::UDP => {
+                self.counters.ip.in_delivers += 1;
+                self.process_udp(now, &meta, pkt.payload());
+            }
+            _ => {
+                self.counters.ip.in_unknown_protos += 1;
+                self.send_icmp_error(
+                    now,
+                    &meta,
+                    crate::wire::icmpv4::DstUnreachable::ProtoUnreachable,
+                );
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- output
+
+    fn start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let _ = now;
+        if self.config.medium == Medium::Ethernet && self.config.announce {
+            for i in 0..self.config.addrs.len() {
+                let ip = self.config.addrs[i].addr;
+                let announce = arp::Repr {
+                    operation: arp::Operation::Request,
+                    source_hardware_addr: self.hardware_addr,
+                    source_protocol_addr: ip,
+                    target_hardware_addr: EthernetAddress([0; 6]),
+                    target_protocol_addr: ip,
+                };
+                self.send_arp(EthernetAddress::BROADCAST, &announce);
+                self.counters.link.arp_requests_out += 1;
+            }
+        }
+    }
+
+    fn send_arp(&mut self, dst: EthernetAddress, repr: &arp::Repr) {
+        let len = ethernet::HEADER_LEN + repr.buffer_len();
+        let Some(buf) = self.tx.reserve(len) else {
+            self.counters.link.tx_queue_drops += 1;
+            return;
+        };
+        let eth = ethernet::Repr {
+            src_addr: self.hardware_addr,
+            dst_addr: dst,
+            ethertype: ethernet::ethertype::ARP,
+        };
+        eth.emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
+        repr.emit(&mut arp::Packet::new_unchecked(
+            &mut buf[ethernet::HEADER_LEN..],
+        ));
+        self.tx.commit(len);
+    }
+
+    fn send_arp_request(&mut self, target: Ipv4Addr) {
+        let Some(src) = self.source_for(target) else {
+            return;
+        };
+        let req = arp::Repr {
+            operation: arp::Operation::Request,
+            source_hardware_addr: self.hardware_addr,
+            source_protocol_addr: src,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        self.send_arp(EthernetAddress::BROADCAST, &req);
+        self.counters.link.arp_requests_out += 1;
+    }
+
+    /// Puts a finished IP packet on the link behind `dst_hw` (Ethernet) or
+    /// bare (IP media).
+    fn write_frame(&mut self, dst_hw: Option<EthernetAddress>, ip_packet: &[u8]) {
+        let link = self.link_header_len();
+        let Some(buf) = self.tx.reserve(link + ip_packet.len()) else {
+            self.counters.link.tx_queue_drops += 1;
+            self.counters.ip.out_discards += 1;
+            return;
+        };
+        if let Some(dst) = dst_hw.filter(|_| link > 0) {
+            ethernet::Repr {
+                src_addr: self.hardware_addr,
+                dst_addr: dst,
+                ethertype: ethernet::ethertype::IPV4,
+            }
+            .emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
+        }
+        buf[link..].copy_from_slice(ip_packet);
+        let n = buf.len();
+        self.tx.commit(n);
+    }
+
+    /// True when the transmit queue has room for `frames` more frames.
+    pub(crate) fn tx_has_room(&self, frames: usize) -> bool {
+        self.tx.len() + frames <= self.tx.max_frames()
+    }
+
+    /// Sends an IPv4 datagram whose payload (`repr.payload_len` bytes) is
+    /// written by `fill`. Routes it, resolves the next hop, fragments it
+    /// when it exceeds the MTU (unless DF is set), and counts every drop.
+    pub(crate) fn send_ipv4(
+        &mut self,
+        now: Instant,
+        mut repr: ipv4::Repr,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        self.counters.ip.out_requests += 1;
+        let Some(hop) = self.route(repr.dst_addr) else {
+            self.counters.ip.out_no_routes += 1;
+            return;
+        };
+        repr.ident = self.ident;
+        self.ident = self.ident.wrapping_add(1);
+        let total = ipv4::HEADER_LEN + repr.payload_len;
+        if total > 65535 {
+            self.counters.ip.out_discards += 1;
+            return;
+        }
+        let link = self.link_header_len();
+        if total <= self.config.mtu {
+            let dst_hw = match (self.config.medium, hop) {
+                (Medium::Ip, _) => Some(None),
+                (Medium::Ethernet, NextHop::Broadcast) => Some(Some(EthernetAddress::BROADCAST)),
+                (Medium::Ethernet, NextHop::Unicast(ip)) => self.neighbors.lookup(ip, now).map(Some),
+            };
+            if let Some(dst_hw) = dst_hw {
+                // Fast path: build the frame in place.
+                let hw = self.hardware_addr;
+                let Some(buf) = self.tx.reserve(link + total) else {
+                    self.counters.link.tx_queue_drops += 1;
+                    self.counters.ip.out_discards += 1;
+                    return;
+                };
+                if let Some(dst) = dst_hw {
+                    ethernet::Repr {
+                        src_addr: hw,
+                        dst_addr: dst,
+                        ethertype: ethernet::ethertype::IPV4,
+                    }
+                    .emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
+                }
+                repr.emit(&mut ipv4::Packet::new_unchecked(&mut buf[link..]));
+                fill(&mut buf[link + ipv4::HEADER_LEN..]);
+                self.tx.commit(link + total);
+                return;
+            }
+        } else if repr.dont_frag {
+            self.counters.ip.frag_fails += 1;
+            self.counters.ip.out_discards += 1;
+            return;
+        }
+        // Slow path: build the whole datagram, then fragment and/or wait
+        // for the neighbour.
+        let mut pkt = std::mem::take(&mut self.scratch);
+        pkt.clear();
+        pkt.resize(total, 0);
+        repr.emit(&mut ipv4::Packet::new_unchecked(&mut pkt[..]));
+        fill(&mut pkt[ipv4::HEADER_LEN..]);
+        self.output_packet(now, hop, &pkt);
+        self.scratch = pkt;
+    }
+
+    /// Sends a finished datagram towards `hop`, fragmenting it to the MTU.
+    fn output_packet(&mut self, now: Instant, hop: NextHop, pkt: &[u8]) {
+        let mtu = self.config.mtu;
+        if pkt.len() <= mtu {
+            self.output_one(now, hop, pkt);
+            return;
+        }
+        let header_len = ((pkt[0] & 0x0f) as usize) * 4;
+        let data = &pkt[header_len..];
+        let chunk = (mtu - header_len) & !7;
+        if chunk == 0 {
+            self.counters.ip.frag_fails += 1;
+            return;
+        }
+        self.counters.ip.frag_oks += 1;
+        let mut frag = Vec::with_capacity(mtu);
+        let mut off = 0;
+        while off < data.len() {
+            let end = (off + chunk).min(data.len());
+            let more = end < data.len();
+            frag.clear();
+            frag.extend_from_slice(&pkt[..header_len]);
+            frag.extend_from_slice(&data[off..end]);
+            let mut p = ipv4::Packet::new_unchecked(&mut frag[..]);
+            p.set_total_len((header_len + end - off) as u16);
+            p.set_more_frags(more);
+            p.set_frag_offset(off as u16);
+            p.fill_checksum();
+            self.counters.ip.frag_creates += 1;
+            self.output_one(now, hop, &frag);
+            off = end;
+        }
+    }
+
+    fn output_one(&mut self, now: Instant, hop: NextHop, pkt: &[u8]) {
+        match (self.config.medium, hop) {
+            (Medium::Ip, _) => self.write_frame(None, pkt),
+            (Medium::Ethernet, NextHop::Broadcast) => {
+                self.write_frame(Some(EthernetAddress::BROADCAST), pkt)
+            }
+            (Medium::Ethernet, NextHop::Unicast(ip)) => {
+                match self.neighbors.resolve_or_queue(ip, now, || pkt.to_vec()) {
+                    Resolve::Known(hw) => self.write_frame(Some(hw), pkt),
+                    Resolve::Queued {
+                        send_request,
+                        dropped,
+                    } => {
+                        if dropped {
+                            self.counters.link.arp_pending_drops += 1;
+                            self.counters.ip.out_discards += 1;
+                        }
+                        if send_request {
+                            self.send_arp_request(ip);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves frames ready for the device into `out` (as many as it takes;
+    /// the rest wait for the next call). Runs the timers due at `now` and
+    /// drains the sockets' send queues first. Returns the frames added.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut FrameBatch) -> usize {
+        self.start(now);
+        self.run_timers(now);
+        self.flush_udp(now);
+        let before = out.len();
+        if out.is_empty()
+            && out.max_frames() == self.tx.max_frames()
+            && out.max_frame_len() == self.tx.max_frame_len()
+        {
+            // Hand the whole queue over without copying.
+            std::mem::swap(out, &mut self.tx);
+        } else {
+            let mut taken = 0;
+            for f in self.tx.iter() {
+                if !out.push(f) {
+                    break;
+                }
+                taken += 1;
+            }
+            self.tx.consume(taken);
+        }
+        let n = out.len() - before;
+        self.counters.link.frames_out += n as u64;
+        if n > 0 {
+            // Room appeared in the transmit queue: senders may go on.
+            self.flush_udp(now);
+        }
+        n
+    }
+
+    /// A frame batch shaped like the interface's transmit queue, so that
+    /// [`Interface::poll_transmit`] can hand frames over without copying.
+    pub fn new_tx_batch(&self) -> FrameBatch {
+        FrameBatch::new(self.tx.max_frames(), self.tx.max_frame_len())
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        let mut requests = Vec::new();
+        let dropped = self.neighbors.poll(now, &mut requests);
+        if dropped > 0 {
+            self.counters.link.arp_pending_drops += dropped as u64;
+            self.counters.ip.out_discards += dropped as u64;
+        }
+        for ip in requests {
+            self.send_arp_request(ip);
+        }
+        if self.reasm.poll_at().is_some_and(|t| t <= now) {
+            let mut expired = Vec::new();
+            self.reasm.expire(now, &mut expired);
+            for e in expired {
+                self.counters.ip.reasm_timeout += 1;
+                self.counters.ip.reasm_fails += 1;
+                if let Some(first) = e.first {
+                    self.send_reassembly_timeout(now, &first);
+                }
+            }
+        }
+    }
+
+    /// When the interface next needs [`Interface::poll_transmit`]: `now`
+    /// or earlier when frames or datagrams are waiting, else the next timer.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.tx.is_empty() || !self.udp_tx_pending.is_empty() || !self.started {
+            return Some(Instant::ZERO);
+        }
+        [self.neighbors.poll_at(), self.reasm.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// What the transport layer needs to know about the datagram carrying it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IpMeta<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    /// The whole datagram (header and payload), for ICMP error quotes.
+    pub packet: &'a [u8],
+    #[allow(dead_code)]
+    pub header_len: usize,
+}
+
+impl IpMeta<'_> {
+    pub fn src_ip(&self) -> IpAddr {
+        IpAddr::V4(self.src)
+    }
+    pub fn dst_ip(&self) -> IpAddr {
+        IpAddr::V4(self.dst)
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;

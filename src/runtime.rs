@@ -1,0 +1,267 @@
+//! Driving the core: moving frames between a [`Device`] and an
+//! [`Interface`], and waiting for the next thing to do without spinning.
+//!
+//! [`Driver`] is the single-threaded poll API: the caller owns the
+//! interface and the device and calls [`Driver::poll`] then
+//! [`Driver::wait`] in a loop. The threaded [`crate::stack::Stack`] runs the
+//! same loop on its own thread.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::iface::Interface;
+use crate::phy::{Device, FrameBatch};
+use crate::time::{Duration, Instant};
+
+/// Frames received per device call.
+pub const RX_BATCH: usize = 64;
+
+/// Counters of the driver itself (device-level events).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverCounters {
+    /// Frames read from the device.
+    pub rx_frames: u64,
+    /// Frames written to the device.
+    pub tx_frames: u64,
+    /// Frames dropped because the device refused them with an error.
+    pub tx_errors: u64,
+    /// Times the device was full and frames had to wait.
+    pub tx_stalls: u64,
+}
+
+/// What the driver saw on a [`Driver::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// The device has frames (or an error) to read.
+    pub device: bool,
+    /// Which of the extra descriptors are readable, as a bit mask by
+    /// position (at most 32 extra descriptors).
+    pub extra: u32,
+}
+
+/// Moves frames between a device and an interface.
+pub struct Driver<D: Device> {
+    device: D,
+    rx: FrameBatch,
+    tx: FrameBatch,
+    counters: DriverCounters,
+}
+
+impl<D: Device> Driver<D> {
+    /// A driver for `device` feeding `iface`.
+    pub fn new(device: D, iface: &Interface) -> Driver<D> {
+        let caps = device.caps();
+        Driver {
+            rx: FrameBatch::new(RX_BATCH, caps.max_frame_len()),
+            tx: iface.new_tx_batch(),
+            device,
+            counters: DriverCounters::default(),
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device, mutable.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// The driver's counters.
+    pub fn counters(&self) -> &DriverCounters {
+        &self.counters
+    }
+
+    /// Reads what the device has (one batch). Returns the frame count.
+    pub fn receive(&mut self, now: Instant) -> io::Result<usize> {
+        self.device.service(now)?;
+        self.rx.clear();
+        let n = match self.device.recv_batch(now, &mut self.rx) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        self.counters.rx_frames += n as u64;
+        Ok(n)
+    }
+
+    /// Hands the received frames to `iface` and collects what it wants to
+    /// send. Touches no file descriptor: the threaded runtime holds its lock
+    /// only around this.
+    pub fn process(&mut self, iface: &mut Interface, now: Instant) {
+        for f in self.rx.iter() {
+            iface.handle_frame(now, f);
+        }
+        self.rx.clear();
+        iface.poll_transmit(now, &mut self.tx);
+    }
+
+    /// Writes what is queued to the device; what the device cannot take now
+    /// stays queued. Returns the frames written.
+    pub fn transmit(&mut self, now: Instant) -> io::Result<usize> {
+        if self.tx.is_empty() {
+            return Ok(0);
+        }
+        match self.device.send_batch(now, &self.tx) {
+            Ok(n) => {
+                self.counters.tx_frames += n as u64;
+                if n < self.tx.len() {
+                    self.counters.tx_stalls += 1;
+                }
+                self.tx.consume(n);
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.counters.tx_stalls += 1;
+                Ok(0)
+            }
+            Err(e) => {
+                // The device refused the batch (e.g. its link is down): drop
+                // it, count it, and go on; the transport retransmits.
+                self.counters.tx_errors += self.tx.len() as u64;
+                self.tx.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Frames waiting for the device to become writable.
+    pub fn tx_pending(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// One full round at `now`: receive until the device is drained (at most
+    /// `rounds` batches), process, transmit. Returns when the driver next
+    /// needs to run for timers (`None`: only on input).
+    pub fn poll(&mut self, iface: &mut Interface, now: Instant) -> io::Result<Option<Instant>> {
+        for _ in 0..16 {
+            let n = self.receive(now)?;
+            self.process(iface, now);
+            if let Err(e) = self.transmit(now) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    // Counted; a persistent device error shows in counters.
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(self.poll_at(iface))
+    }
+
+    /// The next deadline of the interface and the device together.
+    pub fn poll_at(&self, iface: &Interface) -> Option<Instant> {
+        [iface.poll_at(), self.device.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Sleeps until the device is readable (or writable, when frames wait
+    /// for it), one of `extra` descriptors is readable, or `deadline` passes.
+    /// `now` is the current time on the same clock as `deadline`.
+    pub fn wait(&self, now: Instant, deadline: Option<Instant>, extra: &[RawFd]) -> io::Result<Readiness> {
+        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let mut fds = Vec::with_capacity(1 + extra.len());
+        let dev_fd = self.device.as_raw_fd();
+        if let Some(fd) = dev_fd {
+            let mut events = libc::POLLIN;
+            if !self.tx.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        }
+        for &fd in extra {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        poll_fds(&mut fds, timeout)?;
+        let mut r = Readiness::default();
+        let mut it = fds.iter();
+        if dev_fd.is_some() {
+            r.device = it.next().is_some_and(|p| p.revents != 0);
+        }
+        for (i, p) in it.enumerate().take(32) {
+            if p.revents != 0 {
+                r.extra |= 1 << i;
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// `ppoll` with a microsecond timeout (`None`: forever). EINTR is a normal
+/// return.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: fds is a valid slice of pollfd for its length; tsp is null or
+    // points to a live timespec; the sigmask is null.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(rc as usize)
+}
+
+/// A Linux eventfd used to wake a sleeping stack thread.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: RawFd,
+}
+
+impl EventFd {
+    /// A new non-blocking eventfd.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall with constant flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(EventFd { fd })
+    }
+
+    /// Makes the descriptor readable.
+    pub fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own fd.
+        unsafe { libc::write(self.fd, &one as *const u64 as *const libc::c_void, 8) };
+    }
+
+    /// Makes the descriptor unreadable again.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own fd.
+        unsafe { libc::read(self.fd, &mut v as *mut u64 as *mut libc::c_void, 8) };
+    }
+
+    /// The descriptor, to poll on.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd and close it once.
+        unsafe { libc::close(self.fd) };
+    }
+}
