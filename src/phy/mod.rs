@@ -13,6 +13,11 @@ use std::os::fd::RawFd;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod pipe;
+mod util;
+
+pub use pipe::{PipeDevice, PipeOptions, PipeStats};
+
 /// What a device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Medium {
