@@ -13,9 +13,11 @@ use std::os::fd::RawFd;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod pcap;
 pub mod pipe;
 mod util;
 
+pub use pcap::PcapWriter;
 pub use pipe::{PipeDevice, PipeOptions, PipeStats};
 
 /// What a device carries.
