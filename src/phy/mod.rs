@@ -13,10 +13,12 @@ use std::os::fd::RawFd;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod impair;
 pub mod pcap;
 pub mod pipe;
 mod util;
 
+pub use impair::{Impair, ImpairSpec, ImpairStats};
 pub use pcap::PcapWriter;
 pub use pipe::{PipeDevice, PipeOptions, PipeStats};
 
