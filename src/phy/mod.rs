@@ -16,11 +16,13 @@ use crate::wire::EthernetAddress;
 pub mod impair;
 pub mod pcap;
 pub mod pipe;
+pub mod tun;
 mod util;
 
 pub use impair::{Impair, ImpairSpec, ImpairStats};
 pub use pcap::PcapWriter;
 pub use pipe::{PipeDevice, PipeOptions, PipeStats};
+pub use tun::{TunDevice, TunKind, TunOptions};
 
 /// What a device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

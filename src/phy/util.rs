@@ -151,7 +151,10 @@ pub(crate) mod netns {
         pub(crate) fn new(tag: &str) -> NetNs {
             let name = format!("ustk-{tag}-{}", std::process::id());
             // A leftover from a crashed earlier run with the same pid.
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &name])
+                .stderr(std::process::Stdio::null())
+                .status();
             let st = Command::new("ip")
                 .args(["netns", "add", &name])
                 .status()
@@ -201,5 +204,61 @@ pub(crate) mod netns {
                 .args(["netns", "del", &self.name])
                 .status();
         }
+    }
+}
+
+/// Test helpers: hand-built IPv4/UDP packets and parsing of what arrives.
+#[cfg(test)]
+pub(crate) mod pkt {
+    use crate::wire::checksum;
+    use std::net::Ipv4Addr;
+
+    /// An IPv4/UDP packet with correct header and UDP checksums.
+    pub(crate) fn ipv4_udp(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let udp_len = 8 + payload.len();
+        let total = 20 + udp_len;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&dst.octets());
+        let c = checksum::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let u = &mut p[20..];
+        u[0..2].copy_from_slice(&sport.to_be_bytes());
+        u[2..4].copy_from_slice(&dport.to_be_bytes());
+        u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        u[8..].copy_from_slice(payload);
+        let ph = checksum::pseudo_header_v4(src, dst, 17, udp_len as u32);
+        let mut c = checksum::finish(checksum::combine(&[ph, checksum::sum(u)]));
+        if c == 0 {
+            c = 0xffff;
+        }
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// If `p` is IPv4/UDP: (src, dst, dport, payload).
+    pub(crate) fn parse_ipv4_udp(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u16, &[u8])> {
+        if p.len() < 28 || p[0] >> 4 != 4 || p[9] != 17 {
+            return None;
+        }
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+        let u = p.get(ihl..)?;
+        let dport = u16::from_be_bytes([u[2], u[3]]);
+        let len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        Some((src, dst, dport, u.get(8..len)?))
     }
 }
