@@ -212,7 +212,7 @@ fn parse_rate(s: &str) -> Result<u64, String> {
         if let Some(n) = s.strip_suffix(suffix) {
             let v = parse_number(n).ok_or_else(|| format!("'{s}' is not a rate"))?;
             let bps = (v * mult).round();
-            if bps < 1.0 || bps > 1e15 {
+            if !(1.0..=1e15).contains(&bps) {
                 return Err(format!("rate '{s}' is out of range"));
             }
             return Ok(bps as u64);
@@ -233,7 +233,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     let v = parse_number(num).ok_or_else(|| format!("'{s}' is not a size (b, kb, mb)"))?;
     let bytes = (v * mult).round();
-    if bytes < 1.0 || bytes > 1e12 {
+    if !(1.0..=1e12).contains(&bytes) {
         return Err(format!("size '{s}' is out of range"));
     }
     Ok(bytes as usize)
@@ -529,7 +529,7 @@ impl Lane {
     fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some((_, deadline)) = &self.held_back {
             let deadline = *deadline;
-            if deadline <= now && self.heap.peek().is_none_or(|h| h.release > deadline) {
+            if deadline <= now && self.heap.peek().map_or(true, |h| h.release > deadline) {
                 let (f, _) = self.held_back.take().expect("checked");
                 self.push(deadline, f);
             }

@@ -16,12 +16,14 @@ use crate::wire::EthernetAddress;
 pub mod impair;
 pub mod pcap;
 pub mod pipe;
+pub mod raw;
 pub mod tun;
 mod util;
 
 pub use impair::{Impair, ImpairSpec, ImpairStats};
 pub use pcap::PcapWriter;
 pub use pipe::{PipeDevice, PipeOptions, PipeStats};
+pub use raw::{RawOptions, RawSocket, RawStats};
 pub use tun::{TunDevice, TunKind, TunOptions};
 
 /// What a device carries.

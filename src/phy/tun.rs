@@ -91,7 +91,7 @@ fn open_error(e: io::Error, name: &str, kind: TunKind, exists: bool) -> io::Erro
             format!("{what}: {TUN_CONTROL_PATH} is missing or the tun driver is not loaded ({e})"),
         ),
         Some(libc::EBUSY) => (
-            io::ErrorKind::ResourceBusy,
+            io::ErrorKind::Other,
             format!("{what}: device is busy (another process has it open)"),
         ),
         Some(libc::EINVAL) if exists => (
