@@ -13,6 +13,19 @@ use std::os::fd::RawFd;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod impair;
+pub mod pcap;
+pub mod pipe;
+pub mod raw;
+pub mod tun;
+mod util;
+
+pub use impair::{Impair, ImpairSpec, ImpairStats};
+pub use pcap::PcapWriter;
+pub use pipe::{PipeDevice, PipeOptions, PipeStats};
+pub use raw::{RawOptions, RawSocket, RawStats};
+pub use tun::{TunDevice, TunKind, TunOptions};
+
 /// What a device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Medium {

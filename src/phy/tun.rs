@@ -1,0 +1,483 @@
+//! TUN (bare IP packets) and TAP (Ethernet frames) devices, through the
+//! `tun-rs` crate.
+//!
+//! [`TunDevice::open`] attaches to an existing device of the given name or
+//! creates it in the calling thread's network namespace, without the
+//! packet-information header (IFF_NO_PI) and without offloads. It then brings
+//! the link up and applies the requested MTU. The kernel-side IP address is
+//! not assigned here: that is the caller's (or its scripts') business.
+//! The descriptor is non-blocking.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+
+use super::util;
+use super::{Device, DeviceCaps, FrameBatch, Medium, Offload};
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+/// The control device every TUN/TAP is opened through.
+pub const TUN_CONTROL_PATH: &str = "/dev/net/tun";
+
+/// TUN or TAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunKind {
+    /// Layer 3: bare IP packets ([`Medium::Ip`]).
+    Tun,
+    /// Layer 2: Ethernet frames ([`Medium::Ethernet`]).
+    Tap,
+}
+
+impl TunKind {
+    fn label(self) -> &'static str {
+        match self {
+            TunKind::Tun => "TUN",
+            TunKind::Tap => "TAP",
+        }
+    }
+}
+
+/// How to open a TUN/TAP device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunOptions {
+    /// MTU to set on the device; `None` keeps the device's current MTU.
+    pub mtu: Option<usize>,
+    /// The stack's own MAC address on a TAP device (not the kernel side's);
+    /// `None` picks a random locally administered unicast address
+    /// (02:xx:xx:xx:xx:xx). Ignored for TUN.
+    pub hardware_addr: Option<EthernetAddress>,
+    /// Reserved for virtio-net-header offloads (TSO/GSO, checksum); must be
+    /// false for now: [`TunDevice::open`] refuses `true` as unsupported.
+    pub offload: bool,
+}
+
+/// A TUN or TAP device. See the [module documentation](self).
+pub struct TunDevice {
+    dev: SyncDevice,
+    name: String,
+    kind: TunKind,
+    created: bool,
+    caps: DeviceCaps,
+}
+
+impl std::fmt::Debug for TunDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunDevice")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("fd", &self.dev.as_raw_fd())
+            .field("caps", &self.caps)
+            .finish()
+    }
+}
+
+/// Rewrites an OS error from creating/attaching the device into one that
+/// says what failed and why.
+fn open_error(e: io::Error, name: &str, kind: TunKind, exists: bool) -> io::Error {
+    let what = if exists {
+        format!("cannot attach to {} device '{name}'", kind.label())
+    } else {
+        format!("cannot create {} device '{name}'", kind.label())
+    };
+    let (k, msg) = match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => (
+            io::ErrorKind::PermissionDenied,
+            format!("{what}: permission denied (needs CAP_NET_ADMIN)"),
+        ),
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => (
+            io::ErrorKind::NotFound,
+            format!("{what}: {TUN_CONTROL_PATH} is missing or the tun driver is not loaded ({e})"),
+        ),
+        Some(libc::EBUSY) => (
+            io::ErrorKind::Other,
+            format!("{what}: device is busy (another process has it open)"),
+        ),
+        Some(libc::EINVAL) if exists => (
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{what}: an interface of that name exists but is not a {} device with these flags",
+                kind.label()
+            ),
+        ),
+        _ => (e.kind(), format!("{what}: {e}")),
+    };
+    io::Error::new(k, msg)
+}
+
+impl TunDevice {
+    /// Attaches to the TUN/TAP device `name`, creating it (in the calling
+    /// thread's network namespace) when absent; brings the link up and sets
+    /// `opts.mtu` if given. See [`TunOptions`].
+    pub fn open(name: &str, kind: TunKind, opts: &TunOptions) -> io::Result<TunDevice> {
+        if opts.offload {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{} device '{name}': offload is not yet implemented (set TunOptions::offload to false)",
+                    kind.label()
+                ),
+            ));
+        }
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['\0', '/', ' ']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid interface name '{name}' (1 to 15 bytes, no '/', space or NUL)"),
+            ));
+        }
+        match std::fs::metadata(TUN_CONTROL_PATH) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "cannot open {} device '{name}': {TUN_CONTROL_PATH} does not exist (load the tun module, or in a container pass the device through)",
+                        kind.label()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot open {} device '{name}': {TUN_CONTROL_PATH}: {e}", kind.label()),
+                ))
+            }
+        }
+        let exists = util::interface_exists(name);
+        let layer = match kind {
+            TunKind::Tun => Layer::L3,
+            TunKind::Tap => Layer::L2,
+        };
+        let dev = DeviceBuilder::new()
+            .name(name)
+            .layer(layer)
+            .packet_information(false)
+            .offload(false)
+            .build_sync()
+            .map_err(|e| open_error(e, name, kind, exists))?;
+        let ctx = |what: &str| {
+            let what = what.to_string();
+            let name = name.to_string();
+            move |e: io::Error| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{} device '{name}': {what}: {e}", kind.label()),
+                )
+            }
+        };
+        dev.set_nonblocking(true).map_err(ctx("set non-blocking"))?;
+        if let Some(mtu) = opts.mtu {
+            if util::interface_mtu(name).ok() != Some(mtu) {
+                util::set_interface_mtu(name, mtu).map_err(ctx(&format!("set MTU {mtu}")))?;
+            }
+        }
+        util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        let mtu = util::interface_mtu(name).map_err(ctx("read MTU"))?;
+        let (medium, hardware_addr) = match kind {
+            TunKind::Tun => (Medium::Ip, None),
+            TunKind::Tap => (
+                Medium::Ethernet,
+                Some(opts.hardware_addr.unwrap_or_else(util::random_mac)),
+            ),
+        };
+        Ok(TunDevice {
+            dev,
+            name: name.to_string(),
+            kind,
+            created: !exists,
+            caps: DeviceCaps {
+                medium,
+                mtu,
+                hardware_addr,
+                offload: Offload::default(),
+            },
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// TUN or TAP.
+    pub fn kind(&self) -> TunKind {
+        self.kind
+    }
+
+    /// True when `open` created the device (rather than attaching to one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The kernel side's MAC address of a TAP device (where frames for the
+    /// host go); `None` for TUN.
+    pub fn kernel_hardware_addr(&self) -> io::Result<Option<EthernetAddress>> {
+        match self.kind {
+            TunKind::Tun => Ok(None),
+            TunKind::Tap => Ok(Some(EthernetAddress(self.dev.mac_address()?))),
+        }
+    }
+
+    /// Re-reads the MTU from the device (it may have been changed from
+    /// outside) and returns it; `caps()` reports the refreshed value.
+    pub fn refresh_mtu(&mut self) -> io::Result<usize> {
+        self.caps.mtu = util::interface_mtu(&self.name)?;
+        Ok(self.caps.mtu)
+    }
+}
+
+impl Device for TunDevice {
+    fn caps(&self) -> DeviceCaps {
+        self.caps
+    }
+
+    fn recv_batch(&mut self, _now: Instant, batch: &mut FrameBatch) -> io::Result<usize> {
+        let mut n = 0;
+        let len = batch.max_frame_len();
+        while !batch.is_full() {
+            let Some(slot) = batch.reserve(len) else {
+                break;
+            };
+            match self.dev.recv(slot) {
+                Ok(got) => {
+                    batch.commit(got);
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => batch.abandon(),
+                Err(e) => {
+                    batch.abandon();
+                    if e.kind() == io::ErrorKind::WouldBlock || n > 0 {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn send_batch(&mut self, _now: Instant, batch: &FrameBatch) -> io::Result<usize> {
+        let mut sent = 0;
+        for frame in batch.iter() {
+            loop {
+                match self.dev.send(frame) {
+                    Ok(_) => {
+                        sent += 1;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+                    Err(e) if sent > 0 => {
+                        let _ = e;
+                        return Ok(sent);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    fn as_raw_fd(&self) -> Option<RawFd> {
+        Some(self.dev.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::util::netns::{require_root, NetNs};
+    use crate::phy::util::{pkt, wait_readable};
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::time::{Duration, Instant as StdInstant};
+
+    /// Receives frames until `pick` returns Some, for up to 3 s.
+    fn recv_until<T>(dev: &mut TunDevice, mut pick: impl FnMut(&[u8]) -> Option<T>) -> T {
+        let deadline = StdInstant::now() + Duration::from_secs(3);
+        let mut batch = FrameBatch::new(16, dev.caps().max_frame_len());
+        loop {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            assert!(!left.is_zero(), "timed out waiting for a frame");
+            wait_readable(dev.as_raw_fd().unwrap(), left.as_millis() as i32);
+            batch.clear();
+            dev.recv_batch(Instant::ZERO, &mut batch).unwrap();
+            if let Some(t) = batch.iter().find_map(&mut pick) {
+                return t;
+            }
+        }
+    }
+
+    #[test]
+    fn offload_is_refused() {
+        let opts = TunOptions {
+            offload: true,
+            ..TunOptions::default()
+        };
+        let e = TunDevice::open("ustk-nope", TunKind::Tun, &opts).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(
+            e.to_string().contains("offload is not yet implemented"),
+            "{e}"
+        );
+        let e = TunDevice::open(
+            "this-name-is-too-long",
+            TunKind::Tun,
+            &TunOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn permission_error_message() {
+        let e = open_error(
+            io::Error::from_raw_os_error(libc::EPERM),
+            "tun0",
+            TunKind::Tun,
+            false,
+        );
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.to_string(),
+            "cannot create TUN device 'tun0': permission denied (needs CAP_NET_ADMIN)"
+        );
+        let e = open_error(
+            io::Error::from_raw_os_error(libc::ENOENT),
+            "tap0",
+            TunKind::Tap,
+            false,
+        );
+        assert!(e.to_string().contains("/dev/net/tun"), "{e}");
+    }
+
+    #[test]
+    fn tun_in_namespace_udp_both_ways() {
+        if !require_root("tun_in_namespace_udp_both_ways") {
+            return;
+        }
+        let ns = NetNs::new("phytun");
+        let name = "ustktun0";
+        let ns_name = ns.name.clone();
+        // Create the device inside the namespace, then configure it from outside.
+        let (dev, created) = ns.run(move || {
+            let opts = TunOptions {
+                mtu: Some(1400),
+                ..TunOptions::default()
+            };
+            let d = TunDevice::open(name, TunKind::Tun, &opts).unwrap();
+            let c = d.created();
+            (d, c)
+        });
+        assert!(created);
+        assert_eq!(dev.caps().medium, Medium::Ip);
+        assert_eq!(dev.caps().mtu, 1400);
+        assert_eq!(dev.caps().hardware_addr, None);
+        ns.ip(&format!("addr add 10.9.0.1/24 dev {name}"));
+        ns.ip(&format!("link set {name} up"));
+        let _ = ns_name;
+        ns.run(move || {
+            let mut dev = dev;
+            let sock = UdpSocket::bind("10.9.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let port = sock.local_addr().unwrap().port();
+            sock.send_to(b"to the stack", "10.9.0.2:7777").unwrap();
+            let (src, sport) = recv_until(&mut dev, |p| {
+                let (src, dst, dport, payload) = pkt::parse_ipv4_udp(p)?;
+                (dst == Ipv4Addr::new(10, 9, 0, 2) && dport == 7777 && payload == b"to the stack")
+                    .then(|| (src, u16::from_be_bytes([p[20], p[21]])))
+            });
+            assert_eq!(src, Ipv4Addr::new(10, 9, 0, 1));
+            assert_eq!(sport, port);
+            let reply = pkt::ipv4_udp(
+                Ipv4Addr::new(10, 9, 0, 2),
+                src,
+                7777,
+                port,
+                b"from the stack",
+            );
+            let mut out = FrameBatch::new(1, 1500);
+            out.push(&reply);
+            assert_eq!(dev.send_batch(Instant::ZERO, &out).unwrap(), 1);
+            let mut buf = [0u8; 100];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"from the stack");
+            assert_eq!(from, "10.9.0.2:7777".parse().unwrap());
+            drop(dev);
+        });
+        // A persistent device made by `ip tuntap` is attached to, not created.
+        ns.ip("tuntap add mode tun name ustktun1");
+        ns.run(|| {
+            let dev = TunDevice::open("ustktun1", TunKind::Tun, &TunOptions::default()).unwrap();
+            assert!(!dev.created());
+            drop(dev);
+            // Wrong kind on an existing name: a clear error.
+            let e = TunDevice::open("ustktun1", TunKind::Tap, &TunOptions::default()).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("cannot attach to TAP device 'ustktun1'"),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    fn tap_in_namespace_udp_both_ways() {
+        if !require_root("tap_in_namespace_udp_both_ways") {
+            return;
+        }
+        let ns = NetNs::new("phytap");
+        let name = "ustktap0";
+        let mac = EthernetAddress([0x02, 0x55, 0x53, 0x54, 0x4b, 0x01]);
+        let dev = ns.run(move || {
+            let opts = TunOptions {
+                hardware_addr: Some(mac),
+                ..TunOptions::default()
+            };
+            TunDevice::open(name, TunKind::Tap, &opts).unwrap()
+        });
+        assert_eq!(dev.caps().medium, Medium::Ethernet);
+        assert_eq!(dev.caps().hardware_addr, Some(mac));
+        assert_eq!(dev.caps().max_frame_len(), dev.caps().mtu + 14);
+        ns.ip(&format!("addr add 10.9.1.1/24 dev {name}"));
+        ns.ip(&format!("link set {name} up"));
+        ns.ip(&format!("neigh add 10.9.1.2 lladdr {mac} dev {name}"));
+        ns.run(move || {
+            let mut dev = dev;
+            let host_mac = dev.kernel_hardware_addr().unwrap().unwrap();
+            assert_ne!(host_mac, mac);
+            let sock = UdpSocket::bind("10.9.1.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let port = sock.local_addr().unwrap().port();
+            sock.send_to(b"to the stack", "10.9.1.2:7777").unwrap();
+            let src_mac = recv_until(&mut dev, |f| {
+                if f.len() < 14 || f[12..14] != [0x08, 0x00] || f[..6] != mac.0 {
+                    return None;
+                }
+                let (_, dst, dport, payload) = pkt::parse_ipv4_udp(&f[14..])?;
+                (dst == Ipv4Addr::new(10, 9, 1, 2) && dport == 7777 && payload == b"to the stack")
+                    .then(|| EthernetAddress::from_bytes(&f[6..12]))
+            });
+            assert_eq!(src_mac, host_mac);
+            let ip = pkt::ipv4_udp(
+                Ipv4Addr::new(10, 9, 1, 2),
+                Ipv4Addr::new(10, 9, 1, 1),
+                7777,
+                port,
+                b"from the stack",
+            );
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&host_mac.0);
+            frame.extend_from_slice(&mac.0);
+            frame.extend_from_slice(&[0x08, 0x00]);
+            frame.extend_from_slice(&ip);
+            let mut out = FrameBatch::new(1, 1514);
+            out.push(&frame);
+            assert_eq!(dev.send_batch(Instant::ZERO, &out).unwrap(), 1);
+            let mut buf = [0u8; 100];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"from the stack");
+            assert_eq!(from, "10.9.1.2:7777".parse().unwrap());
+        });
+    }
+}
