@@ -6,12 +6,10 @@
 //! Everything from the wire is untrusted: parsing returns [`Error`] and never
 //! panics.
 
+pub mod arp;
 pub mod checksum;
-pub mod ethernet {
-    //! placeholder until the wire helper lands
-    /// Ethernet II header length.
-    pub const HEADER_LEN: usize = 14;
-}
+pub mod ethernet;
+pub mod ipv4;
 
 use std::fmt;
 
