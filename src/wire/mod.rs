@@ -9,7 +9,9 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
 pub mod ipv4;
+pub mod udp;
 
 use std::fmt;
 
