@@ -6,12 +6,12 @@
 //! Everything from the wire is untrusted: parsing returns [`Error`] and never
 //! panics.
 
+pub mod arp;
 pub mod checksum;
-pub mod ethernet {
-    //! placeholder until the wire helper lands
-    /// Ethernet II header length.
-    pub const HEADER_LEN: usize = 14;
-}
+pub mod ethernet;
+pub mod icmpv4;
+pub mod ipv4;
+pub mod udp;
 
 use std::fmt;
 
