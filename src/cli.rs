@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::iface::{Config, Ipv4Cidr};
 use crate::phy::impair::{Impair, ImpairSpec};
 use crate::phy::pcap::PcapWriter;
-use crate::phy::raw::RawSocket;
+use crate::phy::raw::{RawOptions, RawSocket};
 use crate::phy::tun::{TunDevice, TunKind, TunOptions};
 use crate::phy::Device;
 use crate::wire::EthernetAddress;
@@ -64,7 +64,12 @@ impl DeviceArgs {
         } else if let Some(name) = &self.tap {
             Box::new(TunDevice::open(name, TunKind::Tap, &self.tun_options())?)
         } else if let Some(name) = &self.raw {
-            Box::new(RawSocket::open(name, self.mac)?)
+            Box::new(RawSocket::open(
+                name,
+                &RawOptions {
+                    hardware_addr: self.mac,
+                },
+            )?)
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -80,7 +85,7 @@ impl DeviceArgs {
             dev = Box::new(w);
         }
         if let Some(spec) = &self.impair {
-            dev = Box::new(Impair::new(dev, spec.clone(), self.seed));
+            dev = Box::new(Impair::new(dev, *spec, self.seed));
         }
         let caps = dev.caps();
         let mut config = Config::new(caps.medium);

@@ -2,13 +2,13 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod phy;
-pub mod time;
-pub mod wire;
 pub mod cli;
 pub mod iface;
-pub mod socket;
-pub mod udp;
 pub mod net;
+pub mod phy;
 pub mod runtime;
+pub mod socket;
 pub mod stack;
+pub mod time;
+pub mod udp;
+pub mod wire;

@@ -162,7 +162,12 @@ impl<D: Device> Driver<D> {
     /// Sleeps until the device is readable (or writable, when frames wait
     /// for it), one of `extra` descriptors is readable, or `deadline` passes.
     /// `now` is the current time on the same clock as `deadline`.
-    pub fn wait(&self, now: Instant, deadline: Option<Instant>, extra: &[RawFd]) -> io::Result<Readiness> {
+    pub fn wait(
+        &self,
+        now: Instant,
+        deadline: Option<Instant>,
+        extra: &[RawFd],
+    ) -> io::Result<Readiness> {
         let timeout = deadline.map(|d| d.saturating_duration_since(now));
         let mut fds = Vec::with_capacity(1 + extra.len());
         let dev_fd = self.device.as_raw_fd();
@@ -211,7 +216,14 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Resu
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: fds is a valid slice of pollfd for its length; tsp is null or
     // points to a live timespec; the sigmask is null.
-    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, std::ptr::null()) };
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {

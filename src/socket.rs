@@ -156,7 +156,12 @@ mod tests {
     #[test]
     fn stale_handles_miss() {
         let mut set = SocketSet::new();
-        let sock = || Socket::Udp(UdpSocket::new("0.0.0.0:1".parse().unwrap(), UdpConfig::default()));
+        let sock = || {
+            Socket::Udp(UdpSocket::new(
+                "0.0.0.0:1".parse().unwrap(),
+                UdpConfig::default(),
+            ))
+        };
         let a = set.insert(sock());
         assert!(set.remove(a).is_some());
         let b = set.insert(sock());

@@ -51,7 +51,10 @@ impl Shared {
 
     pub fn check_running(&self) -> io::Result<()> {
         if self.shutdown.load(Ordering::Acquire) {
-            Err(io::Error::new(io::ErrorKind::NotConnected, "the stack has stopped"))
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the stack has stopped",
+            ))
         } else {
             Ok(())
         }
@@ -104,7 +107,10 @@ impl StackBuilder {
     /// Starts the stack thread.
     pub fn build(mut self) -> io::Result<Stack> {
         let caps = self.device.caps();
-        let mut config = self.config.take().unwrap_or_else(|| Config::new(caps.medium));
+        let mut config = self
+            .config
+            .take()
+            .unwrap_or_else(|| Config::new(caps.medium));
         config.medium = caps.medium;
         config.mtu = caps.mtu;
         if config.hardware_addr.is_none() {

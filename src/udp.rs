@@ -203,7 +203,10 @@ mod tests {
     fn queue_is_bounded_and_recycles() {
         let a: SocketAddr = "10.0.0.1:5".parse().unwrap();
         let mut q = DatagramQueue::new(10);
-        assert!(q.push(a, &[0; 100]), "empty queue takes one oversize datagram");
+        assert!(
+            q.push(a, &[0; 100]),
+            "empty queue takes one oversize datagram"
+        );
         assert!(!q.push(a, &[0; 1]));
         let d = q.pop().unwrap();
         q.recycle(d.data);

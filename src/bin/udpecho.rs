@@ -29,7 +29,12 @@ fn main() {
     let mut iface = Interface::new(config, clock.now());
     let sock = iface
         .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port)))
-        .unwrap_or_else(|e| fail("udpecho", format!("cannot bind UDP port {}: {e}", args.port)));
+        .unwrap_or_else(|e| {
+            fail(
+                "udpecho",
+                format!("cannot bind UDP port {}: {e}", args.port),
+            )
+        });
     let mut driver = Driver::new(device, &iface);
     let addrs: Vec<String> = iface.config().addrs.iter().map(|a| a.to_string()).collect();
     eprintln!(

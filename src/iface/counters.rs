@@ -189,7 +189,11 @@ impl Counters {
             let _ = writeln!(s, "    in type {} ({}): {v}", t, icmp_type_name(t as u8));
         }
         let _ = writeln!(s, "    {} ICMP messages sent", c.out_msgs);
-        let _ = writeln!(s, "    {} errors suppressed by rate limit", c.out_rate_limited);
+        let _ = writeln!(
+            s,
+            "    {} errors suppressed by rate limit",
+            c.out_rate_limited
+        );
         for (t, v) in c.out_type.iter().enumerate().filter(|(_, v)| **v > 0) {
             let _ = writeln!(s, "    out type {} ({}): {v}", t, icmp_type_name(t as u8));
         }

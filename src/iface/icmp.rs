@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::{IpMeta, Interface};
+use super::{Interface, IpMeta};
 use crate::time::Instant;
 use crate::wire::icmpv4::{self, DstUnreachable, TimeExceeded};
 use crate::wire::{ipv4, Error};
@@ -50,8 +50,8 @@ impl TokenBucket {
         let elapsed = (now - self.last).as_micros() as u64;
         self.last = self.last.max(now);
         let cap = self.rate.burst as u64 * 1_000_000;
-        self.micro_tokens = (self.micro_tokens + elapsed.saturating_mul(self.rate.per_sec as u64))
-            .min(cap);
+        self.micro_tokens =
+            (self.micro_tokens + elapsed.saturating_mul(self.rate.per_sec as u64)).min(cap);
         if self.micro_tokens >= 1_000_000 {
             self.micro_tokens -= 1_000_000;
             true
@@ -161,7 +161,13 @@ impl Interface {
     }
 
     /// Sends an ICMP message from `src` to `dst`.
-    pub(super) fn send_icmp(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, repr: &icmpv4::Repr) {
+    pub(super) fn send_icmp(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        repr: &icmpv4::Repr,
+    ) {
         let ip = ipv4::Repr {
             src_addr: src,
             dst_addr: dst,
@@ -268,7 +274,13 @@ mod tests {
     #[test]
     fn token_bucket_limits_rate() {
         let t0 = Instant::from_secs(1);
-        let mut b = TokenBucket::new(IcmpRateLimit { per_sec: 10, burst: 3 }, t0);
+        let mut b = TokenBucket::new(
+            IcmpRateLimit {
+                per_sec: 10,
+                burst: 3,
+            },
+            t0,
+        );
         assert!(b.take(t0) && b.take(t0) && b.take(t0));
         assert!(!b.take(t0));
         assert!(!b.take(t0 + Duration::from_millis(50)));

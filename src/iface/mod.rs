@@ -20,7 +20,7 @@ use std::str::FromStr;
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
-use reassembly::{Outcome, ReassemblyConfig, Reassembler, Reject};
+use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 
 use crate::phy::{FrameBatch, Medium};
 use crate::socket::{SocketHandle, SocketSet};
@@ -555,7 +555,9 @@ impl Interface {
             let dst_hw = match (self.config.medium, hop) {
                 (Medium::Ip, _) => Some(None),
                 (Medium::Ethernet, NextHop::Broadcast) => Some(Some(EthernetAddress::BROADCAST)),
-                (Medium::Ethernet, NextHop::Unicast(ip)) => self.neighbors.lookup(ip, now).map(Some),
+                (Medium::Ethernet, NextHop::Unicast(ip)) => {
+                    self.neighbors.lookup(ip, now).map(Some)
+                }
             };
             if let Some(dst_hw) = dst_hw {
                 // Fast path: build the frame in place.
@@ -618,9 +620,9 @@ impl Interface {
             frag.extend_from_slice(&pkt[..header_len]);
             frag.extend_from_slice(&data[off..end]);
             let mut p = ipv4::Packet::new_unchecked(&mut frag[..]);
-            p.set_total_len((header_len + end - off) as u16);
+            p.set_total_len(header_len + end - off);
             p.set_more_frags(more);
-            p.set_frag_offset(off as u16);
+            p.set_frag_offset(off);
             p.fill_checksum();
             self.counters.ip.frag_creates += 1;
             self.output_one(now, hop, &frag);

@@ -287,13 +287,11 @@ mod tests {
         };
         let mut c = NeighborCache::new(cfg);
         for i in 0..10u8 {
-            c.fill(
-                Ipv4Addr::new(10, 0, 0, i),
-                HW,
-                Instant::from_secs(i as u64),
-            );
+            c.fill(Ipv4Addr::new(10, 0, 0, i), HW, Instant::from_secs(i as u64));
         }
         assert_eq!(c.len(), 4);
-        assert!(c.lookup(Ipv4Addr::new(10, 0, 0, 9), Instant::from_secs(9)).is_some());
+        assert!(c
+            .lookup(Ipv4Addr::new(10, 0, 0, 9), Instant::from_secs(9))
+            .is_some());
     }
 }

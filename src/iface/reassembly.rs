@@ -328,7 +328,10 @@ mod tests {
         let mut r = Reassembler::new(Default::default());
         let t = Instant::ZERO;
         let data: Vec<u8> = (0..40u8).collect();
-        assert_eq!(r.add(t, frag(&h, 24, false, &data[24..])), Ok(Outcome::Held));
+        assert_eq!(
+            r.add(t, frag(&h, 24, false, &data[24..])),
+            Ok(Outcome::Held)
+        );
         assert_eq!(r.add(t, frag(&h, 8, true, &data[8..24])), Ok(Outcome::Held));
         match r.add(t, frag(&h, 0, true, &data[..8])).unwrap() {
             Outcome::Complete(p) => {
@@ -414,10 +417,7 @@ mod tests {
         assert_eq!(r.bytes_held(), 0);
         // Byte limit.
         let mut r = Reassembler::new(cfg);
-        assert_eq!(
-            r.add(t, frag(&h, 8, true, &[0; 96])),
-            Err(Reject::NoRoom)
-        );
+        assert_eq!(r.add(t, frag(&h, 8, true, &[0; 96])), Err(Reject::NoRoom));
     }
 
     proptest! {

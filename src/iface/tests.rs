@@ -4,6 +4,7 @@ use super::*;
 use crate::phy::FrameBatch;
 use crate::time::Duration;
 use crate::wire::{checksum, icmpv4, udp};
+use std::io;
 use std::net::SocketAddr;
 
 const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -123,7 +124,10 @@ fn arp_request_answered_and_ping_resolves() {
     };
     let mut a = vec![0u8; req.buffer_len()];
     req.emit(&mut arp::Packet::new_unchecked(&mut a[..]));
-    i.handle_frame(t, &eth(EthernetAddress::BROADCAST, ethernet::ethertype::ARP, &a));
+    i.handle_frame(
+        t,
+        &eth(EthernetAddress::BROADCAST, ethernet::ethertype::ARP, &a),
+    );
     let frames = out(&mut i, t);
     assert_eq!(frames.len(), 1);
     let f = ethernet::Frame::new_checked(&frames[0][..]).unwrap();
@@ -133,7 +137,10 @@ fn arp_request_answered_and_ping_resolves() {
     assert_eq!(reply.source_protocol_addr, ME);
     assert_eq!(reply.source_hardware_addr, MY_HW);
     // The request taught us the peer: a ping is answered at once.
-    i.handle_frame(t, &eth(MY_HW, ethernet::ethertype::IPV4, &echo_request(1, b"x")));
+    i.handle_frame(
+        t,
+        &eth(MY_HW, ethernet::ethertype::IPV4, &echo_request(1, b"x")),
+    );
     let frames = out(&mut i, t);
     assert_eq!(frames.len(), 1);
     let f = ethernet::Frame::new_checked(&frames[0][..]).unwrap();
@@ -145,7 +152,8 @@ fn unresolved_neighbour_queues_then_flushes_or_expires() {
     let mut i = iface(Medium::Ethernet);
     let t = Instant::from_millis(1);
     let h = i.udp_bind("0.0.0.0:5000".parse().unwrap()).unwrap();
-    i.udp_send_to(h, b"one", SocketAddr::from((PEER, 9))).unwrap();
+    i.udp_send_to(h, b"one", SocketAddr::from((PEER, 9)))
+        .unwrap();
     let frames = out(&mut i, t);
     assert_eq!(frames.len(), 1, "an ARP request, the datagram waits");
     let f = ethernet::Frame::new_checked(&frames[0][..]).unwrap();
@@ -161,7 +169,8 @@ fn unresolved_neighbour_queues_then_flushes_or_expires() {
     assert_eq!(i.counters().link.arp_pending_drops, 1);
 
     // Now with an answer.
-    i.udp_send_to(h, b"two", SocketAddr::from((PEER, 9))).unwrap();
+    i.udp_send_to(h, b"two", SocketAddr::from((PEER, 9)))
+        .unwrap();
     let t = Instant::from_secs(10);
     assert_eq!(out(&mut i, t).len(), 1);
     let rep = arp::Repr {
@@ -190,7 +199,10 @@ fn udp_delivery_closed_port_and_icmp_error_to_connected_socket() {
     i.handle_frame(t, &udp_packet(PEER, 4000, ME, 7, b"data"));
     let mut buf = [0u8; 64];
     let (n, from) = i.udp_recv_from(h, &mut buf).unwrap();
-    assert_eq!((&buf[..n], from), (&b"data"[..], SocketAddr::from((PEER, 4000))));
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"data"[..], SocketAddr::from((PEER, 4000)))
+    );
     assert_eq!(
         i.udp_recv_from(h, &mut buf).unwrap_err().kind(),
         io::ErrorKind::WouldBlock
@@ -244,11 +256,15 @@ fn bind_errors_like_std() {
     let mut i = iface(Medium::Ip);
     i.udp_bind("0.0.0.0:7".parse().unwrap()).unwrap();
     assert_eq!(
-        i.udp_bind("10.0.0.2:7".parse().unwrap()).unwrap_err().kind(),
+        i.udp_bind("10.0.0.2:7".parse().unwrap())
+            .unwrap_err()
+            .kind(),
         io::ErrorKind::AddrInUse
     );
     assert_eq!(
-        i.udp_bind("10.9.9.9:8".parse().unwrap()).unwrap_err().kind(),
+        i.udp_bind("10.9.9.9:8".parse().unwrap())
+            .unwrap_err()
+            .kind(),
         io::ErrorKind::AddrNotAvailable
     );
     let h = i.udp_bind("0.0.0.0:8".parse().unwrap()).unwrap();
@@ -297,7 +313,8 @@ fn large_datagrams_fragment_and_reassemble_between_two_interfaces() {
     let ha = a.udp_bind("0.0.0.0:1000".parse().unwrap()).unwrap();
     let hb = b.udp_bind("0.0.0.0:2000".parse().unwrap()).unwrap();
     let data: Vec<u8> = (0..9000u32).map(|x| (x * 31) as u8).collect();
-    a.udp_send_to(ha, &data, SocketAddr::from((PEER, 2000))).unwrap();
+    a.udp_send_to(ha, &data, SocketAddr::from((PEER, 2000)))
+        .unwrap();
     let mut frames = out(&mut a, t);
     assert_eq!(frames.len(), 7, "9008 bytes in 1480-byte fragments");
     assert!(frames.iter().all(|f| f.len() <= 1500));
@@ -396,7 +413,10 @@ fn unknown_protocol_gets_protocol_unreachable_rate_limited() {
 fn no_error_about_broadcast_or_errors() {
     let mut i = iface(Medium::Ip);
     let t = Instant::ZERO;
-    i.handle_frame(t, &udp_packet(PEER, 1, Ipv4Addr::new(10, 0, 0, 255), 9, b"b"));
+    i.handle_frame(
+        t,
+        &udp_packet(PEER, 1, Ipv4Addr::new(10, 0, 0, 255), 9, b"b"),
+    );
     i.handle_frame(t, &udp_packet(PEER, 1, Ipv4Addr::BROADCAST, 9, b"b"));
     assert!(out(&mut i, t).is_empty());
     assert_eq!(i.counters().udp.no_ports, 2);

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::{IpMeta, Interface};
+use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
 use crate::time::Instant;
 use crate::udp::{is_group_addr, UdpSocket, MAX_PAYLOAD_V4};
@@ -88,7 +88,12 @@ impl Interface {
         }
     }
 
-    pub(super) fn udp_icmp_error(&mut self, local: SocketAddr, remote: SocketAddr, kind: io::ErrorKind) {
+    pub(super) fn udp_icmp_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        kind: io::ErrorKind,
+    ) {
         let Some(list) = self.udp_ports.get(&local.port()) else {
             return;
         };
@@ -114,9 +119,7 @@ impl Interface {
 
     /// Sends what UDP sockets have queued, while the transmit queue has room.
     pub(super) fn flush_udp(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.udp_tx_pending.len() {
-            let h = self.udp_tx_pending[i];
+        while let Some(&h) = self.udp_tx_pending.last() {
             loop {
                 if !self.tx_has_room(1) {
                     return;
@@ -135,7 +138,7 @@ impl Interface {
                     s.tx.recycle(d.data);
                 }
             }
-            self.udp_tx_pending.swap_remove(i);
+            self.udp_tx_pending.pop();
         }
     }
 
@@ -281,7 +284,12 @@ impl Interface {
     }
 
     /// Queues a datagram to `dst`. `WouldBlock` when the send queue is full.
-    pub fn udp_send_to(&mut self, h: SocketHandle, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
+    pub fn udp_send_to(
+        &mut self,
+        h: SocketHandle,
+        data: &[u8],
+        dst: SocketAddr,
+    ) -> io::Result<usize> {
         let IpAddr::V4(dip) = dst.ip() else {
             return Err(v6_unsupported());
         };
@@ -292,7 +300,10 @@ impl Interface {
             ));
         }
         if dst.port() == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "destination port 0"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "destination port 0",
+            ));
         }
         if self.route_exists(dip).is_none() {
             return Err(io::Error::new(
@@ -331,16 +342,29 @@ impl Interface {
     /// Takes the next datagram: its length (the part that fit in `buf`;
     /// the rest is discarded, as with `std`) and sender. `WouldBlock` when
     /// none is waiting; a pending ICMP-reported error comes first, once.
-    pub fn udp_recv_from(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    pub fn udp_recv_from(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr)> {
         self.udp_recv_inner(h, buf, false)
     }
 
     /// Like [`Interface::udp_recv_from`] but leaves the datagram queued.
-    pub fn udp_peek_from(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    pub fn udp_peek_from(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr)> {
         self.udp_recv_inner(h, buf, true)
     }
 
-    fn udp_recv_inner(&mut self, h: SocketHandle, buf: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
+    fn udp_recv_inner(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> io::Result<(usize, SocketAddr)> {
         let s = self.udp_mut(h)?;
         if let Some(kind) = s.error.take() {
             return Err(kind.into());
@@ -380,7 +404,12 @@ impl Interface {
     }
 
     /// Sets the receive and send queue limits in bytes.
-    pub fn udp_set_buffers(&mut self, h: SocketHandle, recv: Option<usize>, send: Option<usize>) -> io::Result<()> {
+    pub fn udp_set_buffers(
+        &mut self,
+        h: SocketHandle,
+        recv: Option<usize>,
+        send: Option<usize>,
+    ) -> io::Result<()> {
         let s = self.udp_mut(h)?;
         if let Some(r) = recv {
             s.rx.set_limit(r);

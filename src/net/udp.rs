@@ -75,10 +75,7 @@ impl UdpSocket {
                 Some(d) => {
                     let left = d.saturating_duration_since(StdInstant::now());
                     if left.is_zero() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            "timed out",
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
                     }
                     self.cond
                         .wait_timeout(core, left)
@@ -135,7 +132,12 @@ impl UdpSocket {
 
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.shared.lock().iface.udp_socket(self.handle)?.local_addr())
+        Ok(self
+            .shared
+            .lock()
+            .iface
+            .udp_socket(self.handle)?
+            .local_addr())
     }
 
     /// The connected peer (`NotConnected` if none), like std.

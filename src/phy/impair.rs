@@ -529,7 +529,7 @@ impl Lane {
     fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some((_, deadline)) = &self.held_back {
             let deadline = *deadline;
-            if deadline <= now && self.heap.peek().map_or(true, |h| h.release > deadline) {
+            if deadline <= now && self.heap.peek().is_none_or(|h| h.release > deadline) {
                 let (f, _) = self.held_back.take().expect("checked");
                 self.push(deadline, f);
             }
