@@ -256,8 +256,11 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
         }
         let r = driver.wait(now2, deadline, &[wake_fd])?;
         if r.extra & 1 != 0 {
-            shared.wake_pending.store(false, Ordering::Release);
+            // Drain first, then re-arm: a wake that lands between the two
+            // finds the flag still set and skips its signal, but its work is
+            // seen because processing follows; the other order would lose it.
             shared.wake.drain();
+            shared.wake_pending.store(false, Ordering::Release);
         }
     }
 }

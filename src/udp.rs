@@ -118,6 +118,8 @@ pub struct UdpSocket {
     pub(crate) error: Option<io::ErrorKind>,
     pub(crate) ttl: Option<u8>,
     pub(crate) broadcast: bool,
+    /// Closed by the application; lingers only to send what it queued.
+    pub(crate) closed: bool,
 }
 
 impl UdpSocket {
@@ -130,6 +132,7 @@ impl UdpSocket {
             error: None,
             ttl: None,
             broadcast: false,
+            closed: false,
         }
     }
 

@@ -500,3 +500,20 @@ mod props {
         }
     }
 }
+
+#[test]
+fn close_sends_what_was_queued_and_frees_the_port() {
+    let mut i = iface(Medium::Ip);
+    let h = i.udp_bind("0.0.0.0:7".parse().unwrap()).unwrap();
+    i.udp_send_to(h, b"last words", SocketAddr::from((PEER, 9)))
+        .unwrap();
+    i.udp_close(h).unwrap();
+    assert!(i.udp_socket(h).is_err());
+    let h2 = i.udp_bind("0.0.0.0:7".parse().unwrap()).unwrap();
+    let frames = out(&mut i, Instant::ZERO);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(&parse_ip(&frames[0]).payload()[8..], b"last words");
+    assert_eq!(i.sockets().len(), 1);
+    i.udp_close(h2).unwrap();
+    assert_eq!(i.sockets().len(), 0);
+}

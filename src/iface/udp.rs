@@ -128,6 +128,9 @@ impl Interface {
                     break;
                 };
                 let Some(d) = s.tx.pop() else {
+                    if s.closed {
+                        self.sockets.remove(h);
+                    }
                     break;
                 };
                 let local = s.local;
@@ -187,14 +190,14 @@ impl Interface {
 
     fn udp_ref(&self, h: SocketHandle) -> io::Result<&UdpSocket> {
         match self.sockets.get(h) {
-            Some(Socket::Udp(s)) => Ok(s),
+            Some(Socket::Udp(s)) if !s.closed => Ok(s),
             _ => Err(no_socket()),
         }
     }
 
     fn udp_mut(&mut self, h: SocketHandle) -> io::Result<&mut UdpSocket> {
         match self.sockets.get_mut(h) {
-            Some(Socket::Udp(s)) => Ok(s),
+            Some(Socket::Udp(s)) if !s.closed => Ok(s),
             _ => Err(no_socket()),
         }
     }
@@ -425,19 +428,24 @@ impl Interface {
         Ok(self.udp_mut(h)?.error.take().map(io::Error::from))
     }
 
-    /// Closes the socket; datagrams still queued for sending are dropped.
+    /// Closes the socket. Its port is free at once; datagrams that sends
+    /// already accepted still go out (as on Linux, where `sendto` hands them
+    /// to the device before returning), then the socket is gone.
     pub fn udp_close(&mut self, h: SocketHandle) -> io::Result<()> {
-        let Some(Socket::Udp(s)) = self.sockets.remove(h) else {
-            return Err(no_socket());
-        };
+        let s = self.udp_mut(h)?;
         let port = s.local.port();
+        let drained = s.tx.is_empty();
+        s.closed = true;
         if let Some(list) = self.udp_ports.get_mut(&port) {
             list.retain(|x| *x != h);
             if list.is_empty() {
                 self.udp_ports.remove(&port);
             }
         }
-        self.udp_tx_pending.retain(|x| *x != h);
+        if drained {
+            self.sockets.remove(h);
+            self.udp_tx_pending.retain(|x| *x != h);
+        }
         Ok(())
     }
 }
