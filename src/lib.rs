@@ -12,3 +12,5 @@ pub mod stack;
 pub mod time;
 pub mod udp;
 pub mod wire;
+
+pub mod sim;
