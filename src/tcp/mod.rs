@@ -3,4 +3,5 @@
 //! Everything here is sans-IO: time is an input ([`crate::time::Instant`]),
 //! nothing reads a clock or touches a socket, and nothing panics on wire input.
 
+pub mod buffer;
 pub mod seq;
