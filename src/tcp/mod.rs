@@ -4,4 +4,5 @@
 //! nothing reads a clock or touches a socket, and nothing panics on wire input.
 
 pub mod buffer;
+pub mod rtt;
 pub mod seq;
