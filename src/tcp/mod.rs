@@ -4,5 +4,6 @@
 //! nothing reads a clock or touches a socket, and nothing panics on wire input.
 
 pub mod buffer;
+pub mod cc;
 pub mod rtt;
 pub mod seq;
