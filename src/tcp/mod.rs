@@ -5,5 +5,6 @@
 
 pub mod buffer;
 pub mod cc;
+pub mod isn;
 pub mod rtt;
 pub mod seq;
