@@ -157,6 +157,20 @@ impl Interface {
         let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) else {
             return;
         };
+        if c.tcb.state == State::SynReceived && repr.flags.ack() && !repr.flags.rst() {
+            if let Some(Socket::TcpListener(l)) = c.parent.and_then(|p| self.sockets.get(p)) {
+                if l.accept_queue.len() >= l.backlog {
+                    // Accept queue full: drop the handshake's last ACK, as
+                    // Linux does; the SYN-ACK is retransmitted and the
+                    // client's retries find room once the server accepts.
+                    self.tcp.counters.listen_overflows += 1;
+                    return;
+                }
+            }
+        }
+        let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) else {
+            return;
+        };
         let before = c.tcb.state;
         let reply = c.tcb.process(now, repr);
         let after = c.tcb.state;

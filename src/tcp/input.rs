@@ -204,11 +204,17 @@ impl Tcb {
                 return None;
             }
             if self.state == State::SynReceived && syn && seg_seq == self.irs {
-                // Our SYN-ACK was lost: send it again.
-                self.snd_nxt = self.iss;
-                return None;
-            }
-            if wnd == 0 && seg_seq == self.rcv_nxt {
+                if f.ack() && !self.passive {
+                    // Simultaneous open: the peer's SYN-ACK. Its SYN is
+                    // old news; its ACK completes the handshake.
+                    syn = false;
+                    seq += 1;
+                } else {
+                    // A retransmitted SYN: our SYN-ACK was lost.
+                    self.snd_nxt = self.iss;
+                    return None;
+                }
+            } else if wnd == 0 && seg_seq == self.rcv_nxt {
                 // A zero window still takes ACKs, URGs and RSTs.
                 payload = &[];
                 syn = false;
@@ -218,6 +224,7 @@ impl Tcb {
                 self.ack_now = true;
                 return None;
             }
+            let _ = (&mut syn, &mut seq);
         }
 
         // Trim to the window.

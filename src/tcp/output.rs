@@ -122,39 +122,46 @@ impl Tcb {
         .min()
     }
 
-    /// Runs the timers due at `now`.
-    fn run_timers(&mut self, now: Instant) -> bool {
+    /// Runs the timers due at `now`; returns (persist fired, keep-alive
+    /// probe due).
+    fn run_timers(&mut self, now: Instant) -> (bool, bool) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         if due(self.time_wait_at) || due(self.fin_wait2_at) {
             self.enter_closed();
-            return false;
+            return (false, false);
         }
         if due(self.rto_at) {
             self.on_rto(now);
             if self.state == State::Closed {
-                return false;
+                return (false, false);
             }
         }
         if due(self.delack_at) {
             self.delack_at = None;
             self.ack_now = true;
         }
-        let mut probe = false;
+        let mut persist = false;
         if due(self.persist_at) {
             self.persist_at = None;
-            probe = true;
+            persist = true;
         }
+        let mut keepalive = false;
         if due(self.keepalive_at) {
             let k = self.config.keepalive.unwrap_or_default();
             if self.keepalive_probes >= k.count {
                 self.fail(io::ErrorKind::TimedOut);
-                return false;
+                return (false, false);
             }
             self.keepalive_probes += 1;
             self.keepalive_at = Some(now + k.interval);
-            probe = true;
+            keepalive = true;
         }
-        probe
+        (persist, keepalive)
+    }
+
+    fn persist_interval(&self) -> crate::time::Duration {
+        let backoff = self.persist_backoff.min(10);
+        (self.rtt.rto() * (1 << backoff)).min(self.config.rtt.max_rto)
     }
 
     fn on_rto(&mut self, now: Instant) {
@@ -280,7 +287,7 @@ impl Tcb {
         now: Instant,
         emit: &mut dyn FnMut(&OutSegment) -> bool,
     ) -> usize {
-        let probe = self.run_timers(now);
+        let (persist, keepalive) = self.run_timers(now);
         let mut sent = 0;
         if self.rst_pending {
             let r = self.build(now, self.snd_nxt, Flags::RST | Flags::ACK);
@@ -363,14 +370,14 @@ impl Tcb {
             self.retransmit_one = false;
         }
 
-        let mut force = probe && self.state.is_synchronized();
+        let mut force = persist && self.state.is_synchronized();
         loop {
             let next = self.next_data();
             let (len, fin) = match next {
                 Next::Send { len, fin } => (len, fin),
                 Next::WindowBlocked if force => {
-                    // Persist timer fired: send what fits, else probe.
-                    force = false;
+                    // Persist timer fired: send what fits (overriding SWS
+                    // avoidance), else probe the closed window below.
                     let off = (self.snd_nxt - self.snd_una).max(0) as usize;
                     let usable = self.snd_wnd.saturating_sub(self.bytes_in_flight());
                     let len = self
@@ -382,6 +389,7 @@ impl Tcb {
                     if len == 0 {
                         break;
                     }
+                    force = false;
                     (len, false)
                 }
                 Next::WindowBlocked => {
@@ -389,9 +397,7 @@ impl Tcb {
                         && self.persist_at.is_none()
                         && self.rto_at.is_none()
                     {
-                        let backoff = self.persist_backoff.min(10);
-                        let t = (self.rtt.rto() * (1 << backoff)).min(self.config.rtt.max_rto);
-                        self.persist_at = Some(now + t);
+                        self.persist_at = Some(now + self.persist_interval());
                     }
                     break;
                 }
@@ -423,7 +429,7 @@ impl Tcb {
             }
         }
 
-        if force {
+        if force || (keepalive && sent == 0) {
             // A zero-window or keep-alive probe: an already acknowledged
             // sequence number draws an ACK with the current window.
             let r = self.build(now, self.snd_una - 1, Flags::ACK);
@@ -433,9 +439,10 @@ impl Tcb {
             }) {
                 sent += 1;
                 self.info.segs_out += 1;
-                if self.config.keepalive.is_none() || self.snd_wnd == 0 {
-                    self.persist_backoff += 1;
-                }
+            }
+            if force {
+                self.persist_backoff += 1;
+                self.persist_at = Some(now + self.persist_interval());
             }
         }
 

@@ -234,3 +234,257 @@ fn bulk_over_impaired_links_many_seeds() {
         );
     }
 }
+
+#[test]
+fn simultaneous_open() {
+    let mut s = sim(LinkConfig::default(), 3);
+    let now = s.now();
+    let a =
+        s.a.tcp_connect(sa(B, 6000), Some(sa(A, 5000)), now)
+            .unwrap();
+    let b =
+        s.b.tcp_connect(sa(A, 5000), Some(sa(B, 6000)), now)
+            .unwrap();
+    s.advance(Duration::from_secs(2));
+    assert_eq!(state(&s.a, a), State::Established);
+    assert_eq!(state(&s.b, b), State::Established);
+    let data = pattern(50_000, 3);
+    assert!(transfer(&mut s, true, a, b, &data, Duration::from_secs(30)) == data);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut s = sim(LinkConfig::default(), 4);
+    let (c, srv) = connect(&mut s);
+    s.a.tcp_shutdown(c, Shutdown::Write).unwrap();
+    s.b.tcp_shutdown(srv, Shutdown::Write).unwrap();
+    assert_eq!(state(&s.a, c), State::FinWait1);
+    assert_eq!(state(&s.b, srv), State::FinWait1);
+    // Both FINs cross: each side sees the other's FIN before its ACK.
+    s.advance(Duration::from_millis(7));
+    assert_eq!(state(&s.a, c), State::Closing);
+    assert_eq!(state(&s.b, srv), State::Closing);
+    s.advance(Duration::from_millis(100));
+    assert_eq!(state(&s.a, c), State::TimeWait);
+    assert_eq!(state(&s.b, srv), State::TimeWait);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_open() {
+    let mut s = sim(LinkConfig::default(), 5);
+    let (c, srv) = connect(&mut s);
+    s.a.tcp_shutdown(c, Shutdown::Write).unwrap();
+    s.advance(Duration::from_millis(100));
+    assert_eq!(state(&s.a, c), State::FinWait2);
+    assert_eq!(state(&s.b, srv), State::CloseWait);
+    let mut buf = [0u8; 10];
+    assert_eq!(s.b.tcp_recv(srv, &mut buf).unwrap(), 0, "end of stream");
+    assert_eq!(
+        s.a.tcp_send(c, b"x").unwrap_err().kind(),
+        io::ErrorKind::BrokenPipe
+    );
+    let data = pattern(100_000, 5);
+    assert!(transfer(&mut s, false, srv, c, &data, Duration::from_secs(30)) == data);
+    s.advance(Duration::from_millis(100));
+    assert_eq!(state(&s.b, srv), State::Closed, "LAST-ACK then CLOSED");
+    assert_eq!(state(&s.a, c), State::TimeWait);
+}
+
+#[test]
+fn close_with_unread_data_resets_peer() {
+    let mut s = sim(LinkConfig::default(), 6);
+    let (c, srv) = connect(&mut s);
+    s.a.tcp_send(c, b"unread").unwrap();
+    s.advance(Duration::from_millis(100));
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(100));
+    let mut buf = [0u8; 10];
+    assert_eq!(
+        s.a.tcp_recv(c, &mut buf).unwrap_err().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+    assert_eq!(state(&s.a, c), State::Closed);
+    assert_eq!(s.b.sockets().len(), 1, "the server side is gone at once");
+}
+
+#[test]
+fn abort_sends_rst_and_peer_sees_reset() {
+    let mut s = sim(LinkConfig::default(), 7);
+    let (c, srv) = connect(&mut s);
+    s.b.tcp_abort(srv).unwrap();
+    s.advance(Duration::from_millis(100));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+    assert_eq!(s.a.tcp_counters().estab_resets, 1);
+}
+
+#[test]
+fn syn_retries_then_timed_out() {
+    let link = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    let mut s = sim(link, 8);
+    let now = s.now();
+    let c = s.a.tcp_connect(sa(B, 80), None, now).unwrap();
+    // 1 + 2 + 4 + 8 + 16 + 32 s for 6 retries, then 64 s more: 127 s.
+    s.advance(Duration::from_secs(126));
+    assert_eq!(state(&s.a, c), State::SynSent);
+    s.advance(Duration::from_secs(2));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::TimedOut);
+    assert_eq!(s.stats().0.sent, 7, "one SYN and six retries");
+}
+
+#[test]
+fn data_retries_then_timed_out_with_user_timeout() {
+    let mut s = sim(LinkConfig::default(), 9);
+    let (c, _srv) = connect(&mut s);
+    s.a.tcp_socket_mut(c).unwrap();
+    let mut cfg = s.a.tcp_config().clone();
+    cfg.user_timeout = Some(Duration::from_secs(5));
+    // Cut the link: nothing gets through any more.
+    let mut s2 = Sim::new(
+        std::mem::replace(&mut s.a, host(A, 0)),
+        std::mem::replace(&mut s.b, host(B, 0)),
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+        9,
+    );
+    let _ = cfg;
+    s2.a.tcp_send(c, b"into the void").unwrap();
+    s2.run_until(Instant::from_secs(1000));
+    let t = s2.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(t.state(), State::Closed);
+    assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::TimedOut);
+    assert!(t.info().timeouts >= 15, "15 retries: {:?}", t.info());
+}
+
+#[test]
+fn zero_window_is_probed_and_recovers() {
+    let mut s = sim(LinkConfig::default(), 10);
+    let mut cfg = s.b.tcp_config().clone();
+    cfg.recv_buffer = 8192;
+    s.b.set_tcp_config(cfg);
+    let (c, srv) = connect(&mut s);
+    let data = pattern(40_000, 10);
+    let n = s.a.tcp_send(c, &data).unwrap();
+    assert_eq!(n, data.len());
+    // The receiver reads nothing: its window closes; A persists.
+    s.advance(Duration::from_secs(20));
+    let info = s.a.tcp_info(c).unwrap();
+    assert_eq!(info.snd_wnd, 0);
+    assert!(
+        s.stats().0.sent > 10,
+        "probes went out: {info:?} {:?} b: {:?}",
+        s.stats(),
+        s.b.tcp_info(srv).unwrap()
+    );
+    assert_eq!(
+        state(&s.a, c),
+        State::Established,
+        "a closed window is not a failure"
+    );
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    s.run_while(s.now() + Duration::from_secs(60), |s| {
+        while let Ok(k) = s.b.tcp_recv(srv, &mut buf) {
+            if k == 0 {
+                return false;
+            }
+            all.extend_from_slice(&buf[..k]);
+        }
+        all.len() < data.len()
+    });
+    assert!(all == data);
+}
+
+#[test]
+fn time_wait_reacks_fin_and_ignores_rst() {
+    let mut s = sim(LinkConfig::default(), 11);
+    let (c, srv) = connect(&mut s);
+    s.a.tcp_close(c).unwrap();
+    s.advance(Duration::from_millis(50));
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(state_any(&s.a), vec![State::TimeWait]);
+    assert_eq!(s.a.sockets().len(), 1);
+    s.advance(Duration::from_secs(59));
+    assert_eq!(s.a.sockets().len(), 1, "still in TIME-WAIT at 59 s");
+    s.advance(Duration::from_secs(2));
+    assert_eq!(s.a.sockets().len(), 0);
+}
+
+fn state_any(i: &Interface) -> Vec<State> {
+    i.sockets()
+        .iter()
+        .filter_map(|(_, s)| match s {
+            crate::socket::Socket::Tcp(c) => Some(c.tcb.state()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn listener_backlog_is_bounded() {
+    let mut s = sim(LinkConfig::default(), 12);
+    let l = s.b.tcp_listen(sa("0.0.0.0", 80), 2).unwrap();
+    let now = s.now();
+    let cs: Vec<_> = (0..5)
+        .map(|_| s.a.tcp_connect(sa(B, 80), None, now).unwrap())
+        .collect();
+    s.advance(Duration::from_millis(500));
+    assert_eq!(s.b.tcp_listener(l).unwrap().pending(), 2);
+    assert!(s.b.tcp_counters().listen_overflows >= 3);
+    // Accepting makes room: the others get in on their SYN retries.
+    let mut accepted = 0;
+    s.run_while(s.now() + Duration::from_secs(30), |s| {
+        while s.b.tcp_accept(l).is_ok() {
+            accepted += 1;
+        }
+        accepted < 5
+    });
+    assert_eq!(accepted, 5);
+    assert!(cs.iter().all(|&c| state(&s.a, c) == State::Established));
+}
+
+#[test]
+fn many_connections_demux() {
+    let mut s = sim(LinkConfig::default(), 13);
+    let l = s.b.tcp_listen(sa("0.0.0.0", 80), 1024).unwrap();
+    let now = s.now();
+    let cs: Vec<_> = (0..500)
+        .map(|_| s.a.tcp_connect(sa(B, 80), None, now).unwrap())
+        .collect();
+    let mut servers = Vec::new();
+    s.run_while(s.now() + Duration::from_secs(10), |s| {
+        while let Ok((h, _)) = s.b.tcp_accept(l) {
+            servers.push(h);
+        }
+        servers.len() < 500
+    });
+    for (i, &c) in cs.iter().enumerate() {
+        s.a.tcp_send(c, format!("hello {i}").as_bytes()).unwrap();
+    }
+    s.advance(Duration::from_millis(200));
+    let mut buf = [0u8; 64];
+    let mut seen = std::collections::HashSet::new();
+    for &h in &servers {
+        let n = s.b.tcp_recv(h, &mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        let peer = s.b.tcp_socket(h).unwrap().remote_addr();
+        let i: usize = msg[6..].parse().unwrap();
+        assert_eq!(s.a.tcp_socket(cs[i]).unwrap().local_addr(), peer);
+        seen.insert(i);
+    }
+    assert_eq!(seen.len(), 500);
+}
