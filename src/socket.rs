@@ -22,7 +22,7 @@ impl SocketHandle {
 #[derive(Debug)]
 pub enum Socket {
     /// A UDP socket.
-    Udp(UdpSocket),
+    Udp(Box<UdpSocket>),
     /// A TCP connection.
     Tcp(Box<TcpConn>),
     /// A TCP listener.
@@ -181,10 +181,10 @@ mod tests {
     fn stale_handles_miss() {
         let mut set = SocketSet::new();
         let sock = || {
-            Socket::Udp(UdpSocket::new(
+            Socket::Udp(Box::new(UdpSocket::new(
                 "0.0.0.0:1".parse().unwrap(),
                 UdpConfig::default(),
-            ))
+            )))
         };
         let a = set.insert(sock());
         assert!(set.remove(a).is_some());

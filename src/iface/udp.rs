@@ -254,7 +254,7 @@ impl Interface {
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
         let h = self
             .sockets
-            .insert(Socket::Udp(UdpSocket::new(addr, self.config.udp)));
+            .insert(Socket::Udp(Box::new(UdpSocket::new(addr, self.config.udp))));
         self.udp_ports.entry(port).or_default().push(h);
         Ok(h)
     }

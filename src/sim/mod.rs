@@ -111,6 +111,10 @@ struct Lane {
     queued_bytes: usize,
 }
 
+/// A frame on the wire: (deliver at, sequence for a stable order,
+/// destination 0 = a / 1 = b, the frame, bytes charged to the queue).
+type InFlight = (Instant, u64, u8, Vec<u8>, usize);
+
 /// Two interfaces on a point-to-point link.
 pub struct Sim {
     /// Host A.
@@ -120,8 +124,7 @@ pub struct Sim {
     now: Instant,
     rng: Rng,
     lanes: [Lane; 2],
-    /// (deliver at, sequence, destination 0=a 1=b, frame, bytes charged to queue)
-    in_flight: BinaryHeap<Reverse<(Instant, u64, u8, Vec<u8>, usize)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     batch: FrameBatch,
 }
@@ -195,12 +198,12 @@ impl Sim {
         for _ in 0..copies {
             let mut at = now;
             let mut charged = 0;
-            if c.rate_bps > 0 {
+            if let Some(ns) = (frame.len() as u64 * 8 * 1_000_000_000).checked_div(c.rate_bps) {
                 if lane.queued_bytes + frame.len() > c.queue_bytes {
                     lane.stats.queue_drops += 1;
                     continue;
                 }
-                let tx = Duration::from_nanos(frame.len() as u64 * 8 * 1_000_000_000 / c.rate_bps);
+                let tx = Duration::from_nanos(ns);
                 let start = lane.busy_until.max(now);
                 lane.busy_until = start + tx;
                 at = lane.busy_until;
