@@ -9,6 +9,9 @@ pub mod phy;
 pub mod runtime;
 pub mod socket;
 pub mod stack;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;
+
+pub mod sim;

@@ -1,6 +1,7 @@
 //! The socket table of an interface: a slab of sockets addressed by
 //! generation-checked handles, so a stale handle never reaches a reused slot.
 
+use crate::tcp::{Listener, TcpConn};
 use crate::udp::UdpSocket;
 
 /// Names a socket of an [`crate::iface::Interface`].
@@ -22,6 +23,10 @@ impl SocketHandle {
 pub enum Socket {
     /// A UDP socket.
     Udp(UdpSocket),
+    /// A TCP connection.
+    Tcp(Box<TcpConn>),
+    /// A TCP listener.
+    TcpListener(Box<Listener>),
 }
 
 #[derive(Debug)]
@@ -119,6 +124,36 @@ impl SocketSet {
                 slot.marked = false;
             }
             out.push(h);
+        }
+    }
+
+    /// Takes the socket out of its slot, keeping the slot (and handle)
+    /// reserved until [`SocketSet::put_back`].
+    pub(crate) fn take(&mut self, h: SocketHandle) -> Option<Socket> {
+        let slot = self.slots.get_mut(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.socket.take()
+    }
+
+    /// Returns a socket taken with [`SocketSet::take`].
+    pub(crate) fn put_back(&mut self, h: SocketHandle, s: Socket) {
+        if let Some(slot) = self.slots.get_mut(h.index as usize) {
+            if slot.generation == h.generation && slot.socket.is_none() {
+                slot.socket = Some(s);
+            }
+        }
+    }
+
+    /// Frees a slot emptied by [`SocketSet::take`] for good.
+    pub(crate) fn release_taken(&mut self, h: SocketHandle) {
+        if let Some(slot) = self.slots.get_mut(h.index as usize) {
+            if slot.generation == h.generation && slot.socket.is_none() {
+                self.free.push(h.index);
+                self.live -= 1;
+                slot.marked = false;
+            }
         }
     }
 

@@ -10,6 +10,7 @@ mod counters;
 mod icmp;
 pub mod neighbor;
 pub mod reassembly;
+mod tcp;
 mod udp;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
+pub use tcp::TcpCounters;
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
 use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 
@@ -108,6 +110,8 @@ pub struct Config {
     pub reassembly: ReassemblyConfig,
     /// UDP socket buffer defaults.
     pub udp: UdpConfig,
+    /// TCP settings for new sockets.
+    pub tcp: crate::tcp::TcpConfig,
     /// ICMP error rate limit.
     pub icmp_rate: IcmpRateLimit,
     /// Frames the interface holds for transmission before dropping.
@@ -133,6 +137,7 @@ impl Config {
             neighbor: NeighborConfig::default(),
             reassembly: ReassemblyConfig::default(),
             udp: UdpConfig::default(),
+            tcp: crate::tcp::TcpConfig::default(),
             icmp_rate: IcmpRateLimit::default(),
             tx_queue_frames: 1024,
             ephemeral_ports: (32768, 60999),
@@ -161,6 +166,7 @@ pub struct Interface {
     pub(crate) udp_ports: HashMap<u16, Vec<SocketHandle>>,
     /// UDP sockets with datagrams queued for sending.
     pub(crate) udp_tx_pending: Vec<SocketHandle>,
+    pub(crate) tcp: tcp::TcpState,
     tx: FrameBatch,
     scratch: Vec<u8>,
     icmp_limiter: icmp::TokenBucket,
@@ -193,6 +199,7 @@ impl Interface {
             sockets: SocketSet::new(),
             udp_ports: HashMap::new(),
             udp_tx_pending: Vec::new(),
+            tcp: tcp::TcpState::new(config.tcp.clone(), config.seed),
             scratch: Vec::new(),
             ident,
             rng,
@@ -211,7 +218,7 @@ impl Interface {
         self.hardware_addr
     }
 
-    /// The counters.
+    /// The counters (TCP's are in [`Interface::tcp_counters`]).
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -433,6 +440,10 @@ impl Interface {
             ipv4::protocol::UDP => {
                 self.counters.ip.in_delivers += 1;
                 self.process_udp(now, &meta, pkt.payload());
+            }
+            ipv4::protocol::TCP => {
+                self.counters.ip.in_delivers += 1;
+                self.process_tcp(now, &meta, pkt.payload());
             }
             _ => {
                 self.counters.ip.in_unknown_protos += 1;
@@ -663,6 +674,7 @@ impl Interface {
         self.start(now);
         self.run_timers(now);
         self.flush_udp(now);
+        self.flush_tcp(now);
         let before = out.len();
         if out.is_empty()
             && out.max_frames() == self.tx.max_frames()
@@ -685,6 +697,7 @@ impl Interface {
         if n > 0 {
             // Room appeared in the transmit queue: senders may go on.
             self.flush_udp(now);
+            self.flush_tcp(now);
         }
         n
     }
@@ -724,7 +737,7 @@ impl Interface {
         if !self.tx.is_empty() || !self.udp_tx_pending.is_empty() || !self.started {
             return Some(Instant::ZERO);
         }
-        [self.neighbors.poll_at(), self.reasm.poll_at()]
+        [self.neighbors.poll_at(), self.reasm.poll_at(), self.tcp_poll_at()]
             .into_iter()
             .flatten()
             .min()

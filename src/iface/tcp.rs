@@ -1,0 +1,753 @@
+//! TCP on the interface: demultiplexing by 4-tuple in O(1), listeners,
+//! RSTs for segments nobody wants, the ready list and timer heap that keep
+//! per-segment cost independent of the number of connections, and the
+//! TCP calls of the poll API.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use super::{IpMeta, Interface};
+use crate::socket::{Socket, SocketHandle};
+use crate::tcp::{isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig, TcpConn, TcpInfo};
+use crate::time::Instant;
+use crate::wire::tcp::{self, Flags};
+use crate::wire::{ipv4, Error};
+
+/// TCP counters (RFC 4022 names, as `netstat -s` prints them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Connections opened by connect.
+    pub active_opens: u64,
+    /// Connections opened by a listener.
+    pub passive_opens: u64,
+    /// Connection attempts that failed.
+    pub attempt_fails: u64,
+    /// Established connections reset.
+    pub estab_resets: u64,
+    /// Segments received.
+    pub in_segs: u64,
+    /// Segments sent.
+    pub out_segs: u64,
+    /// Segments retransmitted.
+    pub retrans_segs: u64,
+    /// Segments received with errors (bad header, checksum).
+    pub in_errs: u64,
+    /// Segments with a bad checksum (also in `in_errs`).
+    pub in_csum_errors: u64,
+    /// RSTs sent.
+    pub out_rsts: u64,
+    /// SYNs dropped because the accept queue was full.
+    pub listen_overflows: u64,
+    /// Segments for no socket.
+    pub no_socket: u64,
+}
+
+/// TCP state of an interface.
+#[derive(Debug)]
+pub(crate) struct TcpState {
+    pub config: Arc<TcpConfig>,
+    pub conns: HashMap<(SocketAddr, SocketAddr), SocketHandle>,
+    pub listeners: HashMap<u16, Vec<SocketHandle>>,
+    pub ready: Vec<SocketHandle>,
+    pub timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
+    pub isn: IsnGenerator,
+    pub counters: TcpCounters,
+}
+
+impl TcpState {
+    pub fn new(config: TcpConfig, seed: u64) -> TcpState {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..].copy_from_slice(&(seed.rotate_left(29) ^ 0x7463_705f_6b65_7921).to_le_bytes());
+        TcpState {
+            config: Arc::new(config),
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            ready: Vec::new(),
+            timers: BinaryHeap::new(),
+            isn: IsnGenerator::new(key),
+            counters: TcpCounters::default(),
+        }
+    }
+}
+
+fn no_socket() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "no such TCP socket")
+}
+
+impl Interface {
+    fn conn_mut(&mut self, h: SocketHandle) -> io::Result<&mut TcpConn> {
+        match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(c)) if !c.released => Ok(c),
+            _ => Err(no_socket()),
+        }
+    }
+
+    fn conn_ref(&self, h: SocketHandle) -> io::Result<&TcpConn> {
+        match self.sockets.get(h) {
+            Some(Socket::Tcp(c)) if !c.released => Ok(c),
+            _ => Err(no_socket()),
+        }
+    }
+
+    /// Puts a connection on the ready list (once).
+    pub(crate) fn tcp_mark_ready(&mut self, h: SocketHandle) {
+        if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+            if !c.in_ready {
+                c.in_ready = true;
+                self.tcp.ready.push(h);
+            }
+        }
+    }
+
+    pub(super) fn process_tcp(&mut self, now: Instant, meta: &IpMeta, payload: &[u8]) {
+        self.tcp.counters.in_segs += 1;
+        let src = meta.src_ip();
+        let dst = meta.dst_ip();
+        let pkt = match tcp::Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(_) => {
+                self.tcp.counters.in_errs += 1;
+                return;
+            }
+        };
+        let repr = match tcp::Repr::parse(&pkt, src, dst, true) {
+            Ok(r) => r,
+            Err(e) => {
+                self.tcp.counters.in_errs += 1;
+                if e == Error::Checksum {
+                    self.tcp.counters.in_csum_errors += 1;
+                }
+                return;
+            }
+        };
+        if self.is_broadcast(meta.dst) || repr.src_port == 0 || repr.dst_port == 0 {
+            self.tcp.counters.in_errs += 1;
+            return;
+        }
+        let local = SocketAddr::new(dst, repr.dst_port);
+        let remote = SocketAddr::new(src, repr.src_port);
+
+        if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
+            let reuse = matches!(self.sockets.get(h), Some(Socket::Tcp(c))
+                if c.tcb.state == State::TimeWait && repr.flags.syn() && !repr.flags.ack()
+                    && tw_may_reuse(&c.tcb, &repr));
+            if !reuse {
+                self.tcp_deliver(now, h, &repr);
+                return;
+            }
+            // RFC 6191 / RFC 9293 §3.6.1: a new SYN may end TIME-WAIT.
+            self.tcp_forget(h);
+        }
+        if let Some(lh) = self.tcp_find_listener(local) {
+            self.tcp_listener_input(now, lh, local, remote, &repr);
+            return;
+        }
+        self.tcp.counters.no_socket += 1;
+        self.tcp_reset_for(now, local, remote, &repr);
+    }
+
+    fn tcp_deliver(&mut self, now: Instant, h: SocketHandle, repr: &tcp::Repr) {
+        let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) else {
+            return;
+        };
+        let before = c.tcb.state;
+        let reply = c.tcb.process(now, repr);
+        let after = c.tcb.state;
+        let (local, remote) = (c.tcb.local, c.tcb.remote);
+        let parent = c.parent;
+        if before != after {
+            self.tcp_state_change(h, before, after, parent);
+        }
+        self.sockets.notify(h);
+        self.tcp_mark_ready(h);
+        if let Some(r) = reply {
+            self.send_rst(now, local, remote, r);
+        }
+    }
+
+    fn tcp_state_change(&mut self, h: SocketHandle, before: State, after: State, parent: Option<SocketHandle>) {
+        if before == State::SynReceived && after != State::SynReceived {
+            if let Some(p) = parent {
+                if let Some(Socket::TcpListener(l)) = self.sockets.get_mut(p) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                    if after.is_synchronized() && !l.closed {
+                        l.accept_queue.push_back(h);
+                        self.sockets.notify(p);
+                    }
+                }
+                if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+                    c.half_open = false;
+                    if !after.is_synchronized() {
+                        // Reset before accept: the listener forgets it.
+                        c.released = true;
+                    }
+                }
+            }
+        }
+        if after == State::Closed {
+            match before {
+                State::SynSent | State::SynReceived => self.tcp.counters.attempt_fails += 1,
+                State::Established | State::CloseWait => {
+                    if matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.tcb.error == Some(io::ErrorKind::ConnectionReset)) {
+                        self.tcp.counters.estab_resets += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn tcp_find_listener(&self, local: SocketAddr) -> Option<SocketHandle> {
+        let list = self.tcp.listeners.get(&local.port())?;
+        let mut wildcard = None;
+        for &h in list {
+            if let Some(Socket::TcpListener(l)) = self.sockets.get(h) {
+                if l.local.ip() == local.ip() {
+                    return Some(h);
+                }
+                if l.local.ip().is_unspecified() {
+                    wildcard = Some(h);
+                }
+            }
+        }
+        wildcard
+    }
+
+    fn tcp_listener_input(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        repr: &tcp::Repr,
+    ) {
+        let f = repr.flags;
+        if f.rst() {
+            return;
+        }
+        if f.ack() {
+            // No half-open connection matched: RFC 9293 §3.10.7.2.
+            self.tcp_reset_for(now, local, remote, repr);
+            return;
+        }
+        if !f.syn() {
+            return;
+        }
+        let Some(Socket::TcpListener(l)) = self.sockets.get_mut(lh) else {
+            return;
+        };
+        if l.accept_queue_full() || l.syn_queue_full() {
+            // Like Linux without cookies: drop, the client retries.
+            self.tcp.counters.listen_overflows += 1;
+            return;
+        }
+        l.half_open += 1;
+        let config = l.config.clone();
+        let iss = self.tcp.isn.isn(local, remote, now);
+        let ts_offset = self.next_random() as u32;
+        let mut tcb = Tcb::new(config, local, remote, iss, self.config.mtu, ts_offset, now);
+        tcb.passive = true;
+        tcb.accept_syn(now, repr);
+        let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
+            tcb,
+            parent: Some(lh),
+            in_ready: false,
+            scheduled: None,
+            released: false,
+            half_open: true,
+        })));
+        self.tcp.conns.insert((local, remote), h);
+        self.tcp.counters.passive_opens += 1;
+        self.tcp_mark_ready(h);
+    }
+
+    /// A RST answering `repr` for a connection that does not exist
+    /// (RFC 9293 §3.10.7.1).
+    fn tcp_reset_for(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, repr: &tcp::Repr) {
+        if repr.flags.rst() {
+            return;
+        }
+        let reply = if repr.flags.ack() {
+            RstReply {
+                seq: SeqNumber(repr.ack_number),
+                ack: None,
+            }
+        } else {
+            RstReply {
+                seq: SeqNumber(0),
+                ack: Some(SeqNumber(repr.seq_number) + repr.segment_len()),
+            }
+        };
+        self.send_rst(now, local, remote, reply);
+    }
+
+    fn send_rst(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, r: RstReply) {
+        let mut flags = Flags::RST;
+        if r.ack.is_some() {
+            flags |= Flags::ACK;
+        }
+        let repr = tcp::Repr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq_number: r.seq.0,
+            ack_number: r.ack.map_or(0, |a| a.0),
+            flags: Flags(flags),
+            window_len: 0,
+            urgent_at: 0,
+            options: tcp::Options::default(),
+            payload: &[],
+        };
+        self.tcp.counters.out_rsts += 1;
+        self.emit_tcp(now, local, remote, &OutSegment { repr, payload: (&[], &[]) });
+    }
+
+    /// Wraps a segment in IPv4 and queues it. False when the transmit
+    /// queue is full (the connection tries again later).
+    fn emit_tcp(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, seg: &OutSegment) -> bool {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (local.ip(), remote.ip()) else {
+            return true;
+        };
+        if !self.tx_has_room(1) {
+            return false;
+        }
+        let hlen = seg.repr.header_len();
+        let (a, b) = seg.payload;
+        let repr = ipv4::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: ipv4::protocol::TCP,
+            payload_len: hlen + a.len() + b.len(),
+            ttl: self.config.ttl,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: true,
+        };
+        self.tcp.counters.out_segs += 1;
+        self.send_ipv4(now, repr, |buf| {
+            buf[hlen..hlen + a.len()].copy_from_slice(a);
+            buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
+            seg.repr.emit(
+                &mut tcp::Packet::new_unchecked(buf),
+                IpAddr::V4(src),
+                IpAddr::V4(dst),
+            );
+        });
+        true
+    }
+
+    /// Runs due timers and lets ready connections transmit.
+    pub(super) fn flush_tcp(&mut self, now: Instant) {
+        while let Some(&Reverse((t, h))) = self.tcp.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.tcp.timers.pop();
+            if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+                if c.scheduled == Some(t) {
+                    c.scheduled = None;
+                    self.tcp_mark_ready(h);
+                }
+            }
+        }
+        let mut ready = std::mem::take(&mut self.tcp.ready);
+        for h in ready.drain(..) {
+            self.tcp_poll_one(now, h);
+        }
+        if self.tcp.ready.is_empty() {
+            self.tcp.ready = ready;
+        }
+    }
+
+    fn tcp_poll_one(&mut self, now: Instant, h: SocketHandle) {
+        let Some(Socket::Tcp(mut c)) = self.sockets.take(h) else {
+            return;
+        };
+        c.in_ready = false;
+        let before = c.tcb.state;
+        let (local, remote) = (c.tcb.local, c.tcb.remote);
+        let mut blocked = false;
+        let retrans_before = c.tcb.info.retransmits;
+        c.tcb.poll_transmit(now, &mut |seg: &OutSegment| {
+            let ok = self.emit_tcp(now, local, remote, seg);
+            blocked |= !ok;
+            ok
+        });
+        self.tcp.counters.retrans_segs += c.tcb.info.retransmits - retrans_before;
+        let after = c.tcb.state;
+        let parent = c.parent;
+        let done = after == State::Closed && (c.released || c.half_open);
+        // Reschedule.
+        let next = c.tcb.poll_at();
+        self.sockets.put_back(h, Socket::Tcp(c));
+        if before != after {
+            self.tcp_state_change(h, before, after, parent);
+            self.sockets.notify(h);
+        }
+        if done || matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.released && c.tcb.state == State::Closed) {
+            self.tcp_forget(h);
+            return;
+        }
+        if blocked || next.is_some_and(|t| t <= now) {
+            if blocked {
+                self.tcp_mark_ready(h);
+            } else if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+                // More to do right away (e.g. window opened): next round.
+                if !c.in_ready {
+                    c.in_ready = true;
+                    self.tcp.ready.push(h);
+                }
+            }
+        } else if let Some(t) = next {
+            if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+                if c.scheduled.is_none_or(|s| t < s) {
+                    c.scheduled = Some(t);
+                    self.tcp.timers.push(Reverse((t, h)));
+                }
+            }
+        }
+    }
+
+    /// Drops a connection from every table.
+    fn tcp_forget(&mut self, h: SocketHandle) {
+        if let Some(Socket::Tcp(c)) = self.sockets.remove(h) {
+            let key = (c.tcb.local, c.tcb.remote);
+            if self.tcp.conns.get(&key) == Some(&h) {
+                self.tcp.conns.remove(&key);
+            }
+            if c.half_open {
+                if let Some(Socket::TcpListener(l)) = c.parent.and_then(|p| self.sockets.get_mut(p)) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// The earliest TCP deadline.
+    pub(super) fn tcp_poll_at(&self) -> Option<Instant> {
+        if !self.tcp.ready.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.tcp.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub(super) fn tcp_icmp_error(&mut self, local: SocketAddr, remote: SocketAddr, seq: u32, kind: io::ErrorKind) {
+        let Some(&h) = self.tcp.conns.get(&(local, remote)) else {
+            return;
+        };
+        if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+            let t = &mut c.tcb;
+            // RFC 5927 §4.1: the quoted sequence number must be in flight.
+            let s = SeqNumber(seq);
+            if s < t.snd_una || s >= t.snd_max.max(t.snd_una + 1) {
+                return;
+            }
+            // Hard error only while connecting (RFC 5927 §4.2, RFC 1122).
+            if t.state == State::SynSent {
+                t.fail(kind);
+                self.tcp.counters.attempt_fails += 1;
+                self.sockets.notify(h);
+                self.tcp_mark_ready(h);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ poll API
+
+    fn tcp_port_in_use(&self, ip: IpAddr, port: u16) -> bool {
+        self.tcp.listeners.get(&port).is_some_and(|l| {
+            l.iter().any(|&h| matches!(self.sockets.get(h), Some(Socket::TcpListener(x))
+                if x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip))
+        })
+    }
+
+    /// Listens on `local` (port 0: ephemeral) with an accept queue of
+    /// `backlog`.
+    pub fn tcp_listen(&mut self, local: SocketAddr, backlog: usize) -> io::Result<SocketHandle> {
+        let IpAddr::V4(ip) = local.ip() else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv6 is not supported yet"));
+        };
+        if !ip.is_unspecified() && !self.has_addr(ip) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("{ip} is not an address of this interface"),
+            ));
+        }
+        let port = if local.port() == 0 {
+            self.tcp_ephemeral_port(None)?
+        } else {
+            local.port()
+        };
+        if self.tcp_port_in_use(local.ip(), port) {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("TCP port {port} is in use")));
+        }
+        let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
+        let l = Listener::new(addr, backlog, self.tcp.config.clone());
+        let h = self.sockets.insert(Socket::TcpListener(Box::new(l)));
+        self.tcp.listeners.entry(port).or_default().push(h);
+        Ok(h)
+    }
+
+    /// Takes an established connection from the listener's queue.
+    pub fn tcp_accept(&mut self, lh: SocketHandle) -> io::Result<(SocketHandle, SocketAddr)> {
+        loop {
+            let Some(Socket::TcpListener(l)) = self.sockets.get_mut(lh) else {
+                return Err(no_socket());
+            };
+            let Some(h) = l.accept_queue.pop_front() else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
+                c.parent = None;
+                if !c.released {
+                    return Ok((h, c.tcb.remote));
+                }
+            }
+        }
+    }
+
+    /// The listener's state.
+    pub fn tcp_listener(&self, lh: SocketHandle) -> io::Result<&Listener> {
+        match self.sockets.get(lh) {
+            Some(Socket::TcpListener(l)) => Ok(l),
+            _ => Err(no_socket()),
+        }
+    }
+
+    fn tcp_ephemeral_port(&mut self, remote: Option<SocketAddr>) -> io::Result<u16> {
+        let (lo, hi) = self.config.ephemeral_ports;
+        let span = (hi as u32).saturating_sub(lo as u32) + 1;
+        // RFC 6056 algorithm 1 (random start, linear search); a port is
+        // free when no listener holds it and no connection (TIME-WAIT
+        // included) uses it towards `remote`.
+        let start = (self.next_random() % span as u64) as u32;
+        let src = remote.and_then(|r| match r.ip() {
+            IpAddr::V4(d) => self.source_for(d).map(IpAddr::V4),
+            _ => None,
+        });
+        for i in 0..span {
+            let port = lo + ((start + i) % span) as u16;
+            if self.tcp_port_in_use(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port) {
+                continue;
+            }
+            if let (Some(r), Some(s)) = (remote, src) {
+                if self.tcp.conns.contains_key(&(SocketAddr::new(s, port), r)) {
+                    continue;
+                }
+            }
+            return Ok(port);
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral TCP port"))
+    }
+
+    /// Starts connecting to `remote` (non-blocking: SYN-SENT). `local`
+    /// picks the source address and port (port 0 or `None`: ephemeral).
+    pub fn tcp_connect(&mut self, remote: SocketAddr, local: Option<SocketAddr>, now: Instant) -> io::Result<SocketHandle> {
+        let IpAddr::V4(rip) = remote.ip() else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv6 is not supported yet"));
+        };
+        if remote.port() == 0 || rip.is_unspecified() || rip.is_broadcast() || rip.is_multicast() || self.is_broadcast(rip) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("cannot connect to {remote}")));
+        }
+        if self.route(rip).is_none() {
+            return Err(io::Error::new(io::ErrorKind::NetworkUnreachable, format!("no route to {rip}")));
+        }
+        let src = match local.map(|l| l.ip()) {
+            Some(IpAddr::V4(a)) if !a.is_unspecified() => {
+                if !self.has_addr(a) {
+                    return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{a} is not an address of this interface")));
+                }
+                a
+            }
+            _ => self.source_for(rip).ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no source address"))?,
+        };
+        let port = match local.map(|l| l.port()).unwrap_or(0) {
+            0 => self.tcp_ephemeral_port(Some(remote))?,
+            p => p,
+        };
+        let local = SocketAddr::V4(SocketAddrV4::new(src, port));
+        if self.tcp.conns.contains_key(&(local, remote)) {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{local} -> {remote} is in use")));
+        }
+        let iss = self.tcp.isn.isn(local, remote, now);
+        let ts_offset = self.next_random() as u32;
+        let mut tcb = Tcb::new(self.tcp.config.clone(), local, remote, iss, self.config.mtu, ts_offset, now);
+        tcb.connect(now);
+        let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
+            tcb,
+            parent: None,
+            in_ready: false,
+            scheduled: None,
+            released: false,
+            half_open: false,
+        })));
+        self.tcp.conns.insert((local, remote), h);
+        self.tcp.counters.active_opens += 1;
+        self.tcp_mark_ready(h);
+        Ok(h)
+    }
+
+    /// Queues data for sending (`WouldBlock` when the buffer is full).
+    pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> io::Result<usize> {
+        let r = self.conn_mut(h)?.tcb.send(data);
+        if r.is_ok() {
+            self.tcp_mark_ready(h);
+        }
+        r
+    }
+
+    /// Reads data (`Ok(0)` at end of stream, `WouldBlock` when none yet).
+    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<usize> {
+        let c = self.conn_mut(h)?;
+        let r = c.tcb.recv(buf);
+        if c.tcb.ack_now {
+            self.tcp_mark_ready(h);
+        }
+        r
+    }
+
+    /// Copies readable data without consuming it.
+    pub fn tcp_peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<usize> {
+        let c = self.conn_mut(h)?;
+        if let Some(e) = c.tcb.error {
+            if c.tcb.recv_queue() == 0 {
+                return Err(e.into());
+            }
+        }
+        let n = c.tcb.peek(buf);
+        if n == 0 && !c.tcb.can_recv() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    /// Shuts down reading, writing or both (`std::net::Shutdown`).
+    pub fn tcp_shutdown(&mut self, h: SocketHandle, how: std::net::Shutdown) -> io::Result<()> {
+        let c = self.conn_mut(h)?;
+        if !c.tcb.state.is_synchronized() && c.tcb.state != State::SynReceived {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        match how {
+            std::net::Shutdown::Read => c.tcb.shutdown_read(),
+            std::net::Shutdown::Write => c.tcb.shutdown_write(),
+            std::net::Shutdown::Both => {
+                c.tcb.shutdown_read();
+                c.tcb.shutdown_write();
+            }
+        }
+        self.sockets.notify(h);
+        self.tcp_mark_ready(h);
+        Ok(())
+    }
+
+    /// Closes the socket: the connection finishes on its own (FIN, or RST
+    /// when unread data is left). A listener stops and resets the
+    /// connections it had not handed out.
+    pub fn tcp_close(&mut self, h: SocketHandle) -> io::Result<()> {
+        match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(c)) if !c.released => {
+                c.released = true;
+                c.tcb.close();
+                self.tcp_mark_ready(h);
+                Ok(())
+            }
+            Some(Socket::TcpListener(_)) => {
+                let Some(Socket::TcpListener(l)) = self.sockets.remove(h) else {
+                    unreachable!()
+                };
+                if let Some(list) = self.tcp.listeners.get_mut(&l.local.port()) {
+                    list.retain(|x| *x != h);
+                    if list.is_empty() {
+                        self.tcp.listeners.remove(&l.local.port());
+                    }
+                }
+                for ch in l.accept_queue {
+                    if let Some(Socket::Tcp(c)) = self.sockets.get_mut(ch) {
+                        c.released = true;
+                        c.tcb.abort();
+                        self.tcp_mark_ready(ch);
+                    }
+                }
+                // Half-open children of this listener go too.
+                let orphans: Vec<SocketHandle> = self
+                    .tcp
+                    .conns
+                    .values()
+                    .copied()
+                    .filter(|&ch| matches!(self.sockets.get(ch), Some(Socket::Tcp(c)) if c.parent == Some(h)))
+                    .collect();
+                for ch in orphans {
+                    if let Some(Socket::Tcp(c)) = self.sockets.get_mut(ch) {
+                        c.released = true;
+                        c.parent = None;
+                        c.tcb.abort();
+                        self.tcp_mark_ready(ch);
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(no_socket()),
+        }
+    }
+
+    /// Aborts with a RST (close with linger 0).
+    pub fn tcp_abort(&mut self, h: SocketHandle) -> io::Result<()> {
+        let c = self.conn_mut(h)?;
+        c.released = true;
+        c.tcb.abort();
+        self.tcp_mark_ready(h);
+        Ok(())
+    }
+
+    /// The connection.
+    pub fn tcp_socket(&self, h: SocketHandle) -> io::Result<&Tcb> {
+        self.conn_ref(h).map(|c| &c.tcb)
+    }
+
+    /// The connection, mutable (settings such as nodelay and keep-alive).
+    pub fn tcp_socket_mut(&mut self, h: SocketHandle) -> io::Result<&mut Tcb> {
+        self.tcp_mark_ready(h);
+        self.conn_mut(h).map(|c| &mut c.tcb)
+    }
+
+    /// A `TCP_INFO`-like snapshot.
+    pub fn tcp_info(&self, h: SocketHandle) -> io::Result<TcpInfo> {
+        self.conn_ref(h).map(|c| c.tcb.info())
+    }
+
+    /// The TCP counters.
+    pub fn tcp_counters(&self) -> &TcpCounters {
+        &self.tcp.counters
+    }
+
+    /// Connections currently established or closing (not TIME-WAIT).
+    pub fn tcp_curr_estab(&self) -> usize {
+        self.tcp
+            .conns
+            .values()
+            .filter(|&&h| matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if matches!(c.tcb.state, State::Established | State::CloseWait)))
+            .count()
+    }
+
+    /// The TCP settings new sockets get.
+    pub fn tcp_config(&self) -> &TcpConfig {
+        &self.tcp.config
+    }
+
+    /// Changes the TCP settings for sockets created from now on.
+    pub fn set_tcp_config(&mut self, config: TcpConfig) {
+        self.tcp.config = Arc::new(config);
+    }
+}
+
+/// RFC 6191 (timestamps) or RFC 9293 §3.6.1 (higher ISN): may a new SYN
+/// take over a TIME-WAIT 4-tuple?
+fn tw_may_reuse(tcb: &Tcb, syn: &tcp::Repr) -> bool {
+    match (tcb.ts, syn.options.timestamps) {
+        (Some(ts), Some((val, _))) => (val.wrapping_sub(ts.recent) as i32) > 0,
+        _ => SeqNumber(syn.seq_number) > tcb.rcv_nxt,
+    }
+}

@@ -1,0 +1,275 @@
+//! A deterministic network simulator: interfaces joined by simulated links
+//! in virtual time, with seeded loss, duplication, reordering, corruption,
+//! delay and a rate limit. The same seed gives the same run, frame for
+//! frame; thousands of seeds run in seconds.
+//!
+//! This is the two-host version (a point-to-point link); the congestion
+//! control work extends it to shared bottlenecks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::iface::Interface;
+use crate::phy::FrameBatch;
+use crate::time::{Duration, Instant};
+
+/// Impairments of one direction of a simulated link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// One-way propagation delay.
+    pub delay: Duration,
+    /// Extra uniform random delay, 0 to this (reorders frames).
+    pub jitter: Duration,
+    /// Probability a frame is lost.
+    pub loss: f64,
+    /// Probability a frame is duplicated.
+    pub dup: f64,
+    /// Probability a frame has one bit flipped.
+    pub corrupt: f64,
+    /// Bottleneck rate in bits per second (0: unlimited).
+    pub rate_bps: u64,
+    /// Bytes that may queue at the bottleneck before tail drop.
+    pub queue_bytes: usize,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            delay: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            dup: 0.0,
+            corrupt: 0.0,
+            rate_bps: 0,
+            queue_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What happened on a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Frames offered.
+    pub sent: u64,
+    /// Frames delivered.
+    pub delivered: u64,
+    /// Lost at random.
+    pub lost: u64,
+    /// Duplicated.
+    pub duplicated: u64,
+    /// Corrupted.
+    pub corrupted: u64,
+    /// Dropped at a full bottleneck queue.
+    pub queue_drops: u64,
+}
+
+/// A small deterministic PRNG (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x6a09_e667_f3bc_c909)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lane {
+    config: LinkConfig,
+    stats: LinkStats,
+    /// When the bottleneck is free again.
+    busy_until: Instant,
+    queued_bytes: usize,
+}
+
+/// Two interfaces on a point-to-point link.
+pub struct Sim {
+    /// Host A.
+    pub a: Interface,
+    /// Host B.
+    pub b: Interface,
+    now: Instant,
+    rng: Rng,
+    lanes: [Lane; 2],
+    /// (deliver at, sequence, destination 0=a 1=b, frame, bytes charged to queue)
+    in_flight: BinaryHeap<Reverse<(Instant, u64, u8, Vec<u8>, usize)>>,
+    seq: u64,
+    batch: FrameBatch,
+}
+
+impl Sim {
+    /// Joins `a` and `b` with `ab` (a to b) and `ba` impairments.
+    pub fn new(a: Interface, b: Interface, ab: LinkConfig, ba: LinkConfig, seed: u64) -> Sim {
+        let lane = |config| Lane {
+            config,
+            stats: LinkStats::default(),
+            busy_until: Instant::ZERO,
+            queued_bytes: 0,
+        };
+        Sim {
+            a,
+            b,
+            now: Instant::ZERO,
+            rng: Rng::new(seed),
+            lanes: [lane(ab), lane(ba)],
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            batch: FrameBatch::new(1024, 65535 + 14),
+        }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Link statistics, a to b and b to a.
+    pub fn stats(&self) -> (&LinkStats, &LinkStats) {
+        (&self.lanes[0].stats, &self.lanes[1].stats)
+    }
+
+    /// Frames on the wire now.
+    pub fn frames_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn transmit(&mut self, from: usize) {
+        self.batch.clear();
+        let iface = if from == 0 { &mut self.a } else { &mut self.b };
+        iface.poll_transmit(self.now, &mut self.batch);
+        let frames: Vec<Vec<u8>> = self.batch.iter().map(|f| f.to_vec()).collect();
+        for f in frames {
+            self.offer(from, f);
+        }
+    }
+
+    fn offer(&mut self, from: usize, mut frame: Vec<u8>) {
+        let now = self.now;
+        let lane = &mut self.lanes[from];
+        lane.stats.sent += 1;
+        let c = lane.config;
+        if self.rng.chance(c.loss) {
+            lane.stats.lost += 1;
+            return;
+        }
+        let copies = if self.rng.chance(c.dup) {
+            lane.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        if self.rng.chance(c.corrupt) && !frame.is_empty() {
+            lane.stats.corrupted += 1;
+            let i = self.rng.below(frame.len() as u64) as usize;
+            frame[i] ^= 1 << self.rng.below(8);
+        }
+        for _ in 0..copies {
+            let mut at = now;
+            let mut charged = 0;
+            if c.rate_bps > 0 {
+                if lane.queued_bytes + frame.len() > c.queue_bytes {
+                    lane.stats.queue_drops += 1;
+                    continue;
+                }
+                let tx = Duration::from_nanos(frame.len() as u64 * 8 * 1_000_000_000 / c.rate_bps);
+                let start = lane.busy_until.max(now);
+                lane.busy_until = start + tx;
+                at = lane.busy_until;
+                lane.queued_bytes += frame.len();
+                charged = frame.len();
+            }
+            at += c.delay;
+            if c.jitter > Duration::ZERO {
+                at += Duration::from_micros(self.rng.below(c.jitter.as_micros() as u64 + 1));
+            }
+            self.seq += 1;
+            self.in_flight
+                .push(Reverse((at, self.seq, (1 - from) as u8, frame.clone(), charged)));
+        }
+    }
+
+    /// Runs until `until` (virtual), or until nothing is left to do.
+    /// Returns the time reached.
+    pub fn run_until(&mut self, until: Instant) -> Instant {
+        self.run_while(until, |_| true)
+    }
+
+    /// Runs while `cond` holds, at most until `until`.
+    pub fn run_while(&mut self, until: Instant, mut cond: impl FnMut(&mut Sim) -> bool) -> Instant {
+        let mut guard = 0u64;
+        loop {
+            guard += 1;
+            if guard > 50_000_000 {
+                break; // a bug; never spin forever
+            }
+            self.transmit(0);
+            self.transmit(1);
+            if !cond(self) {
+                break;
+            }
+            // Next event: a delivery or a deadline of either host.
+            let next_delivery = self.in_flight.peek().map(|Reverse(e)| e.0);
+            let next = [next_delivery, self.a.poll_at(), self.b.poll_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            let next = next.max(self.now);
+            if next > until {
+                self.now = until;
+                break;
+            }
+            self.now = next;
+            while let Some(Reverse(e)) = self.in_flight.peek() {
+                if e.0 > self.now {
+                    break;
+                }
+                let Reverse((_, _, to, frame, charged)) = self.in_flight.pop().expect("peeked");
+                let lane = &mut self.lanes[1 - to as usize];
+                lane.queued_bytes -= charged;
+                lane.stats.delivered += 1;
+                if to == 0 {
+                    self.a.handle_frame(self.now, &frame);
+                } else {
+                    self.b.handle_frame(self.now, &frame);
+                }
+            }
+        }
+        self.now
+    }
+
+    /// Advances time by `d`, running everything due.
+    pub fn advance(&mut self, d: Duration) -> Instant {
+        let until = self.now + d;
+        self.run_until(until)
+    }
+}

@@ -1,0 +1,86 @@
+//! TCP settings, with Linux's defaults where the RFCs leave a choice.
+
+use crate::tcp::rtt::RttConfig;
+use crate::time::Duration;
+
+/// Keep-alive probing (RFC 1122 §4.2.3.6); off unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe (Linux: 7200 s).
+    pub idle: Duration,
+    /// Time between unanswered probes (Linux: 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (Linux: 9).
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
+}
+
+/// Settings of a TCP connection.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Send buffer limit in bytes.
+    pub send_buffer: usize,
+    /// Receive buffer (and so the largest window) in bytes.
+    pub recv_buffer: usize,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// RTO estimator settings (RFC 6298; min 200 ms, max 120 s like Linux).
+    pub rtt: RttConfig,
+    /// SYN retransmissions before `TimedOut` (Linux: 6).
+    pub syn_retries: u32,
+    /// Data retransmissions before `TimedOut` (Linux: 15).
+    pub data_retries: u32,
+    /// Give up when data stays unacknowledged this long (`TCP_USER_TIMEOUT`);
+    /// overrides `data_retries` when set.
+    pub user_timeout: Option<Duration>,
+    /// Longest an ACK may be delayed (RFC 1122: < 500 ms; Linux: 40 ms).
+    pub delayed_ack: Duration,
+    /// Maximum segment lifetime; TIME_WAIT lasts twice this (60 s).
+    pub msl: Duration,
+    /// How long an orphaned connection may sit in FIN_WAIT_2 (Linux: 60 s).
+    pub fin_wait2_timeout: Duration,
+    /// Keep-alive, when enabled.
+    pub keepalive: Option<Keepalive>,
+    /// Offer window scaling (RFC 7323).
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018).
+    pub sack: bool,
+    /// Congestion controller name (`reno`; `cubic` and `bbr` later).
+    pub congestion: String,
+    /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
+    pub challenge_ack_limit: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            nodelay: false,
+            rtt: RttConfig::default(),
+            syn_retries: 6,
+            data_retries: 15,
+            user_timeout: None,
+            delayed_ack: Duration::from_millis(40),
+            msl: Duration::from_secs(30),
+            fin_wait2_timeout: Duration::from_secs(60),
+            keepalive: None,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            congestion: "reno".into(),
+            challenge_ack_limit: 1000,
+        }
+    }
+}

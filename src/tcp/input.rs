@@ -1,0 +1,534 @@
+//! Segment arrival, RFC 9293 §3.10.7, with RFC 5961 (challenge ACKs),
+//! RFC 7323 (PAWS), RFC 5681/6582 (duplicate ACKs, NewReno recovery).
+
+use std::io;
+
+use super::cc::AckEvent;
+use super::seq::SeqNumber;
+use super::tcb::{State, Tcb, Timestamps};
+use crate::time::{Duration, Instant};
+use crate::wire::tcp;
+
+/// A RST the interface should send in answer (not part of the connection's
+/// sequence space, so the interface builds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RstReply {
+    /// Sequence number of the RST.
+    pub seq: SeqNumber,
+    /// Acknowledgement number, when the RST carries ACK.
+    pub ack: Option<SeqNumber>,
+}
+
+/// PAWS: TS.Recent older than 24 days is no longer trusted (RFC 7323 §5.5).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+impl Tcb {
+    /// Applies the options of the peer's SYN or SYN-ACK.
+    pub(crate) fn negotiate(&mut self, syn: &tcp::Repr, now: Instant) {
+        let o = &syn.options;
+        let peer_mss = o.mss.map_or(536, |m| m as usize).max(64);
+        self.smss = peer_mss.min(self.our_mss as usize);
+        match (self.config.window_scaling, o.window_scale) {
+            (true, Some(ws)) => {
+                self.ws_ok = true;
+                self.snd_wscale = ws.min(14);
+            }
+            _ => {
+                self.ws_ok = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts = match (self.config.timestamps, o.timestamps) {
+            (true, Some((val, _))) => Some(Timestamps {
+                recent: val,
+                recent_at: now,
+                offset: self.ts_offset_seed,
+            }),
+            _ => None,
+        };
+        self.sack_ok = self.config.sack && o.sack_permitted;
+        self.cc.set_mss(self.data_mss());
+    }
+
+    /// A passive open: the listener's SYN becomes SYN-RECEIVED; the
+    /// SYN-ACK goes out on the next poll.
+    pub(crate) fn accept_syn(&mut self, now: Instant, syn: &tcp::Repr) {
+        self.irs = SeqNumber(syn.seq_number);
+        self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.last_ack_sent = self.rcv_nxt;
+        self.negotiate(syn, now);
+        self.snd_wnd = syn.window_len as usize;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = self.iss;
+        self.state = State::SynReceived;
+        self.snd_nxt = self.iss;
+        self.last_recv_at = now;
+        // Data on a SYN (without Fast Open) is not acknowledged; the peer
+        // sends it again after the handshake.
+    }
+
+    /// A segment for this connection arrived at `now`.
+    pub(crate) fn process(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+        self.info.segs_in += 1;
+        match self.state {
+            State::Closed | State::Listen => None,
+            State::SynSent => self.process_syn_sent(now, seg),
+            _ => self.process_synchronized(now, seg),
+        }
+    }
+
+    fn process_syn_sent(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+        let f = seg.flags;
+        let ack = SeqNumber(seg.ack_number);
+        if f.ack() && (ack <= self.iss || ack > self.snd_max) {
+            return (!f.rst()).then_some(RstReply { seq: ack, ack: None });
+        }
+        if f.rst() {
+            if f.ack() {
+                self.fail(io::ErrorKind::ConnectionRefused);
+            }
+            return None;
+        }
+        if !f.syn() {
+            return None;
+        }
+        self.irs = SeqNumber(seg.seq_number);
+        self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.last_ack_sent = self.rcv_nxt;
+        self.negotiate(seg, now);
+        self.last_recv_at = now;
+        if f.ack() {
+            self.ack_syn(now, ack, seg);
+            self.state = State::Established;
+            self.on_established(now);
+            self.ack_now = true;
+            // Data on a SYN-ACK (Fast Open) is accepted like any text.
+            if !seg.payload.is_empty() || f.fin() {
+                self.accept_text(now, self.rcv_nxt, seg.payload, f.fin());
+            }
+        } else {
+            // Simultaneous open: answer with SYN-ACK (same ISS).
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+            self.rto_at = Some(now);
+        }
+        None
+    }
+
+    /// The SYN we sent is acknowledged by `ack`.
+    fn ack_syn(&mut self, now: Instant, ack: SeqNumber, seg: &tcp::Repr) {
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        // The window of a SYN or SYN-ACK is never scaled (RFC 7323 §2.2).
+        self.snd_wnd = if seg.flags.syn() {
+            seg.window_len as usize
+        } else {
+            (seg.window_len as usize) << self.snd_wscale
+        };
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = SeqNumber(seg.seq_number);
+        self.snd_wl2 = ack;
+        if let Some((_, t)) = self.rtt_probe.take() {
+            if self.retries == 0 {
+                self.rtt.sample(now - t);
+            }
+        }
+        self.retries = 0;
+        self.rto_at = None;
+        self.unacked_since = None;
+    }
+
+    pub(crate) fn on_established(&mut self, now: Instant) {
+        self.keepalive_at = self.config.keepalive.map(|k| now + k.idle);
+    }
+
+    fn rcv_wnd_advertised(&self) -> usize {
+        (self.rcv_adv - self.rcv_nxt).max(0) as usize
+    }
+
+    fn challenge_ack(&mut self, now: Instant) {
+        let sec = now.total_micros() / 1_000_000;
+        if self.challenge_acks.0 != sec {
+            self.challenge_acks = (sec, 0);
+        }
+        if self.challenge_acks.1 < self.config.challenge_ack_limit {
+            self.challenge_acks.1 += 1;
+            self.ack_now = true;
+        }
+    }
+
+    fn process_synchronized(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+
+        if self.state == State::TimeWait {
+            return self.process_time_wait(now, seg);
+        }
+
+        // PAWS (RFC 7323 §5.3).
+        if let (Some(ts), Some((val, _))) = (self.ts, seg.options.timestamps) {
+            if !f.rst()
+                && (val.wrapping_sub(ts.recent) as i32) < 0
+                && now - ts.recent_at < PAWS_IDLE
+            {
+                self.ack_now = true;
+                return None;
+            }
+        }
+
+        // Acceptability (§3.10.7.4, first check).
+        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
+        let wnd = self.rcv_wnd_advertised();
+        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg_seq == self.rcv_nxt,
+            (0, _) => in_wnd(seg_seq),
+            (_, 0) => false,
+            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        };
+        let mut syn = f.syn();
+        let mut fin = f.fin();
+        let mut payload = seg.payload;
+        let mut seq = seg_seq;
+        if !acceptable {
+            if f.rst() {
+                return None;
+            }
+            if self.state == State::SynReceived && syn && seg_seq == self.irs {
+                // Our SYN-ACK was lost: send it again.
+                self.snd_nxt = self.iss;
+                return None;
+            }
+            if wnd == 0 && seg_seq == self.rcv_nxt {
+                // A zero window still takes ACKs, URGs and RSTs.
+                payload = &[];
+                syn = false;
+                fin = false;
+                self.ack_now = true;
+            } else {
+                self.ack_now = true;
+                return None;
+            }
+        }
+
+        // Trim to the window.
+        if syn && seq < self.rcv_nxt {
+            syn = false;
+            seq += 1;
+        }
+        if seq < self.rcv_nxt {
+            let t = (self.rcv_nxt - seq) as usize;
+            if t > payload.len() {
+                fin = false;
+            }
+            payload = &payload[t.min(payload.len())..];
+            seq = self.rcv_nxt;
+            self.ack_now = true;
+        }
+        let right = self.rcv_nxt + wnd;
+        if seq + payload.len() > right {
+            let keep = (right - seq).max(0) as usize;
+            payload = &payload[..keep.min(payload.len())];
+            fin = false;
+            self.ack_now = true;
+        }
+
+        // RST (§3.10.7.4 second check, RFC 5961 §3.2).
+        if f.rst() {
+            if seg_seq == self.rcv_nxt {
+                match self.state {
+                    State::SynReceived if self.passive => self.enter_closed(),
+                    State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
+                    State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                        self.fail(io::ErrorKind::ConnectionReset)
+                    }
+                    _ => self.enter_closed(),
+                }
+            } else {
+                self.challenge_ack(now);
+            }
+            return None;
+        }
+
+        // SYN in a synchronized state: challenge ACK (RFC 5961 §4.2).
+        if syn {
+            self.challenge_ack(now);
+            return None;
+        }
+
+        if !f.ack() {
+            return None;
+        }
+
+        // TS.Recent update (RFC 7323 §4.3).
+        if let (Some(ts), Some((val, _))) = (self.ts.as_mut(), seg.options.timestamps) {
+            if seg_seq <= self.last_ack_sent && (val.wrapping_sub(ts.recent) as i32) >= 0 {
+                ts.recent = val;
+                ts.recent_at = now;
+            }
+        }
+        self.last_recv_at = now;
+        if let Some(k) = self.config.keepalive {
+            self.keepalive_at = Some(now + k.idle);
+            self.keepalive_probes = 0;
+        }
+
+        let ack = SeqNumber(seg.ack_number);
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.ack_syn(now, ack, seg);
+                // Window from this ACK (scaled: it is not a SYN).
+                self.state = State::Established;
+                self.on_established(now);
+                if self.fin_queued {
+                    self.state = State::FinWait1;
+                }
+            } else {
+                return Some(RstReply { seq: ack, ack: None });
+            }
+        } else if let Some(reply) = self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin) {
+            return reply;
+        }
+
+        // Text and FIN.
+        match self.state {
+            State::Established | State::FinWait1 | State::FinWait2 => {
+                if !payload.is_empty() || fin {
+                    self.accept_text(now, seq, payload, fin);
+                }
+            }
+            // Data after the peer's FIN is nonsense; just ACK.
+            _ => {
+                if !payload.is_empty() {
+                    self.ack_now = true;
+                }
+            }
+        }
+        None
+    }
+
+    /// ACK processing in synchronized states (§3.10.7.4 fifth check).
+    /// `Some(r)` ends processing of the segment with reply `r`.
+    #[allow(clippy::option_option)]
+    fn process_ack(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        seg_seq: SeqNumber,
+        ack: SeqNumber,
+        pure: bool,
+    ) -> Option<Option<RstReply>> {
+        if ack > self.snd_max {
+            // Acknowledges something never sent.
+            self.ack_now = true;
+            return Some(None);
+        }
+        let max_wnd = self.max_snd_wnd.max(65535);
+        if ack < self.snd_una - max_wnd {
+            self.challenge_ack(now);
+            return Some(None);
+        }
+        let old_wnd = self.snd_wnd;
+        if ack > self.snd_una {
+            self.new_ack(now, ack);
+        } else if ack == self.snd_una
+            && pure
+            && self.snd_max > self.snd_una
+            && ((seg.window_len as usize) << self.snd_wscale) == old_wnd
+        {
+            self.dup_ack(now);
+        }
+        // Window update (§3.10.7.4: SND.WL1/WL2 rule).
+        if self.snd_wl1 < seg_seq || (self.snd_wl1 == seg_seq && self.snd_wl2 <= ack) {
+            self.snd_wnd = (seg.window_len as usize) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg_seq;
+            self.snd_wl2 = ack;
+            if self.snd_wnd > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+            }
+        }
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.state = State::FinWait2;
+                if self.orphaned {
+                    self.fin_wait2_at = Some(now + self.config.fin_wait2_timeout);
+                }
+            }
+            State::Closing if fin_acked => {
+                self.enter_time_wait(now);
+                return Some(None);
+            }
+            State::LastAck if fin_acked => {
+                self.enter_closed();
+                return Some(None);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn new_ack(&mut self, now: Instant, ack: SeqNumber) {
+        let mut acked = (ack - self.snd_una) as usize;
+        if self.snd_una == self.iss {
+            acked -= 1; // our SYN
+        }
+        if let Some(f) = self.fin_seq {
+            if self.snd_una <= f && ack > f {
+                acked -= 1; // our FIN
+            }
+        }
+        let acked = acked.min(self.send_buf.len());
+        self.send_buf.consume(acked);
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        let mut rtt = None;
+        if let Some((pseq, t)) = self.rtt_probe {
+            if ack > pseq {
+                let r = now - t;
+                self.rtt.sample(r);
+                rtt = Some(r);
+                self.rtt_probe = None;
+            }
+        }
+        self.retries = 0;
+        if self.snd_una == self.snd_max {
+            self.rto_at = None;
+            self.unacked_since = None;
+        } else {
+            self.rto_at = Some(now + self.rtt.rto());
+            self.unacked_since = Some(now);
+        }
+        self.info.bytes_acked += acked as u64;
+        let in_flight = self.bytes_in_flight();
+        match self.recovery {
+            Some(rec) if ack >= rec => {
+                self.cc.on_exit_recovery(now, in_flight);
+                self.recovery = None;
+                self.dup_acks = 0;
+            }
+            Some(_) => {
+                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
+                self.cc.on_partial_ack(now, acked);
+                self.retransmit_one = true;
+            }
+            None => {
+                self.dup_acks = 0;
+                let ev = AckEvent {
+                    bytes_acked: acked,
+                    rtt,
+                    in_flight,
+                    delivered: self.info.bytes_acked,
+                    app_limited: self.send_buf.len() <= in_flight,
+                };
+                self.cc.on_ack(now, &ev);
+            }
+        }
+    }
+
+    fn dup_ack(&mut self, now: Instant) {
+        self.dup_acks += 1;
+        if self.recovery.is_some() {
+            if self.dup_acks > 3 {
+                self.cc.on_recovery_dup_ack(now);
+            }
+            return;
+        }
+        // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
+        let fresh = self.last_recover.is_none_or(|r| self.snd_una > r);
+        if self.dup_acks == 3 && fresh {
+            let in_flight = self.bytes_in_flight();
+            self.recovery = Some(self.snd_max);
+            self.last_recover = Some(self.snd_max);
+            self.cc.on_enter_recovery(now, in_flight);
+            self.retransmit_one = true;
+            self.info.fast_retransmits += 1;
+        }
+    }
+
+    /// Takes in-window text starting at `seq` and a FIN after it.
+    pub(crate) fn accept_text(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        if !payload.is_empty() {
+            if self.orphaned {
+                // Data for an application that has closed: reset (Linux).
+                self.rst_pending = true;
+                return;
+            }
+            let off = (seq - self.rcv_nxt).max(0) as usize;
+            let had_holes = self.recv_buf.has_out_of_order();
+            let out = self.recv_buf.write_at(off, payload);
+            if out.advanced > 0 {
+                self.rcv_nxt += out.advanced;
+                self.info.bytes_received += out.advanced as u64;
+                if self.read_closed {
+                    // shutdown(Read): acknowledged and discarded.
+                    let mut sink = [0u8; 4096];
+                    while self.recv_buf.read(&mut sink) > 0 {}
+                }
+            }
+            if off > 0 || had_holes || out.accepted < payload.len() {
+                // Out of order, filling a hole, or beyond the window: ACK
+                // at once (RFC 5681 §4.2).
+                self.ack_now = true;
+            } else {
+                self.segs_unacked += 1;
+                if self.segs_unacked >= 2 {
+                    self.ack_now = true;
+                } else if self.delack_at.is_none() {
+                    self.delack_at = Some(now + self.config.delayed_ack);
+                }
+            }
+        }
+        if fin {
+            self.fin_pending = Some(seq + payload.len());
+        }
+        if self.fin_pending == Some(self.rcv_nxt) && !self.fin_received {
+            self.fin_pending = None;
+            self.receive_fin(now);
+        }
+    }
+
+    fn receive_fin(&mut self, now: Instant) {
+        self.rcv_nxt += 1;
+        self.fin_received = true;
+        self.ack_now = true;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_seq.is_some_and(|f| self.snd_una > f) {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn process_time_wait(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+        let f = seg.flags;
+        // RFC 1337: RSTs are ignored in TIME-WAIT.
+        if f.rst() {
+            return None;
+        }
+        if f.fin() || !seg.payload.is_empty() || f.syn() {
+            // A retransmitted FIN: ACK it and restart 2 MSL (§3.10.7.4).
+            self.ack_now = true;
+            if f.fin() {
+                self.time_wait_at = Some(now + 2 * self.config.msl);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,444 @@
+//! Segment generation and timers: what the connection sends at `now`
+//! (SYN, data under the peer's and the congestion window with Nagle and
+//! sender SWS avoidance, FIN, ACKs, probes, retransmissions) and when it
+//! next needs to run.
+
+use std::io;
+
+use super::seq::SeqNumber;
+use super::tcb::{State, Tcb};
+use crate::time::Instant;
+use crate::wire::tcp::{self, Flags};
+
+/// A segment the connection wants sent. The payload is up to two slices of
+/// the send buffer (it is a ring), copied once by the interface straight
+/// into the outgoing frame.
+#[derive(Debug)]
+pub struct OutSegment<'a> {
+    /// Header and options; `repr.payload` is empty.
+    pub repr: tcp::Repr<'static>,
+    /// The payload, in two parts.
+    pub payload: (&'a [u8], &'a [u8]),
+}
+
+impl OutSegment<'_> {
+    /// Payload length.
+    pub fn payload_len(&self) -> usize {
+        self.payload.0.len() + self.payload.1.len()
+    }
+}
+
+/// What the sender may do next with new data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Send `len` bytes at snd_nxt, and the FIN after them when `fin`.
+    Send { len: usize, fin: bool },
+    /// Data waits for the window; arm the persist timer when nothing is in
+    /// flight to bring an ACK.
+    WindowBlocked,
+    /// Nothing to send (or Nagle holds a small piece until an ACK).
+    Idle,
+}
+
+impl Tcb {
+    fn next_data(&self) -> Next {
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        ) {
+            return Next::Idle;
+        }
+        let off = (self.snd_nxt - self.snd_una).max(0) as usize;
+        let buffered = self.send_buf.len();
+        if off > buffered {
+            return Next::Idle; // only the FIN is in flight
+        }
+        let unsent = buffered - off;
+        let in_flight = self.bytes_in_flight();
+        let wnd = self.snd_wnd.min(self.cc.cwnd());
+        let usable = wnd.saturating_sub(in_flight);
+        let mss = self.data_mss();
+        let len = unsent.min(usable).min(mss);
+        let fin = self.fin_queued && off + len == buffered && self.fin_unsent_at(off + len);
+        if len == 0 {
+            if fin {
+                return Next::Send { len: 0, fin: true };
+            }
+            return if unsent > 0 { Next::WindowBlocked } else { Next::Idle };
+        }
+        if len < mss && !fin {
+            if len < unsent {
+                // Window-limited: sender SWS avoidance (RFC 9293 §3.8.6.2.1).
+                if len < self.max_snd_wnd / 2 {
+                    return Next::WindowBlocked;
+                }
+            } else if !self.config.nodelay && in_flight > 0 {
+                // Nagle: one small segment in flight at a time.
+                return Next::Idle;
+            }
+        }
+        Next::Send { len, fin }
+    }
+
+    /// True when a FIN placed after data offset `end` has not been sent yet
+    /// (or must be sent again after an RTO rewound snd_nxt).
+    fn fin_unsent_at(&self, end: usize) -> bool {
+        let fin_at = self.snd_una + end;
+        match self.fin_seq {
+            None => true,
+            Some(f) => f == fin_at && self.snd_nxt <= f,
+        }
+    }
+
+    /// When [`Tcb::poll_transmit`] next has work: now, or a timer.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let immediate = self.rst_pending
+            || self.ack_now
+            || self.retransmit_one
+            || (matches!(self.state, State::SynSent | State::SynReceived) && self.snd_nxt == self.iss)
+            || matches!(self.next_data(), Next::Send { .. });
+        if immediate {
+            return Some(Instant::ZERO);
+        }
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.time_wait_at,
+            self.fin_wait2_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the timers due at `now`.
+    fn run_timers(&mut self, now: Instant) -> bool {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.time_wait_at) || due(self.fin_wait2_at) {
+            self.enter_closed();
+            return false;
+        }
+        if due(self.rto_at) {
+            self.on_rto(now);
+            if self.state == State::Closed {
+                return false;
+            }
+        }
+        if due(self.delack_at) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        let mut probe = false;
+        if due(self.persist_at) {
+            self.persist_at = None;
+            probe = true;
+        }
+        if due(self.keepalive_at) {
+            let k = self.config.keepalive.unwrap_or_default();
+            if self.keepalive_probes >= k.count {
+                self.fail(io::ErrorKind::TimedOut);
+                return false;
+            }
+            self.keepalive_probes += 1;
+            self.keepalive_at = Some(now + k.interval);
+            probe = true;
+        }
+        probe
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        self.rto_at = None;
+        let handshake = matches!(self.state, State::SynSent | State::SynReceived);
+        if handshake && self.snd_max == self.iss {
+            // The first SYN has not gone out yet: that is not a timeout.
+            self.snd_nxt = self.iss;
+            return;
+        }
+        let limit = if handshake {
+            self.config.syn_retries
+        } else {
+            self.config.data_retries
+        };
+        let user_expired = match (self.config.user_timeout, self.unacked_since) {
+            (Some(ut), Some(since)) => now - since >= ut,
+            _ => false,
+        };
+        if self.retries >= limit || user_expired {
+            self.fail(io::ErrorKind::TimedOut);
+            return;
+        }
+        self.retries += 1;
+        self.info.timeouts += 1;
+        self.rtt.backoff();
+        self.rtt_probe = None;
+        if handshake {
+            self.snd_nxt = self.iss;
+            return;
+        }
+        let in_flight = self.bytes_in_flight();
+        self.cc.on_rto(now, in_flight);
+        self.recovery = None;
+        self.last_recover = Some(self.snd_max);
+        self.dup_acks = 0;
+        self.retransmit_one = false;
+        // Go back N: resend from the first unacknowledged byte.
+        self.snd_nxt = self.snd_una;
+    }
+
+    /// The window we advertise now, with receiver SWS avoidance: the right
+    /// edge moves only by a useful amount, and never backwards.
+    fn rcv_window(&self) -> usize {
+        let free = self.recv_buf.window();
+        let cur = (self.rcv_adv - self.rcv_nxt).max(0) as usize;
+        let step = (self.recv_buf.capacity() / 2).min(self.smss).max(1);
+        if free >= cur + step || free == self.recv_buf.capacity() {
+            free
+        } else {
+            cur.min(free.max(cur))
+        }
+    }
+
+    fn build(&self, now: Instant, seq: SeqNumber, flags: Flags) -> tcp::Repr<'static> {
+        let syn = flags.syn();
+        let wnd = self.rcv_window();
+        let window_len = if syn {
+            wnd.min(65535) as u16
+        } else {
+            (wnd >> self.rcv_wscale).min(65535) as u16
+        };
+        let mut options = tcp::Options::default();
+        if syn {
+            options.mss = Some(self.our_mss);
+            let offer = self.state == State::SynSent;
+            if (offer && self.config.window_scaling) || (!offer && self.ws_ok) {
+                options.window_scale = Some(self.rcv_wscale);
+            }
+            options.sack_permitted = if offer { self.config.sack } else { self.sack_ok };
+            if offer && self.config.timestamps {
+                options.timestamps = Some((self.ts_val(now), 0));
+            }
+        }
+        if let Some(ts) = self.ts {
+            options.timestamps = Some((self.ts_val(now), ts.recent));
+        }
+        if flags.ack() && self.sack_ok && !syn && self.recv_buf.has_out_of_order() {
+            let mut blocks = Vec::new();
+            self.recv_buf.sack_blocks(&mut blocks);
+            for (s, e) in blocks.into_iter().take(4) {
+                options.push_sack_block(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
+            }
+        }
+        tcp::Repr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq.0,
+            ack_number: if flags.ack() { self.rcv_nxt.0 } else { 0 },
+            flags,
+            window_len,
+            urgent_at: 0,
+            options,
+            payload: &[],
+        }
+    }
+
+    /// Book-keeping once a segment carrying ACK went out.
+    fn ack_sent(&mut self, repr: &tcp::Repr) {
+        self.ack_now = false;
+        self.delack_at = None;
+        self.segs_unacked = 0;
+        self.last_ack_sent = self.rcv_nxt;
+        let wnd = if repr.flags.syn() {
+            repr.window_len as usize
+        } else {
+            (repr.window_len as usize) << self.rcv_wscale
+        };
+        let edge = self.rcv_nxt + wnd;
+        if edge > self.rcv_adv {
+            self.rcv_adv = edge;
+        }
+    }
+
+    /// Emits what is due at `now` through `emit`, which returns false when
+    /// it has no room (the rest waits). Returns the segments emitted.
+    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&OutSegment) -> bool) -> usize {
+        let probe = self.run_timers(now);
+        let mut sent = 0;
+        if self.rst_pending {
+            let r = self.build(now, self.snd_nxt, Flags(Flags::RST | Flags::ACK));
+            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                self.rst_pending = false;
+                self.info.segs_out += 1;
+                self.enter_closed();
+                return 1;
+            }
+            return 0;
+        }
+        match self.state {
+            State::Closed | State::Listen => return 0,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    let flags = if self.state == State::SynSent {
+                        Flags(Flags::SYN)
+                    } else {
+                        Flags(Flags::SYN | Flags::ACK)
+                    };
+                    let r = self.build(now, self.iss, flags);
+                    if !emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                        return 0;
+                    }
+                    self.info.segs_out += 1;
+                    if flags.ack() {
+                        self.ack_sent(&r);
+                    }
+                    self.snd_nxt = self.iss + 1;
+                    if self.snd_max < self.snd_nxt {
+                        self.snd_max = self.snd_nxt;
+                    } else {
+                        self.info.retransmits += 1;
+                    }
+                    if self.retries == 0 {
+                        self.rtt_probe = Some((self.iss, now));
+                    }
+                    self.rto_at = Some(now + self.rtt.rto());
+                    self.unacked_since.get_or_insert(now);
+                    return 1;
+                }
+                if !self.ack_now {
+                    return 0;
+                }
+            }
+            State::TimeWait => {
+                if self.ack_now {
+                    let r = self.build(now, self.snd_nxt, Flags(Flags::ACK));
+                    if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                        self.info.segs_out += 1;
+                        self.ack_sent(&r);
+                        return 1;
+                    }
+                }
+                return 0;
+            }
+            _ => {}
+        }
+
+        // Fast retransmit / partial ACK: the segment at snd_una again.
+        if self.retransmit_one && self.state.is_synchronized() {
+            let len = self.send_buf.len().min(self.data_mss());
+            let fin = self.fin_seq == Some(self.snd_una + len);
+            if len > 0 || fin {
+                if !self.emit_data(now, self.snd_una, len, fin, emit) {
+                    return sent;
+                }
+                sent += 1;
+                self.info.retransmits += 1;
+            }
+            self.retransmit_one = false;
+        }
+
+        let mut force = probe && self.state.is_synchronized();
+        loop {
+            let next = self.next_data();
+            let (len, fin) = match next {
+                Next::Send { len, fin } => (len, fin),
+                Next::WindowBlocked if force => {
+                    // Persist timer fired: send what fits, else probe.
+                    force = false;
+                    let off = (self.snd_nxt - self.snd_una).max(0) as usize;
+                    let usable = self.snd_wnd.saturating_sub(self.bytes_in_flight());
+                    let len = self.send_buf.len().saturating_sub(off).min(usable).min(self.data_mss());
+                    if len == 0 {
+                        break;
+                    }
+                    (len, false)
+                }
+                Next::WindowBlocked => {
+                    if self.bytes_in_flight() == 0 && self.persist_at.is_none() && self.rto_at.is_none() {
+                        let backoff = self.persist_backoff.min(10);
+                        let t = (self.rtt.rto() * (1 << backoff)).min(self.config.rtt.max_rto);
+                        self.persist_at = Some(now + t);
+                    }
+                    break;
+                }
+                Next::Idle => break,
+            };
+            let seq = self.snd_nxt;
+            if !self.emit_data(now, seq, len, fin, emit) {
+                return sent;
+            }
+            sent += 1;
+            if seq < self.snd_max {
+                self.info.retransmits += 1;
+            } else if self.rtt_probe.is_none() {
+                self.rtt_probe = Some((seq, now));
+            }
+            self.snd_nxt = seq + len + fin as usize;
+            if fin {
+                self.fin_seq = Some(seq + len);
+            }
+            if self.snd_max < self.snd_nxt {
+                self.snd_max = self.snd_nxt;
+            }
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+            self.unacked_since.get_or_insert(now);
+            if fin {
+                break;
+            }
+        }
+
+        if force {
+            // A zero-window or keep-alive probe: an already acknowledged
+            // sequence number draws an ACK with the current window.
+            let r = self.build(now, self.snd_una - 1, Flags(Flags::ACK));
+            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                sent += 1;
+                self.info.segs_out += 1;
+                if self.config.keepalive.is_none() || self.snd_wnd == 0 {
+                    self.persist_backoff += 1;
+                }
+            }
+        }
+
+        if self.ack_now {
+            let r = self.build(now, self.snd_nxt, Flags(Flags::ACK));
+            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                sent += 1;
+                self.info.segs_out += 1;
+                self.ack_sent(&r);
+            }
+        }
+        sent
+    }
+
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        emit: &mut dyn FnMut(&OutSegment) -> bool,
+    ) -> bool {
+        let off = (seq - self.snd_una).max(0) as usize;
+        let mut flags = Flags::ACK;
+        if len > 0 && off + len == self.send_buf.len() {
+            flags |= Flags::PSH;
+        }
+        if fin {
+            flags |= Flags::FIN;
+        }
+        let r = self.build(now, seq, Flags(flags));
+        let seg = OutSegment {
+            repr: r,
+            payload: self.send_buf.slices_at(off, len),
+        };
+        if !emit(&seg) {
+            return false;
+        }
+        self.info.segs_out += 1;
+        self.ack_sent(&r);
+        true
+    }
+}
