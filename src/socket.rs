@@ -146,17 +146,6 @@ impl SocketSet {
         }
     }
 
-    /// Frees a slot emptied by [`SocketSet::take`] for good.
-    pub(crate) fn release_taken(&mut self, h: SocketHandle) {
-        if let Some(slot) = self.slots.get_mut(h.index as usize) {
-            if slot.generation == h.generation && slot.socket.is_none() {
-                self.free.push(h.index);
-                self.live -= 1;
-                slot.marked = false;
-            }
-        }
-    }
-
     /// Live sockets.
     pub fn len(&self) -> usize {
         self.live

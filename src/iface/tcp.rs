@@ -295,7 +295,7 @@ impl Interface {
             dst_port: remote.port(),
             seq_number: r.seq.0,
             ack_number: r.ack.map_or(0, |a| a.0),
-            flags: Flags(flags),
+            flags: flags,
             window_len: 0,
             urgent_at: 0,
             options: tcp::Options::default(),

@@ -1,9 +1,36 @@
-//! TCP: sequence-number arithmetic, timers, buffers and congestion control.
+//! TCP, written from the RFCs (RFC 9293 and the scope list in DESIGN.md).
 //!
 //! Everything here is sans-IO: time is an input ([`crate::time::Instant`]),
-//! nothing reads a clock or touches a socket, and nothing panics on wire input.
+//! nothing reads a clock or touches a socket, and nothing panics on wire
+//! input. A connection is a [`Tcb`]: segments go in through the interface
+//! (`process`), segments come out of [`Tcb::poll_transmit`], and
+//! [`Tcb::poll_at`] says when it next needs to run.
+//!
+//! * [`seq`]: sequence numbers across the 2^32 wrap.
+//! * [`buffer`]: the send ring and the receive assembler.
+//! * [`rtt`]: the RFC 6298 RTO estimator.
+//! * [`isn`]: RFC 6528 initial sequence numbers.
+//! * [`cc`]: pluggable congestion control (NewReno now).
+//! * `tcb`, `input`, `output`: the state machine.
+//! * `listen`: listeners with bounded SYN and accept queues.
 
 pub mod buffer;
 pub mod cc;
+mod config;
+mod input;
+pub mod isn;
+mod listen;
+mod output;
 pub mod rtt;
 pub mod seq;
+mod tcb;
+
+pub use config::{Keepalive, TcpConfig};
+pub use input::RstReply;
+pub use listen::{Listener, TcpConn};
+pub use output::OutSegment;
+pub use seq::SeqNumber;
+pub use tcb::{State, Tcb, TcpInfo};
+
+#[cfg(test)]
+mod tests;

@@ -266,7 +266,7 @@ impl Tcb {
         let probe = self.run_timers(now);
         let mut sent = 0;
         if self.rst_pending {
-            let r = self.build(now, self.snd_nxt, Flags(Flags::RST | Flags::ACK));
+            let r = self.build(now, self.snd_nxt, Flags::RST | Flags::ACK);
             if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
                 self.rst_pending = false;
                 self.info.segs_out += 1;
@@ -280,9 +280,9 @@ impl Tcb {
             State::SynSent | State::SynReceived => {
                 if self.snd_nxt == self.iss {
                     let flags = if self.state == State::SynSent {
-                        Flags(Flags::SYN)
+                        Flags::SYN
                     } else {
-                        Flags(Flags::SYN | Flags::ACK)
+                        Flags::SYN | Flags::ACK
                     };
                     let r = self.build(now, self.iss, flags);
                     if !emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
@@ -311,7 +311,7 @@ impl Tcb {
             }
             State::TimeWait => {
                 if self.ack_now {
-                    let r = self.build(now, self.snd_nxt, Flags(Flags::ACK));
+                    let r = self.build(now, self.snd_nxt, Flags::ACK);
                     if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
                         self.info.segs_out += 1;
                         self.ack_sent(&r);
@@ -392,7 +392,7 @@ impl Tcb {
         if force {
             // A zero-window or keep-alive probe: an already acknowledged
             // sequence number draws an ACK with the current window.
-            let r = self.build(now, self.snd_una - 1, Flags(Flags::ACK));
+            let r = self.build(now, self.snd_una - 1, Flags::ACK);
             if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
                 sent += 1;
                 self.info.segs_out += 1;
@@ -403,7 +403,7 @@ impl Tcb {
         }
 
         if self.ack_now {
-            let r = self.build(now, self.snd_nxt, Flags(Flags::ACK));
+            let r = self.build(now, self.snd_nxt, Flags::ACK);
             if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
                 sent += 1;
                 self.info.segs_out += 1;
@@ -429,7 +429,7 @@ impl Tcb {
         if fin {
             flags |= Flags::FIN;
         }
-        let r = self.build(now, seq, Flags(flags));
+        let r = self.build(now, seq, flags);
         let seg = OutSegment {
             repr: r,
             payload: self.send_buf.slices_at(off, len),
