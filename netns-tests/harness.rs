@@ -335,9 +335,13 @@ impl Udpecho {
             stderr_thread: Some(stderr_thread),
             stdout_thread: Some(read_all_thread(stdout)),
         };
-        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        if let Err(e) = rx.recv_timeout(Duration::from_secs(10)) {
+            let why = match e {
+                mpsc::RecvTimeoutError::Timeout => "did not become ready within 10 s",
+                mpsc::RecvTimeoutError::Disconnected => "closed stderr (exited) before ready",
+            };
             let stopped = echo.stop();
-            panic!("udpecho {args:?} did not become ready within 10 s\n{stopped}");
+            panic!("udpecho {args:?} {why}\n{stopped}");
         }
         echo
     }

@@ -319,3 +319,26 @@ fn missing_raw_interface_is_one_line_error() {
     let out = run(&argv, Duration::from_secs(10));
     assert_one_line_failure(&out, "udpecho --raw nosuchif0");
 }
+
+#[test]
+fn no_privileges_is_one_line_error() {
+    if !preconditions("no_privileges_is_one_line_error", &["setpriv"]) {
+        return;
+    }
+    // Inside our namespace, so that nothing could ever be created outside.
+    let ns = Netns::new("nopriv");
+    let argv = ns.exec_argv(&[
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        UDPECHO,
+        "--tun",
+        "ustk0",
+        "--addr",
+        "10.9.2.2/24",
+    ]);
+    let out = run(&argv, Duration::from_secs(10));
+    assert_one_line_failure(&out, "udpecho --tun as an unprivileged user");
+}
