@@ -16,8 +16,14 @@ set -euo pipefail
 
 DURATION=${1:-5}
 WINDOW=${2:-32}
-[[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 1 && DURATION <= 60)) || { echo "DURATION: 1..60 s" >&2; exit 2; }
-[[ $WINDOW =~ ^[0-9]+$ ]] && ((WINDOW >= 1 && WINDOW <= 1024)) || { echo "WINDOW: 1..1024" >&2; exit 2; }
+if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
+    echo "DURATION: 1..60 s" >&2
+    exit 2
+fi
+if ! [[ $WINDOW =~ ^[0-9]+$ ]] || ((WINDOW < 1 || WINDOW > 1024)); then
+    echo "WINDOW: 1..1024" >&2
+    exit 2
+fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -182,6 +188,12 @@ EOF
 for size in 64 1400; do
     printf '| %s B | %s | %s | %s | %s / %s |\n' "$size" "${RATE[u$size]}" "${RATE[k$size]}" \
         "$(ratio "${RATE[u$size]}" "${RATE[k$size]}")" "${LOST[u$size]}" "${LOST[k$size]}"
+done
+for key in u64 k64 u1400 k1400; do
+    if ((BAD[$key] > 0)); then
+        echo
+        echo "**Warning:** ${BAD[$key]} wrong-sized echoes or ICMP errors in run $key."
+    fi
 done
 cat <<EOF
 

@@ -50,7 +50,7 @@ new_ns() {
 }
 
 del_ns() {
-    local ns=$1 pids i
+    local ns=$1 pids
     [[ $ns == ustk-* ]] || die "refusing to touch namespace '$ns'"
     ip netns list | grep -qw -- "$ns" || return 0
     # Processes inside a ustk- namespace were started there by us.
@@ -58,20 +58,21 @@ del_ns() {
     if [[ -n $pids ]]; then
         # shellcheck disable=SC2086
         kill -TERM $pids 2>/dev/null || true
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             [[ -z $(ip netns pids "$ns" 2>/dev/null || true) ]] && break
             sleep 0.1
         done
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         # shellcheck disable=SC2086
-        [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
+        if [[ -n $pids ]]; then
+            kill -KILL $pids 2>/dev/null || true
+        fi
     fi
     ip netns del "$ns"
 }
 
 wait_dev() { # NS DEV
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         ip -n "$1" link show dev "$2" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
