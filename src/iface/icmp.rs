@@ -158,7 +158,12 @@ impl Interface {
         if protocol == ipv4::protocol::UDP {
             self.udp_icmp_error(local, remote, kind);
         } else if protocol == ipv4::protocol::TCP {
-            let seq = u32::from_be_bytes([quote[ihl + 4], quote[ihl + 5], quote[ihl + 6], quote[ihl + 7]]);
+            let seq = u32::from_be_bytes([
+                quote[ihl + 4],
+                quote[ihl + 5],
+                quote[ihl + 6],
+                quote[ihl + 7],
+            ]);
             self.tcp_icmp_error(local, remote, seq, kind);
         }
     }

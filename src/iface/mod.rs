@@ -20,9 +20,9 @@ use std::str::FromStr;
 
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
-pub use tcp::TcpCounters;
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
 use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
+pub use tcp::TcpCounters;
 
 use crate::phy::{FrameBatch, Medium};
 use crate::socket::{SocketHandle, SocketSet};
@@ -737,10 +737,14 @@ impl Interface {
         if !self.tx.is_empty() || !self.udp_tx_pending.is_empty() || !self.started {
             return Some(Instant::ZERO);
         }
-        [self.neighbors.poll_at(), self.reasm.poll_at(), self.tcp_poll_at()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.neighbors.poll_at(),
+            self.reasm.poll_at(),
+            self.tcp_poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

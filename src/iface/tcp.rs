@@ -9,9 +9,12 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{IpMeta, Interface};
+use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
-use crate::tcp::{isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig, TcpConn, TcpInfo};
+use crate::tcp::{
+    isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig, TcpConn,
+    TcpInfo,
+};
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
 use crate::wire::{ipv4, Error};
@@ -169,7 +172,13 @@ impl Interface {
         }
     }
 
-    fn tcp_state_change(&mut self, h: SocketHandle, before: State, after: State, parent: Option<SocketHandle>) {
+    fn tcp_state_change(
+        &mut self,
+        h: SocketHandle,
+        before: State,
+        after: State,
+        parent: Option<SocketHandle>,
+    ) {
         if before == State::SynReceived && after != State::SynReceived {
             if let Some(p) = parent {
                 if let Some(Socket::TcpListener(l)) = self.sockets.get_mut(p) {
@@ -192,7 +201,8 @@ impl Interface {
             match before {
                 State::SynSent | State::SynReceived => self.tcp.counters.attempt_fails += 1,
                 State::Established | State::CloseWait => {
-                    if matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.tcb.error == Some(io::ErrorKind::ConnectionReset)) {
+                    if matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.tcb.error == Some(io::ErrorKind::ConnectionReset))
+                    {
                         self.tcp.counters.estab_resets += 1;
                     }
                 }
@@ -267,7 +277,13 @@ impl Interface {
 
     /// A RST answering `repr` for a connection that does not exist
     /// (RFC 9293 §3.10.7.1).
-    fn tcp_reset_for(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, repr: &tcp::Repr) {
+    fn tcp_reset_for(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        repr: &tcp::Repr,
+    ) {
         if repr.flags.rst() {
             return;
         }
@@ -302,12 +318,26 @@ impl Interface {
             payload: &[],
         };
         self.tcp.counters.out_rsts += 1;
-        self.emit_tcp(now, local, remote, &OutSegment { repr, payload: (&[], &[]) });
+        self.emit_tcp(
+            now,
+            local,
+            remote,
+            &OutSegment {
+                repr,
+                payload: (&[], &[]),
+            },
+        );
     }
 
     /// Wraps a segment in IPv4 and queues it. False when the transmit
     /// queue is full (the connection tries again later).
-    fn emit_tcp(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, seg: &OutSegment) -> bool {
+    fn emit_tcp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &OutSegment,
+    ) -> bool {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (local.ip(), remote.ip()) else {
             return true;
         };
@@ -387,7 +417,9 @@ impl Interface {
             self.tcp_state_change(h, before, after, parent);
             self.sockets.notify(h);
         }
-        if done || matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.released && c.tcb.state == State::Closed) {
+        if done
+            || matches!(self.sockets.get(h), Some(Socket::Tcp(c)) if c.released && c.tcb.state == State::Closed)
+        {
             self.tcp_forget(h);
             return;
         }
@@ -419,7 +451,8 @@ impl Interface {
                 self.tcp.conns.remove(&key);
             }
             if c.half_open {
-                if let Some(Socket::TcpListener(l)) = c.parent.and_then(|p| self.sockets.get_mut(p)) {
+                if let Some(Socket::TcpListener(l)) = c.parent.and_then(|p| self.sockets.get_mut(p))
+                {
                     l.half_open = l.half_open.saturating_sub(1);
                 }
             }
@@ -434,7 +467,13 @@ impl Interface {
         self.tcp.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    pub(super) fn tcp_icmp_error(&mut self, local: SocketAddr, remote: SocketAddr, seq: u32, kind: io::ErrorKind) {
+    pub(super) fn tcp_icmp_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        kind: io::ErrorKind,
+    ) {
         let Some(&h) = self.tcp.conns.get(&(local, remote)) else {
             return;
         };
@@ -459,8 +498,10 @@ impl Interface {
 
     fn tcp_port_in_use(&self, ip: IpAddr, port: u16) -> bool {
         self.tcp.listeners.get(&port).is_some_and(|l| {
-            l.iter().any(|&h| matches!(self.sockets.get(h), Some(Socket::TcpListener(x))
-                if x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip))
+            l.iter().any(|&h| {
+                matches!(self.sockets.get(h), Some(Socket::TcpListener(x))
+                if x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip)
+            })
         })
     }
 
@@ -468,7 +509,10 @@ impl Interface {
     /// `backlog`.
     pub fn tcp_listen(&mut self, local: SocketAddr, backlog: usize) -> io::Result<SocketHandle> {
         let IpAddr::V4(ip) = local.ip() else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv6 is not supported yet"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "IPv6 is not supported yet",
+            ));
         };
         if !ip.is_unspecified() && !self.has_addr(ip) {
             return Err(io::Error::new(
@@ -482,7 +526,10 @@ impl Interface {
             local.port()
         };
         if self.tcp_port_in_use(local.ip(), port) {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("TCP port {port} is in use")));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("TCP port {port} is in use"),
+            ));
         }
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
         let l = Listener::new(addr, backlog, self.tcp.config.clone());
@@ -540,29 +587,56 @@ impl Interface {
             }
             return Ok(port);
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral TCP port"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free ephemeral TCP port",
+        ))
     }
 
     /// Starts connecting to `remote` (non-blocking: SYN-SENT). `local`
     /// picks the source address and port (port 0 or `None`: ephemeral).
-    pub fn tcp_connect(&mut self, remote: SocketAddr, local: Option<SocketAddr>, now: Instant) -> io::Result<SocketHandle> {
+    pub fn tcp_connect(
+        &mut self,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        now: Instant,
+    ) -> io::Result<SocketHandle> {
         let IpAddr::V4(rip) = remote.ip() else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "IPv6 is not supported yet"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "IPv6 is not supported yet",
+            ));
         };
-        if remote.port() == 0 || rip.is_unspecified() || rip.is_broadcast() || rip.is_multicast() || self.is_broadcast(rip) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("cannot connect to {remote}")));
+        if remote.port() == 0
+            || rip.is_unspecified()
+            || rip.is_broadcast()
+            || rip.is_multicast()
+            || self.is_broadcast(rip)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot connect to {remote}"),
+            ));
         }
         if self.route(rip).is_none() {
-            return Err(io::Error::new(io::ErrorKind::NetworkUnreachable, format!("no route to {rip}")));
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                format!("no route to {rip}"),
+            ));
         }
         let src = match local.map(|l| l.ip()) {
             Some(IpAddr::V4(a)) if !a.is_unspecified() => {
                 if !self.has_addr(a) {
-                    return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{a} is not an address of this interface")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        format!("{a} is not an address of this interface"),
+                    ));
                 }
                 a
             }
-            _ => self.source_for(rip).ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no source address"))?,
+            _ => self.source_for(rip).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::AddrNotAvailable, "no source address")
+            })?,
         };
         let port = match local.map(|l| l.port()).unwrap_or(0) {
             0 => self.tcp_ephemeral_port(Some(remote))?,
@@ -570,11 +644,22 @@ impl Interface {
         };
         let local = SocketAddr::V4(SocketAddrV4::new(src, port));
         if self.tcp.conns.contains_key(&(local, remote)) {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{local} -> {remote} is in use")));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{local} -> {remote} is in use"),
+            ));
         }
         let iss = self.tcp.isn.isn(local, remote, now);
         let ts_offset = self.next_random() as u32;
-        let mut tcb = Tcb::new(self.tcp.config.clone(), local, remote, iss, self.config.mtu, ts_offset, now);
+        let mut tcb = Tcb::new(
+            self.tcp.config.clone(),
+            local,
+            remote,
+            iss,
+            self.config.mtu,
+            ts_offset,
+            now,
+        );
         tcb.connect(now);
         let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
             tcb,

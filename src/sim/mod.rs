@@ -212,8 +212,13 @@ impl Sim {
                 at += Duration::from_micros(self.rng.below(c.jitter.as_micros() as u64 + 1));
             }
             self.seq += 1;
-            self.in_flight
-                .push(Reverse((at, self.seq, (1 - from) as u8, frame.clone(), charged)));
+            self.in_flight.push(Reverse((
+                at,
+                self.seq,
+                (1 - from) as u8,
+                frame.clone(),
+                charged,
+            )));
         }
     }
 

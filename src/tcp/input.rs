@@ -84,7 +84,10 @@ impl Tcb {
         let f = seg.flags;
         let ack = SeqNumber(seg.ack_number);
         if f.ack() && (ack <= self.iss || ack > self.snd_max) {
-            return (!f.rst()).then_some(RstReply { seq: ack, ack: None });
+            return (!f.rst()).then_some(RstReply {
+                seq: ack,
+                ack: None,
+            });
         }
         if f.rst() {
             if f.ack() {
@@ -290,9 +293,14 @@ impl Tcb {
                     self.state = State::FinWait1;
                 }
             } else {
-                return Some(RstReply { seq: ack, ack: None });
+                return Some(RstReply {
+                    seq: ack,
+                    ack: None,
+                });
             }
-        } else if let Some(reply) = self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin) {
+        } else if let Some(reply) =
+            self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+        {
             return reply;
         }
 

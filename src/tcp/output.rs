@@ -44,7 +44,11 @@ impl Tcb {
     fn next_data(&self) -> Next {
         if !matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         ) {
             return Next::Idle;
         }
@@ -64,7 +68,11 @@ impl Tcb {
             if fin {
                 return Next::Send { len: 0, fin: true };
             }
-            return if unsent > 0 { Next::WindowBlocked } else { Next::Idle };
+            return if unsent > 0 {
+                Next::WindowBlocked
+            } else {
+                Next::Idle
+            };
         }
         if len < mss && !fin {
             if len < unsent {
@@ -95,7 +103,8 @@ impl Tcb {
         let immediate = self.rst_pending
             || self.ack_now
             || self.retransmit_one
-            || (matches!(self.state, State::SynSent | State::SynReceived) && self.snd_nxt == self.iss)
+            || (matches!(self.state, State::SynSent | State::SynReceived)
+                && self.snd_nxt == self.iss)
             || matches!(self.next_data(), Next::Send { .. });
         if immediate {
             return Some(Instant::ZERO);
@@ -215,7 +224,11 @@ impl Tcb {
             if (offer && self.config.window_scaling) || (!offer && self.ws_ok) {
                 options.window_scale = Some(self.rcv_wscale);
             }
-            options.sack_permitted = if offer { self.config.sack } else { self.sack_ok };
+            options.sack_permitted = if offer {
+                self.config.sack
+            } else {
+                self.sack_ok
+            };
             if offer && self.config.timestamps {
                 options.timestamps = Some((self.ts_val(now), 0));
             }
@@ -262,12 +275,19 @@ impl Tcb {
 
     /// Emits what is due at `now` through `emit`, which returns false when
     /// it has no room (the rest waits). Returns the segments emitted.
-    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&OutSegment) -> bool) -> usize {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        emit: &mut dyn FnMut(&OutSegment) -> bool,
+    ) -> usize {
         let probe = self.run_timers(now);
         let mut sent = 0;
         if self.rst_pending {
             let r = self.build(now, self.snd_nxt, Flags::RST | Flags::ACK);
-            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+            if emit(&OutSegment {
+                repr: r,
+                payload: (&[], &[]),
+            }) {
                 self.rst_pending = false;
                 self.info.segs_out += 1;
                 self.enter_closed();
@@ -285,7 +305,10 @@ impl Tcb {
                         Flags::SYN | Flags::ACK
                     };
                     let r = self.build(now, self.iss, flags);
-                    if !emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                    if !emit(&OutSegment {
+                        repr: r,
+                        payload: (&[], &[]),
+                    }) {
                         return 0;
                     }
                     self.info.segs_out += 1;
@@ -312,7 +335,10 @@ impl Tcb {
             State::TimeWait => {
                 if self.ack_now {
                     let r = self.build(now, self.snd_nxt, Flags::ACK);
-                    if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+                    if emit(&OutSegment {
+                        repr: r,
+                        payload: (&[], &[]),
+                    }) {
                         self.info.segs_out += 1;
                         self.ack_sent(&r);
                         return 1;
@@ -347,14 +373,22 @@ impl Tcb {
                     force = false;
                     let off = (self.snd_nxt - self.snd_una).max(0) as usize;
                     let usable = self.snd_wnd.saturating_sub(self.bytes_in_flight());
-                    let len = self.send_buf.len().saturating_sub(off).min(usable).min(self.data_mss());
+                    let len = self
+                        .send_buf
+                        .len()
+                        .saturating_sub(off)
+                        .min(usable)
+                        .min(self.data_mss());
                     if len == 0 {
                         break;
                     }
                     (len, false)
                 }
                 Next::WindowBlocked => {
-                    if self.bytes_in_flight() == 0 && self.persist_at.is_none() && self.rto_at.is_none() {
+                    if self.bytes_in_flight() == 0
+                        && self.persist_at.is_none()
+                        && self.rto_at.is_none()
+                    {
                         let backoff = self.persist_backoff.min(10);
                         let t = (self.rtt.rto() * (1 << backoff)).min(self.config.rtt.max_rto);
                         self.persist_at = Some(now + t);
@@ -393,7 +427,10 @@ impl Tcb {
             // A zero-window or keep-alive probe: an already acknowledged
             // sequence number draws an ACK with the current window.
             let r = self.build(now, self.snd_una - 1, Flags::ACK);
-            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+            if emit(&OutSegment {
+                repr: r,
+                payload: (&[], &[]),
+            }) {
                 sent += 1;
                 self.info.segs_out += 1;
                 if self.config.keepalive.is_none() || self.snd_wnd == 0 {
@@ -404,7 +441,10 @@ impl Tcb {
 
         if self.ack_now {
             let r = self.build(now, self.snd_nxt, Flags::ACK);
-            if emit(&OutSegment { repr: r, payload: (&[], &[]) }) {
+            if emit(&OutSegment {
+                repr: r,
+                payload: (&[], &[]),
+            }) {
                 sent += 1;
                 self.info.segs_out += 1;
                 self.ack_sent(&r);

@@ -46,7 +46,10 @@ pub enum State {
 impl State {
     /// States in which both sides have exchanged SYNs.
     pub fn is_synchronized(self) -> bool {
-        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
     }
 
     /// The name Linux's `ss` prints.
@@ -589,7 +592,9 @@ impl Tcb {
     pub fn set_keepalive(&mut self, ka: Option<super::config::Keepalive>, now: Instant) {
         Arc::make_mut(&mut self.config).keepalive = ka;
         self.keepalive_probes = 0;
-        self.keepalive_at = ka.filter(|_| self.state.is_synchronized()).map(|k| now + k.idle);
+        self.keepalive_at = ka
+            .filter(|_| self.state.is_synchronized())
+            .map(|k| now + k.idle);
     }
 
     /// The connection's settings.

@@ -15,13 +15,20 @@ const B: &str = "10.0.0.2";
 
 fn host(addr: &str, seed: u64) -> Interface {
     let mut c = Config::new(Medium::Ip);
-    c.addrs.push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
+    c.addrs
+        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
     c.seed = seed;
     Interface::new(c, Instant::ZERO)
 }
 
 fn sim(link: LinkConfig, seed: u64) -> Sim {
-    Sim::new(host(A, seed), host(B, seed.wrapping_add(1)), link, link, seed)
+    Sim::new(
+        host(A, seed),
+        host(B, seed.wrapping_add(1)),
+        link,
+        link,
+        seed,
+    )
 }
 
 fn sa(ip: &str, port: u16) -> SocketAddr {
@@ -52,14 +59,25 @@ fn connect(s: &mut Sim) -> (SocketHandle, SocketHandle) {
 
 /// Moves `data` from `from` to `to` (A→B when `a_to_b`), the application
 /// writing and reading as fast as the buffers allow; returns what arrived.
-fn transfer(s: &mut Sim, a_to_b: bool, from: SocketHandle, to: SocketHandle, data: &[u8], limit: Duration) -> Vec<u8> {
+fn transfer(
+    s: &mut Sim,
+    a_to_b: bool,
+    from: SocketHandle,
+    to: SocketHandle,
+    data: &[u8],
+    limit: Duration,
+) -> Vec<u8> {
     let mut sent = 0;
     let mut got = Vec::with_capacity(data.len());
     let mut buf = vec![0u8; 65536];
     let deadline = s.now() + limit;
     let mut closed = false;
     s.run_while(deadline, |s| {
-        let (tx, rx) = if a_to_b { (&mut s.a, &mut s.b) } else { (&mut s.b, &mut s.a) };
+        let (tx, rx) = if a_to_b {
+            (&mut s.a, &mut s.b)
+        } else {
+            (&mut s.b, &mut s.a)
+        };
         while sent < data.len() {
             match tx.tcp_send(from, &data[sent..]) {
                 Ok(n) => sent += n,
@@ -94,7 +112,10 @@ fn handshake_transfer_and_close() {
     let mut s = sim(LinkConfig::default(), 1);
     let (c, srv) = connect(&mut s);
     let info = s.a.tcp_info(c).unwrap();
-    assert!(info.timestamps && info.sack && info.wscale.is_some(), "{info:?}");
+    assert!(
+        info.timestamps && info.sack && info.wscale.is_some(),
+        "{info:?}"
+    );
     assert_eq!(info.mss, 1460 - 12);
     let data = pattern(300_000, 1);
     let got = transfer(&mut s, true, c, srv, &data, Duration::from_secs(60));
@@ -118,6 +139,98 @@ fn closed_port_is_refused() {
     s.advance(Duration::from_secs(1));
     let t = s.a.tcp_socket_mut(c).unwrap();
     assert_eq!(t.state(), State::Closed);
-    assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
     assert_eq!(s.b.tcp_counters().out_rsts, 1);
+}
+
+fn lossy(loss: f64, dup: f64, jitter_ms: u64, corrupt: f64) -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(jitter_ms),
+        loss,
+        dup,
+        corrupt,
+        ..LinkConfig::default()
+    }
+}
+
+/// Every byte arrives, in order, and both ends close cleanly, over links
+/// that lose, duplicate, reorder and corrupt — for many seeds.
+#[test]
+fn bulk_over_impaired_links_many_seeds() {
+    let seeds: u64 = std::env::var("USTACK_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    for seed in 0..seeds {
+        let mut r = crate::sim::Rng::new(seed);
+        let link = lossy(
+            r.unit() * 0.08,
+            r.unit() * 0.03,
+            r.below(25),
+            r.unit() * 0.02,
+        );
+        let mut s = sim(link, seed);
+        let (c, srv) = connect(&mut s);
+        let n = 20_000 + r.below(200_000) as usize;
+        let data = pattern(n, seed);
+        let (from, to, a_to_b) = if seed % 2 == 0 {
+            (c, srv, true)
+        } else {
+            (srv, c, false)
+        };
+        let got = transfer(&mut s, a_to_b, from, to, &data, Duration::from_secs(600));
+        assert!(
+            got == data,
+            "seed {seed}: {} of {} bytes, link {link:?}",
+            got.len(),
+            data.len()
+        );
+        if seed < 3 || std::env::var("USTACK_VERBOSE").is_ok() {
+            let i = if a_to_b {
+                s.a.tcp_info(c).unwrap()
+            } else {
+                s.b.tcp_info(srv).unwrap()
+            };
+            eprintln!(
+                "seed {seed}: {n} bytes in {:?}, retrans {} fast {} rto {} links {:?}",
+                s.now(),
+                i.retransmits,
+                i.fast_retransmits,
+                i.timeouts,
+                s.stats()
+            );
+        }
+        // The receiver closes too; both ends must finish.
+        let (rx, rxh) = if a_to_b {
+            (&mut s.b, srv)
+        } else {
+            (&mut s.a, c)
+        };
+        rx.tcp_close(rxh).unwrap();
+        let (tx, txh) = if a_to_b {
+            (&mut s.a, c)
+        } else {
+            (&mut s.b, srv)
+        };
+        tx.tcp_close(txh).unwrap();
+        s.advance(Duration::from_secs(400));
+        assert_eq!(
+            s.a.sockets().len(),
+            0,
+            "seed {seed}: A left {:?}",
+            s.a.sockets()
+                .iter()
+                .map(|(h, _)| state(&s.a, h))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.b.sockets().len(),
+            1,
+            "seed {seed}: B keeps only its listener"
+        );
+    }
 }
