@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# UDP echo rate (datagrams/s) of udpecho on a TUN device against the Linux
+# kernel's own UDP with a python3 echo loop on a veth pair, side by side in
+# one run, for 64 B and 1400 B payloads. Both are driven by the same python3
+# client: one connected UDP socket keeping WINDOW datagrams in flight for
+# DURATION seconds (after a 0.5 s warm-up); a window that sees no echo for
+# 200 ms is counted lost and refilled.
+#
+#   sudo scripts/bench-udp.sh [DURATION=5] [WINDOW=32]   > table.md
+#
+# Setups (namespaces deleted on exit, see shared/TESTING.md):
+#   udpecho: ustk-bench-$$ : client (kernel 10.1.0.1) -- TUN ustk0 -- udpecho 10.1.0.2
+#   kernel:  ustk-benchk-$$ (client, 10.4.0.1) -- veth -- ustk-benchs-$$ (python3 echo, 10.4.0.2)
+# Writes a markdown table to stdout, progress to stderr.
+set -euo pipefail
+
+DURATION=${1:-5}
+WINDOW=${2:-32}
+if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
+    echo "DURATION: 1..60 s" >&2
+    exit 2
+fi
+if ! [[ $WINDOW =~ ^[0-9]+$ ]] || ((WINDOW < 1 || WINDOW > 1024)); then
+    echo "WINDOW: 1..1024" >&2
+    exit 2
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+[[ $(id -u) -eq 0 ]] || { echo "bench-udp.sh: needs root" >&2; exit 1; }
+export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+
+scripts/install-deps.sh >&2
+cargo build --release --quiet --bin udpecho >&2
+UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
+
+NS="ustk-bench-$$"
+NSK="ustk-benchk-$$"
+NSS="ustk-benchs-$$"
+OUT=$(mktemp -d /tmp/ustk-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    for ns in "$NS" "$NSK" "$NSS"; do
+        ip netns list | grep -qw -- "$ns" && ip netns del "$ns"
+    done
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkns() {
+    ip netns add "$1"
+    ip -n "$1" link set lo up
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+}
+
+# --- the stack: udpecho on a TUN -------------------------------------------
+mkns "$NS"
+ip netns exec "$NS" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
+PIDS+=($!)
+ECHO_PID=$!
+for _ in $(seq 100); do
+    grep -q "echoing UDP port" "$OUT/echo.err" && break
+    sleep 0.1
+done
+grep -q "echoing UDP port" "$OUT/echo.err" || { cat "$OUT/echo.err" >&2; exit 1; }
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NS" addr add 10.1.0.1/24 dev ustk0
+
+# --- the reference: Linux UDP, python3 echo loop, over a veth pair ---------
+mkns "$NSK"
+mkns "$NSS"
+ip -n "$NSK" link add ustkk0 type veth peer name ustks0 netns "$NSS"
+ip -n "$NSK" addr add 10.4.0.1/24 dev ustkk0
+ip -n "$NSS" addr add 10.4.0.2/24 dev ustks0
+ip -n "$NSK" link set ustkk0 up
+ip -n "$NSS" link set ustks0 up
+# Serves for at most the whole run's length, then exits by itself.
+LIFETIME=$((4 * (DURATION + 3) + 10))
+ip netns exec "$NSS" python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.bind(("10.4.0.2", 7))
+s.settimeout(0.5)
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    try:
+        d, a = s.recvfrom(65536)
+    except socket.timeout:
+        continue
+    s.sendto(d, a)
+' "$LIFETIME" &
+PIDS+=($!)
+sleep 0.3
+
+CLIENT='
+import select, socket, sys, time
+host, port, size, window, dur = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.connect((host, port))
+s.setblocking(False)
+pad = b"\x5a" * (size - 8)
+seq = inflight = lost = bad = counted = 0
+t0 = time.monotonic()
+start = t0 + 0.5           # warm-up not counted
+end = start + dur
+last_rx = t0
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    while inflight < window:
+        try:
+            s.send(seq.to_bytes(8, "big") + pad)
+        except BlockingIOError:
+            break
+        seq += 1
+        inflight += 1
+    select.select([s], [], [], 0.05)
+    got = 0
+    while True:
+        try:
+            d = s.recv(65536)
+        except BlockingIOError:
+            break
+        except ConnectionRefusedError:
+            bad += 1
+            continue
+        got += 1
+        if len(d) != size:
+            bad += 1
+    now = time.monotonic()
+    if got:
+        inflight = max(0, inflight - got)
+        last_rx = now
+        if now >= start:
+            counted += got
+    elif now - last_rx > 0.2:
+        lost += inflight
+        inflight = 0
+        last_rx = now
+el = time.monotonic() - start
+print("received=%d rate=%.0f lost=%d bad=%d sent=%d" % (counted, counted / el, lost, bad, seq))
+'
+
+bench() { # NS HOST SIZE -> "rate lost"
+    local line
+    line=$(timeout $((DURATION + 10)) ip netns exec "$1" python3 -c "$CLIENT" "$2" 7 "$3" "$WINDOW" "$DURATION")
+    echo "  $1 -> $2, $3 B: $line" >&2
+    sed -E 's/.*rate=([0-9]+) lost=([0-9]+) bad=([0-9]+).*/\1 \2 \3/' <<<"$line"
+}
+
+declare -A RATE LOST BAD
+for size in 64 1400; do
+    read -r RATE[u$size] LOST[u$size] BAD[u$size] < <(bench "$NS" 10.1.0.2 "$size")
+    read -r RATE[k$size] LOST[k$size] BAD[k$size] < <(bench "$NSK" 10.4.0.2 "$size")
+done
+
+kill -INT "$ECHO_PID"
+for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
+wait "$ECHO_PID" 2>/dev/null || true
+grep -E "echoes dropped|frames refused|transmit queue drops|receive buffer errors" "$OUT/echo.out" >&2 || true
+
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+cat <<EOF
+### UDP echo rate: udpecho (TUN) vs Linux kernel UDP (veth, python3 echo loop)
+
+- Command: \`sudo scripts/bench-udp.sh $DURATION $WINDOW\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Kernel: $(uname -r); CPU: ${cpu:-unknown} ($(nproc) cores)
+- Client: one python3 connected UDP socket, $WINDOW datagrams in flight, ${DURATION} s after 0.5 s warm-up, same client for both.
+
+| payload | udpecho on TUN (datagrams/s) | Linux UDP + python3 echo on veth (datagrams/s) | udpecho / Linux | lost (udpecho / Linux) |
+| ---: | ---: | ---: | ---: | ---: |
+EOF
+for size in 64 1400; do
+    printf '| %s B | %s | %s | %s | %s / %s |\n' "$size" "${RATE[u$size]}" "${RATE[k$size]}" \
+        "$(ratio "${RATE[u$size]}" "${RATE[k$size]}")" "${LOST[u$size]}" "${LOST[k$size]}"
+done
+for key in u64 k64 u1400 k1400; do
+    if ((BAD[$key] > 0)); then
+        echo
+        echo "**Warning:** ${BAD[$key]} wrong-sized echoes or ICMP errors in run $key."
+    fi
+done
+cat <<EOF
+
+Both sides share the machine with the python3 client, which is likely the
+bottleneck at these rates; the figures compare the echo paths, not peak rates.
+EOF
