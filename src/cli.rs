@@ -79,9 +79,7 @@ impl DeviceArgs {
         // Capture sits next to the device, so it shows what the wire sees
         // (after impairment on the way out, before it on the way in).
         if let Some(path) = &self.pcap {
-            let w = PcapWriter::create(dev, path).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
-            })?;
+            let w = PcapWriter::create(dev, path)?;
             dev = Box::new(w);
         }
         if let Some(spec) = &self.impair {
@@ -160,6 +158,35 @@ impl Drop for SignalFd {
     fn drop(&mut self) {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Parses the command line; a usage error is one line on stderr and exit
+/// status 2 (`--help` and `--version` print as usual and exit 0).
+pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
+    match T::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                e.exit();
+            }
+            let text = e.to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            if first.ends_with(':') {
+                // "the following required arguments were not provided:"
+                if let Some(next) = lines.next() {
+                    first = format!("{first} {next}");
+                }
+            }
+            eprintln!("{tool}: {first} (see {tool} --help)");
+            std::process::exit(2)
+        }
     }
 }
 

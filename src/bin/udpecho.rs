@@ -3,15 +3,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use clap::Parser;
-use ustack::cli::{fail, DeviceArgs, SignalFd};
+use ustack::cli::{fail, parse_args, DeviceArgs, SignalFd};
 use ustack::iface::Interface;
 use ustack::runtime::Driver;
 use ustack::time::{Clock, RealClock};
 
 /// Echo UDP datagrams (and answer ping) on a user-space stack.
-#[derive(Parser, Debug)]
-#[command(name = "udpecho", version, about)]
+#[derive(clap::Parser, Debug)]
+#[command(name = "udpecho", version)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
@@ -21,7 +20,7 @@ struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = parse_args("udpecho");
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail("udpecho", format!("cannot set up signals: {e}")));
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("udpecho", e));
