@@ -49,6 +49,10 @@ impl Shared {
         }
     }
 
+    pub fn clock_now(&self) -> Instant {
+        self.clock.now()
+    }
+
     pub fn check_running(&self) -> io::Result<()> {
         if self.shutdown.load(Ordering::Acquire) {
             Err(io::Error::new(

@@ -1,7 +1,9 @@
 //! The `std::net`-shaped API on a running [`crate::stack::Stack`].
 
+mod tcp;
 mod udp;
 
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 use std::io;

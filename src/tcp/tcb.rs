@@ -404,7 +404,7 @@ impl Tcb {
         }
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
-            State::Closed | State::Listen => return Err(io::ErrorKind::NotConnected.into()),
+            // Linux: EPIPE once the connection is gone (sk_stream_wait_connect).
             _ => return Err(io::ErrorKind::BrokenPipe.into()),
         }
         if self.fin_queued {

@@ -1,0 +1,150 @@
+//! The threaded TCP API end to end: two stacks on an in-memory link, with
+//! application threads using `TcpListener`/`TcpStream` like std's.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use ustack::iface::Ipv4Cidr;
+use ustack::net::{TcpListener, TcpStream};
+use ustack::phy::{Medium, PipeDevice};
+use ustack::stack::Stack;
+
+fn pair() -> (Stack, Stack) {
+    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let sa = Stack::builder(a)
+        .addr("10.6.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .build()
+        .unwrap();
+    let sb = Stack::builder(b)
+        .addr("10.6.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .build()
+        .unwrap();
+    (sa, sb)
+}
+
+fn data(n: usize) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn echo_4_mib_with_half_close() {
+    let (sa, sb) = pair();
+    let listener = TcpListener::bind(&sb, "0.0.0.0:7").unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).unwrap();
+            total += n;
+        }
+        s.shutdown(Shutdown::Write).unwrap();
+        total
+    });
+    let stream = TcpStream::connect(&sa, "10.6.0.2:7").unwrap();
+    let payload = data(4 << 20);
+    let mut reader = stream.try_clone().unwrap();
+    let expect = payload.clone();
+    let rx = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        got
+    });
+    (&stream).write_all(&payload).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = rx.join().unwrap();
+    assert_eq!(server.join().unwrap(), payload.len());
+    assert!(
+        got == expect,
+        "echoed {} of {} bytes",
+        got.len(),
+        expect.len()
+    );
+    let info = stream.info().unwrap();
+    assert!(info.bytes_acked >= payload.len() as u64);
+}
+
+#[test]
+fn refused_timeout_and_reset_kinds() {
+    let (sa, sb) = pair();
+    assert_eq!(
+        TcpStream::connect(&sa, "10.6.0.2:9").unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
+    let l = TcpListener::bind(&sb, "10.6.0.2:8").unwrap();
+    assert_eq!(
+        TcpListener::bind(&sb, "0.0.0.0:8").unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    let mut c = TcpStream::connect(&sa, "10.6.0.2:8").unwrap();
+    let (s, peer) = l.accept().unwrap();
+    assert_eq!(peer, c.local_addr().unwrap());
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    // Linger zero: dropping aborts with RST; the peer sees a reset.
+    s.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        c.read(&mut buf).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    assert_eq!((&c).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    l.set_nonblocking(true).unwrap();
+    assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+#[test]
+fn many_concurrent_connections() {
+    let (sa, sb) = pair();
+    let l = TcpListener::bind(&sb, "0.0.0.0:7").unwrap();
+    let server = std::thread::spawn(move || {
+        let mut handles = Vec::new();
+        for _ in 0..100 {
+            let (mut s, _) = l.accept().unwrap();
+            handles.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let mut s = TcpStream::connect(&sa, "10.6.0.2:7").unwrap();
+            s.write_all(format!("client {i}").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for (i, mut s) in clients.into_iter().enumerate() {
+        let want = format!("client {i}");
+        let mut buf = vec![0u8; want.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, want.as_bytes());
+        s.shutdown(Shutdown::Write).unwrap();
+    }
+    server.join().unwrap();
+}
