@@ -1,0 +1,186 @@
+//! tcpecho: echoes every TCP connection (thousands at once) and UDP port 7
+//! datagrams, on a TUN, TAP or raw-socket device. The echo logic runs on the
+//! stack's own thread, event-driven through the poll API: no thread per
+//! connection, no cross-thread wake-ups.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ustack::cli::{fail, parse_args, DeviceArgs, SignalFd};
+use ustack::iface::Interface;
+use ustack::runtime::Driver;
+use ustack::socket::SocketHandle;
+use ustack::time::{Clock, RealClock};
+
+/// Echo TCP connections on a user-space stack.
+#[derive(clap::Parser, Debug)]
+#[command(name = "tcpecho", version)]
+struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// TCP port to echo on.
+    #[arg(long, default_value_t = 7)]
+    port: u16,
+    /// Congestion control: reno (cubic and bbr are coming).
+    #[arg(long, default_value = "reno")]
+    cc: String,
+    /// Accept queue length.
+    #[arg(long, default_value_t = 1024)]
+    backlog: usize,
+}
+
+/// Bytes read from a connection and not yet accepted by its send buffer.
+#[derive(Default)]
+struct Conn {
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+/// Moves what the connection has into its send buffer; false when done.
+fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8]) -> bool {
+    loop {
+        while !c.pending.is_empty() {
+            match iface.tcp_send(h, &c.pending) {
+                Ok(n) => {
+                    c.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+        if c.eof {
+            let _ = iface.tcp_close(h);
+            return false;
+        }
+        match iface.tcp_recv(h, buf) {
+            Ok(0) => c.eof = true,
+            Ok(n) => c.pending.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => {
+                let _ = iface.tcp_close(h);
+                return false;
+            }
+        }
+    }
+}
+
+fn report(iface: &Interface, conns: usize) -> String {
+    let t = iface.tcp_counters();
+    format!(
+        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} connections being echoed\n",
+        t.active_opens,
+        t.passive_opens,
+        t.attempt_fails,
+        t.estab_resets,
+        iface.tcp_curr_estab(),
+        t.in_segs,
+        t.out_segs,
+        t.retrans_segs,
+        t.in_errs,
+        t.in_csum_errors,
+        t.out_rsts,
+        t.listen_overflows,
+        t.no_socket,
+        conns
+    )
+}
+
+fn main() {
+    let args: Args = parse_args("tcpecho");
+    if !ustack::tcp::cc::AVAILABLE.contains(&args.cc.as_str()) {
+        fail(
+            "tcpecho",
+            format!(
+                "unknown congestion control '{}' (have: {})",
+                args.cc,
+                ustack::tcp::cc::AVAILABLE.join(", ")
+            ),
+        );
+    }
+    let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+        .unwrap_or_else(|e| fail("tcpecho", format!("cannot set up signals: {e}")));
+    let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("tcpecho", e));
+    config.tcp.congestion = args.cc.clone();
+    let clock = RealClock::new();
+    let mut iface = Interface::new(config, clock.now());
+    let any = |p| SocketAddr::from((Ipv4Addr::UNSPECIFIED, p));
+    let listener = iface
+        .tcp_listen(any(args.port), args.backlog)
+        .unwrap_or_else(|e| {
+            fail(
+                "tcpecho",
+                format!("cannot listen on TCP port {}: {e}", args.port),
+            )
+        });
+    let udp = iface.udp_bind(any(args.port)).unwrap_or_else(|e| {
+        fail(
+            "tcpecho",
+            format!("cannot bind UDP port {}: {e}", args.port),
+        )
+    });
+    let mut driver = Driver::new(device, &iface);
+    eprintln!(
+        "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {})",
+        args.port,
+        iface
+            .config()
+            .addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        iface.config().medium,
+        iface.config().mtu,
+        args.cc
+    );
+    let mut conns: HashMap<SocketHandle, Conn> = HashMap::new();
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = clock.now();
+        if let Err(e) = driver.poll(&mut iface, now) {
+            fail("tcpecho", format!("device error: {e}"));
+        }
+        iface.drain_socket_events(&mut events);
+        for h in events.drain(..) {
+            if h == listener {
+                while let Ok((c, _)) = iface.tcp_accept(listener) {
+                    let mut conn = Conn::default();
+                    if service(&mut iface, c, &mut conn, &mut buf) {
+                        conns.insert(c, conn);
+                    }
+                }
+            } else if h == udp {
+                while iface
+                    .udp_socket(udp)
+                    .is_ok_and(|s| s.can_recv() && s.can_send(65536))
+                {
+                    if let Ok((n, from)) = iface.udp_recv_from(udp, &mut buf) {
+                        let _ = iface.udp_send_to(udp, &buf[..n], from);
+                    }
+                }
+            } else if let Some(c) = conns.get_mut(&h) {
+                if !service(&mut iface, h, c, &mut buf) {
+                    conns.remove(&h);
+                }
+            }
+        }
+        let now = clock.now();
+        let deadline = driver.poll_at(&iface);
+        if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
+            continue;
+        }
+        match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
+            Ok(r) if r.extra & 1 != 0 => match signals.read() {
+                Some(libc::SIGUSR1) => eprint!("{}", report(&iface, conns.len())),
+                Some(_) => break,
+                None => {}
+            },
+            Ok(_) => {}
+            Err(e) => fail("tcpecho", format!("wait failed: {e}")),
+        }
+    }
+    print!("{}", iface.counters().report());
+    print!("{}", report(&iface, conns.len()));
+}

@@ -1,0 +1,245 @@
+//! ucat: a netcat on the user-space stack. Standard input goes to the
+//! connection and the connection to standard output; at the end of input it
+//! half-closes (FIN) and keeps reading until the peer closes.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant as StdInstant};
+
+use ustack::cli::{fail, parse_args, DeviceArgs};
+use ustack::net::{TcpListener, TcpStream, UdpSocket};
+use ustack::stack::Stack;
+use ustack::tcp::State;
+
+/// netcat on a user-space TCP/IP stack.
+#[derive(clap::Parser, Debug)]
+#[command(name = "ucat", version)]
+struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// UDP instead of TCP (each read of standard input is one datagram).
+    #[arg(long)]
+    udp: bool,
+    /// Congestion control: reno (cubic and bbr are coming).
+    #[arg(long, default_value = "reno")]
+    cc: String,
+    /// Give up connecting after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    connect_timeout: u64,
+    /// UDP: exit after this many seconds without a datagram once input ended.
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    idle: u64,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Mode {
+    /// Connect to HOST PORT.
+    Connect {
+        /// The peer's IPv4 address.
+        host: String,
+        /// The peer's port.
+        port: u16,
+    },
+    /// Wait for one connection (or the first datagram) on PORT.
+    Listen {
+        /// The local port.
+        port: u16,
+    },
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Copies standard input to the stream, then half-closes.
+fn pump_stdin(stream: TcpStream) -> io::Result<u64> {
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = stdin.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        (&stream).write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    Ok(total)
+}
+
+/// Waits until what we sent (FIN included) is acknowledged, so that
+/// stopping the stack loses nothing.
+fn wait_delivered(stream: &TcpStream) {
+    let start = StdInstant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        match stream.info() {
+            Ok(i)
+                if i.unacked == 0
+                    && matches!(
+                        i.state,
+                        Some(State::FinWait2 | State::TimeWait | State::Closed | State::LastAck)
+                            | None
+                    ) =>
+            {
+                return
+            }
+            Ok(i) if i.state == Some(State::Closed) => return,
+            Err(_) => return,
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn run_tcp(stack: &Stack, stream: TcpStream) -> Result<(), String> {
+    let tx = stream.try_clone().map_err(|e| e.to_string())?;
+    let writer = std::thread::spawn(move || pump_stdin(tx));
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut s = stream.try_clone().map_err(|e| e.to_string())?;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out
+                .write_all(&buf[..n])
+                .map_err(|e| format!("stdout: {e}"))?,
+            Err(e) => return Err(describe(&e)),
+        }
+    }
+    out.flush().map_err(|e| format!("stdout: {e}"))?;
+    match writer.join() {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(describe(&e)),
+        Err(_) => return Err("input thread failed".into()),
+    }
+    wait_delivered(&stream);
+    if let Ok(Some(e)) = stream.take_error() {
+        return Err(describe(&e));
+    }
+    let _ = stack;
+    Ok(())
+}
+
+fn run_udp(sock: UdpSocket, mut peer: Option<SocketAddr>, idle: Duration) -> Result<(), String> {
+    let mut sock = sock;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buf = vec![0u8; 65507];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(None);
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send(Some(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0u8; 65536];
+    let mut input_done = false;
+    let mut last = StdInstant::now();
+    loop {
+        while let Ok(m) = rx.try_recv() {
+            match (m, peer) {
+                (Some(d), Some(p)) => {
+                    sock.send_to(&d, p).map_err(|e| describe(&e))?;
+                }
+                (Some(_), None) => {} // no peer yet: nothing to send to
+                (None, _) => input_done = true,
+            }
+        }
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                peer.get_or_insert(from);
+                out.write_all(&buf[..n])
+                    .map_err(|e| format!("stdout: {e}"))?;
+                out.flush().map_err(|e| format!("stdout: {e}"))?;
+                last = StdInstant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(describe(&e)),
+        }
+        if input_done && last.elapsed() >= idle {
+            return Ok(());
+        }
+    }
+}
+
+fn main() {
+    let args: Args = parse_args("ucat");
+    if !ustack::tcp::cc::AVAILABLE.contains(&args.cc.as_str()) {
+        fail(
+            "ucat",
+            format!(
+                "unknown congestion control '{}' (have: {})",
+                args.cc,
+                ustack::tcp::cc::AVAILABLE.join(", ")
+            ),
+        );
+    }
+    let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("ucat", e));
+    config.tcp.congestion = args.cc.clone();
+    let stack = Stack::builder(device)
+        .config(config)
+        .build()
+        .unwrap_or_else(|e| fail("ucat", e));
+    let result = match (&args.mode, args.udp) {
+        (Mode::Connect { host, port }, udp) => {
+            let addr = (host.as_str(), *port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .unwrap_or_else(|| fail("ucat", format!("'{host}' is not an address")));
+            if udp {
+                let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, 0))
+                    .unwrap_or_else(|e| fail("ucat", e));
+                s.connect(addr)
+                    .unwrap_or_else(|e| fail("ucat", format!("connect {addr}: {}", describe(&e))));
+                run_udp(s, Some(addr), Duration::from_secs(args.idle))
+            } else {
+                match TcpStream::connect_timeout(
+                    &stack,
+                    &addr,
+                    Duration::from_secs(args.connect_timeout),
+                ) {
+                    Ok(s) => run_tcp(&stack, s),
+                    Err(e) => Err(format!("connect to {addr}: {}", describe(&e))),
+                }
+            }
+        }
+        (Mode::Listen { port }, true) => {
+            let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
+                .unwrap_or_else(|e| fail("ucat", format!("bind UDP port {port}: {e}")));
+            run_udp(s, None, Duration::from_secs(args.idle))
+        }
+        (Mode::Listen { port }, false) => {
+            let l = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
+                .unwrap_or_else(|e| fail("ucat", format!("listen on TCP port {port}: {e}")));
+            match l.accept() {
+                Ok((s, _)) => {
+                    drop(l);
+                    run_tcp(&stack, s)
+                }
+                Err(e) => Err(describe(&e)),
+            }
+        }
+    };
+    if let Err(e) = result {
+        fail("ucat", e);
+    }
+}
