@@ -27,6 +27,8 @@ pub struct DriverCounters {
     pub tx_errors: u64,
     /// Times the device was full and frames had to wait.
     pub tx_stalls: u64,
+    /// Frames lost inside the device (see [`Device::dropped`]).
+    pub device_drops: u64,
 }
 
 /// What the driver saw on a [`Driver::wait`].
@@ -45,6 +47,16 @@ pub struct Driver<D: Device> {
     rx: FrameBatch,
     tx: FrameBatch,
     counters: DriverCounters,
+}
+
+impl DriverCounters {
+    /// The counters as `netstat`-like text.
+    pub fn report(&self) -> String {
+        format!(
+            "Device:\n    {} frames read\n    {} frames written\n    {} frames refused by the device\n    {} times the device was full\n    {} frames dropped inside the device\n",
+            self.rx_frames, self.tx_frames, self.tx_errors, self.tx_stalls, self.device_drops
+        )
+    }
 }
 
 impl<D: Device> Driver<D> {
@@ -69,8 +81,15 @@ impl<D: Device> Driver<D> {
         &mut self.device
     }
 
-    /// The driver's counters.
+    /// The driver's counters, as of the last [`Driver::refresh_counters`]
+    /// for the device's drop count.
     pub fn counters(&self) -> &DriverCounters {
+        &self.counters
+    }
+
+    /// Reads the device's drop count (may cost a system call).
+    pub fn refresh_counters(&mut self) -> &DriverCounters {
+        self.counters.device_drops = self.device.dropped();
         &self.counters
     }
 

@@ -226,6 +226,7 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
     };
     let mut events = Vec::new();
     let wake_fd = shared.wake.as_raw_fd();
+    let mut counters_at = Instant::ZERO;
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return Ok(());
@@ -249,7 +250,13 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
                     c.notify_all();
                 }
             }
-            core.driver_counters = driver.counters().clone();
+            if now >= counters_at {
+                // The device's drop count may cost a syscall: once a second.
+                core.driver_counters = driver.refresh_counters().clone();
+                counters_at = now + crate::time::Duration::from_secs(1);
+            } else {
+                core.driver_counters = driver.counters().clone();
+            }
             driver.poll_at(&core.iface)
         };
         let _ = driver.transmit(now);

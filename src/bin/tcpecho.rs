@@ -183,4 +183,5 @@ fn main() {
     }
     print!("{}", iface.counters().report());
     print!("{}", report(&iface, conns.len()));
+    print!("{}", driver.refresh_counters().report());
 }

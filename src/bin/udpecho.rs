@@ -81,9 +81,6 @@ fn main() {
         }
     }
     println!("{}", iface.counters().report().trim_end());
-    let d = driver.counters();
-    println!(
-        "Device:\n    {} frames read\n    {} frames written\n    {} frames refused by the device\n    {} echoes dropped (send queue full)",
-        d.rx_frames, d.tx_frames, d.tx_errors, dropped
-    );
+    print!("{}", driver.refresh_counters().report());
+    println!("    {dropped} echoes dropped (send queue full)");
 }

@@ -634,6 +634,11 @@ impl<D: Device> Impair<D> {
 }
 
 impl<D: Device> Device for Impair<D> {
+    fn dropped(&mut self) -> u64 {
+        let s = self.stats();
+        self.inner.dropped() + s.tx.lost + s.tx.queue_dropped + s.rx.lost + s.rx.queue_dropped
+    }
+
     fn caps(&self) -> DeviceCaps {
         self.inner.caps()
     }

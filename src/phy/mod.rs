@@ -228,6 +228,12 @@ pub trait Device {
         let _ = now;
         Ok(())
     }
+
+    /// Frames lost inside the device (kernel queue overflow, a full pipe,
+    /// impairment) before the stack or the wire saw them, in total.
+    fn dropped(&mut self) -> u64 {
+        0
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -248,6 +254,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn service(&mut self, now: Instant) -> io::Result<()> {
         (**self).service(now)
+    }
+    fn dropped(&mut self) -> u64 {
+        (**self).dropped()
     }
 }
 

@@ -221,6 +221,10 @@ impl PipeDevice {
 }
 
 impl Device for PipeDevice {
+    fn dropped(&mut self) -> u64 {
+        self.stats().dropped
+    }
+
     fn caps(&self) -> DeviceCaps {
         self.caps
     }

@@ -52,6 +52,9 @@ pub struct RawStats {
     /// Frames dropped because they were longer than the receive slot or the
     /// caller's batch frame limit.
     pub truncated: u64,
+    /// Frames the kernel dropped because the socket's receive queue was
+    /// full (`PACKET_STATISTICS` `tp_drops`, accumulated).
+    pub kernel_drops: u64,
 }
 
 /// A raw AF_PACKET socket bound to one interface. See the
@@ -162,6 +165,12 @@ impl RawSocket {
         );
         setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
             .map_err(ctx("enable PACKET_AUXDATA"))?;
+        // A deep receive queue: the default (~200 KiB) overflows under a
+        // burst of small frames before the stack thread gets to read them.
+        // SO_RCVBUFFORCE passes rmem_max as root; SO_RCVBUF is the fallback.
+        if setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20).is_err() {
+            let _ = setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20);
+        }
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -220,13 +229,40 @@ impl RawSocket {
         self.ifindex
     }
 
-    /// Counters.
-    pub fn stats(&self) -> RawStats {
+    /// Counters (kernel drops read fresh from `PACKET_STATISTICS`).
+    pub fn stats(&mut self) -> RawStats {
+        self.poll_kernel_drops();
         self.stats
+    }
+
+    /// Adds the kernel's drop count since the last call (reading
+    /// `PACKET_STATISTICS` resets it).
+    fn poll_kernel_drops(&mut self) {
+        // SAFETY: tpacket_stats is plain data; getsockopt writes at most
+        // `len` bytes into it.
+        unsafe {
+            let mut st: libc::tpacket_stats = mem::zeroed();
+            let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+            let rc = libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut st as *mut _ as *mut libc::c_void,
+                &mut len,
+            );
+            if rc == 0 {
+                self.stats.kernel_drops += st.tp_drops as u64;
+            }
+        }
     }
 }
 
 impl Device for RawSocket {
+    fn dropped(&mut self) -> u64 {
+        self.poll_kernel_drops();
+        self.stats.kernel_drops + self.stats.truncated
+    }
+
     fn caps(&self) -> DeviceCaps {
         self.caps
     }
