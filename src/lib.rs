@@ -55,12 +55,12 @@ pub mod iface;
 pub mod net;
 pub mod phy;
 pub mod runtime;
+pub mod sim;
 pub mod socket;
 pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod udp;
-pub mod sim;
 pub mod wire;
 
 /// The README's examples, compiled as doc tests so they stay true.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
 use crate::tcp::{
-    isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig, TcpConn,
-    TcpInfo,
+    cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig,
+    TcpConn, TcpInfo,
 };
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
@@ -46,6 +46,12 @@ pub struct TcpCounters {
     pub listen_overflows: u64,
     /// Segments for no socket.
     pub no_socket: u64,
+    /// SYN cookies sent (SYN queue full).
+    pub syncookies_sent: u64,
+    /// Connections rebuilt from a valid cookie.
+    pub syncookies_recv: u64,
+    /// ACKs to a listener with an invalid cookie.
+    pub syncookies_failed: u64,
 }
 
 /// TCP state of an interface.
@@ -254,6 +260,9 @@ impl Interface {
             return;
         }
         if f.ack() {
+            if !f.syn() && self.tcp_cookie_accept(now, lh, local, remote, repr) {
+                return;
+            }
             // No half-open connection matched: RFC 9293 §3.10.7.2.
             self.tcp_reset_for(now, local, remote, repr);
             return;
@@ -264,9 +273,18 @@ impl Interface {
         let Some(Socket::TcpListener(l)) = self.sockets.get_mut(lh) else {
             return;
         };
-        if l.accept_queue_full() || l.syn_queue_full() {
-            // Like Linux without cookies: drop, the client retries.
+        if l.accept_queue.len() >= l.backlog {
+            // Accept queue full: drop, the client retries (Linux).
             self.tcp.counters.listen_overflows += 1;
+            return;
+        }
+        if l.syn_queue_full() {
+            if l.config.syncookies {
+                // SYN flood (or just busy): answer statelessly.
+                self.send_syn_cookie(now, lh, local, remote, repr);
+            } else {
+                self.tcp.counters.listen_overflows += 1;
+            }
             return;
         }
         l.half_open += 1;
@@ -287,6 +305,121 @@ impl Interface {
         self.tcp.conns.insert((local, remote), h);
         self.tcp.counters.passive_opens += 1;
         self.tcp_mark_ready(h);
+    }
+
+    fn send_syn_cookie(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &tcp::Repr,
+    ) {
+        let Some(Socket::TcpListener(l)) = self.sockets.get(lh) else {
+            return;
+        };
+        let cfg = l.config.clone();
+        let our_mss = self.config.mtu.saturating_sub(40).clamp(88, 65495) as u16;
+        let peer_mss = syn.options.mss.unwrap_or(536).min(our_mss);
+        let iss = cookie::encode(&self.tcp.isn, local, remote, syn.seq_number, peer_mss, now);
+        let mut o = tcp::Options {
+            mss: Some(our_mss),
+            ..tcp::Options::default()
+        };
+        // Window scaling and SACK survive only inside the timestamp (as on
+        // Linux): without timestamps neither is offered.
+        if let (Some((val, _)), true) = (syn.options.timestamps, cfg.timestamps) {
+            let ws = syn.options.window_scale.filter(|_| cfg.window_scaling);
+            let sack = syn.options.sack_permitted && cfg.sack;
+            if ws.is_some() {
+                o.window_scale = Some(crate::tcp::wscale_for(cfg.recv_buffer));
+            }
+            o.sack_permitted = sack;
+            o.timestamps = Some((cookie::ts_encode(now.total_millis() as u32, ws, sack), val));
+        }
+        let repr = tcp::Repr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq_number: iss,
+            ack_number: syn.seq_number.wrapping_add(1),
+            flags: Flags::SYN | Flags::ACK,
+            window_len: cfg.recv_buffer.min(65535) as u16,
+            urgent_at: 0,
+            options: o,
+            payload: &[],
+        };
+        self.tcp.counters.syncookies_sent += 1;
+        self.emit_tcp(
+            now,
+            local,
+            remote,
+            &OutSegment {
+                repr,
+                payload: (&[], &[]),
+            },
+        );
+    }
+
+    /// An ACK for a listener with no half-open connection: a returning SYN
+    /// cookie? True when it was one (accepted or dropped for room).
+    fn tcp_cookie_accept(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        repr: &tcp::Repr,
+    ) -> bool {
+        let peer_isn = repr.seq_number.wrapping_sub(1);
+        let cookie_val = repr.ack_number.wrapping_sub(1);
+        let Some(mss) = cookie::decode(&self.tcp.isn, local, remote, peer_isn, cookie_val, now)
+        else {
+            if self.tcp.counters.syncookies_sent > 0 {
+                self.tcp.counters.syncookies_failed += 1;
+            }
+            return false;
+        };
+        let Some(Socket::TcpListener(l)) = self.sockets.get(lh) else {
+            return false;
+        };
+        if l.accept_queue.len() >= l.backlog {
+            self.tcp.counters.listen_overflows += 1;
+            return true;
+        }
+        let cfg = l.config.clone();
+        let (ws, sack) = repr
+            .options
+            .timestamps
+            .map(|(_, ecr)| cookie::ts_decode(ecr))
+            .unwrap_or((None, false));
+        let mut tcb = Tcb::new(
+            cfg,
+            local,
+            remote,
+            SeqNumber(cookie_val),
+            self.config.mtu,
+            0,
+            now,
+        );
+        tcb.accept_cookie(now, repr, mss, ws, sack);
+        let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
+            tcb,
+            parent: Some(lh),
+            in_ready: false,
+            scheduled: None,
+            released: false,
+            half_open: false,
+        })));
+        self.tcp.conns.insert((local, remote), h);
+        self.tcp.counters.syncookies_recv += 1;
+        self.tcp.counters.passive_opens += 1;
+        if let Some(Socket::TcpListener(l)) = self.sockets.get_mut(lh) {
+            l.accept_queue.push_back(h);
+        }
+        self.sockets.notify(lh);
+        // The ACK may carry data: process it as the connection's first segment.
+        self.tcp_deliver(now, h, repr);
+        true
     }
 
     /// A RST answering `repr` for a connection that does not exist

@@ -168,7 +168,14 @@ impl RawSocket {
         // A deep receive queue: the default (~200 KiB) overflows under a
         // burst of small frames before the stack thread gets to read them.
         // SO_RCVBUFFORCE passes rmem_max as root; SO_RCVBUF is the fallback.
-        if setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20).is_err() {
+        if setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            8 << 20,
+        )
+        .is_err()
+        {
             let _ = setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20);
         }
         // SAFETY: sockaddr_ll is plain old data.

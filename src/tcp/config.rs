@@ -60,6 +60,11 @@ pub struct TcpConfig {
     pub congestion: String,
     /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
     pub challenge_ack_limit: u32,
+    /// Half-open connections a listener keeps (Linux: `tcp_max_syn_backlog`).
+    pub syn_backlog: usize,
+    /// Answer SYNs with SYN cookies when the SYN queue is full (Linux:
+    /// `tcp_syncookies=1`); otherwise such SYNs are dropped.
+    pub syncookies: bool,
 }
 
 impl Default for TcpConfig {
@@ -81,6 +86,8 @@ impl Default for TcpConfig {
             sack: true,
             congestion: "reno".into(),
             challenge_ack_limit: 1000,
+            syn_backlog: 256,
+            syncookies: true,
         }
     }
 }

@@ -70,6 +70,56 @@ impl Tcb {
         // sends it again after the handshake.
     }
 
+    /// A connection rebuilt from a valid SYN cookie (RFC 4987): the ACK
+    /// completing the handshake carries everything that was not stored.
+    pub(crate) fn accept_cookie(
+        &mut self,
+        now: Instant,
+        ack_seg: &tcp::Repr,
+        mss: u16,
+        wscale: Option<u8>,
+        sack: bool,
+    ) {
+        self.passive = true;
+        self.irs = SeqNumber(ack_seg.seq_number) - 1;
+        self.rcv_nxt = self.irs + 1;
+        // The SYN-ACK advertised an unscaled window of this size.
+        self.rcv_adv = self.rcv_nxt + self.config.recv_buffer.min(65535);
+        self.last_ack_sent = self.rcv_nxt;
+        self.smss = (mss as usize).min(self.our_mss as usize);
+        match wscale.filter(|_| self.config.window_scaling) {
+            Some(w) => {
+                self.ws_ok = true;
+                self.snd_wscale = w.min(14);
+            }
+            None => {
+                self.ws_ok = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts = match (self.config.timestamps, ack_seg.options.timestamps) {
+            (true, Some((val, _))) => Some(Timestamps {
+                recent: val,
+                recent_at: now,
+                offset: 0,
+            }),
+            _ => None,
+        };
+        self.sack_ok = sack && self.config.sack && self.ts.is_some();
+        self.cc.set_mss(self.data_mss());
+        self.snd_una = self.iss + 1;
+        self.snd_nxt = self.snd_una;
+        self.snd_max = self.snd_una;
+        self.snd_wnd = (ack_seg.window_len as usize) << self.snd_wscale;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = SeqNumber(ack_seg.seq_number);
+        self.snd_wl2 = SeqNumber(ack_seg.ack_number);
+        self.state = State::Established;
+        self.last_recv_at = now;
+        self.on_established(now);
+    }
+
     /// A segment for this connection arrived at `now`.
     pub(crate) fn process(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
         self.info.segs_in += 1;

@@ -28,7 +28,7 @@ impl Listener {
         Listener {
             local,
             backlog,
-            syn_backlog: backlog.max(128),
+            syn_backlog: config.syn_backlog,
             half_open: 0,
             accept_queue: VecDeque::new(),
             config,

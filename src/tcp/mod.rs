@@ -17,6 +17,7 @@
 pub mod buffer;
 pub mod cc;
 mod config;
+pub mod cookie;
 mod input;
 pub mod isn;
 mod listen;
@@ -30,6 +31,7 @@ pub use input::RstReply;
 pub use listen::{Listener, TcpConn};
 pub use output::OutSegment;
 pub use seq::SeqNumber;
+pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
 
 #[cfg(test)]

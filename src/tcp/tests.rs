@@ -488,3 +488,74 @@ fn many_connections_demux() {
     }
     assert_eq!(seen.len(), 500);
 }
+
+#[test]
+fn syn_cookies_carry_mss_window_scale_sack_and_timestamps() {
+    for client_ts in [true, false] {
+        let mut s = sim(LinkConfig::default(), 14);
+        let mut cfg = s.b.tcp_config().clone();
+        cfg.syn_backlog = 0; // every SYN gets a cookie
+        s.b.set_tcp_config(cfg);
+        let mut ccfg = s.a.tcp_config().clone();
+        ccfg.timestamps = client_ts;
+        s.a.set_tcp_config(ccfg);
+        let (c, srv) = connect(&mut s);
+        assert_eq!(s.b.tcp_counters().syncookies_sent, 1);
+        assert_eq!(s.b.tcp_counters().syncookies_recv, 1);
+        let (ic, is) = (s.a.tcp_info(c).unwrap(), s.b.tcp_info(srv).unwrap());
+        assert_eq!(is.timestamps, client_ts);
+        assert_eq!(is.sack, client_ts, "SACK survives only with timestamps");
+        assert_eq!(is.wscale.is_some(), client_ts);
+        assert_eq!(ic.wscale.is_some(), client_ts, "both sides agree");
+        assert_eq!(is.mss + if client_ts { 12 } else { 0 }, 1460);
+        let data = pattern(200_000, 14);
+        assert!(transfer(&mut s, true, c, srv, &data, Duration::from_secs(30)) == data);
+        let back = pattern(200_000, 15);
+        assert!(transfer(&mut s, false, srv, c, &back, Duration::from_secs(30)) == back);
+    }
+}
+
+#[test]
+fn forged_ack_to_listener_is_reset_not_accepted() {
+    let mut s = sim(LinkConfig::default(), 15);
+    let mut cfg = s.b.tcp_config().clone();
+    cfg.syn_backlog = 0;
+    s.b.set_tcp_config(cfg);
+    let l = s.b.tcp_listen(sa("0.0.0.0", 80), 8).unwrap();
+    // A bare ACK out of nowhere (as a blind attacker would send).
+    let mut seg = vec![0u8; 20];
+    let repr = crate::wire::tcp::Repr {
+        src_port: 4000,
+        dst_port: 80,
+        seq_number: 1000,
+        ack_number: 0xdead_beef,
+        flags: crate::wire::tcp::Flags::ACK,
+        window_len: 1000,
+        urgent_at: 0,
+        options: Default::default(),
+        payload: &[],
+    };
+    let (src, dst) = (A.parse().unwrap(), B.parse().unwrap());
+    repr.emit(
+        &mut crate::wire::tcp::Packet::new_unchecked(&mut seg[..]),
+        src,
+        dst,
+    );
+    let mut ip = vec![0u8; 40];
+    crate::wire::ipv4::Repr {
+        src_addr: A.parse().unwrap(),
+        dst_addr: B.parse().unwrap(),
+        protocol: 6,
+        payload_len: 20,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    }
+    .emit(&mut crate::wire::ipv4::Packet::new_unchecked(&mut ip[..]));
+    ip[20..].copy_from_slice(&seg);
+    let now = s.now();
+    s.b.handle_frame(now, &ip);
+    assert_eq!(s.b.tcp_listener(l).unwrap().pending(), 0);
+    assert_eq!(s.b.tcp_counters().out_rsts, 1);
+}
