@@ -13,7 +13,7 @@ use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
 use crate::tcp::{
     cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig,
-    TcpConn, TcpInfo,
+    TcpConn, TcpInfo, TimeWaitEntry, TimeWaitTable,
 };
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
@@ -64,6 +64,7 @@ pub(crate) struct TcpState {
     pub timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
     pub isn: IsnGenerator,
     pub counters: TcpCounters,
+    pub time_wait: TimeWaitTable,
 }
 
 impl TcpState {
@@ -79,6 +80,7 @@ impl TcpState {
             timers: BinaryHeap::new(),
             isn: IsnGenerator::new(key),
             counters: TcpCounters::default(),
+            time_wait: TimeWaitTable::new(65536),
         }
     }
 }
@@ -150,6 +152,33 @@ impl Interface {
             }
             // RFC 6191 / RFC 9293 §3.6.1: a new SYN may end TIME-WAIT.
             self.tcp_forget(h);
+        }
+        if let Some(e) = self.tcp.time_wait.get(&(local, remote)).copied() {
+            let f = repr.flags;
+            if f.syn() && !f.ack() && e.may_reuse(&repr) {
+                // RFC 6191: the new incarnation ends TIME-WAIT.
+                self.tcp.time_wait.remove(&(local, remote));
+            } else {
+                // RFC 1337: RSTs are ignored. Anything else is answered
+                // with an ACK; a retransmitted FIN restarts 2 MSL.
+                if !f.rst() {
+                    if f.fin() {
+                        let t = TimeWaitTable::deadline(now, self.tcp.config.msl);
+                        self.tcp.time_wait.restart(&(local, remote), t);
+                    }
+                    let ack = e.ack(local, remote, now);
+                    self.emit_tcp(
+                        now,
+                        local,
+                        remote,
+                        &OutSegment {
+                            repr: ack,
+                            payload: (&[], &[]),
+                        },
+                    );
+                }
+                return;
+            }
         }
         if let Some(lh) = self.tcp_find_listener(local) {
             self.tcp_listener_input(now, lh, local, remote, &repr);
@@ -518,6 +547,7 @@ impl Interface {
 
     /// Runs due timers and lets ready connections transmit.
     pub(super) fn flush_tcp(&mut self, now: Instant) {
+        self.tcp.time_wait.expire(now);
         while let Some(&Reverse((t, h))) = self.tcp.timers.peek() {
             if t > now {
                 break;
@@ -556,6 +586,18 @@ impl Interface {
         self.tcp.counters.retrans_segs += c.tcb.info.retransmits - retrans_before;
         let after = c.tcb.state;
         let parent = c.parent;
+        if after == State::TimeWait && c.released && !c.tcb.ack_now {
+            // The application is gone: keep only a compact entry.
+            let key = (c.tcb.local, c.tcb.remote);
+            let e = TimeWaitEntry::from_tcb(&c.tcb, now);
+            self.sockets.put_back(h, Socket::Tcp(c));
+            if before != after {
+                self.tcp_state_change(h, before, after, parent_of(&self.sockets, h));
+            }
+            self.tcp_forget(h);
+            self.tcp.time_wait.insert(key, e);
+            return;
+        }
         let done = after == State::Closed && (c.released || c.half_open);
         // Reschedule.
         let next = c.tcb.poll_at();
@@ -611,7 +653,18 @@ impl Interface {
         if !self.tcp.ready.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.tcp.timers.peek().map(|Reverse((t, _))| *t)
+        [
+            self.tcp.timers.peek().map(|Reverse((t, _))| *t),
+            self.tcp.time_wait.poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// TIME-WAIT entries held (connections the application let go of).
+    pub fn tcp_time_wait_len(&self) -> usize {
+        self.tcp.time_wait.len()
     }
 
     pub(super) fn tcp_icmp_error(
@@ -728,7 +781,8 @@ impl Interface {
                 continue;
             }
             if let (Some(r), Some(s)) = (remote, src) {
-                if self.tcp.conns.contains_key(&(SocketAddr::new(s, port), r)) {
+                let key = (SocketAddr::new(s, port), r);
+                if self.tcp.conns.contains_key(&key) || self.tcp.time_wait.get(&key).is_some() {
                     continue;
                 }
             }
@@ -972,6 +1026,13 @@ impl Interface {
     /// Changes the TCP settings for sockets created from now on.
     pub fn set_tcp_config(&mut self, config: TcpConfig) {
         self.tcp.config = Arc::new(config);
+    }
+}
+
+fn parent_of(sockets: &crate::socket::SocketSet, h: SocketHandle) -> Option<SocketHandle> {
+    match sockets.get(h) {
+        Some(Socket::Tcp(c)) => c.parent,
+        _ => None,
     }
 }
 

@@ -25,6 +25,7 @@ mod output;
 pub mod rtt;
 pub mod seq;
 mod tcb;
+pub mod time_wait;
 
 pub use config::{Keepalive, TcpConfig};
 pub use input::RstReply;
@@ -33,6 +34,7 @@ pub use output::OutSegment;
 pub use seq::SeqNumber;
 pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
+pub use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 #[cfg(test)]
 mod tests;

@@ -408,20 +408,112 @@ fn zero_window_is_probed_and_recovers() {
     assert!(all == data);
 }
 
+/// An IPv4/TCP frame from `src` to `dst`.
+fn frame(src: &str, dst: &str, repr: &crate::wire::tcp::Repr) -> Vec<u8> {
+    let (s4, d4): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut seg = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut crate::wire::tcp::Packet::new_unchecked(&mut seg[..]),
+        s4.into(),
+        d4.into(),
+    );
+    let mut ip = vec![0u8; 20 + seg.len()];
+    crate::wire::ipv4::Repr {
+        src_addr: s4,
+        dst_addr: d4,
+        protocol: 6,
+        payload_len: seg.len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    }
+    .emit(&mut crate::wire::ipv4::Packet::new_unchecked(&mut ip[..]));
+    ip[20..].copy_from_slice(&seg);
+    ip
+}
+
 #[test]
-fn time_wait_reacks_fin_and_ignores_rst() {
+fn time_wait_table_reacks_fin_ignores_rst_and_expires() {
+    use crate::wire::tcp::{Flags, Options, Repr};
     let mut s = sim(LinkConfig::default(), 11);
     let (c, srv) = connect(&mut s);
+    let local = s.a.tcp_socket(c).unwrap().local_addr();
     s.a.tcp_close(c).unwrap();
     s.advance(Duration::from_millis(50));
     s.b.tcp_close(srv).unwrap();
     s.advance(Duration::from_millis(50));
-    assert_eq!(state_any(&s.a), vec![State::TimeWait]);
-    assert_eq!(s.a.sockets().len(), 1);
-    s.advance(Duration::from_secs(59));
-    assert_eq!(s.a.sockets().len(), 1, "still in TIME-WAIT at 59 s");
-    s.advance(Duration::from_secs(2));
+    assert!(state_any(&s.a).is_empty(), "the full connection is gone");
+    assert_eq!(
+        s.a.tcp_time_wait_len(),
+        1,
+        "a compact TIME-WAIT entry remains"
+    );
+    let key = (local, sa(B, 80));
+    let e = *s.a.tcp.time_wait.get(&key).unwrap();
+    let seg = |flags: Flags, seq: u32, ts: Option<(u32, u32)>| Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: seq,
+        ack_number: e.snd_nxt.0,
+        flags,
+        window_len: 1000,
+        urgent_at: 0,
+        options: Options {
+            timestamps: ts,
+            ..Options::default()
+        },
+        payload: &[],
+    };
+    let recent = e.ts.unwrap().0;
+    // A retransmitted FIN is ACKed again and restarts 2 MSL.
+    s.advance(Duration::from_secs(30));
+    let sent_before = s.stats().0.sent;
+    let now = s.now();
+    s.a.handle_frame(
+        now,
+        &frame(
+            B,
+            A,
+            &seg(Flags::FIN | Flags::ACK, e.rcv_nxt.0 - 1, Some((recent, 0))),
+        ),
+    );
+    s.advance(Duration::from_millis(1));
+    assert_eq!(s.stats().0.sent, sent_before + 1, "FIN re-ACKed");
+    // RFC 1337: an RST does not end TIME-WAIT.
+    let now = s.now();
+    s.a.handle_frame(now, &frame(B, A, &seg(Flags::RST, e.rcv_nxt.0, None)));
+    s.advance(Duration::from_secs(45));
+    assert_eq!(
+        s.a.tcp_time_wait_len(),
+        1,
+        "restarted at 30 s: still there at 75 s"
+    );
+    s.advance(Duration::from_secs(20));
+    assert_eq!(s.a.tcp_time_wait_len(), 0, "gone 60 s after the last FIN");
     assert_eq!(s.a.sockets().len(), 0);
+}
+
+#[test]
+fn syn_with_newer_timestamp_reuses_time_wait_tuple() {
+    let mut s = sim(LinkConfig::default(), 16);
+    // The server side closes first, so it holds TIME-WAIT.
+    let (c, srv) = connect(&mut s);
+    let client = s.a.tcp_socket(c).unwrap().local_addr();
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    s.a.tcp_close(c).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(s.b.tcp_time_wait_len(), 1);
+    assert_eq!(s.a.sockets().len(), 0);
+    // Same 4-tuple again, a second later: timestamps are newer (RFC 6191).
+    s.advance(Duration::from_secs(1));
+    let now = s.now();
+    let c2 = s.a.tcp_connect(sa(B, 80), Some(client), now).unwrap();
+    s.advance(Duration::from_millis(200));
+    assert_eq!(state(&s.a, c2), State::Established);
+    assert_eq!(s.b.tcp_time_wait_len(), 0);
 }
 
 fn state_any(i: &Interface) -> Vec<State> {
