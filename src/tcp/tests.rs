@@ -651,3 +651,224 @@ fn forged_ack_to_listener_is_reset_not_accepted() {
     assert_eq!(s.b.tcp_listener(l).unwrap().pending(), 0);
     assert_eq!(s.b.tcp_counters().out_rsts, 1);
 }
+
+#[test]
+fn orphaned_fin_wait_2_times_out() {
+    let mut s = sim(LinkConfig::default(), 17);
+    let (c, _srv) = connect(&mut s);
+    s.a.tcp_close(c).unwrap();
+    s.advance(Duration::from_millis(100));
+    assert_eq!(
+        state_any(&s.a),
+        vec![State::FinWait2],
+        "the peer never closes"
+    );
+    s.advance(Duration::from_secs(59));
+    assert_eq!(state_any(&s.a), vec![State::FinWait2]);
+    s.advance(Duration::from_secs(2));
+    assert!(
+        state_any(&s.a).is_empty(),
+        "gone after the 60 s FIN-WAIT-2 timeout"
+    );
+}
+
+#[test]
+fn keepalive_probes_then_times_out() {
+    let mut s = sim(LinkConfig::default(), 18);
+    let (c, _srv) = connect(&mut s);
+    let now = s.now();
+    let ka = crate::tcp::Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        count: 3,
+    };
+    s.a.tcp_socket_mut(c).unwrap().set_keepalive(Some(ka), now);
+    // A live peer answers probes: the connection survives long idleness.
+    s.advance(Duration::from_secs(100));
+    assert_eq!(state(&s.a, c), State::Established);
+    // Now the peer vanishes: 3 unanswered probes, then TimedOut.
+    let mut s2 = Sim::new(
+        std::mem::replace(&mut s.a, host(A, 0)),
+        std::mem::replace(&mut s.b, host(B, 0)),
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+        18,
+    );
+    s2.run_until(now + Duration::from_secs(100 + 10 + 2 * 3 + 1));
+    let t = s2.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::TimedOut);
+    assert!(s2.stats().0.sent >= 3);
+}
+
+fn inject(s: &mut Sim, to_b: bool, repr: &crate::wire::tcp::Repr) {
+    let now = s.now();
+    if to_b {
+        let f = frame(A, B, repr);
+        s.b.handle_frame(now, &f);
+    } else {
+        let f = frame(B, A, repr);
+        s.a.handle_frame(now, &f);
+    }
+}
+
+#[test]
+fn in_window_rst_and_syn_get_challenge_acks() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 19);
+    let (c, _srv) = connect(&mut s);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
+    let seg = |flags: Flags, seq: u32| Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: seq,
+        ack_number: snd_nxt.0,
+        flags,
+        window_len: 1000,
+        urgent_at: 0,
+        options: Options::default(),
+        payload: &[],
+    };
+    let before = s.stats().0.sent;
+    // RST in the window but not at RCV.NXT: challenge ACK, no reset.
+    inject(&mut s, false, &seg(Flags::RST, (rcv_nxt + 100).0));
+    s.advance(Duration::from_millis(1));
+    // SYN in a synchronized state: challenge ACK.
+    inject(&mut s, false, &seg(Flags::SYN, (rcv_nxt + 5).0));
+    s.advance(Duration::from_millis(1));
+    // RST outside the window: silently dropped.
+    inject(&mut s, false, &seg(Flags::RST, (rcv_nxt + 10_000_000).0));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(state(&s.a, c), State::Established);
+    assert_eq!(s.stats().0.sent - before, 2, "two challenge ACKs");
+    // RST exactly at RCV.NXT resets.
+    inject(&mut s, false, &seg(Flags::RST, rcv_nxt.0));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+}
+
+#[test]
+fn paws_drops_old_timestamps() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 20);
+    let (c, srv) = connect(&mut s);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt, snd_nxt, recent) =
+        (t.local_addr(), t.rcv_nxt, t.snd_nxt, t.ts.unwrap().recent);
+    let data = Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: rcv_nxt.0,
+        ack_number: snd_nxt.0,
+        flags: Flags::ACK | Flags::PSH,
+        window_len: 1000,
+        urgent_at: 0,
+        options: Options {
+            timestamps: Some((recent.wrapping_sub(1000), 0)),
+            ..Options::default()
+        },
+        payload: b"stale",
+    };
+    inject(&mut s, false, &data);
+    s.advance(Duration::from_millis(1));
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        s.a.tcp_recv(c, &mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock,
+        "dropped by PAWS"
+    );
+    // A current timestamp is accepted.
+    let fresh = Repr {
+        options: Options {
+            timestamps: Some((recent.wrapping_add(1), 0)),
+            ..Options::default()
+        },
+        ..data
+    };
+    inject(&mut s, false, &fresh);
+    assert_eq!(s.a.tcp_recv(c, &mut buf).unwrap(), 5);
+    let _ = srv;
+}
+
+#[test]
+fn delayed_ack_every_second_segment_or_40ms() {
+    let mut s = sim(LinkConfig::default(), 21);
+    let (c, srv) = connect(&mut s);
+    s.b.tcp_socket_mut(srv).unwrap().set_nodelay(true);
+    let acks_before = s.stats().0.sent;
+    // One small segment: its ACK waits ~40 ms.
+    s.b.tcp_send(srv, b"one").unwrap();
+    s.advance(Duration::from_millis(5 + 30));
+    assert_eq!(
+        s.stats().0.sent,
+        acks_before,
+        "no ACK yet at 30 ms after arrival"
+    );
+    s.advance(Duration::from_millis(15));
+    assert_eq!(s.stats().0.sent, acks_before + 1, "delayed ACK at 40 ms");
+    // Two full segments: ACKed at once.
+    let sent = s.stats().0.sent;
+    let mss = s.b.tcp_info(srv).unwrap().mss;
+    s.b.tcp_send(srv, &vec![7u8; 2 * mss]).unwrap();
+    s.advance(Duration::from_millis(6));
+    assert_eq!(
+        s.stats().0.sent,
+        sent + 1,
+        "one ACK for two segments, without delay"
+    );
+    let _ = c;
+}
+
+#[test]
+fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
+    let mut s = sim(LinkConfig::default(), 22);
+    let now = s.now();
+    // Nobody answers at 10.0.0.2:81 quickly enough: intercept the SYN.
+    let c = s.a.tcp_connect(sa(B, 81), None, now).unwrap();
+    let mut batch = crate::phy::FrameBatch::new(16, 2000);
+    s.a.poll_transmit(now, &mut batch);
+    let syn = batch.get(0).unwrap().to_vec();
+    let icmp = |quote: &[u8]| {
+        let r = crate::wire::icmpv4::Repr::DstUnreachable {
+            reason: crate::wire::icmpv4::DstUnreachable::HostUnreachable,
+            next_hop_mtu: 0,
+            data: quote,
+        };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut crate::wire::icmpv4::Packet::new_unchecked(&mut b[..]));
+        let mut ip = vec![0u8; 20 + b.len()];
+        crate::wire::ipv4::Repr {
+            src_addr: B.parse().unwrap(),
+            dst_addr: A.parse().unwrap(),
+            protocol: 1,
+            payload_len: b.len(),
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: false,
+        }
+        .emit(&mut crate::wire::ipv4::Packet::new_unchecked(&mut ip[..]));
+        ip[20..].copy_from_slice(&b);
+        ip
+    };
+    // A forged quote with the wrong sequence number is ignored (RFC 5927).
+    let mut bad = syn.clone();
+    bad[24] ^= 0xff;
+    s.a.handle_frame(now, &icmp(&bad[..28]));
+    assert_eq!(state(&s.a, c), State::SynSent);
+    s.a.handle_frame(now, &icmp(&syn[..28]));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::HostUnreachable
+    );
+}
