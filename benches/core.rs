@@ -1,0 +1,122 @@
+//! Hot paths of the core: checksum, header parsing, and the cost of one
+//! TCP segment arriving with 10 versus 10,000 established connections (it
+//! must not grow: demultiplexing is a hash lookup, timers live in a heap).
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ustack::iface::{Config, Interface, Ipv4Cidr};
+use ustack::phy::{FrameBatch, Medium};
+use ustack::sim::{LinkConfig, Sim};
+use ustack::time::{Duration, Instant};
+use ustack::wire::{checksum, ipv4, tcp};
+
+fn host(addr: &str) -> Interface {
+    let mut c = Config::new(Medium::Ip);
+    c.addrs
+        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
+    c.tcp.recv_buffer = 64 * 1024;
+    c.tcp.send_buffer = 64 * 1024;
+    Interface::new(c, Instant::ZERO)
+}
+
+/// B with `n` established connections from A; returns B and a pure ACK
+/// frame for one of them (acceptable every time it is fed).
+fn setup(n: usize) -> (Interface, Vec<u8>, Instant) {
+    let mut s = Sim::new(
+        host("10.0.0.1"),
+        host("10.0.0.2"),
+        LinkConfig::default(),
+        LinkConfig::default(),
+        1,
+    );
+    let l =
+        s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), n + 16)
+            .unwrap();
+    let server: SocketAddr = "10.0.0.2:80".parse().unwrap();
+    let mut clients = Vec::new();
+    let mut accepted = 0;
+    for chunk in 0..n.div_ceil(1000) {
+        let now = s.now();
+        for _ in 0..1000.min(n - chunk * 1000) {
+            clients.push(s.a.tcp_connect(server, None, now).unwrap());
+        }
+        s.run_while(now + Duration::from_secs(30), |s| {
+            while s.b.tcp_accept(l).is_ok() {
+                accepted += 1;
+            }
+            accepted < clients.len()
+        });
+    }
+    assert_eq!(accepted, n);
+    let c = clients[n / 2];
+    let local = s.a.tcp_socket(c).unwrap().local_addr();
+    // Build an ACK from A for connection c, from A's current numbers.
+    let mut batch = FrameBatch::new(16, 2000);
+    let now = s.now();
+    s.a.tcp_send(c, b"x").unwrap();
+    s.a.poll_transmit(now, &mut batch);
+    let data = batch.get(0).unwrap().to_vec();
+    let p = ipv4::Packet::new_checked(&data[..]).unwrap();
+    let seg = tcp::Packet::new_checked(p.payload()).unwrap();
+    let repr = tcp::Repr {
+        src_port: local.port(),
+        dst_port: 80,
+        seq_number: seg.seq_number(),
+        ack_number: seg.ack_number(),
+        flags: tcp::Flags::ACK,
+        window_len: seg.window_len(),
+        urgent_at: 0,
+        options: tcp::Options::default(),
+        payload: &[],
+    };
+    let mut out = vec![0u8; 20 + repr.buffer_len()];
+    let src = Ipv4Addr::new(10, 0, 0, 1);
+    let dst = Ipv4Addr::new(10, 0, 0, 2);
+    ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: 6,
+        payload_len: repr.buffer_len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    }
+    .emit(&mut ipv4::Packet::new_unchecked(&mut out[..]));
+    repr.emit(
+        &mut tcp::Packet::new_unchecked(&mut out[20..]),
+        src.into(),
+        dst.into(),
+    );
+    let now = s.now();
+    (std::mem::replace(&mut s.b, host("10.0.0.9")), out, now)
+}
+
+fn segment_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tcp_segment_in");
+    for n in [10usize, 10_000] {
+        let (mut b, frame, now) = setup(n);
+        let mut batch = FrameBatch::new(64, 2000);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
+            bench.iter(|| {
+                b.handle_frame(now, black_box(&frame));
+                batch.clear();
+                b.poll_transmit(now, &mut batch);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn checksum_speed(c: &mut Criterion) {
+    let data = vec![0xa5u8; 1500];
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("1500B", |b| b.iter(|| checksum::checksum(black_box(&data))));
+    g.finish();
+}
+
+criterion_group!(benches, segment_cost, checksum_speed);
+criterion_main!(benches);
