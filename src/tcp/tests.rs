@@ -872,3 +872,89 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
         io::ErrorKind::HostUnreachable
     );
 }
+
+#[test]
+fn syn_flood_keeps_state_bounded_and_real_clients_in() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 23);
+    let mut cfg = s.b.tcp_config().clone();
+    cfg.syn_backlog = 64;
+    s.b.set_tcp_config(cfg);
+    // An established transfer that must keep going.
+    let (c, srv) = connect(&mut s);
+    let flood_l = s.b.tcp_listen(sa("0.0.0.0", 443), 128).unwrap();
+    let mut r = crate::sim::Rng::new(23);
+    let mut max_sockets = 0;
+    // 20,000 spoofed SYNs (random sources in the subnet and ports), 200
+    // every millisecond, while the transfer runs.
+    let data = pattern(2_000_000, 23);
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for round in 0..100 {
+        let now = s.now();
+        for _ in 0..200 {
+            let src = format!("10.0.0.{}", 3 + r.below(250));
+            let syn = Repr {
+                src_port: 1024 + r.below(60000) as u16,
+                dst_port: 443,
+                seq_number: r.next_u64() as u32,
+                ack_number: 0,
+                flags: Flags::SYN,
+                window_len: 64240,
+                urgent_at: 0,
+                options: Options {
+                    mss: Some(1460),
+                    ..Options::default()
+                },
+                payload: &[],
+            };
+            let f = frame(&src, B, &syn);
+            s.b.handle_frame(now, &f);
+        }
+        while sent < data.len() {
+            match s.a.tcp_send(c, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        while let Ok(n) = s.b.tcp_recv(srv, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        max_sockets = max_sockets.max(s.b.sockets().len());
+        s.advance(Duration::from_millis(1));
+        let _ = round;
+    }
+    // Half-open state never exceeded the SYN backlog (plus the listeners
+    // and the one real connection).
+    assert!(max_sockets <= 64 + 3, "sockets peaked at {max_sockets}");
+    assert!(s.b.tcp_counters().syncookies_sent > 19_000);
+    assert_eq!(s.b.tcp_listener(flood_l).unwrap().pending(), 0);
+    // A real client still gets in (through a cookie) while the SYN queue
+    // is full of spoofed half-open connections.
+    let now = s.now();
+    let c2 = s.a.tcp_connect(sa(B, 443), None, now).unwrap();
+    s.advance(Duration::from_millis(100));
+    assert_eq!(state(&s.a, c2), State::Established);
+    assert_eq!(s.b.tcp_listener(flood_l).unwrap().pending(), 1);
+    // The established transfer completed intact.
+    s.run_while(s.now() + Duration::from_secs(30), |s| {
+        while sent < data.len() {
+            match s.a.tcp_send(c, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        while let Ok(n) = s.b.tcp_recv(srv, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() < data.len()
+    });
+    assert!(got == data);
+}
