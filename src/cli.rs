@@ -99,6 +99,7 @@ impl DeviceArgs {
         TunOptions {
             mtu: self.mtu,
             hardware_addr: self.mac,
+            tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
             ..TunOptions::default()
         }
     }

@@ -51,6 +51,17 @@ pub struct TunOptions {
     /// Reserved for virtio-net-header offloads (TSO/GSO, checksum); must be
     /// false for now: [`TunDevice::open`] refuses `true` as unsupported.
     pub offload: bool,
+    /// Length of the kernel's queue of frames waiting for the stack to read
+    /// (`txqueuelen`), set when `open` creates the device. `None` keeps the
+    /// kernel's default of 500, which overflows under a bulk transfer while
+    /// the stack thread is busy writing; the tools ask for
+    /// [`TunOptions::DEFAULT_TX_QUEUE_LEN`].
+    pub tx_queue_len: Option<u32>,
+}
+
+impl TunOptions {
+    /// The queue length the bundled tools use for devices they create.
+    pub const DEFAULT_TX_QUEUE_LEN: u32 = 4096;
 }
 
 /// A TUN or TAP device. See the [module documentation](self).
@@ -171,6 +182,10 @@ impl TunDevice {
             if util::interface_mtu(name).ok() != Some(mtu) {
                 util::set_interface_mtu(name, mtu).map_err(ctx(&format!("set MTU {mtu}")))?;
             }
+        }
+        if let (Some(q), false) = (opts.tx_queue_len, exists) {
+            dev.set_tx_queue_len(q)
+                .map_err(ctx(&format!("set txqueuelen {q}")))?;
         }
         util::set_interface_up(name).map_err(ctx("bring link up"))?;
         let mtu = util::interface_mtu(name).map_err(ctx("read MTU"))?;
