@@ -61,7 +61,7 @@ impl Tcb {
         let in_flight = self.bytes_in_flight();
         let wnd = self.snd_wnd.min(self.cc.cwnd());
         let usable = wnd.saturating_sub(in_flight);
-        let mss = self.data_mss();
+        let mss = self.payload_room();
         let len = unsent.min(usable).min(mss);
         let fin = self.fin_queued && off + len == buffered && self.fin_unsent_at(off + len);
         if len == 0 {
@@ -86,6 +86,33 @@ impl Tcb {
             }
         }
         Next::Send { len, fin }
+    }
+
+    /// The sequence number of a segment without data (ACK, RST): the highest
+    /// sent, not snd_nxt, which an RTO rewinds — an ACK numbered below what
+    /// the peer already received is unacceptable to it and would be dropped
+    /// with its acknowledgement (Linux: `tcp_acceptable_seq`).
+    fn ack_seq(&self) -> SeqNumber {
+        self.snd_max.max(self.snd_nxt)
+    }
+
+    /// SACK blocks an ACK-bearing segment carries now (RFC 2018 §4: as many
+    /// as fit beside the timestamp option).
+    fn sack_blocks_to_send(&self) -> usize {
+        if !self.sack_ok || !self.recv_buf.has_out_of_order() {
+            return 0;
+        }
+        let fit = if self.ts.is_some() { 3 } else { 4 };
+        self.recv_buf.out_of_order_ranges().count().min(fit)
+    }
+
+    /// Payload bytes the next data segment may carry: SMSS less the options
+    /// it will carry (timestamps always when agreed, SACK blocks while
+    /// out-of-order data is held), so the segment never exceeds the MTU.
+    pub(crate) fn payload_room(&self) -> usize {
+        let n = self.sack_blocks_to_send();
+        let sack = if n > 0 { 4 + 8 * n } else { 0 };
+        self.data_mss().saturating_sub(sack).max(1)
     }
 
     /// True when a FIN placed after data offset `end` has not been sent yet
@@ -246,7 +273,7 @@ impl Tcb {
         if flags.ack() && self.sack_ok && !syn && self.recv_buf.has_out_of_order() {
             let mut blocks = Vec::new();
             self.recv_buf.sack_blocks(&mut blocks);
-            for (s, e) in blocks.into_iter().take(4) {
+            for (s, e) in blocks.into_iter().take(self.sack_blocks_to_send()) {
                 options.push_sack_block(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
             }
         }
@@ -290,7 +317,7 @@ impl Tcb {
         let (persist, keepalive) = self.run_timers(now);
         let mut sent = 0;
         if self.rst_pending {
-            let r = self.build(now, self.snd_nxt, Flags::RST | Flags::ACK);
+            let r = self.build(now, self.ack_seq(), Flags::RST | Flags::ACK);
             if emit(&OutSegment {
                 repr: r,
                 payload: (&[], &[]),
@@ -341,7 +368,7 @@ impl Tcb {
             }
             State::TimeWait => {
                 if self.ack_now {
-                    let r = self.build(now, self.snd_nxt, Flags::ACK);
+                    let r = self.build(now, self.ack_seq(), Flags::ACK);
                     if emit(&OutSegment {
                         repr: r,
                         payload: (&[], &[]),
@@ -358,7 +385,7 @@ impl Tcb {
 
         // Fast retransmit / partial ACK: the segment at snd_una again.
         if self.retransmit_one && self.state.is_synchronized() {
-            let len = self.send_buf.len().min(self.data_mss());
+            let len = self.send_buf.len().min(self.payload_room());
             let fin = self.fin_seq == Some(self.snd_una + len);
             if len > 0 || fin {
                 if !self.emit_data(now, self.snd_una, len, fin, emit) {
@@ -385,7 +412,7 @@ impl Tcb {
                         .len()
                         .saturating_sub(off)
                         .min(usable)
-                        .min(self.data_mss());
+                        .min(self.payload_room());
                     if len == 0 {
                         break;
                     }
@@ -447,7 +474,7 @@ impl Tcb {
         }
 
         if self.ack_now {
-            let r = self.build(now, self.snd_nxt, Flags::ACK);
+            let r = self.build(now, self.ack_seq(), Flags::ACK);
             if emit(&OutSegment {
                 repr: r,
                 payload: (&[], &[]),
