@@ -1,6 +1,6 @@
-//! Linux peers in network namespaces against `udpecho` (layer 5 of
-//! shared/TESTING.md), on TUN, TAP (with ARP) and an AF_PACKET raw socket
-//! on a veth pair.
+//! Linux peers in network namespaces against `udpecho` (here) and
+//! `tcpecho`/`ucat` (`tcp.rs`) — layer 5 of shared/TESTING.md — on TUN,
+//! TAP (with ARP) and an AF_PACKET raw socket on a veth pair.
 //!
 //! Needs root, /dev/net/tun, iproute2, python3 (and tshark, ethtool for
 //! some tests): `scripts/install-deps.sh` installs them. Without them the
@@ -12,6 +12,7 @@
 
 mod harness;
 mod py;
+mod tcp;
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ fn closed_port_is_refused(medium: Medium) {
     assert_eq!(py::result_field(&out.stdout, "ok"), Some(3), "{out}");
 }
 
-/// tshark over a capture, with IP and UDP checksum checks on (ICMP's is
+/// tshark over a capture, with IP, UDP and TCP checksum checks on (ICMP's is
 /// always checked), returning the lines of `-Y FILTER`'s frames.
 fn tshark_frames(pcap: &str, filter: &str) -> Vec<String> {
     let out = run(
@@ -105,6 +106,8 @@ fn tshark_frames(pcap: &str, filter: &str) -> Vec<String> {
             "ip.check_checksum:TRUE",
             "-o",
             "udp.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
             "-Y",
             filter,
         ],
