@@ -262,8 +262,8 @@ pub enum Input {
     Null,
     /// A file.
     File(PathBuf),
-    /// A pipe the test writes with [`Tool::write_stdin`] and closes with
-    /// [`Tool::close_stdin`] (or when the tool is stopped).
+    /// A pipe the test writes with [`Tool::write_stdin`]; closed when the
+    /// tool is stopped or waited for.
     Pipe,
 }
 
@@ -447,10 +447,6 @@ impl Tool {
         self.child.as_ref().expect("running").id()
     }
 
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// True while it has not exited.
     pub fn running(&mut self) -> bool {
         self.child
@@ -464,11 +460,6 @@ impl Tool {
         let w = self.stdin.as_mut().expect("stdin is a pipe, still open");
         w.write_all(data).expect("write to tool's stdin");
         w.flush().expect("flush tool's stdin");
-    }
-
-    /// Closes its stdin (end of input).
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
     }
 
     /// Sends `sig` to our child, if it still runs.

@@ -16,6 +16,7 @@ const S_RST: u8 = 26;
 const S_UREFUSED: u8 = 27;
 const S_OPTIONS: u8 = 28;
 const S_IMPAIRED: u8 = 29;
+const S_FIT: u8 = 30;
 
 const MIB: u64 = 1 << 20;
 
@@ -120,6 +121,45 @@ pub fn bulk_echo_64mib(medium: Medium) {
         .trim();
     eprintln!("bulk {medium:?}: {} ({retrans})", out.stdout.trim());
     timing("bulk_echo_64mib", medium, start);
+}
+
+/// A counter line of tcpecho's report (`    N what`), as N.
+fn counter(report: &str, what: &str) -> Option<u64> {
+    report.lines().find_map(|l| {
+        let (n, rest) = l.trim().split_once(' ')?;
+        (rest == what).then(|| n.parse().ok())?
+    })
+}
+
+/// While echoing 16 MiB (the stack receiving and sending at once, so its
+/// data segments may carry SACK blocks when Linux's segments arrive out of
+/// order or are lost), the stack never builds a segment its own MTU cannot
+/// carry: no IP datagram dropped for "fragmentation needed, DF set".
+pub fn echo_segments_fit_the_mtu(medium: Medium) {
+    let start = Instant::now();
+    let mut rig = Rig::tcpecho(medium, "tfit", S_FIT, &[]);
+    let total = 16 * MIB;
+    let out = rig.python(
+        py::BULK,
+        &[&rig.stack_ip, "7", &total.to_string(), "16", "60"],
+        Duration::from_secs(75),
+    );
+    let stopped = rig.stop();
+    let f = |k| result_field(&out.stdout, k);
+    assert!(
+        out.success() && f("received") == Some(total) && f("match") == Some(1),
+        "{medium:?}: 16 MiB should echo intact\n{out}\n{stopped}"
+    );
+    assert_tcpecho_exits_0(&stopped);
+    let df = counter(&stopped.stdout, "fragmentation failed (DF)");
+    let dropped = counter(&stopped.stdout, "outgoing packets dropped");
+    assert!(
+        df == Some(0) && dropped == Some(0),
+        "{medium:?}: the stack dropped {dropped:?} of its own datagrams, {df:?} of them \
+         too big for the MTU with DF set (TCP segments larger than the MTU?)\n{}\n{stopped}",
+        out.stdout.trim()
+    );
+    timing("echo_segments_fit_the_mtu", medium, start);
 }
 
 /// 2: 100 concurrent connections, distinct messages of 2000..5700 bytes.
@@ -440,6 +480,7 @@ tcp_tests!(
     ["tshark"],
     [
         bulk_echo_64mib,
+        echo_segments_fit_the_mtu,
         hundred_concurrent_connections,
         closed_port_refuses,
         ucat_connect_uploads,
@@ -457,6 +498,7 @@ tcp_tests!(
     [],
     [
         bulk_echo_64mib,
+        echo_segments_fit_the_mtu,
         hundred_concurrent_connections,
         closed_port_refuses,
         ucat_connect_uploads,
@@ -469,6 +511,7 @@ tcp_tests!(
     ["ethtool"],
     [
         bulk_echo_64mib,
+        echo_segments_fit_the_mtu,
         hundred_concurrent_connections,
         closed_port_refuses,
         ucat_connect_uploads,
