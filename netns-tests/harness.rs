@@ -327,7 +327,13 @@ impl ToolSpec {
             .unwrap_or_default();
         let rest: Vec<&str> = self.argv[1..]
             .iter()
-            .map(|a| if a.contains('\n') { "SCRIPT" } else { a.as_str() })
+            .map(|a| {
+                if a.contains('\n') {
+                    "SCRIPT"
+                } else {
+                    a.as_str()
+                }
+            })
             .collect();
         format!("{prog} {}", rest.join(" "))
     }
@@ -394,8 +400,7 @@ impl Tool {
         let stdout = match &spec.stdout_file {
             None => Stdio::piped(),
             Some(p) => Stdio::from(
-                std::fs::File::create(p)
-                    .unwrap_or_else(|e| panic!("create {}: {e}", p.display())),
+                std::fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display())),
             ),
         };
         let mut child = Command::new(argv[0])
@@ -699,7 +704,15 @@ impl Rig {
         let limit = Duration::from_secs(5);
         loop {
             let link = run(
-                &["ip", "-n", self.kernel.name(), "link", "show", "dev", "ustk0"],
+                &[
+                    "ip",
+                    "-n",
+                    self.kernel.name(),
+                    "link",
+                    "show",
+                    "dev",
+                    "ustk0",
+                ],
                 CMD_LIMIT,
             );
             if link.success() && (link.stdout.contains(",UP") || link.stdout.contains("<UP")) {

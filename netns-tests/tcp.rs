@@ -71,7 +71,10 @@ fn timing(what: &str, medium: Medium, start: Instant) {
 fn check(ok: bool, rig: &mut Rig, what: &str, out: &Output) {
     if !ok {
         let stopped = rig.stop();
-        panic!("{:?}: {what}\n--- client ---\n{out}\n--- stack ---\n{stopped}", rig.medium);
+        panic!(
+            "{:?}: {what}\n--- client ---\n{out}\n--- stack ---\n{stopped}",
+            rig.medium
+        );
     }
 }
 
@@ -284,7 +287,11 @@ pub fn ucat_listen_downloads(medium: Medium) {
     let u = rig.wait(Duration::from_secs(30));
     let ctx = format!("--- client ---\n{out}\n--- ucat ---\n{u}");
     let f = |k| result_field(&out.stdout, k);
-    assert_eq!(f("sent"), Some(len), "{medium:?}: client should send 8 MiB\n{ctx}");
+    assert_eq!(
+        f("sent"),
+        Some(len),
+        "{medium:?}: client should send 8 MiB\n{ctx}"
+    );
     assert!(
         f("eof") == Some(1) && f("received") == Some(0),
         "{medium:?}: the client should see ucat's FIN (EOF, no data)\n{ctx}"
@@ -355,7 +362,13 @@ pub fn ucat_connect_refused(medium: Medium) {
     let start = Instant::now();
     let mut rig = Rig::new(medium, "uref", S_UREFUSED);
     let kip = rig.kernel_ip.clone();
-    rig.launch(ToolSpec::ucat(&["--connect-timeout", "10", "connect", &kip, "9"]));
+    rig.launch(ToolSpec::ucat(&[
+        "--connect-timeout",
+        "10",
+        "connect",
+        &kip,
+        "9",
+    ]));
     let u = rig.wait(Duration::from_secs(20));
     assert_ucat_fails(
         &u,
@@ -388,7 +401,11 @@ pub fn options_negotiated(medium: Medium) {
     let syn = format!("ip.src == {k} && tcp.flags.syn == 1 && tcp.flags.ack == 0");
     let synack = format!("ip.src == {s} && tcp.flags.syn == 1 && tcp.flags.ack == 1");
     assert_eq!(count(&syn), 1, "{medium:?}: one SYN from Linux:\n{dump}");
-    assert_eq!(count(&synack), 1, "{medium:?}: one SYN-ACK from the stack:\n{dump}");
+    assert_eq!(
+        count(&synack),
+        1,
+        "{medium:?}: one SYN-ACK from the stack:\n{dump}"
+    );
     assert_eq!(
         count(&format!("{syn} && {opts}")),
         1,
