@@ -1,6 +1,8 @@
 //! The pieces every namespace test uses: preconditions, a namespace guard,
-//! a `udpecho` guard, bounded command runs, and the rigs (TUN, TAP, raw
-//! socket on a veth pair) that put a Linux peer in front of the stack.
+//! a `Tool` guard (any of our binaries, or a python server, in a namespace,
+//! optionally waiting for its ready line on stderr), bounded command runs,
+//! and the rigs (TUN, TAP, raw socket on a veth pair) that put a Linux peer
+//! in front of the stack.
 //!
 //! Safety rules (shared/TESTING.md): everything happens in namespaces named
 //! `ustk-<tag>-<pid>-<n>` that these guards create and delete on drop, even
@@ -16,8 +18,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Path of the binary under test.
+/// Paths of the binaries under test.
 pub const UDPECHO: &str = env!("CARGO_BIN_EXE_udpecho");
+pub const TCPECHO: &str = env!("CARGO_BIN_EXE_tcpecho");
+pub const UCAT: &str = env!("CARGO_BIN_EXE_ucat");
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -233,25 +237,6 @@ impl Netns {
         self.children.lock().unwrap().push(child);
         pid
     }
-
-    /// Waits (bounded) until interface `dev` exists in the namespace.
-    pub fn wait_for_link(&self, dev: &str, limit: Duration) {
-        let start = Instant::now();
-        for _ in 0..1000 {
-            let out = run(
-                &["ip", "-n", &self.name, "link", "show", "dev", dev],
-                CMD_LIMIT,
-            );
-            if out.success() {
-                return;
-            }
-            if start.elapsed() > limit {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{dev} did not appear in {} within {limit:?}", self.name);
-    }
 }
 
 impl Drop for Netns {
@@ -270,112 +255,262 @@ impl Drop for Netns {
     }
 }
 
-/// What udpecho left when it stopped.
+/// Where a tool's standard input comes from.
+#[derive(Debug)]
+pub enum Input {
+    /// /dev/null: end of input at once.
+    Null,
+    /// A file.
+    File(PathBuf),
+    /// A pipe the test writes with [`Tool::write_stdin`]; closed when the
+    /// tool is stopped or waited for.
+    Pipe,
+}
+
+/// How to start one of our binaries (or any command): argv, the prefix of
+/// its ready line on stderr (if it prints one), stdin and where stdout goes.
+#[derive(Debug)]
+pub struct ToolSpec {
+    pub argv: Vec<String>,
+    pub ready: Option<String>,
+    pub stdin: Input,
+    /// None: captured into [`Stopped::stdout`]; Some: written to that file.
+    pub stdout_file: Option<PathBuf>,
+}
+
+impl ToolSpec {
+    pub fn new(program: &str, args: &[&str]) -> ToolSpec {
+        let mut argv = vec![program.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ToolSpec {
+            argv,
+            ready: None,
+            stdin: Input::Null,
+            stdout_file: None,
+        }
+    }
+    /// `tool ARGS`: one of our binaries, by path.
+    pub fn udpecho(args: &[&str]) -> ToolSpec {
+        ToolSpec::new(UDPECHO, args).ready("udpecho: echoing UDP port")
+    }
+    pub fn tcpecho(args: &[&str]) -> ToolSpec {
+        ToolSpec::new(TCPECHO, args).ready("tcpecho: echoing")
+    }
+    /// ucat prints no ready line.
+    pub fn ucat(args: &[&str]) -> ToolSpec {
+        ToolSpec::new(UCAT, args)
+    }
+    /// `python3 -c SCRIPT ARGS`, ready when it prints `READY` on stderr.
+    pub fn python_server(script: &str, args: &[&str]) -> ToolSpec {
+        let mut v = vec!["-c", script];
+        v.extend_from_slice(args);
+        ToolSpec::new("python3", &v).ready("READY")
+    }
+    pub fn ready(mut self, prefix: &str) -> ToolSpec {
+        self.ready = Some(prefix.to_string());
+        self
+    }
+    pub fn stdin(mut self, input: Input) -> ToolSpec {
+        self.stdin = input;
+        self
+    }
+    pub fn stdout_to(mut self, path: &str) -> ToolSpec {
+        self.stdout_file = Some(PathBuf::from(path));
+        self
+    }
+    /// A short name for messages: the program's file name and the rest of
+    /// argv (python's script left out).
+    fn label(&self) -> String {
+        let prog = Path::new(&self.argv[0])
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rest: Vec<&str> = self.argv[1..]
+            .iter()
+            .map(|a| {
+                if a.contains('\n') {
+                    "SCRIPT"
+                } else {
+                    a.as_str()
+                }
+            })
+            .collect();
+        format!("{prog} {}", rest.join(" "))
+    }
+}
+
+/// What a tool left when it ended.
 #[derive(Debug)]
 pub struct Stopped {
+    pub label: String,
     pub status: Option<ExitStatus>,
     pub stdout: String,
     pub stderr: String,
+    /// It did not end by itself (or on SIGINT) in time and was SIGKILLed.
+    pub killed: bool,
+}
+
+impl Stopped {
+    /// The exit code, when it exited (rather than being killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
 }
 
 impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "udpecho status: {:?}\n--- udpecho stdout ---\n{}\n--- udpecho stderr ---\n{}",
+            "[{}] status: {:?}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.label,
             self.status,
+            if self.killed { " (SIGKILLed)" } else { "" },
             self.stdout.trim_end(),
             self.stderr.trim_end()
         )
     }
 }
 
-/// A running `udpecho` inside a namespace. Stopped with SIGINT on drop
+/// A running process inside a namespace (`ip netns exec` execs it in
+/// place, so our child is the tool itself). Stopped with SIGINT on drop
 /// (SIGKILL when it does not exit in time).
-pub struct Udpecho {
+pub struct Tool {
+    label: String,
     child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
     stderr_lines: std::sync::Arc<Mutex<Vec<String>>>,
     stderr_thread: Option<thread::JoinHandle<()>>,
     stdout_thread: Option<thread::JoinHandle<String>>,
 }
 
-const READY: &str = "udpecho: echoing UDP port";
-
-impl Udpecho {
-    /// Starts udpecho with `args` in `ns` and waits (bounded) for its ready
-    /// line on stderr.
-    pub fn start(ns: &Netns, args: &[&str]) -> Udpecho {
-        let mut argv = ns.exec_argv(&[UDPECHO]);
-        argv.extend_from_slice(args);
+impl Tool {
+    /// Starts `spec` in `ns`; when it has a ready line, waits (10 s at most)
+    /// for it on stderr.
+    pub fn start(ns: &Netns, spec: ToolSpec) -> Tool {
+        let label = spec.label();
+        let argv: Vec<&str> = spec.argv.iter().map(String::as_str).collect();
+        let argv = ns.exec_argv(&argv);
+        let stdin = match &spec.stdin {
+            Input::Null => Stdio::null(),
+            Input::Pipe => Stdio::piped(),
+            Input::File(p) => Stdio::from(
+                std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display())),
+            ),
+        };
+        let stdout = match &spec.stdout_file {
+            None => Stdio::piped(),
+            Some(p) => Stdio::from(
+                std::fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display())),
+            ),
+        };
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take().expect("piped stderr");
         let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<()>();
         let lines2 = lines.clone();
+        let ready = spec.ready.clone();
         let stderr_thread = thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let ready = line.starts_with(READY);
+                let is_ready = ready.as_deref().is_some_and(|r| line.starts_with(r));
                 lines2.lock().unwrap().push(line);
-                if ready {
+                if is_ready {
                     let _ = tx.send(());
                 }
             }
         });
-        let mut echo = Udpecho {
+        let mut tool = Tool {
+            label,
+            stdin: child.stdin.take(),
             child: Some(child),
             stderr_lines: lines,
             stderr_thread: Some(stderr_thread),
-            stdout_thread: Some(read_all_thread(stdout)),
+            stdout_thread: stdout.map(|s| read_all_thread(Some(s))),
         };
-        if let Err(e) = rx.recv_timeout(Duration::from_secs(10)) {
-            let why = match e {
-                mpsc::RecvTimeoutError::Timeout => "did not become ready within 10 s",
-                mpsc::RecvTimeoutError::Disconnected => "closed stderr (exited) before ready",
-            };
-            let stopped = echo.stop();
-            panic!("udpecho {args:?} {why}\n{stopped}");
+        if spec.ready.is_some() {
+            if let Err(e) = rx.recv_timeout(Duration::from_secs(10)) {
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => "did not become ready within 10 s",
+                    mpsc::RecvTimeoutError::Disconnected => "closed stderr (exited) before ready",
+                };
+                let stopped = tool.stop();
+                panic!("{} {why}\n{stopped}", tool.label);
+            }
         }
-        echo
+        tool
     }
 
-    /// The pid of our child (the udpecho process itself: `ip netns exec`
-    /// execs it in place).
+    /// The pid of our child.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
-    /// Stops udpecho with SIGINT, waits (bounded; SIGKILL after 5 s) and
-    /// returns what it printed.
-    pub fn stop(&mut self) -> Stopped {
-        let mut status = None;
-        if let Some(mut child) = self.child.take() {
+    /// True while it has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Writes to its stdin (an [`Input::Pipe`]).
+    pub fn write_stdin(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let w = self.stdin.as_mut().expect("stdin is a pipe, still open");
+        w.write_all(data).expect("write to tool's stdin");
+        w.flush().expect("flush tool's stdin");
+    }
+
+    /// Sends `sig` to our child, if it still runs.
+    pub fn signal(&mut self, sig: libc::c_int) {
+        if let Some(child) = self.child.as_mut() {
             if let Ok(None) = child.try_wait() {
                 // SAFETY: kill(2) on the pid of our own, not yet reaped child.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+                unsafe { libc::kill(child.id() as libc::pid_t, sig) };
             }
+        }
+    }
+
+    /// Waits (bounded by `limit`) for it to exit by itself; SIGKILLs it
+    /// after that. Returns what it printed.
+    pub fn wait(&mut self, limit: Duration) -> Stopped {
+        self.finish(None, limit)
+    }
+
+    /// Stops it with SIGINT, waits (bounded; SIGKILL after 5 s) and returns
+    /// what it printed.
+    pub fn stop(&mut self) -> Stopped {
+        self.finish(Some(libc::SIGINT), Duration::from_secs(5))
+    }
+
+    fn finish(&mut self, sig: Option<libc::c_int>, limit: Duration) -> Stopped {
+        let mut status = None;
+        let mut killed = false;
+        if let Some(sig) = sig {
+            self.signal(sig);
+        }
+        if let Some(mut child) = self.child.take() {
             let start = Instant::now();
             status = loop {
                 match child.try_wait() {
                     Ok(Some(s)) => break Some(s),
-                    Ok(None) if start.elapsed() < Duration::from_secs(5) => {
-                        thread::sleep(Duration::from_millis(10))
-                    }
+                    Ok(None) if start.elapsed() < limit => thread::sleep(Duration::from_millis(10)),
                     _ => {
-                        eprintln!("udpecho did not exit on SIGINT within 5 s: SIGKILL");
+                        eprintln!("{} did not exit within {limit:?}: SIGKILL", self.label);
+                        killed = true;
                         let _ = child.kill();
                         break child.wait().ok();
                     }
                 }
             };
         }
+        self.stdin = None;
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
@@ -386,14 +521,16 @@ impl Udpecho {
             .unwrap_or_default();
         let stderr = self.stderr_lines.lock().unwrap().join("\n");
         Stopped {
+            label: self.label.clone(),
             status,
             stdout,
             stderr,
+            killed,
         }
     }
 }
 
-impl Drop for Udpecho {
+impl Drop for Tool {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop();
@@ -449,60 +586,44 @@ impl Medium {
     }
 }
 
-/// The stack (udpecho) and a Linux peer, wired per medium:
-/// * TUN/TAP: one namespace `ustk-<tag>-...`; udpecho creates `ustk0`, the
-///   kernel side gets 10.M.S.1/24 on it, the stack is 10.M.S.2/24.
+/// One of our tools on the stack side and a Linux peer, wired per medium:
+/// * TUN/TAP: one namespace `ustk-<tag>-...`; the tool creates `ustk0`
+///   (gone again when it exits, with the kernel side's address), the kernel
+///   side gets 10.M.S.1/24 on it, the stack is 10.M.S.2/24.
 /// * raw: `ustk-rawk-...` holds the kernel end `ustkk0` (10.3.S.1/24, tx
 ///   checksum offload off), `ustk-raws-...` the stack's end `ustks0` (no
 ///   address), joined as a veth pair.
 ///
-/// Fields drop in order: udpecho first, then the namespaces.
+/// [`Rig::new`] makes the namespaces, [`Rig::launch`] starts the tool with
+/// the device flags in front of its own arguments. Fields drop in order:
+/// the tool first, then the namespaces.
 pub struct Rig {
-    pub echo: Udpecho,
+    tool: Option<Tool>,
     /// Where the Linux peer (ping, python) runs.
     pub kernel: Netns,
     /// The stack's own namespace for raw; None when shared with `kernel`.
     pub stack_ns: Option<Netns>,
+    pub medium: Medium,
     pub stack_ip: String,
     pub kernel_ip: String,
 }
 
 impl Rig {
-    /// Sets up `medium` on subnet 10.M.`subnet`.0/24 and starts udpecho
-    /// with `extra` flags.
-    pub fn start(medium: Medium, tag: &str, subnet: u8, extra: &[&str]) -> Rig {
+    /// The namespaces (and for raw the veth pair and the kernel side's
+    /// address) for `medium` on subnet 10.M.`subnet`.0/24; no tool yet.
+    pub fn new(medium: Medium, tag: &str, subnet: u8) -> Rig {
         let m = medium.octet();
         let stack_ip = format!("10.{m}.{subnet}.2");
         let kernel_ip = format!("10.{m}.{subnet}.1");
-        let stack_cidr = format!("{stack_ip}/24");
-        let kernel_cidr = format!("{kernel_ip}/24");
         match medium {
-            Medium::Tun | Medium::Tap => {
-                let ns = Netns::new(&format!("{}{tag}", medium.tag()));
-                let flag = if medium == Medium::Tun {
-                    "--tun"
-                } else {
-                    "--tap"
-                };
-                let mut args = vec![flag, "ustk0", "--addr", &stack_cidr];
-                args.extend_from_slice(extra);
-                let echo = Udpecho::start(&ns, &args);
-                ns.wait_for_link("ustk0", Duration::from_secs(5));
-                let link = ns.ip(&["link", "show", "dev", "ustk0"]);
-                assert!(
-                    link.stdout.contains(",UP") || link.stdout.contains("<UP"),
-                    "udpecho did not bring ustk0 up:\n{link}"
-                );
-                ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=1"]);
-                ns.ip(&["addr", "add", &kernel_cidr, "dev", "ustk0"]);
-                Rig {
-                    echo,
-                    kernel: ns,
-                    stack_ns: None,
-                    stack_ip,
-                    kernel_ip,
-                }
-            }
+            Medium::Tun | Medium::Tap => Rig {
+                tool: None,
+                kernel: Netns::new(&format!("{}{tag}", medium.tag())),
+                stack_ns: None,
+                medium,
+                stack_ip,
+                kernel_ip,
+            },
             Medium::Raw => {
                 let k = Netns::new(&format!("rawk{tag}"));
                 let s = Netns::new(&format!("raws{tag}"));
@@ -522,16 +643,14 @@ impl Rig {
                 s.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustks0.disable_ipv6=1"]);
                 // Otherwise AF_PACKET on the peer sees partial checksums.
                 k.exec_ok(&["ethtool", "-K", "ustkk0", "tx", "off"]);
-                k.ip(&["addr", "add", &kernel_cidr, "dev", "ustkk0"]);
+                k.ip(&["addr", "add", &format!("{kernel_ip}/24"), "dev", "ustkk0"]);
                 k.ip(&["link", "set", "ustkk0", "up"]);
                 s.ip(&["link", "set", "ustks0", "up"]);
-                let mut args = vec!["--raw", "ustks0", "--addr", &stack_cidr];
-                args.extend_from_slice(extra);
-                let echo = Udpecho::start(&s, &args);
                 Rig {
-                    echo,
+                    tool: None,
                     kernel: k,
                     stack_ns: Some(s),
+                    medium,
                     stack_ip,
                     kernel_ip,
                 }
@@ -539,8 +658,99 @@ impl Rig {
         }
     }
 
-    /// The namespace udpecho runs in.
-    #[allow(dead_code)]
+    /// `udpecho` on a new rig, with `extra` flags (ready when it says so).
+    pub fn start(medium: Medium, tag: &str, subnet: u8, extra: &[&str]) -> Rig {
+        let mut rig = Rig::new(medium, tag, subnet);
+        rig.launch(ToolSpec::udpecho(extra));
+        rig
+    }
+
+    /// `tcpecho` on a new rig, with `extra` flags (ready when it says so).
+    pub fn tcpecho(medium: Medium, tag: &str, subnet: u8, extra: &[&str]) -> Rig {
+        let mut rig = Rig::new(medium, tag, subnet);
+        rig.launch(ToolSpec::tcpecho(extra));
+        rig
+    }
+
+    /// The device flags for this rig's medium.
+    pub fn device_args(&self) -> Vec<String> {
+        let (flag, dev) = match self.medium {
+            Medium::Tun => ("--tun", "ustk0"),
+            Medium::Tap => ("--tap", "ustk0"),
+            Medium::Raw => ("--raw", "ustks0"),
+        };
+        vec![
+            flag.into(),
+            dev.into(),
+            "--addr".into(),
+            format!("{}/24", self.stack_ip),
+        ]
+    }
+
+    /// Starts `spec` in the stack's namespace with the device flags inserted
+    /// after the program, waits for its ready line (if any), and for
+    /// TUN/TAP for its `ustk0` to be up, then gives the kernel side its
+    /// address. Panics (with the tool's output) if any of it fails.
+    pub fn launch(&mut self, mut spec: ToolSpec) {
+        assert!(self.tool.is_none(), "one tool per rig");
+        let dev = self.device_args();
+        spec.argv.splice(1..1, dev);
+        let tool = Tool::start(self.stack_netns(), spec);
+        self.tool = Some(tool);
+        if self.medium == Medium::Raw {
+            return;
+        }
+        let start = Instant::now();
+        let limit = Duration::from_secs(5);
+        loop {
+            let link = run(
+                &[
+                    "ip",
+                    "-n",
+                    self.kernel.name(),
+                    "link",
+                    "show",
+                    "dev",
+                    "ustk0",
+                ],
+                CMD_LIMIT,
+            );
+            if link.success() && (link.stdout.contains(",UP") || link.stdout.contains("<UP")) {
+                break;
+            }
+            let running = self.tool().running();
+            if !running || start.elapsed() > limit {
+                let stopped = self.stop();
+                panic!(
+                    "ustk0 was not up in {} within {limit:?} (tool {}):\n{link}\n{stopped}",
+                    self.kernel.name(),
+                    if running { "running" } else { "exited" },
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.kernel
+            .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=1"]);
+        let cidr = format!("{}/24", self.kernel_ip);
+        self.kernel.ip(&["addr", "add", &cidr, "dev", "ustk0"]);
+    }
+
+    /// The running tool.
+    pub fn tool(&mut self) -> &mut Tool {
+        self.tool.as_mut().expect("a tool was launched")
+    }
+
+    /// Stops the tool with SIGINT (see [`Tool::stop`]).
+    pub fn stop(&mut self) -> Stopped {
+        self.tool().stop()
+    }
+
+    /// Waits for the tool to exit by itself (see [`Tool::wait`]).
+    pub fn wait(&mut self, limit: Duration) -> Stopped {
+        self.tool().wait(limit)
+    }
+
+    /// The namespace the tool runs in.
     pub fn stack_netns(&self) -> &Netns {
         self.stack_ns.as_ref().unwrap_or(&self.kernel)
     }
@@ -550,5 +760,11 @@ impl Rig {
         let mut argv = vec!["python3", "-c", script];
         argv.extend_from_slice(args);
         self.kernel.exec(&argv, limit)
+    }
+
+    /// Starts a python3 server snippet in the kernel namespace and waits
+    /// for its `READY` on stderr.
+    pub fn python_server(&self, script: &str, args: &[&str]) -> Tool {
+        Tool::start(&self.kernel, ToolSpec::python_server(script, args))
     }
 }

@@ -1,6 +1,6 @@
-//! Linux peers in network namespaces against `udpecho` (layer 5 of
-//! shared/TESTING.md), on TUN, TAP (with ARP) and an AF_PACKET raw socket
-//! on a veth pair.
+//! Linux peers in network namespaces against `udpecho` (here) and
+//! `tcpecho`/`ucat` (`tcp.rs`) — layer 5 of shared/TESTING.md — on TUN,
+//! TAP (with ARP) and an AF_PACKET raw socket on a veth pair.
 //!
 //! Needs root, /dev/net/tun, iproute2, python3 (and tshark, ethtool for
 //! some tests): `scripts/install-deps.sh` installs them. Without them the
@@ -12,6 +12,7 @@
 
 mod harness;
 mod py;
+mod tcp;
 
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ fn ping_gets_three_replies(medium: Medium) {
         Duration::from_secs(20),
     );
     if !out.stdout.contains(" 3 received") {
-        let stopped = rig.echo.stop();
+        let stopped = rig.stop();
         panic!(
             "{medium:?}: expected 3 ping replies from {}:\n{out}\n{stopped}",
             rig.stack_ip
@@ -61,10 +62,10 @@ fn echo_500_datagrams(medium: Medium) {
     );
     let ok = py::result_field(&out.stdout, "ok");
     if !out.success() || ok != Some(count) {
-        let stopped = rig.echo.stop();
+        let stopped = rig.stop();
         panic!("{medium:?}: {count} datagrams of 1..=1472 bytes should all echo intact:\n{out}\n{stopped}");
     }
-    let stopped = rig.echo.stop();
+    let stopped = rig.stop();
     assert_eq!(
         stopped.status.and_then(|s| s.code()),
         Some(0),
@@ -80,7 +81,7 @@ fn closed_port_is_refused(medium: Medium) {
         Duration::from_secs(10),
     );
     if out.stdout.trim() != "REFUSED" {
-        let stopped = rig.echo.stop();
+        let stopped = rig.stop();
         panic!("{medium:?}: a datagram to closed port 9999 should bring ECONNREFUSED:\n{out}\n{stopped}");
     }
     // And the stack still echoes afterwards.
@@ -92,7 +93,7 @@ fn closed_port_is_refused(medium: Medium) {
     assert_eq!(py::result_field(&out.stdout, "ok"), Some(3), "{out}");
 }
 
-/// tshark over a capture, with IP and UDP checksum checks on (ICMP's is
+/// tshark over a capture, with IP, UDP and TCP checksum checks on (ICMP's is
 /// always checked), returning the lines of `-Y FILTER`'s frames.
 fn tshark_frames(pcap: &str, filter: &str) -> Vec<String> {
     let out = run(
@@ -105,6 +106,8 @@ fn tshark_frames(pcap: &str, filter: &str) -> Vec<String> {
             "ip.check_checksum:TRUE",
             "-o",
             "udp.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
             "-Y",
             filter,
         ],
@@ -143,7 +146,7 @@ fn capture_is_clean(medium: Medium) {
         &[&rig.stack_ip, "9999"],
         Duration::from_secs(10),
     );
-    let stopped = rig.echo.stop();
+    let stopped = rig.stop();
     let ctx = format!("{ping}\n{echo}\n{refused}\n{stopped}");
     assert!(
         ping.stdout.contains(" 3 received"),
@@ -220,7 +223,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn idle_uses_no_cpu(medium: Medium) {
     let mut rig = Rig::start(medium, "idle", S_IDLE, &[]);
-    let pid = rig.echo.pid();
+    let pid = rig.tool().pid();
     // `ip netns exec` execs the command in place: our child is udpecho.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "udpecho", "pid {pid} is not udpecho");
@@ -233,7 +236,7 @@ fn idle_uses_no_cpu(medium: Medium) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let used = (after - before) as f64 / hz;
     if used >= 0.01 * window.as_secs_f64() {
-        let stopped = rig.echo.stop();
+        let stopped = rig.stop();
         panic!(
             "{medium:?}: idle udpecho used {used:.3} s of CPU in {window:?} ({} ticks at {hz} Hz): busy polling?\n{stopped}",
             after - before

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# TCP echo: tcpecho on a TUN device against the Linux kernel's TCP (a python3
+# selectors echo server, one thread, like tcpecho's one event loop) on a veth
+# pair, side by side in one run, driven by the same python3 client:
+#   bulk  one connection, a sender thread streams MIB MiB while the main
+#         thread reads the echo (SHA-256 checked); time until the last echoed
+#         byte; reported as MB/s each way
+#   rr    one connection, TCP_NODELAY, 1-byte request/response for DURATION s
+#   cps   connect, send 1 byte, read it back, close; for DURATION s
+#
+#   sudo scripts/bench-tcp.sh [DURATION=5] [MIB=256]   > table.md
+#
+# Setups (namespaces deleted on exit, see shared/TESTING.md):
+#   tcpecho: ustk-btcp-$$ : client (kernel 10.5.0.1) -- TUN ustk0 -- tcpecho 10.5.0.2
+#   kernel:  ustk-btcpk-$$ (client, 10.6.0.1) -- veth -- ustk-btcps-$$ (python3 echo, 10.6.0.2)
+# Writes a markdown table to stdout, progress to stderr.
+set -euo pipefail
+
+DURATION=${1:-5}
+MIB=${2:-256}
+if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
+    echo "DURATION: 1..60 s" >&2
+    exit 2
+fi
+if ! [[ $MIB =~ ^[0-9]+$ ]] || ((MIB < 1 || MIB > 4096)); then
+    echo "MIB: 1..4096" >&2
+    exit 2
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+[[ $(id -u) -eq 0 ]] || { echo "bench-tcp.sh: needs root" >&2; exit 1; }
+export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+
+scripts/install-deps.sh >&2
+cargo build --release --quiet --bin tcpecho >&2
+TCPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
+
+NS="ustk-btcp-$$"
+NSK="ustk-btcpk-$$"
+NSS="ustk-btcps-$$"
+OUT=$(mktemp -d /tmp/ustk-btcp.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    for ns in "$NS" "$NSK" "$NSS"; do
+        if ip netns list | grep -qw -- "$ns"; then ip netns del "$ns"; fi
+    done
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkns() {
+    ip netns add "$1"
+    ip -n "$1" link set lo up
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+}
+
+# --- the stack: tcpecho on a TUN -------------------------------------------
+mkns "$NS"
+ip netns exec "$NS" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
+PIDS+=($!)
+ECHO_PID=$!
+for _ in $(seq 100); do
+    grep -q "tcpecho: echoing" "$OUT/echo.err" && break
+    sleep 0.1
+done
+grep -q "tcpecho: echoing" "$OUT/echo.err" || { cat "$OUT/echo.err" >&2; exit 1; }
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NS" addr add 10.5.0.1/24 dev ustk0
+
+# --- the reference: Linux TCP, python3 selectors echo, over a veth pair ----
+mkns "$NSK"
+mkns "$NSS"
+ip -n "$NSK" link add ustkk0 type veth peer name ustks0 netns "$NSS"
+ip -n "$NSK" addr add 10.6.0.1/24 dev ustkk0
+ip -n "$NSS" addr add 10.6.0.2/24 dev ustks0
+ip -n "$NSK" link set ustkk0 up
+ip -n "$NSS" link set ustks0 up
+# Serves for at most the whole run's length, then exits by itself.
+LIFETIME=$((6 * DURATION + 4 * 60 + 10))
+ip netns exec "$NSS" python3 -c '
+import selectors, socket, sys, time
+sel = selectors.DefaultSelector()
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("10.6.0.2", 7))
+l.listen(1024)
+l.setblocking(False)
+sel.register(l, selectors.EVENT_READ, None)
+pending = {}                      # conn -> bytes not yet sent back
+eof = set()
+deadline = time.monotonic() + float(sys.argv[1])
+def close(c):
+    sel.unregister(c)
+    pending.pop(c, None)
+    eof.discard(c)
+    c.close()
+while time.monotonic() < deadline:
+    for key, ev in sel.select(0.5):
+        c = key.fileobj
+        if c is l:
+            while True:
+                try:
+                    n, _ = l.accept()
+                except BlockingIOError:
+                    break
+                n.setblocking(False)
+                n.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                pending[n] = b""
+                sel.register(n, selectors.EVENT_READ, None)
+            continue
+        try:
+            if ev & selectors.EVENT_READ and not pending[c]:
+                d = c.recv(262144)
+                if not d:
+                    eof.add(c)
+                else:
+                    pending[c] = d
+            if pending[c]:
+                k = c.send(pending[c])
+                pending[c] = pending[c][k:]
+        except BlockingIOError:
+            pass
+        except OSError:
+            close(c)
+            continue
+        if not pending[c] and c in eof:
+            close(c)
+        else:
+            sel.modify(c, selectors.EVENT_WRITE if pending[c] else selectors.EVENT_READ, None)
+' "$LIFETIME" &
+PIDS+=($!)
+sleep 0.5
+
+CLIENT='
+import hashlib, random, socket, sys, threading, time
+mode, host, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+if mode == "bulk":
+    total = int(arg) << 20
+    deadline = time.monotonic() + 60
+    s = socket.create_connection((host, port), timeout=10)
+    s.settimeout(60)
+    hs, hr, err = hashlib.sha256(), hashlib.sha256(), []
+    chunk = random.Random(1).randbytes(1 << 20)
+    def sender():
+        try:
+            for _ in range(total >> 20):
+                s.sendall(chunk)
+                hs.update(chunk)
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(repr(e))
+    t0 = time.monotonic()
+    th = threading.Thread(target=sender, daemon=True)
+    th.start()
+    got = 0
+    while time.monotonic() < deadline:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        hr.update(d)
+        got += len(d)
+    el = time.monotonic() - t0
+    th.join(1)
+    ok = got == total and hs.digest() == hr.digest() and not err
+    print("value=%.1f unit=MB/s ok=%d bytes=%d secs=%.2f %s" % (got / el / 1e6, ok, got, el, " ".join(err)))
+elif mode == "rr":
+    s = socket.create_connection((host, port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(2)
+    n = bad = 0
+    start = time.monotonic() + 0.5
+    end = start + arg
+    counting = False
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if not counting and now >= start:
+            counting, n, t0 = True, 0, now
+        s.send(b"x")
+        if s.recv(1) != b"x":
+            bad += 1
+            break
+        n += 1
+    el = time.monotonic() - t0
+    print("value=%.0f unit=tx/s ok=%d count=%d secs=%.2f" % (n / el, int(bad == 0), n, el))
+elif mode == "cps":
+    n = bad = 0
+    start = time.monotonic() + 0.5
+    end = start + arg
+    counting = False
+    while True:
+        now = time.monotonic()
+        if now >= end or n > 500000:
+            break
+        if not counting and now >= start:
+            counting, n, t0 = True, 0, now
+        try:
+            s = socket.create_connection((host, port), timeout=2)
+            s.settimeout(2)
+            s.sendall(b"x")
+            if s.recv(1) == b"x":
+                n += 1
+            else:
+                bad += 1
+            s.close()
+        except OSError:
+            bad += 1
+    el = time.monotonic() - t0
+    print("value=%.0f unit=conn/s ok=%d count=%d failed=%d secs=%.2f" % (n / el, int(bad == 0), n, bad, el))
+'
+
+bench() { # NS HOST MODE ARG -> "value ok"
+    local line
+    line=$(timeout 75 ip netns exec "$1" python3 -c "$CLIENT" "$3" "$2" 7 "$4" || echo "value=0 ok=0 (client failed)")
+    echo "  $3 $1 -> $2: $line" >&2
+    sed -E 's/^value=([0-9.]+) .*ok=([01]).*/\1 \2/' <<<"$line"
+}
+
+declare -A V OK
+for mode in bulk rr cps; do
+    arg=$DURATION
+    [[ $mode == bulk ]] && arg=$MIB
+    read -r V[u$mode] OK[u$mode] < <(bench "$NS" 10.5.0.2 "$mode" "$arg")
+    read -r V[k$mode] OK[k$mode] < <(bench "$NSK" 10.6.0.2 "$mode" "$arg")
+done
+
+kill -INT "$ECHO_PID"
+for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
+wait "$ECHO_PID" 2>/dev/null || true
+grep -E "segments retransmitted|fragmentation failed|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
+
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+cat <<EOF
+### TCP echo: tcpecho (TUN) vs Linux kernel TCP (veth, python3 selectors echo)
+
+- Command: \`sudo scripts/bench-tcp.sh $DURATION $MIB\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Kernel: $(uname -r); CPU: ${cpu:-unknown} ($(nproc) cores)
+- Client: python3 on the kernel's TCP, the same for both. bulk: one connection, $MIB MiB sent by one thread and echoed back to another (SHA-256 checked), MB/s each way until the last byte is back; rr: one connection, TCP_NODELAY, 1-byte ping-pong for ${DURATION} s; conn/s: connect, 1 byte there and back, close, for ${DURATION} s (both after 0.5 s warm-up).
+
+| test | tcpecho on TUN | Linux TCP + python3 echo on veth | tcpecho / Linux |
+| --- | ---: | ---: | ---: |
+EOF
+printf '| bulk echo (MB/s each way) | %s | %s | %s |\n' "${V[ubulk]}" "${V[kbulk]}" "$(ratio "${V[ubulk]}" "${V[kbulk]}")"
+printf '| 1-byte request/response (tx/s) | %s | %s | %s |\n' "${V[urr]}" "${V[krr]}" "$(ratio "${V[urr]}" "${V[krr]}")"
+printf '| connections (conn/s) | %s | %s | %s |\n' "${V[ucps]}" "${V[kcps]}" "$(ratio "${V[ucps]}" "${V[kcps]}")"
+for key in ubulk kbulk urr krr ucps kcps; do
+    if [[ ${OK[$key]} != 1 ]]; then
+        echo
+        echo "**Warning:** run $key had errors (corrupt echo, failed connections or client failure); see stderr."
+    fi
+done
+cat <<EOF
+
+The python3 client (and for Linux the python3 server) share the machine's
+cores with the echo side; the figures compare the two echo paths under the
+same client, not peak rates. The TUN adds a user/kernel crossing per packet
+that veth does not have.
+EOF
