@@ -34,11 +34,14 @@ export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >&2
 cargo build --release --quiet --bin tcpecho >&2
+cargo build --release --quiet --example smoltcp_echo >&2
 TCPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
+SMOLECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/smoltcp_echo"
 
 NS="ustk-btcp-$$"
 NSK="ustk-btcpk-$$"
 NSS="ustk-btcps-$$"
+NSM="ustk-btcpm-$$"
 OUT=$(mktemp -d /tmp/ustk-btcp.XXXXXX)
 PIDS=()
 cleanup() {
@@ -49,7 +52,7 @@ cleanup() {
             wait "$p" 2>/dev/null || true
         fi
     done
-    for ns in "$NS" "$NSK" "$NSS"; do
+    for ns in "$NS" "$NSK" "$NSS" "$NSM"; do
         if ip netns list | grep -qw -- "$ns"; then ip netns del "$ns"; fi
     done
     rm -rf "$OUT"
@@ -76,6 +79,19 @@ done
 grep -q "tcpecho: echoing" "$OUT/echo.err" || { cat "$OUT/echo.err" >&2; exit 1; }
 ip netns exec "$NS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
 ip -n "$NS" addr add 10.5.0.1/24 dev ustk0
+
+# --- the user-space reference: smoltcp on a TUN ----------------------------
+mkns "$NSM"
+ip netns exec "$NSM" "$SMOLECHO" ustk0 10.7.0.2/24 7 32 >"$OUT/smol.out" 2>"$OUT/smol.err" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    grep -q "smoltcp_echo: echoing" "$OUT/smol.err" && break
+    sleep 0.1
+done
+grep -q "smoltcp_echo: echoing" "$OUT/smol.err" || { cat "$OUT/smol.err" >&2; exit 1; }
+ip netns exec "$NSM" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSM" link set ustk0 up txqueuelen 4096
+ip -n "$NSM" addr add 10.7.0.1/24 dev ustk0
 
 # --- the reference: Linux TCP, python3 selectors echo, over a veth pair ----
 mkns "$NSK"
@@ -233,6 +249,7 @@ for mode in bulk rr cps; do
     [[ $mode == bulk ]] && arg=$MIB
     read -r V[u$mode] OK[u$mode] < <(bench "$NS" 10.5.0.2 "$mode" "$arg")
     read -r V[k$mode] OK[k$mode] < <(bench "$NSK" 10.6.0.2 "$mode" "$arg")
+    read -r V[s$mode] OK[s$mode] < <(bench "$NSM" 10.7.0.2 "$mode" "$arg")
 done
 
 kill -INT "$ECHO_PID"
@@ -244,20 +261,21 @@ grep -E "segments retransmitted|fragmentation failed|outgoing packets dropped|tr
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 cat <<EOF
-### TCP echo: tcpecho (TUN) vs Linux kernel TCP (veth, python3 selectors echo)
+### TCP echo: tcpecho (TUN) vs smoltcp (TUN) vs Linux kernel TCP (veth, python3 selectors echo)
 
 - Command: \`sudo scripts/bench-tcp.sh $DURATION $MIB\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Kernel: $(uname -r); CPU: ${cpu:-unknown} ($(nproc) cores)
 - Client: python3 on the kernel's TCP, the same for both. bulk: one connection, $MIB MiB sent by one thread and echoed back to another (SHA-256 checked), MB/s each way until the last byte is back; rr: one connection, TCP_NODELAY, 1-byte ping-pong for ${DURATION} s; conn/s: connect, 1 byte there and back, close, for ${DURATION} s (both after 0.5 s warm-up).
 
-| test | tcpecho on TUN | Linux TCP + python3 echo on veth | tcpecho / Linux |
-| --- | ---: | ---: | ---: |
+| test | tcpecho on TUN | smoltcp 0.14 echo on TUN | Linux TCP + python3 echo on veth | tcpecho / smoltcp | tcpecho / Linux |
+| --- | ---: | ---: | ---: | ---: | ---: |
 EOF
-printf '| bulk echo (MB/s each way) | %s | %s | %s |\n' "${V[ubulk]}" "${V[kbulk]}" "$(ratio "${V[ubulk]}" "${V[kbulk]}")"
-printf '| 1-byte request/response (tx/s) | %s | %s | %s |\n' "${V[urr]}" "${V[krr]}" "$(ratio "${V[urr]}" "${V[krr]}")"
-printf '| connections (conn/s) | %s | %s | %s |\n' "${V[ucps]}" "${V[kcps]}" "$(ratio "${V[ucps]}" "${V[kcps]}")"
-for key in ubulk kbulk urr krr ucps kcps; do
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
+row "bulk echo (MB/s each way)" "${V[ubulk]}" "${V[sbulk]}" "${V[kbulk]}"
+row "1-byte request/response (tx/s)" "${V[urr]}" "${V[srr]}" "${V[krr]}"
+row "connections (conn/s)" "${V[ucps]}" "${V[scps]}" "${V[kcps]}"
+for key in ubulk sbulk kbulk urr srr krr ucps scps kcps; do
     if [[ ${OK[$key]} != 1 ]]; then
         echo
         echo "**Warning:** run $key had errors (corrupt echo, failed connections or client failure); see stderr."
