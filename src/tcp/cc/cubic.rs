@@ -121,7 +121,7 @@ struct HyStart {
     samples: u32,
     /// In Conservative Slow Start, with this baseline.
     css_baseline: Option<Duration>,
-    /// CSS rounds begun so far.
+    /// CSS rounds completed (the partial round CSS started in included).
     css_rounds: u32,
 }
 
@@ -260,11 +260,13 @@ impl Cubic {
                 let thresh = (last / MIN_RTT_DIVISOR).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
                 if cur >= last.saturating_add(thresh) {
                     hs.css_baseline = Some(cur);
-                    hs.css_rounds = 1;
+                    hs.css_rounds = 0;
                 }
             }
             Some(base) => {
-                if cur < base {
+                // Only rounds that began in CSS: the round CSS started in
+                // already had its minimum compared.
+                if hs.css_rounds > 0 && cur < base {
                     // The RTT increase was spurious: back to slow start.
                     hs.css_baseline = None;
                     hs.css_rounds = 0;
@@ -476,6 +478,445 @@ impl CongestionControl for Cubic {
             "slow_start"
         } else {
             "congestion_avoidance"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MSS: usize = 1000;
+    const T: Instant = Instant::ZERO;
+
+    fn ack(bytes: usize) -> AckEvent {
+        AckEvent {
+            bytes_acked: bytes,
+            ..AckEvent::default()
+        }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    /// A CUBIC sender that saw a loss at `w_max` bytes with as much in
+    /// flight, and is now in congestion avoidance at `0.7 * w_max`.
+    fn after_loss(w_max: usize) -> Cubic {
+        let mut c = Cubic::new(MSS);
+        c.cwnd = w_max;
+        c.on_enter_recovery(T, w_max);
+        c.on_exit_recovery(T, w_max);
+        assert_eq!(c.state_name(), "congestion_avoidance");
+        c
+    }
+
+    /// ACKs a window's worth of data per RTT, `per_ack` bytes at a time,
+    /// until `until`; returns the time reached.
+    fn run_rtts(c: &mut Cubic, mut now: Instant, rtt: Duration, until: Instant) -> Instant {
+        while now < until {
+            let mut left = c.cwnd();
+            while left > 0 {
+                let n = left.min(2 * MSS);
+                left -= n;
+                c.on_ack(
+                    now,
+                    &AckEvent {
+                        bytes_acked: n,
+                        rtt: Some(rtt),
+                        ..AckEvent::default()
+                    },
+                );
+            }
+            now += rtt;
+        }
+        now
+    }
+
+    #[test]
+    fn k_and_w_cubic_worked_numbers() {
+        // W_max = 100 segments, cwnd_epoch = β*W_max = 70: K = cbrt(30/0.4)
+        // = cbrt(75) = 4.2172 s.
+        let k = cubic_k(100.0, 70.0);
+        assert!(close(k, 4.217_163, 1e-6), "{k}");
+        assert!(close(w_cubic(0.0, k, 100.0), 70.0, 1e-9));
+        assert!(close(w_cubic(k, k, 100.0), 100.0, 1e-9));
+        assert!(close(w_cubic(2.0 * k, k, 100.0), 130.0, 1e-9));
+        // W_max = 10: K = cbrt(3/0.4) = cbrt(7.5) = 1.9574 s.
+        assert!(close(cubic_k(10.0, 7.0), 1.957_434, 1e-6));
+        // Past the plateau K is negative and W_cubic(0) is still cwnd_epoch.
+        let k = cubic_k(50.0, 60.0);
+        assert!(k < 0.0 && close(w_cubic(0.0, k, 50.0), 60.0, 1e-9));
+        assert!(close(ALPHA, 0.529_411_76, 1e-8));
+    }
+
+    #[test]
+    fn beta_on_loss_and_recovery_inflation() {
+        let mut c = Cubic::new(MSS);
+        assert_eq!((c.name(), c.state_name()), ("cubic", "slow_start"));
+        for _ in 0..45 {
+            c.on_ack(T, &ack(2000));
+        }
+        assert_eq!(c.cwnd(), 100_000);
+        c.on_enter_recovery(T, 100_000);
+        assert_eq!(c.ssthresh(), 70_000, "β = 0.7");
+        assert_eq!(c.cwnd(), 73_000, "ssthresh + 3 SMSS, as NewReno");
+        assert_eq!(c.w_max(), 100_000.0);
+        assert_eq!(c.state_name(), "recovery");
+        c.on_recovery_dup_ack(T);
+        assert_eq!(c.cwnd(), 74_000);
+        c.on_partial_ack(T, 5000);
+        assert_eq!(c.cwnd(), 70_000);
+        c.on_exit_recovery(T, 90_000);
+        assert_eq!(c.cwnd(), 70_000);
+        assert_eq!(c.state_name(), "congestion_avoidance");
+        // The first CA ACK starts the epoch: K = cbrt((100-70)/0.4).
+        c.on_ack(T, &ack(1000));
+        assert!(close(c.k(), 4.217_163, 1e-6));
+        // Floor of 2 SMSS.
+        c.on_enter_recovery(T, 1500);
+        assert_eq!(c.ssthresh(), 2000);
+    }
+
+    #[test]
+    fn fast_convergence_lowers_w_max() {
+        let mut c = after_loss(100_000);
+        assert_eq!(c.w_max(), 100_000.0);
+        // The next loss comes at 80 000 < W_max: W_max = 80 000 * (1+β)/2.
+        c.cwnd = 80_000;
+        c.on_enter_recovery(T, 80_000);
+        assert_eq!(c.w_max(), 68_000.0);
+        assert_eq!(c.ssthresh(), 56_000);
+        c.on_exit_recovery(T, 80_000);
+        // A loss above W_max keeps the full window as W_max.
+        c.cwnd = 90_000;
+        c.on_enter_recovery(T, 90_000);
+        assert_eq!(c.w_max(), 90_000.0);
+    }
+
+    #[test]
+    fn concave_then_convex_follows_w_cubic() {
+        // W_max 100 segments, RTT 100 ms; cwnd tracks W_cubic(t + RTT).
+        let rtt = Duration::from_millis(100);
+        let mut c = after_loss(100_000);
+        let k = 4.217_163;
+        let mut now = Instant::from_secs(10);
+        let start = now;
+        let at = |s: f64| start + Duration::from_secs_f64(s);
+        now = run_rtts(&mut c, now, rtt, at(k / 2.0));
+        let t = now.saturating_duration_since(start).as_secs_f64();
+        let expect = w_cubic(t, k, 100.0) * 1000.0;
+        assert!(
+            close(c.cwnd() as f64, expect, 1500.0),
+            "{} vs {expect}",
+            c.cwnd()
+        );
+        now = run_rtts(&mut c, now, rtt, at(k));
+        assert!(close(c.cwnd() as f64, 100_000.0, 1500.0), "{}", c.cwnd());
+        run_rtts(&mut c, now, rtt, at(2.0 * k));
+        assert!(close(c.cwnd() as f64, 130_000.0, 3000.0), "{}", c.cwnd());
+        assert!(
+            c.w_est() < c.cwnd() as f64,
+            "cubic region, not Reno-friendly"
+        );
+    }
+
+    #[test]
+    fn reno_friendly_region_on_short_rtt() {
+        // W_max 10 segments, RTT 1 ms: K = 1.96 s is 1957 RTTs away, so
+        // W_cubic barely moves and W_est (Reno's +α per RTT) takes over.
+        let rtt = Duration::from_millis(1);
+        let mut c = after_loss(10_000);
+        assert_eq!(c.cwnd(), 7000);
+        let start = Instant::from_secs(1);
+        // One RTT: 7 ACKs of one segment each, W_est += α * 1000 * 1000 /
+        // cwnd with cwnd = W_est growing as it goes: 7075.6, 7150.5, 7224.5,
+        // 7297.8, 7370.3, 7442.1, 7513.2 (α per RTT would be 7529).
+        for _ in 0..7 {
+            c.on_ack(
+                start,
+                &AckEvent {
+                    bytes_acked: 1000,
+                    rtt: Some(rtt),
+                    ..AckEvent::default()
+                },
+            );
+        }
+        assert_eq!(c.cwnd(), 7513);
+        assert_eq!(c.cwnd(), c.w_est() as usize, "cwnd = W_est");
+        // 100 ms later: W_cubic(0.1 s) = 7.44 segments, but W_est grew by
+        // α per RTT up to cwnd_prior (10) and by 1 per RTT beyond.
+        run_rtts(&mut c, start + rtt, rtt, start + Duration::from_millis(100));
+        let cubic = w_cubic(0.1, c.k(), 10.0) * 1000.0;
+        assert!(cubic < 7500.0);
+        assert!(c.cwnd() > 80_000, "{}", c.cwnd());
+        assert_eq!(c.cwnd(), c.w_est() as usize);
+    }
+
+    #[test]
+    fn rto_collapses_and_restarts_the_curve() {
+        let mut c = Cubic::new(MSS);
+        for _ in 0..45 {
+            c.on_ack(T, &ack(2000));
+        }
+        c.on_rto(T, 100_000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 70_000));
+        assert_eq!(c.state_name(), "slow_start");
+        // A repeated RTO for the same data holds ssthresh.
+        c.on_rto(T, 1000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 70_000));
+        // Slow start (no HyStart++ any more) up to ssthresh, then the first
+        // epoch after a timeout: K = 0, W_max = W_est = cwnd_epoch.
+        for _ in 0..34 {
+            c.on_ack(T, &ack(2000));
+        }
+        c.on_ack(T, &ack(1000));
+        assert_eq!(c.cwnd(), 70_000);
+        c.on_ack(T, &ack(1000));
+        assert_eq!(c.state_name(), "congestion_avoidance");
+        assert_eq!((c.k(), c.w_max()), (0.0, 70_000.0));
+        assert!(close(c.w_est(), 70_000.0, 20.0));
+        // RTO during recovery ends recovery.
+        c.on_enter_recovery(T, 8000);
+        c.on_rto(T, 8000);
+        assert!(!c.in_recovery());
+        assert_eq!(c.cwnd(), 1000);
+    }
+
+    #[test]
+    fn app_limited_does_not_grow() {
+        let mut c = after_loss(100_000);
+        let limited = AckEvent {
+            bytes_acked: 10_000,
+            app_limited: true,
+            ..AckEvent::default()
+        };
+        c.on_ack(Instant::from_secs(1), &limited);
+        c.on_ack(Instant::from_secs(50), &limited);
+        assert_eq!(c.cwnd(), 70_000);
+        // The epoch starts only now, so the 49 s spent app-limited are not
+        // counted: the window is still near cwnd_epoch.
+        c.on_ack(Instant::from_secs(51), &ack(1000));
+        c.on_ack(Instant::from_secs(52), &ack(1000));
+        assert!(c.cwnd() < 71_000, "{}", c.cwnd());
+    }
+
+    /// A sender that keeps `cwnd` in flight, one ACK per segment, the RTT of
+    /// each ACK given by `rtt(delivered)`. Returns the states seen, each
+    /// with the `delivered` count at which it began.
+    fn slow_start_run(
+        c: &mut Cubic,
+        acks: usize,
+        rtt: impl Fn(u64) -> Duration,
+    ) -> Vec<(&'static str, u64)> {
+        let mut delivered = 0u64;
+        let mut snd_nxt = c.cwnd() as u64;
+        let mut now = Instant::ZERO;
+        let mut states = vec![(c.state_name(), 0)];
+        for _ in 0..acks {
+            delivered += MSS as u64;
+            now += Duration::from_micros(100);
+            c.on_ack(
+                now,
+                &AckEvent {
+                    bytes_acked: MSS,
+                    rtt: Some(rtt(delivered)),
+                    in_flight: (snd_nxt - delivered) as usize,
+                    delivered,
+                    app_limited: false,
+                },
+            );
+            snd_nxt = snd_nxt.max(delivered + c.cwnd() as u64);
+            if states.last().map(|s| s.0) != Some(c.state_name()) {
+                states.push((c.state_name(), delivered));
+            }
+        }
+        states
+    }
+
+    fn names(states: &[(&'static str, u64)]) -> Vec<&'static str> {
+        states.iter().map(|s| s.0).collect()
+    }
+
+    #[test]
+    fn hystart_stays_in_slow_start_with_flat_rtt() {
+        let mut c = Cubic::new(MSS);
+        let states = slow_start_run(&mut c, 10_000, |_| Duration::from_millis(100));
+        assert_eq!(names(&states), ["slow_start"]);
+        assert_eq!(c.ssthresh(), usize::MAX);
+        assert_eq!(c.cwnd(), 10_000 + 10_000 * MSS, "1 SMSS per ACK");
+        // Small wobbles under the threshold (12.5 ms at 100 ms) do not
+        // count either.
+        let mut c = Cubic::new(MSS);
+        let states = slow_start_run(&mut c, 10_000, |d| {
+            Duration::from_millis(100 + (d / 1000 % 13))
+        });
+        assert_eq!(names(&states), ["slow_start"]);
+    }
+
+    #[test]
+    fn hystart_exits_through_css_when_rtt_rises() {
+        // From delivered 150 000 on, the RTT is 100 + 13 ms, above the
+        // threshold of max(4, min(100/8, 16)) = 12.5 ms.
+        let mut c = Cubic::new(MSS);
+        let states = slow_start_run(&mut c, 5000, |d| {
+            Duration::from_millis(if d > 150_000 { 113 } else { 100 })
+        });
+        assert_eq!(
+            names(&states),
+            [
+                "slow_start",
+                "conservative_slow_start",
+                "congestion_avoidance"
+            ]
+        );
+        // CSS starts at the 8th raised sample of the first round that is
+        // entirely above the threshold, at the latest one round later.
+        let css = states[1].1;
+        assert!(css >= 158_000, "{states:?}");
+        let ca = states[2].1;
+        // CSS grows 4 times slower than slow start (1/4 SMSS per ACK),
+        // about 1.25x per round: five rounds take at least 1.25^4 times the
+        // window CSS started with, and at most 1.25^5 times more.
+        // Each round delivers about the window it started with; CSS grows
+        // the window 1.25x per round (1/4 SMSS per ACK), so the (partial)
+        // round CSS started in and four more deliver 7.2 to 8.2 times the
+        // window at CSS entry (which is about `css`).
+        let span = (ca - css) as f64;
+        assert!(
+            span > 6.0 * css as f64 && span < 9.0 * css as f64,
+            "{states:?}"
+        );
+        assert!(c.ssthresh() < usize::MAX && c.ssthresh() <= c.cwnd());
+    }
+
+    #[test]
+    fn hystart_needs_n_rtt_samples() {
+        // The RTT rises by 10 ms per ACK, 70 ms or more per round, but with
+        // 7 segments in flight a round has only 7 samples: no CSS. With 8
+        // it has N_RTT_SAMPLE, and CSS starts at the 8th sample of round 2.
+        for (in_flight, css_at) in [(7, None), (8, Some(15))] {
+            let mut c = Cubic::new(MSS);
+            let mut states = Vec::new();
+            for i in 0..40u64 {
+                c.on_ack(
+                    Instant::ZERO,
+                    &AckEvent {
+                        bytes_acked: MSS,
+                        rtt: Some(Duration::from_millis(100 + i * 10)),
+                        in_flight: in_flight * MSS,
+                        delivered: (i + 1) * MSS as u64,
+                        app_limited: false,
+                    },
+                );
+                states.push(c.state_name());
+            }
+            let first_css = states.iter().position(|s| *s == "conservative_slow_start");
+            assert_eq!(first_css, css_at, "{in_flight}: {states:?}");
+        }
+    }
+
+    #[test]
+    fn hystart_css_resumes_slow_start_when_rtt_falls_back() {
+        let mut c = Cubic::new(MSS);
+        // The RTT is up for a while after 150 000, then back to 100 ms.
+        let states = slow_start_run(&mut c, 2000, |d| {
+            Duration::from_millis(if d > 150_000 && d <= 400_000 {
+                113
+            } else {
+                100
+            })
+        });
+        assert_eq!(
+            names(&states),
+            ["slow_start", "conservative_slow_start", "slow_start"],
+            "{states:?}"
+        );
+        assert_eq!(c.ssthresh(), usize::MAX);
+    }
+
+    #[test]
+    fn loss_in_slow_start_ends_hystart() {
+        let mut c = Cubic::new(MSS);
+        slow_start_run(&mut c, 100, |_| Duration::from_millis(100));
+        c.on_enter_recovery(T, 110_000);
+        c.on_exit_recovery(T, 0);
+        assert_eq!((c.cwnd(), c.ssthresh()), (2000, 77_000));
+        // Standard slow start now, and no CSS whatever the RTT does.
+        let states = slow_start_run(&mut c, 2000, |d| Duration::from_millis(100 + d / 1000));
+        assert_eq!(names(&states), ["slow_start", "congestion_avoidance"]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Ack(usize, bool, Option<u16>, u16),
+        Enter(usize),
+        Dup,
+        Partial(usize),
+        Exit(usize),
+        Rto(usize),
+        Idle,
+        Mss(usize),
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            (
+                any::<usize>(),
+                any::<bool>(),
+                any::<Option<u16>>(),
+                any::<u16>()
+            )
+                .prop_map(|(a, l, r, dt)| Ev::Ack(a, l, r, dt)),
+            (
+                0usize..100_000,
+                any::<bool>(),
+                any::<Option<u16>>(),
+                any::<u16>()
+            )
+                .prop_map(|(a, l, r, dt)| Ev::Ack(a, l, r, dt)),
+            any::<usize>().prop_map(Ev::Enter),
+            Just(Ev::Dup),
+            any::<usize>().prop_map(Ev::Partial),
+            any::<usize>().prop_map(Ev::Exit),
+            any::<usize>().prop_map(Ev::Rto),
+            Just(Ev::Idle),
+            (0usize..70_000).prop_map(Ev::Mss),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_keeps_invariants(mss in 1usize..70_000, evs in proptest::collection::vec(ev(), 0..200)) {
+            let mut c = Cubic::new(mss);
+            let mut now = Instant::ZERO;
+            let mut delivered = 0u64;
+            for e in evs {
+                match e {
+                    Ev::Ack(a, l, r, dt) => {
+                        now += Duration::from_millis(dt as u64);
+                        delivered = delivered.saturating_add(a as u64);
+                        c.on_ack(now, &AckEvent {
+                            bytes_acked: a,
+                            rtt: r.map(|r| Duration::from_micros(r as u64 * 10)),
+                            in_flight: c.cwnd(),
+                            delivered,
+                            app_limited: l,
+                        });
+                    }
+                    Ev::Enter(f) => c.on_enter_recovery(now, f),
+                    Ev::Dup => c.on_recovery_dup_ack(now),
+                    Ev::Partial(a) => c.on_partial_ack(now, a),
+                    Ev::Exit(f) => c.on_exit_recovery(now, f),
+                    Ev::Rto(f) => c.on_rto(now, f),
+                    Ev::Idle => c.on_idle_restart(now),
+                    Ev::Mss(m) => c.set_mss(m),
+                }
+                prop_assert!(c.cwnd() >= c.mss());
+                prop_assert!(c.ssthresh() >= 2 * c.mss());
+                prop_assert!(c.in_recovery() == (c.state_name() == "recovery"));
+            }
         }
     }
 }
