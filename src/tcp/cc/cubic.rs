@@ -61,10 +61,17 @@
 //!   timeout, or below ssthresh after recovery) are standard slow start, as
 //!   RFC 9406 §4.3 recommends.
 //!
-//! Note that HyStart++ needs several RTT samples per round. The sender in
-//! [`crate::tcp`] times one segment per round trip (one sample per round),
-//! so with it HyStart++ never gathers `N_RTT_SAMPLE` samples and slow start
-//! ends only at the first loss; the logic is exercised by the unit tests.
+//! HyStart++ needs several RTT samples per round: the sender in
+//! [`crate::tcp`] supplies one per ACK of new data from the echoed
+//! timestamp (millisecond resolution) when timestamps are on, besides its
+//! one timed segment per round trip. Without timestamps a round has a
+//! single sample and HyStart++ never leaves slow start (loss does).
+//!
+//! Interpretation: the CSS "spurious exit" check (`currentRoundMinRTT <
+//! cssBaselineMinRtt`) is made only in rounds that began in CSS. Applied to
+//! the rest of the round CSS started in, later (lower) samples of that same
+//! round, sent before the queue built, undo CSS at once with unpaced
+//! slow-start bursts.
 
 use super::{initial_window, AckEvent, CongestionControl};
 use crate::time::{Duration, Instant};
