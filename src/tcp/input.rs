@@ -401,7 +401,7 @@ impl Tcb {
         }
         let old_wnd = self.snd_wnd;
         if ack > self.snd_una {
-            self.new_ack(now, ack);
+            self.new_ack(now, ack, seg.options.timestamps.map(|(_, ecr)| ecr));
         } else if ack == self.snd_una
             && pure
             && self.snd_max > self.snd_una
@@ -441,7 +441,7 @@ impl Tcb {
         None
     }
 
-    fn new_ack(&mut self, now: Instant, ack: SeqNumber) {
+    fn new_ack(&mut self, now: Instant, ack: SeqNumber, ts_ecr: Option<u32>) {
         let mut acked = (ack - self.snd_una) as usize;
         if self.snd_una == self.iss {
             acked -= 1; // our SYN
@@ -464,6 +464,16 @@ impl Tcb {
                 self.rtt.sample(r);
                 rtt = Some(r);
                 self.rtt_probe = None;
+            }
+        }
+        // For the congestion controller only (HyStart++ needs several RTT
+        // samples per round; the RTO estimator keeps its one timed segment
+        // per round trip): RFC 7323 §4.1 RTTM from the echoed timestamp of
+        // an ACK that acknowledges new data, in milliseconds.
+        if let (None, Some(_), Some(ecr)) = (rtt, self.ts, ts_ecr) {
+            let d = self.ts_val(now).wrapping_sub(ecr);
+            if (d as i32) >= 0 && self.retries == 0 {
+                rtt = Some(Duration::from_millis(d as u64));
             }
         }
         self.retries = 0;

@@ -12,8 +12,13 @@
 
 use crate::time::{Duration, Instant};
 
+pub mod cubic;
 pub mod reno;
 
+#[cfg(test)]
+mod cubic_sim_tests;
+
+pub use cubic::Cubic;
 pub use reno::NewReno;
 
 /// A congestion-control algorithm.
@@ -87,13 +92,14 @@ pub fn initial_window(mss: usize) -> usize {
 }
 
 /// Names accepted by [`by_name`].
-pub const AVAILABLE: &[&str] = &["reno"];
+pub const AVAILABLE: &[&str] = &["reno", "cubic"];
 
 /// Builds the algorithm called `name` (see [`AVAILABLE`]; `"newreno"` is
 /// accepted as an alias of `"reno"`) for a sender MSS of `mss`.
 pub fn by_name(name: &str, mss: usize) -> Option<Box<dyn CongestionControl>> {
     match name {
         "reno" | "newreno" => Some(Box::new(NewReno::new(mss))),
+        "cubic" => Some(Box::new(Cubic::new(mss))),
         _ => None,
     }
 }
