@@ -22,7 +22,7 @@ struct Args {
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
-    /// Congestion control: reno (cubic and bbr are coming).
+    /// Congestion control: reno or cubic (bbr is coming).
     #[arg(long, default_value = "reno")]
     cc: String,
     /// Accept queue length.

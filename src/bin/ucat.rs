@@ -20,7 +20,7 @@ struct Args {
     /// UDP instead of TCP (each read of standard input is one datagram).
     #[arg(long)]
     udp: bool,
-    /// Congestion control: reno (cubic and bbr are coming).
+    /// Congestion control: reno or cubic (bbr is coming).
     #[arg(long, default_value = "reno")]
     cc: String,
     /// Give up connecting after this many seconds.

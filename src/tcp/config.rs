@@ -56,7 +56,7 @@ pub struct TcpConfig {
     pub timestamps: bool,
     /// Offer SACK (RFC 2018).
     pub sack: bool,
-    /// Congestion controller name (`reno`; `cubic` and `bbr` later).
+    /// Congestion controller name: `reno` (the default for now) or `cubic`; `bbr` comes later.
     pub congestion: String,
     /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
     pub challenge_ack_limit: u32,
