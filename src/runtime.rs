@@ -192,7 +192,7 @@ impl<D: Device> Driver<D> {
         let dev_fd = self.device.as_raw_fd();
         if let Some(fd) = dev_fd {
             let mut events = libc::POLLIN;
-            if !self.tx.is_empty() {
+            if !self.tx.is_empty() || self.device.wants_writable() {
                 events |= libc::POLLOUT;
             }
             fds.push(libc::pollfd {

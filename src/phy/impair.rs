@@ -700,12 +700,15 @@ impl<D: Device> Device for Impair<D> {
         self.inner.as_raw_fd()
     }
 
+    fn wants_writable(&self) -> bool {
+        // Released frames the inner device refused wait for it to drain.
+        !self.tx_ready.is_empty() || self.inner.wants_writable()
+    }
+
     fn poll_at(&self) -> Option<Instant> {
-        let staged = (!self.tx_ready.is_empty()).then_some(self.last_now);
         [
             self.tx.next_release(),
             self.rx.next_release(),
-            staged,
             self.inner.poll_at(),
         ]
         .into_iter()

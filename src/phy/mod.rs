@@ -234,6 +234,13 @@ pub trait Device {
     fn dropped(&mut self) -> u64 {
         0
     }
+
+    /// True when the device holds frames of its own that wait for its
+    /// descriptor to become writable (the runtime then polls for POLLOUT
+    /// instead of spinning).
+    fn wants_writable(&self) -> bool {
+        false
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -257,6 +264,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn dropped(&mut self) -> u64 {
         (**self).dropped()
+    }
+    fn wants_writable(&self) -> bool {
+        (**self).wants_writable()
     }
 }
 

@@ -178,6 +178,10 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
 }
 
 impl<D: Device, W: Write> Device for PcapWriter<D, W> {
+    fn wants_writable(&self) -> bool {
+        self.inner.wants_writable()
+    }
+
     fn dropped(&mut self) -> u64 {
         self.inner.dropped()
     }
