@@ -8,7 +8,10 @@ pub use udp::UdpSocket;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Condvar;
+use std::time::{Duration, Instant as StdInstant};
+
+use crate::stack::{Core, Shared};
 
 /// Resolves `addr` to its first address, as `std::net` does for one-address
 /// calls.
@@ -30,4 +33,42 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Waits on `cond` until `op` stops returning `WouldBlock` (or the timeout
+/// passes: `WouldBlock` for reads and writes, as std gives for socket
+/// timeouts; connect uses its own kind).
+pub(crate) fn block_on<T>(
+    shared: &Shared,
+    cond: &Condvar,
+    nonblocking: bool,
+    timeout: Option<Duration>,
+    timeout_kind: io::ErrorKind,
+    mut op: impl FnMut(&mut Core) -> io::Result<T>,
+) -> io::Result<T> {
+    let deadline = timeout.map(|t| StdInstant::now() + t);
+    let mut core = shared.lock();
+    loop {
+        shared.check_running()?;
+        let r = op(&mut core);
+        if core.iface.poll_at() == Some(crate::time::Instant::ZERO) {
+            shared.wake();
+        }
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {}
+            r => return r,
+        }
+        core = match deadline {
+            None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(StdInstant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(timeout_kind, "timed out"));
+                }
+                cond.wait_timeout(core, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
 }

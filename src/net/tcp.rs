@@ -4,50 +4,12 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
-use super::{check_timeout, first_addr};
+use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
 use crate::stack::{Core, Shared, Stack};
 use crate::tcp::{Keepalive, State, TcpInfo};
-
-/// Waits on `cond` until `op` stops returning `WouldBlock` (or the timeout
-/// passes: `WouldBlock` for reads and writes, as std gives for socket
-/// timeouts; connect uses its own kind).
-fn block_on<T>(
-    shared: &Shared,
-    cond: &Condvar,
-    nonblocking: bool,
-    timeout: Option<Duration>,
-    timeout_kind: io::ErrorKind,
-    mut op: impl FnMut(&mut Core) -> io::Result<T>,
-) -> io::Result<T> {
-    let deadline = timeout.map(|t| StdInstant::now() + t);
-    let mut core = shared.lock();
-    loop {
-        shared.check_running()?;
-        let r = op(&mut core);
-        if core.iface.poll_at() == Some(crate::time::Instant::ZERO) {
-            shared.wake();
-        }
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {}
-            r => return r,
-        }
-        core = match deadline {
-            None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let left = d.saturating_duration_since(StdInstant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(timeout_kind, "timed out"));
-                }
-                cond.wait_timeout(core, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
-    }
-}
 
 fn register(core: &mut Core, h: SocketHandle) -> Arc<Condvar> {
     let c = Arc::new(Condvar::new());

@@ -3,9 +3,9 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Condvar};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
-use super::{check_timeout, first_addr};
+use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
 use crate::stack::{Core, Shared, Stack};
 
@@ -60,30 +60,16 @@ impl UdpSocket {
     fn blocking<T>(
         &self,
         timeout: Option<Duration>,
-        mut op: impl FnMut(&mut Core) -> io::Result<T>,
+        op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
-        let deadline = timeout.map(|t| StdInstant::now() + t);
-        let mut core = self.shared.lock();
-        loop {
-            self.shared.check_running()?;
-            match op(&mut core) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {}
-                r => return r,
-            }
-            core = match deadline {
-                None => self.cond.wait(core).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(StdInstant::now());
-                    if left.is_zero() {
-                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
-                    }
-                    self.cond
-                        .wait_timeout(core, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        block_on(
+            &self.shared,
+            &self.cond,
+            self.nonblocking,
+            timeout,
+            io::ErrorKind::WouldBlock,
+            op,
+        )
     }
 
     /// Receives a datagram and its sender.
