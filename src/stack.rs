@@ -176,6 +176,11 @@ impl Stack {
         self.shared.lock().driver_counters.clone()
     }
 
+    /// Every socket with its queues and TCP details (like `ss -tuani`).
+    pub fn sockets(&self) -> Vec<crate::iface::SocketRow> {
+        self.shared.lock().iface.socket_table()
+    }
+
     /// The stack's current time.
     pub fn now(&self) -> Instant {
         self.shared.clock.now()

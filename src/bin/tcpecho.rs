@@ -177,7 +177,9 @@ fn main() {
         }
         match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match signals.read() {
-                Some(libc::SIGUSR1) => eprint!("{}", report(&iface, conns.len())),
+                Some(libc::SIGUSR1) => {
+                    eprint!("{}{}", report(&iface, conns.len()), iface.socket_report())
+                }
                 Some(_) => break,
                 None => {}
             },

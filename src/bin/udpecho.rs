@@ -72,7 +72,9 @@ fn main() {
         }
         match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match signals.read() {
-                Some(libc::SIGUSR1) => eprint!("{}", iface.counters().report()),
+                Some(libc::SIGUSR1) => {
+                    eprint!("{}{}", iface.counters().report(), iface.socket_report())
+                }
                 Some(_) => break,
                 None => {}
             },

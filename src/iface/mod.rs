@@ -10,6 +10,7 @@ mod counters;
 mod icmp;
 pub mod neighbor;
 pub mod reassembly;
+mod table;
 mod tcp;
 mod udp;
 
@@ -22,6 +23,7 @@ pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters
 pub use icmp::IcmpRateLimit;
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
 use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
+pub use table::SocketRow;
 pub use tcp::TcpCounters;
 
 use crate::phy::{FrameBatch, Medium};
