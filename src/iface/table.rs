@@ -96,7 +96,7 @@ impl Interface {
             if let Some(i) = r.tcp {
                 let _ = writeln!(
                     s,
-                    "\t {} {} wscale:{} rto:{}ms rtt:{}/{}ms mss:{} cwnd:{} ssthresh:{} bytes_acked:{} bytes_received:{} retrans:{} snd_wnd:{} rcv_wnd:{}",
+                    "\t {} {} wscale:{} rto:{}ms rtt:{:.3}/{:.3}ms mss:{} cwnd:{} ssthresh:{} bytes_acked:{} bytes_received:{} retrans:{} snd_wnd:{} rcv_wnd:{}",
                     i.congestion.0,
                     i.congestion.1,
                     i.wscale.map_or("-".to_string(), |(a, b)| format!("{a},{b}")),
