@@ -738,7 +738,8 @@ mod tests {
 
     #[test]
     fn real_pcapng_captures() {
-        let dir = Path::new("/work/shared/pcaps");
+        // `../shared/pcaps` beside the repository (present in CI).
+        let dir = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
         if !dir.is_dir() {
             if std::env::var_os("CI").is_some() {
                 panic!("{} is absent and CI is set", dir.display());
