@@ -32,7 +32,9 @@ export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >&2
 cargo build --release --quiet --bin udpecho >&2
+cargo build --release --quiet --example udp_bench >&2
 UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
+UDPBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/udp_bench"
 
 NS="ustk-bench-$$"
 NSK="ustk-benchk-$$"
@@ -100,6 +102,10 @@ while time.monotonic() < deadline:
     s.sendto(d, a)
 ' "$LIFETIME" &
 PIDS+=($!)
+# A compiled echo on the same kernel socket path (port 9), the fair reference
+# for the compiled client below.
+ip netns exec "$NSS" "$UDPBENCH" echo 10.4.0.2:9 "$LIFETIME" &
+PIDS+=($!)
 sleep 0.3
 
 CLIENT='
@@ -160,10 +166,19 @@ bench() { # NS HOST SIZE -> "rate lost"
     sed -E 's/.*rate=([0-9]+) lost=([0-9]+) bad=([0-9]+).*/\1 \2 \3/' <<<"$line"
 }
 
+cbench() { # NS HOST:PORT SIZE -> "rate lost bad" with the compiled client
+    local line
+    line=$(timeout $((DURATION + 10)) ip netns exec "$1" "$UDPBENCH" client "$2" "$3" "$WINDOW" "$DURATION")
+    echo "  compiled $1 -> $2 ${3}B: $line" >&2
+    sed -E 's/.*rate=([0-9]+) lost=([0-9]+) bad=([0-9]+).*/\1 \2 \3/' <<<"$line"
+}
+
 declare -A RATE LOST BAD
 for size in 64 1400; do
     read -r RATE[u$size] LOST[u$size] BAD[u$size] < <(bench "$NS" 10.1.0.2 "$size")
     read -r RATE[k$size] LOST[k$size] BAD[k$size] < <(bench "$NSK" 10.4.0.2 "$size")
+    read -r RATE[cu$size] LOST[cu$size] BAD[cu$size] < <(cbench "$NS" 10.1.0.2:7 "$size")
+    read -r RATE[ck$size] LOST[ck$size] BAD[ck$size] < <(cbench "$NSK" 10.4.0.2:9 "$size")
 done
 
 kill -INT "$ECHO_PID"
@@ -189,7 +204,16 @@ for size in 64 1400; do
     printf '| %s B | %s | %s | %s | %s / %s |\n' "$size" "${RATE[u$size]}" "${RATE[k$size]}" \
         "$(ratio "${RATE[u$size]}" "${RATE[k$size]}")" "${LOST[u$size]}" "${LOST[k$size]}"
 done
-for key in u64 k64 u1400 k1400; do
+echo
+echo "With a compiled client (examples/udp_bench.rs) against udpecho and a compiled echo on a kernel socket:"
+echo
+echo "| payload | udpecho on TUN (datagrams/s) | Linux UDP + compiled echo on veth (datagrams/s) | udpecho / Linux | lost (udpecho / Linux) |"
+echo "| ---: | ---: | ---: | ---: | ---: |"
+for size in 64 1400; do
+    printf '| %s B | %s | %s | %s | %s / %s |\n' "$size" "${RATE[cu$size]}" "${RATE[ck$size]}" \
+        "$(ratio "${RATE[cu$size]}" "${RATE[ck$size]}")" "${LOST[cu$size]}" "${LOST[ck$size]}"
+done
+for key in u64 k64 u1400 k1400 cu64 ck64 cu1400 ck1400; do
     if ((BAD[$key] > 0)); then
         echo
         echo "**Warning:** ${BAD[$key]} wrong-sized echoes or ICMP errors in run $key."

@@ -37,4 +37,6 @@ pub use tcb::{State, Tcb, TcpInfo};
 pub use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 #[cfg(test)]
+mod regress_tests;
+#[cfg(test)]
 mod tests;

@@ -449,7 +449,10 @@ impl Tcb {
     /// After the application read: advertise the opened window when it grew
     /// enough to matter (RFC 1122 §4.2.3.3 receiver SWS avoidance).
     fn after_read(&mut self) {
-        if !self.state.is_synchronized() {
+        // No window updates once the peer has finished sending: nothing more
+        // can use the window, and a peer that already closed would answer
+        // with RST (Linux: RCV_SHUTDOWN in tcp_cleanup_rbuf).
+        if !self.state.is_synchronized() || self.fin_received {
             return;
         }
         let advertised = (self.rcv_adv - self.rcv_nxt).max(0) as usize;
