@@ -42,30 +42,8 @@ NS="ustk-btcp-$$"
 NSK="ustk-btcpk-$$"
 NSS="ustk-btcps-$$"
 NSM="ustk-btcpm-$$"
-OUT=$(mktemp -d /tmp/ustk-btcp.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    for ns in "$NS" "$NSK" "$NSS" "$NSM"; do
-        if ip netns list | grep -qw -- "$ns"; then ip netns del "$ns"; fi
-    done
-    rm -rf "$OUT"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mkns() {
-    ip netns add "$1"
-    ip -n "$1" link set lo up
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-}
+# shellcheck source=scripts/lib-bench.sh
+source "$ROOT/scripts/lib-bench.sh"
 
 # --- the stack: tcpecho on a TUN -------------------------------------------
 mkns "$NS"

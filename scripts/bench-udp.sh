@@ -39,30 +39,8 @@ UDPBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/udp_bench"
 NS="ustk-bench-$$"
 NSK="ustk-benchk-$$"
 NSS="ustk-benchs-$$"
-OUT=$(mktemp -d /tmp/ustk-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    for ns in "$NS" "$NSK" "$NSS"; do
-        ip netns list | grep -qw -- "$ns" && ip netns del "$ns"
-    done
-    rm -rf "$OUT"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mkns() {
-    ip netns add "$1"
-    ip -n "$1" link set lo up
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-}
+# shellcheck source=scripts/lib-bench.sh
+source "$ROOT/scripts/lib-bench.sh"
 
 # --- the stack: udpecho on a TUN -------------------------------------------
 mkns "$NS"

@@ -1,0 +1,32 @@
+# Shared by the benchmark scripts (sourced, not run): the namespaces they
+# create and the processes they start, and cleaning both up on exit — the
+# safety rules of ../shared/TESTING.md in one place.
+
+PIDS=()
+NAMESPACES=()
+OUT=$(mktemp -d /tmp/ustk-bench.XXXXXX)
+
+cleanup() {
+    local p ns
+    for p in "${PIDS[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list | grep -qw -- "$ns"; then ip netns del "$ns"; fi
+    done
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# mkns NAME: a namespace of ours (deleted on exit), loopback up, no IPv6.
+mkns() {
+    ip netns add "$1"
+    NAMESPACES+=("$1")
+    ip -n "$1" link set lo up
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+}
