@@ -530,7 +530,11 @@ impl Tcb {
             return;
         }
         // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
-        let fresh = self.last_recover.is_none_or(|r| self.snd_una > r);
+        let fresh = if self.sack_ok {
+            self.sack_fresh()
+        } else {
+            self.last_recover.is_none_or(|r| self.snd_una > r)
+        };
         if self.dup_acks == 3 && fresh {
             self.enter_recovery(now);
         }

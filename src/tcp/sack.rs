@@ -398,6 +398,16 @@ impl Tcb {
         self.sack.clear_retransmitted();
     }
 
+    /// Whether a new SACK recovery may begin: RFC 6675 §5.1 lets it once
+    /// HighACK ≥ RecoveryPoint, i.e. snd_una ≥ the previous recovery
+    /// point (`last_recover` is one past HighData), one octet earlier than
+    /// RFC 6582's `ack > recover`: the scoreboard, not duplicate ACKs of a
+    /// retransmission, tells that the segment at the old recovery point is
+    /// lost (typically new data sent during the previous recovery).
+    pub(crate) fn sack_fresh(&self) -> bool {
+        self.last_recover.is_none_or(|r| self.snd_una >= r)
+    }
+
     /// RFC 6675 §5 step 4 by IsLost(HighACK + 1), checked on every ACK: the
     /// scoreboard alone may show the first hole is lost before three
     /// duplicate ACKs arrived (stretch ACKs, ACK loss).
@@ -409,8 +419,7 @@ impl Tcb {
         {
             return;
         }
-        let fresh = self.last_recover.is_none_or(|r| self.snd_una > r);
-        if fresh && self.sack.is_lost(self.snd_una, self.data_mss()) {
+        if self.sack_fresh() && self.sack.is_lost(self.snd_una, self.data_mss()) {
             self.enter_recovery(now);
         }
     }
