@@ -19,8 +19,16 @@ use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use crate::time::Instant;
 
-/// Most SACKed (and, separately, retransmitted) ranges remembered.
-pub(crate) const MAX_RANGES: usize = 64;
+/// Most SACKed (and, separately, retransmitted) ranges remembered (2 KiB
+/// each at most). 64 was too few: a slow start overflowing a one-BDP
+/// queue at 100 Mbit/s × 40 ms leaves hundreds of holes in one window, and
+/// with the ranges above the 64th forgotten their holes did not count as
+/// lost, so recovery stalled into RTOs (7 RTOs and 4,917 retransmissions
+/// for 3,442 drops in `clean_link_90_percent_within_10_s`, against none
+/// and 505 for 419 with 256). The scans here are linear in the ranges
+/// (pipe and IsLost quadratic in the worst case), which this bound keeps
+/// cheap.
+pub(crate) const MAX_RANGES: usize = 256;
 
 /// RFC 6675 DupThresh.
 pub(crate) const DUP_THRESH: usize = 3;
