@@ -1103,3 +1103,18 @@ fn sack_recovery_repairs_several_holes_in_one_round_trip() {
         "SACK {t_sack:?} against NewReno {t_reno:?}"
     );
 }
+
+/// RFC 6675 §5.1: when the retransmissions of two holes are lost too, the
+/// RTO resends the holes only: go-back-N skips what the peer SACKed.
+#[test]
+fn rto_after_sack_recovery_resends_only_the_holes() {
+    // Each listed twice: the first transmission and the fast
+    // retransmission are both lost.
+    let (i, _) = transfer_losing(true, 200_000, &[23, 23, 27, 27]);
+    eprintln!(
+        "retransmits {} fast {} rto {}",
+        i.retransmits, i.fast_retransmits, i.timeouts
+    );
+    assert_eq!(i.timeouts, 1);
+    assert_eq!(i.retransmits, 4, "two holes, each sent twice more");
+}
