@@ -127,7 +127,13 @@ pub struct Sim {
     in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
     batch: FrameBatch,
+    /// Drops chosen frames: called with the sending side (0 = a, 1 = b)
+    /// and the frame; `true` drops it (counted as lost).
+    pub drop_filter: Option<DropFilter>,
 }
+
+/// See [`Sim::drop_filter`].
+pub type DropFilter = Box<dyn FnMut(usize, &[u8]) -> bool>;
 
 impl Sim {
     /// Joins `a` and `b` with `ab` (a to b) and `ba` impairments.
@@ -147,6 +153,7 @@ impl Sim {
             in_flight: BinaryHeap::new(),
             seq: 0,
             batch: FrameBatch::new(1024, 65535 + 14),
+            drop_filter: None,
         }
     }
 
@@ -180,6 +187,10 @@ impl Sim {
         let lane = &mut self.lanes[from];
         lane.stats.sent += 1;
         let c = lane.config;
+        if self.drop_filter.as_mut().is_some_and(|f| f(from, &frame)) {
+            lane.stats.lost += 1;
+            return;
+        }
         if self.rng.chance(c.loss) {
             lane.stats.lost += 1;
             return;

@@ -400,6 +400,9 @@ impl Tcb {
             return Some(None);
         }
         let old_wnd = self.snd_wnd;
+        if self.sack_ok {
+            self.sack_on_ack(seg.options.sack_blocks(), ack);
+        }
         if ack > self.snd_una {
             self.new_ack(now, ack, seg.options.timestamps.map(|(_, ecr)| ecr));
         } else if ack == self.snd_una
@@ -409,6 +412,7 @@ impl Tcb {
         {
             self.dup_ack(now);
         }
+        self.sack_check_loss(now);
         // Window update (§3.10.7.4: SND.WL1/WL2 rule).
         if self.snd_wl1 < seg_seq || (self.snd_wl1 == seg_seq && self.snd_wl2 <= ack) {
             self.snd_wnd = (seg.window_len as usize) << self.snd_wscale;
@@ -491,7 +495,12 @@ impl Tcb {
                 self.cc.on_exit_recovery(now, in_flight);
                 self.recovery = None;
                 self.dup_acks = 0;
+                self.sack.clear_retransmitted();
             }
+            // RFC 6675: a partial ACK needs nothing special, NextSeg()
+            // finds the next hole from the scoreboard; no window deflation
+            // either (see `Tcb::recovery_cwnd`).
+            Some(_) if self.sack_ok => {}
             Some(_) => {
                 // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
                 self.cc.on_partial_ack(now, acked);
@@ -514,20 +523,20 @@ impl Tcb {
     fn dup_ack(&mut self, now: Instant) {
         self.dup_acks += 1;
         if self.recovery.is_some() {
-            if self.dup_acks > 3 {
+            // SACK recovery counts `pipe` instead of inflating the window.
+            if self.dup_acks > 3 && !self.sack_ok {
                 self.cc.on_recovery_dup_ack(now);
             }
             return;
         }
         // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
-        let fresh = self.last_recover.is_none_or(|r| self.snd_una > r);
+        let fresh = if self.sack_ok {
+            self.sack_fresh()
+        } else {
+            self.last_recover.is_none_or(|r| self.snd_una > r)
+        };
         if self.dup_acks == 3 && fresh {
-            let in_flight = self.bytes_in_flight();
-            self.recovery = Some(self.snd_max);
-            self.last_recover = Some(self.snd_max);
-            self.cc.on_enter_recovery(now, in_flight);
-            self.retransmit_one = true;
-            self.info.fast_retransmits += 1;
+            self.enter_recovery(now);
         }
     }
 

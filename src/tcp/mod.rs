@@ -23,6 +23,7 @@ pub mod isn;
 mod listen;
 mod output;
 pub mod rtt;
+mod sack;
 pub mod seq;
 mod tcb;
 pub mod time_wait;

@@ -52,17 +52,23 @@ impl Tcb {
         ) {
             return Next::Idle;
         }
-        let off = (self.snd_nxt - self.snd_una).max(0) as usize;
+        let nxt = self.sack_skip(self.snd_nxt);
+        let off = (nxt - self.snd_una).max(0) as usize;
         let buffered = self.send_buf.len();
         if off > buffered {
             return Next::Idle; // only the FIN is in flight
         }
         let unsent = buffered - off;
         let in_flight = self.bytes_in_flight();
-        let wnd = self.snd_wnd.min(self.cc.cwnd());
-        let usable = wnd.saturating_sub(in_flight);
+        // The peer's window limits the sequence space beyond snd_una; the
+        // congestion window limits the flight (RFC 6675 `pipe` in SACK
+        // recovery, SACKed bytes left out otherwise).
+        let usable = (self
+            .snd_wnd
+            .saturating_sub((nxt - self.snd_una).max(0) as usize))
+        .min(self.send_cwnd().saturating_sub(self.cwnd_flight()));
         let mss = self.payload_room();
-        let len = unsent.min(usable).min(mss);
+        let len = unsent.min(usable).min(mss).min(self.sack_room(nxt));
         let fin = self.fin_queued && off + len == buffered && self.fin_unsent_at(off + len);
         if len == 0 {
             if fin {
@@ -130,6 +136,7 @@ impl Tcb {
         let immediate = self.rst_pending
             || self.ack_now
             || self.retransmit_one
+            || self.sack_wants_send()
             || (matches!(self.state, State::SynSent | State::SynReceived)
                 && self.snd_nxt == self.iss)
             || matches!(self.next_data(), Next::Send { .. });
@@ -226,6 +233,15 @@ impl Tcb {
         self.last_recover = Some(self.snd_max);
         self.dup_acks = 0;
         self.retransmit_one = false;
+        // RFC 6675 §5.1: holes may be retransmitted again; the SACK
+        // information is kept, so go-back-N skips SACKed ranges. A second
+        // RTO in a row without progress forgets it too, in case the peer
+        // reneged on what it SACKed (RFC 2018 §8).
+        if self.retries >= 2 {
+            self.sack.clear();
+        } else {
+            self.sack.clear_retransmitted();
+        }
         // Go back N: resend from the first unacknowledged byte.
         self.snd_nxt = self.snd_una;
     }
@@ -383,6 +399,40 @@ impl Tcb {
             _ => {}
         }
 
+        // RFC 6675 loss recovery: the first hole at once (§5 step 4.3),
+        // then NextSeg() while cwnd - pipe >= 1 SMSS (step C). New data
+        // (rule 2) is left to the loop below, which uses `pipe` too.
+        if self.sack_recovery() && self.state.is_synchronized() {
+            if self.retransmit_one {
+                if let Some(r) = self.sack_first_rexmit() {
+                    if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
+                        return sent;
+                    }
+                    sent += 1;
+                    self.sack_rexmit_sent(r);
+                }
+                self.retransmit_one = false;
+            }
+            loop {
+                if self.recovery_cwnd() < self.pipe() + self.data_mss() {
+                    break;
+                }
+                let r = match self.sack_lost_rexmit() {
+                    Some(r) => r,
+                    None if matches!(self.next_data(), Next::Send { .. }) => break,
+                    None => match self.sack_other_rexmit() {
+                        Some(r) => r,
+                        None => break,
+                    },
+                };
+                if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
+                    return sent;
+                }
+                sent += 1;
+                self.sack_rexmit_sent(r);
+            }
+        }
+
         // Fast retransmit / partial ACK: the segment at snd_una again.
         if self.retransmit_one && self.state.is_synchronized() {
             let len = self.send_buf.len().min(self.payload_room());
@@ -430,6 +480,7 @@ impl Tcb {
                 }
                 Next::Idle => break,
             };
+            self.snd_nxt = self.sack_skip(self.snd_nxt);
             let seq = self.snd_nxt;
             if !self.emit_data(now, seq, len, fin, emit) {
                 return sent;

@@ -13,6 +13,7 @@ use super::buffer::{ReceiveBuffer, SendBuffer};
 use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
 use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
 use super::seq::SeqNumber;
 use crate::time::{Duration, Instant};
 
@@ -199,6 +200,8 @@ pub struct Tcb {
     pub(crate) recovery: Option<SeqNumber>,
     /// Retransmit the segment at snd_una now (fast retransmit / partial ACK).
     pub(crate) retransmit_one: bool,
+    /// The SACK scoreboard (RFC 6675), used when `sack_ok`.
+    pub(crate) sack: Scoreboard,
 
     // Timers (deadlines).
     pub(crate) rto_at: Option<Instant>,
@@ -307,6 +310,7 @@ impl Tcb {
             dup_acks: 0,
             recovery: None,
             retransmit_one: false,
+            sack: Scoreboard::default(),
             rto_at: None,
             delack_at: None,
             persist_at: None,
