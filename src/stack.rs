@@ -24,6 +24,8 @@ use crate::wire::EthernetAddress;
 pub(crate) struct Core {
     pub iface: Interface,
     pub waiters: HashMap<SocketHandle, Arc<Condvar>>,
+    /// Async tasks waiting on sockets (see `net::wake`).
+    pub wakers: HashMap<SocketHandle, crate::net::wake::SocketWakers>,
     pub driver_counters: DriverCounters,
 }
 
@@ -132,6 +134,7 @@ impl StackBuilder {
             core: Mutex::new(Core {
                 iface,
                 waiters: HashMap::new(),
+                wakers: HashMap::new(),
                 driver_counters: DriverCounters::default(),
             }),
             wake: EventFd::new()?,
@@ -203,12 +206,15 @@ impl Stack {
     fn stop(&mut self) -> io::Result<()> {
         self.shared.shutdown.store(true, Ordering::Release);
         self.shared.wake.signal();
+        let mut wake = Vec::new();
         {
-            let core = self.shared.lock();
+            let mut core = self.shared.lock();
             for c in core.waiters.values() {
                 c.notify_all();
             }
+            crate::net::wake::take_all(&mut core.wakers, &mut wake);
         }
+        wake.into_iter().for_each(std::task::Waker::wake);
         match self.thread.take() {
             Some(t) => t
                 .join()
@@ -230,6 +236,7 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
         Driver::new(device, &core.iface)
     };
     let mut events = Vec::new();
+    let mut to_wake = Vec::new();
     let wake_fd = shared.wake.as_raw_fd();
     let mut counters_at = Instant::ZERO;
     loop {
@@ -250,10 +257,12 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
                 // More may be waiting: keep the lock for one more batch.
                 received = driver.receive(now)?;
             }
+            let core = &mut *core;
             for h in events.drain(..) {
                 if let Some(c) = core.waiters.get(&h) {
                     c.notify_all();
                 }
+                crate::net::wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
             }
             if now >= counters_at {
                 // The device's drop count may cost a syscall: once a second.
@@ -264,6 +273,8 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
             }
             driver.poll_at(&core.iface)
         };
+        // Tasks run once the lock is free.
+        to_wake.drain(..).for_each(std::task::Waker::wake);
         let _ = driver.transmit(now);
         // Anything for right now? Then go round again without sleeping.
         let now2 = shared.clock.now();

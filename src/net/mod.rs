@@ -1,7 +1,10 @@
 //! The `std::net`-shaped API on a running [`crate::stack::Stack`].
 
 mod tcp;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod udp;
+pub(crate) mod wake;
 
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -1,0 +1,117 @@
+//! Task wakers beside the blocking API's condition variables: how the stack
+//! thread wakes async sockets (`crate::net::tokio`).
+//!
+//! A socket handle that has async waiters has a [`SocketWakers`] entry in
+//! `Core::wakers`, one list per direction. A task registers its waker with
+//! [`register`] under the core's lock, right after the operation it tried
+//! said `WouldBlock`; the stack thread, under the same lock, looks at each
+//! socket whose readiness may have changed ([`take_ready`]) and takes the
+//! wakers of the directions that are now ready, then wakes them after
+//! unlocking. Because the check and the registration happen under one lock,
+//! a wake-up cannot fall between them.
+//!
+//! A direction's wakers are taken only when that direction is ready: a
+//! reader is not woken by ACKs that only make room for a writer, and a
+//! writer waits until a third of its send buffer is free again (as Linux's
+//! `sk_stream_write_space` does), not for every ACK.
+
+use std::collections::HashMap;
+use std::task::Waker;
+
+use crate::iface::Interface;
+use crate::socket::{Socket, SocketHandle};
+use crate::tcp::State;
+
+/// Which way a task waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) enum Direction {
+    /// Readable data, end of stream, an error, or (listener) a connection
+    /// to accept.
+    Read,
+    /// Room to write, the handshake finished, or an error.
+    Write,
+}
+
+/// The wakers waiting on one socket.
+#[derive(Debug, Default)]
+pub(crate) struct SocketWakers {
+    read: Vec<Waker>,
+    write: Vec<Waker>,
+}
+
+/// Adds `waker` to `h`'s waiters for `dir` (once per task: a waker that
+/// would wake the same task replaces the old one).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn register(
+    wakers: &mut HashMap<SocketHandle, SocketWakers>,
+    h: SocketHandle,
+    dir: Direction,
+    waker: &Waker,
+) {
+    let w = wakers.entry(h).or_default();
+    let list = match dir {
+        Direction::Read => &mut w.read,
+        Direction::Write => &mut w.write,
+    };
+    match list.iter_mut().find(|x| x.will_wake(waker)) {
+        Some(x) => x.clone_from(waker),
+        None => list.push(waker.clone()),
+    }
+}
+
+/// Moves the wakers of `h` whose direction is ready into `out`.
+pub(crate) fn take_ready(
+    wakers: &mut HashMap<SocketHandle, SocketWakers>,
+    iface: &Interface,
+    h: SocketHandle,
+    out: &mut Vec<Waker>,
+) {
+    let Some(w) = wakers.get_mut(&h) else {
+        return;
+    };
+    let (readable, writable) = readiness(iface, h);
+    if readable {
+        out.append(&mut w.read);
+    }
+    if writable {
+        out.append(&mut w.write);
+    }
+    if w.read.is_empty() && w.write.is_empty() {
+        wakers.remove(&h);
+    }
+}
+
+/// Every waker, for when the stack stops.
+pub(crate) fn take_all(wakers: &mut HashMap<SocketHandle, SocketWakers>, out: &mut Vec<Waker>) {
+    for (_, mut w) in wakers.drain() {
+        out.append(&mut w.read);
+        out.append(&mut w.write);
+    }
+}
+
+/// Whether a waiter on `h` should be woken: (read side, write side). A
+/// socket that is gone is ready both ways (its waiters then see the error).
+fn readiness(iface: &Interface, h: SocketHandle) -> (bool, bool) {
+    match iface.sockets.get(h) {
+        Some(Socket::Tcp(c)) if !c.released => {
+            let t = &c.tcb;
+            let readable = t.can_recv();
+            let writable = t.error.is_some()
+                || match t.state {
+                    // Connecting: the write side waits for the handshake.
+                    State::SynSent | State::SynReceived => false,
+                    State::Established | State::CloseWait if !t.fin_queued => {
+                        let free = t.send_buf.free();
+                        free > 0 && free >= t.send_buf.capacity() / 3
+                    }
+                    // Closed or shut down for writing: the write fails now.
+                    _ => true,
+                };
+            (readable, writable)
+        }
+        Some(Socket::TcpListener(l)) => (!l.accept_queue.is_empty() || l.closed, false),
+        Some(Socket::Udp(s)) if !s.closed => (s.can_recv(), s.error.is_some() || s.can_send(1472)),
+        _ => (true, true),
+    }
+}
