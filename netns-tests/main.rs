@@ -10,6 +10,8 @@
 //! 10.M.S.0/24 (M: 1 TUN, 2 TAP, 3 raw; S: the test), so they run in
 //! parallel without meeting.
 
+#[cfg(feature = "tokio")]
+mod async_api;
 mod harness;
 mod py;
 mod tcp;

@@ -5,8 +5,9 @@
 #
 # Installs the tools (scripts/install-deps.sh), then runs cargo fmt --check,
 # cargo clippy (all targets, warnings are errors) and cargo test --release
-# (unit, property, simulation and network-namespace tests). The namespace
-# tests need root; without it they print "skipping" and pass, except when
+# (unit, property, simulation and network-namespace tests), both with
+# --all-features so that the async API (feature `tokio`) and its tests are
+# built and run. The namespace tests need root; without it they print "skipping" and pass, except when
 # CI is set, where they fail. Every step runs even after a failure; the exit
 # status is non-zero when any failed. Ends with a summary.
 set -uo pipefail
@@ -47,9 +48,9 @@ if ! step install-deps scripts/install-deps.sh; then
     exit 1
 fi
 step fmt cargo fmt --all --check
-step clippy cargo clippy --all-targets -- -D warnings
+step clippy cargo clippy --all-targets --all-features -- -D warnings
 # --release: the namespace tests run the optimised udpecho.
-step test bash -c 'cargo test --release 2>&1 | tee "$1"' _ "$LOG"
+step test bash -c 'cargo test --release --all-features 2>&1 | tee "$1"' _ "$LOG"
 
 passed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 nfailed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')

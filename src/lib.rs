@@ -16,7 +16,10 @@
 //! * [`runtime`]: [`runtime::Driver`] moves frames between a device and an
 //!   interface (the single-threaded poll API).
 //! * [`stack`] and [`net`]: the threaded runtime (one stack thread per
-//!   interface) and `std::net`-shaped sockets on it.
+//!   interface) and `std::net`-shaped sockets on it; with the `tokio`
+//!   feature, `net::tokio` has async sockets on the same stack
+//!   (`TcpListener`, `TcpStream` with `AsyncRead`/`AsyncWrite` and
+//!   `into_split`, `UdpSocket`), woken by the stack thread.
 //! * [`sim`]: a deterministic network simulator with virtual time.
 //!
 //! # Example: two stacks on an in-memory link
@@ -47,6 +50,15 @@
 //!
 //! On a real device, open it with [`phy::TunDevice::open`] (or
 //! [`phy::RawSocket::open`]) and build the stack the same way.
+//!
+//! # Async (tokio)
+//!
+//! The `tokio` cargo feature (off by default) adds `ustack::net::tokio`:
+//! the same sockets for async code, `TcpStream::connect(&stack, addr).await`,
+//! `listener.accept().await`, `tokio::io::AsyncRead`/`AsyncWrite`,
+//! `udp.recv_from(&mut buf).await`. The README's "Async API (tokio)"
+//! section has a complete example, `examples/async_echo.rs` a server on a
+//! TUN device.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -1,4 +1,5 @@
-//! The `std::net`-shaped API on a running [`crate::stack::Stack`].
+//! The `std::net`-shaped API on a running [`crate::stack::Stack`], and
+//! (feature `tokio`) its async twin in `net::tokio`.
 
 mod tcp;
 #[cfg(feature = "tokio")]
