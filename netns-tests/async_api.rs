@@ -16,10 +16,11 @@ use ustack::net::tokio::{TcpListener, TcpStream};
 use ustack::phy::tun::{TunDevice, TunKind, TunOptions};
 use ustack::stack::Stack;
 
-use crate::harness::{preconditions, Netns, Output};
-use crate::py::result_field;
+use crate::harness::{preconditions, Medium, Netns, Output, Rig, ToolSpec};
+use crate::py::{self, result_field};
 
 const S_THOUSAND: u8 = 40;
+const S_EXAMPLE: u8 = 41;
 
 /// Opens TUN `name` inside namespace `ns` from a short-lived thread that
 /// joins it (`setns` moves only that thread), so the device and the
@@ -241,5 +242,71 @@ fn thousand_concurrent_async_connections() {
 fn thousand_concurrent_connections() {
     if preconditions("async_api::thousand_concurrent_connections", &[]) {
         thousand_concurrent_async_connections();
+    }
+}
+
+/// `examples/async_echo` (built by `cargo test --features tokio` beside the
+/// test binaries: target/<profile>/examples/).
+fn async_echo_example() -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join("async_echo");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --features tokio` builds it with the tests; \
+         when running only this test binary, build it first with \
+         `cargo build --release --features tokio --example async_echo`",
+        path.display()
+    );
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+/// The example server as a process on a TUN in a namespace: 200 concurrent
+/// Linux connections echo exactly, and it exits 0 on SIGINT with the
+/// counts.
+fn example_echoes_for_linux_clients() {
+    let start = Instant::now();
+    let n = 200u64;
+    let mut rig = Rig::new(Medium::Tun, "aex", S_EXAMPLE);
+    rig.launch(ToolSpec::new(&async_echo_example(), &["--port", "7"]).ready("async_echo: echoing"));
+    let out = rig.python(
+        py::MANY,
+        &[&rig.stack_ip, "7", &n.to_string(), "77", "60"],
+        Duration::from_secs(80),
+    );
+    let f = |k| result_field(&out.stdout, k);
+    let ok = out.success()
+        && f("connected") == Some(n)
+        && f("ok") == Some(n)
+        && f("mismatch") == Some(0)
+        && f("errors") == Some(0);
+    let stopped = rig.stop();
+    assert!(
+        ok,
+        "{n} concurrent connections to async_echo should all echo exactly:\n{out}\n{stopped}"
+    );
+    assert_eq!(
+        stopped.status.and_then(|s| s.code()),
+        Some(0),
+        "async_echo should exit 0 on SIGINT\n{stopped}"
+    );
+    assert!(
+        stopped.stdout.contains(&format!("served={n} ")),
+        "async_echo should report {n} connections served:\n{stopped}"
+    );
+    eprintln!(
+        "async_api::example_echoes_for_linux_clients: {} in {:.1} s",
+        stopped.stdout.trim(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn example_serves_linux_clients() {
+    if preconditions("async_api::example_serves_linux_clients", &[]) {
+        example_echoes_for_linux_clients();
     }
 }

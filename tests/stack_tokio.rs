@@ -3,6 +3,7 @@
 //! stack threads.
 #![cfg(feature = "tokio")]
 
+use std::future::Future;
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,4 +403,114 @@ async fn stopping_the_stack_wakes_waiting_tasks() {
         .expect("timed out");
     assert_eq!(r.unwrap().unwrap_err().kind(), ErrorKind::NotConnected);
     drop(c);
+}
+
+/// Counts a task's wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_reader_is_not_woken_by_acks() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    let (sa, sb) = pair();
+    let listener = TcpListener::bind(&sb, "0.0.0.0:7").unwrap();
+    tokio::time::timeout(LIMIT, async {
+        let c = TcpStream::connect(&sa, "10.7.0.2:7").await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let (mut rd, mut wr) = c.into_split();
+        // The reader waits (registered once)…
+        let counter = Arc::new(CountingWaker(Default::default()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut space = [0u8; 16];
+        let mut buf = ReadBuf::new(&mut space);
+        assert!(std::pin::Pin::new(&mut rd)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending());
+        // …while 2 MiB go the other way and hundreds of ACKs come back.
+        let n = 2 << 20;
+        let sink = tokio::spawn(async move {
+            let mut got = 0;
+            let mut b = vec![0u8; 65536];
+            while got < n {
+                got += s.read(&mut b).await.unwrap();
+            }
+            s
+        });
+        wr.write_all(&data(n, 5)).await.unwrap();
+        let mut s = sink.await.unwrap();
+        // Wait for the last ACKs, so that all of them have been processed.
+        let t0 = std::time::Instant::now();
+        while sa
+            .sockets()
+            .iter()
+            .any(|r| r.proto == "tcp" && r.send_q > 0)
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            sa.sockets().iter().all(|r| r.send_q == 0),
+            "data still unacknowledged"
+        );
+        assert_eq!(counter.0.load(SeqCst), 0, "woken without anything to read");
+        // Data arrives: one wake-up, and the read finds it.
+        s.write_all(b"x").await.unwrap();
+        let t0 = std::time::Instant::now();
+        while counter.0.load(SeqCst) == 0 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(counter.0.load(SeqCst), 1);
+        let mut buf = ReadBuf::new(&mut space);
+        match std::pin::Pin::new(&mut rd).poll_read(&mut cx, &mut buf) {
+            std::task::Poll::Ready(Ok(())) => assert_eq!(buf.filled(), b"x"),
+            other => panic!("the read should find the byte: {other:?}"),
+        }
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_writer_is_woken_for_a_third_of_the_buffer_not_per_ack() {
+    let (sa, sb) = pair();
+    let listener = TcpListener::bind(&sb, "0.0.0.0:7").unwrap();
+    let n = 8 << 20;
+    tokio::time::timeout(LIMIT, async {
+        let mut c = TcpStream::connect(&sa, "10.7.0.2:7").await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let sink = tokio::spawn(async move {
+            let mut got = 0;
+            let mut b = vec![0u8; 65536];
+            while got < n {
+                got += s.read(&mut b).await.unwrap();
+            }
+            got
+        });
+        let payload = data(n, 9);
+        let mut write = std::pin::pin!(c.write_all(&payload));
+        let mut polls = 0usize;
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            write.as_mut().poll(cx)
+        })
+        .await
+        .unwrap();
+        assert_eq!(sink.await.unwrap(), n);
+        // The 1 MiB send buffer takes the first MiB at once; after that,
+        // each wake-up finds at least a third of it free, so 7 MiB take at
+        // most 21 wake-ups (23 polls). Waking on every pass of the stack
+        // thread that brought an ACK took 60 here.
+        assert!(polls <= 24, "{polls} polls to write 8 MiB");
+        eprintln!("8 MiB written in {polls} polls");
+    })
+    .await
+    .expect("timed out");
 }
