@@ -41,7 +41,10 @@ pub(crate) struct SocketWakers {
 }
 
 /// Adds `waker` to `h`'s waiters for `dir` (once per task: a waker that
-/// would wake the same task replaces the old one).
+/// would wake the same task replaces the old one, so the old one is not
+/// the task's last and dropping it under the lock runs no task code).
+/// Wakers that leave the table otherwise are dropped or woken only after
+/// the lock is released.
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn register(
     wakers: &mut HashMap<SocketHandle, SocketWakers>,
@@ -67,6 +70,9 @@ pub(crate) fn take_ready(
     h: SocketHandle,
     out: &mut Vec<Waker>,
 ) {
+    if wakers.is_empty() {
+        return;
+    }
     let Some(w) = wakers.get_mut(&h) else {
         return;
     };
@@ -113,5 +119,62 @@ fn readiness(iface: &Interface, h: SocketHandle) -> (bool, bool) {
         Some(Socket::TcpListener(l)) => (!l.accept_queue.is_empty() || l.closed, false),
         Some(Socket::Udp(s)) if !s.closed => (s.can_recv(), s.error.is_some() || s.can_send(1472)),
         _ => (true, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::iface::{Config, Interface};
+    use crate::phy::Medium;
+    use crate::time::Instant;
+
+    struct Count(AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn iface() -> Interface {
+        let mut c = Config::new(Medium::Ip);
+        c.addrs.push("10.9.0.2/24".parse().unwrap());
+        Interface::new(c, Instant::ZERO)
+    }
+
+    #[test]
+    fn one_entry_per_task_and_only_ready_directions_are_taken() {
+        let mut iface = iface();
+        let h = iface.udp_bind("0.0.0.0:7".parse().unwrap()).unwrap();
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut map = HashMap::new();
+        register(&mut map, h, Direction::Read, &wa);
+        register(&mut map, h, Direction::Read, &wa.clone());
+        register(&mut map, h, Direction::Read, &wb);
+        register(&mut map, h, Direction::Write, &wa);
+        assert_eq!(map[&h].read.len(), 2, "the same task twice is one entry");
+        // Nothing to read, room to send: only the writer is taken.
+        let mut out = Vec::new();
+        take_ready(&mut map, &iface, h, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].will_wake(&wa));
+        assert_eq!(map[&h].read.len(), 2);
+        assert!(map[&h].write.is_empty());
+        // The socket gone: everyone is taken, the entry removed.
+        iface.udp_close(h).unwrap();
+        out.clear();
+        take_ready(&mut map, &iface, h, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(map.is_empty());
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -85,8 +85,11 @@ impl Drop for TcpListener {
     fn drop(&mut self) {
         let mut core = self.shared.lock();
         let _ = core.iface.tcp_close(self.handle);
-        core.wakers.remove(&self.handle);
+        // Wakers are dropped after unlocking: dropping a task's last one
+        // may drop its future, and with it sockets that take the lock.
+        let wakers = core.wakers.remove(&self.handle);
         drop(core);
+        drop(wakers);
         self.shared.wake();
     }
 }
@@ -107,8 +110,11 @@ impl Drop for Inner {
         } else {
             core.iface.tcp_close(self.handle)
         };
-        core.wakers.remove(&self.handle);
+        // Wakers are dropped after unlocking: dropping a task's last one
+        // may drop its future, and with it sockets that take the lock.
+        let wakers = core.wakers.remove(&self.handle);
         drop(core);
+        drop(wakers);
         self.shared.wake();
     }
 }

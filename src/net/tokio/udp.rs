@@ -192,6 +192,9 @@ impl Drop for UdpSocket {
     fn drop(&mut self) {
         let mut core = self.shared.lock();
         let _ = core.iface.udp_close(self.handle);
-        core.wakers.remove(&self.handle);
+        // Dropped after unlocking (see the TCP stream's drop).
+        let wakers = core.wakers.remove(&self.handle);
+        drop(core);
+        drop(wakers);
     }
 }
