@@ -20,6 +20,17 @@ use std::time::Duration;
 
 use harness::{preconditions, run, Medium, Netns, Rig, TempFile, UDPECHO};
 
+/// The async API's namespace tests (`async_api.rs`) are built only with
+/// `--features tokio` (scripts/test.sh uses `--all-features`); in CI, a
+/// build without them fails here instead of passing without them.
+#[cfg(not(feature = "tokio"))]
+#[test]
+fn async_api_tests_need_the_tokio_feature() {
+    let msg = "the async API's namespace tests need `--features tokio` (or --all-features)";
+    assert!(!harness::in_ci(), "CI is set, so not skipping: {msg}");
+    eprintln!("skipping: {msg}");
+}
+
 // Per-test third octet of the subnet.
 const S_PING: u8 = 1;
 const S_ECHO: u8 = 2;
