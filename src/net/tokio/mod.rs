@@ -7,7 +7,12 @@
 //! [`std::task::Waker`] when the socket it waits on becomes readable,
 //! writable, acceptable, connected, closed or failed. There is no polling
 //! loop, no timer and no thread per socket; any executor works, tokio's
-//! current-thread and multi-thread runtimes included.
+//! current-thread and multi-thread runtimes included. A task waiting to
+//! read is woken only when there is something to read (data, end of
+//! stream, an error), not by the ACKs its writes bring back; a task
+//! blocked on a full send buffer is woken once a third of it is free, as
+//! Linux does, not for every ACK. Every task waiting on a socket is woken,
+//! not only the last one to poll it.
 //!
 //! Binding and UDP `connect` complete at once and are plain functions;
 //! `connect`, `accept`, reads and writes are futures. Addresses are
