@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use ustack::cli::{fail, parse_args, DeviceArgs, SignalFd};
+use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
 use ustack::runtime::Driver;
 use ustack::socket::SocketHandle;
@@ -19,6 +19,8 @@ use ustack::time::{Clock, RealClock};
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
@@ -92,6 +94,9 @@ fn report(iface: &Interface, conns: usize) -> String {
 
 fn main() {
     let args: Args = parse_args("tcpecho");
+    if let Err(e) = args.observe.init_logging() {
+        fail("tcpecho", e);
+    }
     if !ustack::tcp::cc::AVAILABLE.contains(&args.cc.as_str()) {
         fail(
             "tcpecho",
@@ -124,6 +129,7 @@ fn main() {
         )
     });
     let mut driver = Driver::new(device, &iface);
+    let mut stats = args.observe.stats_timer(clock.now());
     eprintln!(
         "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {})",
         args.port,
@@ -171,7 +177,16 @@ fn main() {
             }
         }
         let now = clock.now();
-        let deadline = driver.poll_at(&iface);
+        if stats.due(now) {
+            eprint!(
+                "{}",
+                stats_report("tcpecho", stats.elapsed_secs(now), &iface)
+            );
+        }
+        let deadline = [driver.poll_at(&iface), stats.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
             continue;
         }
