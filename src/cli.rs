@@ -332,9 +332,12 @@ pub fn stats_report(tool: &str, elapsed_secs: f64, iface: &Interface) -> String 
 }
 
 /// For tools on the threaded [`Stack`]: a thread that prints the socket
-/// table and counters on SIGUSR1 (received through `signals`, which must
-/// have been created before the stack's thread was spawned) and the
-/// counters every `--stats-interval`. Runs until the process exits.
+/// table and counters to stderr on SIGUSR1 and the counters every
+/// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
+/// prints the counters to stdout and exits the process with status 0 on
+/// them. `signals` must have been created before the stack's thread (or
+/// any other) was spawned, so that every thread has them blocked. Runs
+/// until the process exits.
 pub fn spawn_monitor(
     tool: &'static str,
     stack: std::sync::Arc<Stack>,
@@ -362,6 +365,13 @@ pub fn spawn_monitor(
                 return;
             }
             while let Some(sig) = signals.read() {
+                if sig == libc::SIGINT || sig == libc::SIGTERM {
+                    let r = stack
+                        .with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
+                    print!("{r}");
+                    let _ = io::Write::flush(&mut io::stdout());
+                    std::process::exit(0);
+                }
                 if sig == libc::SIGUSR1 {
                     let r = stack.with_interface(|i| {
                         format!(
