@@ -281,7 +281,7 @@ impl StatsTimer {
                 // Skip missed periods rather than bursting.
                 let mut n = next + period;
                 while n <= now {
-                    n = n + period;
+                    n += period;
                 }
                 self.next = Some(n);
                 true
