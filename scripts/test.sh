@@ -4,7 +4,8 @@
 #   sudo scripts/test.sh
 #
 # Installs the tools (scripts/install-deps.sh), then runs cargo fmt --check,
-# cargo clippy (all targets, warnings are errors) and cargo test --release
+# cargo clippy (all targets, warnings are errors), cargo doc (warnings are
+# errors) and cargo test --release
 # (unit, property, simulation and network-namespace tests). The namespace
 # tests need root; without it they print "skipping" and pass, except when
 # CI is set, where they fail. Every step runs even after a failure; the exit
@@ -48,6 +49,7 @@ if ! step install-deps scripts/install-deps.sh; then
 fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets -- -D warnings
+step doc env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 # --release: the namespace tests run the optimised udpecho.
 step test bash -c 'cargo test --release 2>&1 | tee "$1"' _ "$LOG"
 
