@@ -35,7 +35,7 @@ const MAX_CONNS: usize = 512;
 
 /// Serve static files over HTTP/1.1 on a user-space TCP/IP stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "http_server", version)]
+#[command(name = "http_server", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,

@@ -27,7 +27,7 @@ const TOOL: &str = "poll_loop";
 
 /// TCP and UDP echo on a user-space stack, driven by one poll loop.
 #[derive(clap::Parser, Debug)]
-#[command(name = "poll_loop", version)]
+#[command(name = "poll_loop", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,

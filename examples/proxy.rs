@@ -24,7 +24,7 @@ const TOOL: &str = "proxy";
 
 /// Relay TCP connections from a user-space stack to kernel sockets.
 #[derive(clap::Parser, Debug)]
-#[command(name = "proxy", version)]
+#[command(name = "proxy", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,

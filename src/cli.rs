@@ -199,6 +199,13 @@ pub fn fail(tool: &str, msg: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
+/// The `--help` epilogue of the poll-loop tools and the examples: what
+/// the signals do and how logging is enabled.
+pub const SIGNALS_HELP: &str =
+    "Signals: SIGUSR1 prints the counters and the socket table to stderr and \
+carries on; SIGINT and SIGTERM print the counters to stdout and exit 0.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug).";
+
 /// Observability flags shared by every bundled tool: logging of the stack's
 /// `tracing` events and periodic counters.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -15,7 +15,7 @@ use ustack::time::{Clock, RealClock};
 
 /// Echo TCP connections on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "tcpecho", version)]
+#[command(name = "tcpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,

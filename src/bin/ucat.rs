@@ -15,7 +15,13 @@ use ustack::tcp::State;
 
 /// netcat on a user-space TCP/IP stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "ucat", version)]
+#[command(
+    name = "ucat",
+    version,
+    after_help = "Exit status: 0 when both directions ended cleanly; 1 with one line on stderr on refused, reset or timed out.\n\
+Signals: SIGUSR1 prints the counters and the socket table to stderr and carries on.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug)."
+)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,

@@ -10,7 +10,7 @@ use ustack::time::{Clock, RealClock};
 
 /// Echo UDP datagrams (and answer ping) on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "udpecho", version)]
+#[command(name = "udpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
