@@ -21,6 +21,7 @@ const S_HALF: u8 = 43;
 const S_POLL: u8 = 44;
 const S_STATS: u8 = 45;
 const S_USR1: u8 = 46;
+const S_PROG: u8 = 47;
 
 /// The path of example `name`, built (once) for this test run.
 pub fn example(name: &str) -> String {
@@ -455,10 +456,17 @@ print("RESULT tcp=%d udp=%d" % (tcp_ok, udp_ok))
 "#;
 
 /// poll_loop: echoes a 1 MiB TCP stream (with half-close) and 20 UDP
-/// datagrams; exits 0 on SIGINT with its counters.
+/// datagrams; exits 0 on SIGINT with its counters; `--log` shows the
+/// connection's state transitions.
 pub fn poll_loop_echoes_tcp_and_udp() {
     let mut rig = Rig::new(Medium::Tun, "epoll", S_POLL);
-    rig.launch(ToolSpec::new(&example("poll_loop"), &["--port", "7"]).ready("poll_loop: echoing"));
+    rig.launch(
+        ToolSpec::new(
+            &example("poll_loop"),
+            &["--port", "7", "--log", "ustack::tcp=debug"],
+        )
+        .ready("poll_loop: echoing"),
+    );
     let out = rig.python(ECHO_BOTH, &[&rig.stack_ip, "7"], Duration::from_secs(90));
     if !(out.success() && out.stdout.contains("RESULT tcp=1 udp=20")) {
         let stopped = rig.stop();
@@ -469,6 +477,22 @@ pub fn poll_loop_echoes_tcp_and_udp() {
     assert!(
         stopped.stdout.contains("passive connection openings"),
         "{stopped}"
+    );
+    // --log: the connection's state changes were logged, nothing at trace.
+    assert!(
+        stopped.stderr.contains("tcp state transition")
+            && stopped.stderr.contains("from=Established to=CloseWait")
+            && stopped.stderr.contains("from=CloseWait to=LastAck"),
+        "{stopped}"
+    );
+    assert!(!stopped.stderr.contains("ustack::drop"), "{stopped}");
+    eprintln!(
+        "poll_loop --log: {}",
+        stopped
+            .stderr
+            .lines()
+            .find(|l| l.contains("to=LastAck"))
+            .unwrap_or("")
     );
 }
 
@@ -511,4 +535,52 @@ pub fn sigusr1_prints_socket_table() {
         stopped.stderr.contains("Netid") && stopped.stderr.contains("0.0.0.0:7000"),
         "ucat should print its socket table on SIGUSR1:\n{stopped}"
     );
+}
+
+/// `ucat --progress` on a 6 MiB upload through a 20 Mbit/s impaired link
+/// (about 2.5 s): progress lines each second, the last one with every byte.
+pub fn ucat_progress_reports() {
+    let data = TempFile::new("prog");
+    let len: u64 = 6 << 20;
+    write_pseudo_random(&data.0, len as usize, 9);
+    let mut rig = Rig::new(Medium::Tun, "eprog", S_PROG);
+    let mut server = rig.python_server(crate::py::SERVER, &["5001", "sink", "thanks", "60"]);
+    let kip = rig.kernel_ip.clone();
+    rig.launch(
+        ToolSpec::ucat(&[
+            "--progress",
+            "--impair",
+            "rate=20mbit",
+            "connect",
+            &kip,
+            "5001",
+        ])
+        .stdin(crate::harness::Input::File(data.0.clone())),
+    );
+    let u = rig.wait(Duration::from_secs(60));
+    let s = server.wait(Duration::from_secs(10));
+    assert_eq!(
+        crate::py::result_field(&s.stdout, "received"),
+        Some(len),
+        "{u}\n{s}"
+    );
+    assert_eq!(u.code(), Some(0), "{u}");
+    let lines: Vec<&str> = u
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ucat: ") && l.contains(" sent "))
+        .collect();
+    assert!(lines.len() >= 2, "expected progress lines:\n{u}");
+    let last_sent: u64 = lines
+        .last()
+        .and_then(|l| l.split(" sent ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        last_sent >= len,
+        "the last line should count every byte:\n{u}"
+    );
+    assert!(lines.iter().all(|l| l.contains("retransmits")), "{u}");
+    eprintln!("ucat --progress:\n{}", lines.join("\n"));
 }

@@ -374,4 +374,5 @@ example_tests!(
     [poll_loop_echoes_tcp_and_udp, "ping"],
     [stats_interval_prints_counters, "ping"],
     [sigusr1_prints_socket_table, "ping"],
+    [ucat_progress_reports, "ping"],
 );

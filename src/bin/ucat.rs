@@ -119,6 +119,13 @@ fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::Join
         let start = StdInstant::now();
         let (mut last_t, mut last_tx, mut last_rx) = (start, 0u64, 0u64);
         loop {
+            // Sleep a second, waking early when the transfer ends.
+            for _ in 0..20 {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let finished = done.load(Ordering::Acquire);
             if let Ok(i) = stream.info() {
                 let now = StdInstant::now();
@@ -139,13 +146,6 @@ fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::Join
             }
             if finished {
                 return;
-            }
-            // Sleep a second, waking early when the transfer ends.
-            for _ in 0..20 {
-                if done.load(Ordering::Acquire) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
     })
