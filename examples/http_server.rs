@@ -259,11 +259,41 @@ fn error(
     )
 }
 
-/// Serves requests on one connection until it closes, errs, or asks to.
-fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
-    let mut s = &stream;
+/// Streams `len` bytes of `f` through `buf` (64 KiB: the only copy of
+/// the file in memory). Returns the bytes sent (less than `len` if the
+/// file shrank).
+fn send_file(mut f: File, len: u64, s: &mut &TcpStream, buf: &mut [u8]) -> io::Result<u64> {
+    let mut sent = 0;
+    while sent < len {
+        let want = ((len - sent) as usize).min(buf.len());
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        s.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+/// Closes gracefully: FIN after the queued response, then reads (and
+/// discards) until the client's FIN, so that unread request bytes do not
+/// turn the close into a reset that could destroy the response in flight.
+/// Gives the client 5 s (per read) to close.
+fn finish(stream: &mut TcpStream, buf: &mut [u8]) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && matches!(stream.read(buf), Ok(n) if n > 0) {}
+}
+
+/// Serves requests on one connection until it closes, errs, or asks to
+/// close; the caller then closes it with [`finish`].
+fn serve(stream: &TcpStream, root: &Path, chunk: &mut [u8]) -> io::Result<()> {
+    let mut s = stream;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         // Read until a full head is buffered (what follows it stays).
         let head_end = loop {
@@ -280,7 +310,7 @@ fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
                 )?;
                 return Ok(());
             }
-            let n = match s.read(&mut chunk) {
+            let n = match s.read(chunk) {
                 Ok(n) => n,
                 Err(e)
                     if matches!(
@@ -343,14 +373,10 @@ fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
                 }) {
                     Ok((f, len)) => {
                         respond(&mut s, "200 OK", "", len, content_type(&path), keep, None)?;
-                        if !head_only {
-                            // Streams: at most one 64 KiB buffer in memory.
-                            let sent = io::copy(&mut f.take(len), &mut s)?;
-                            if sent != len {
-                                // The file shrank under us: the length we
-                                // promised cannot be kept; end the connection.
-                                return Ok(());
-                            }
+                        if !head_only && send_file(f, len, &mut s, chunk)? != len {
+                            // The file shrank under us: the length we
+                            // promised cannot be kept; end the connection.
+                            return Ok(());
                         }
                     }
                     Err(_) => error(&mut s, "404 Not Found", "", head_only, keep)?,
@@ -358,10 +384,6 @@ fn serve(stream: TcpStream, root: &Path) -> io::Result<()> {
             }
         }
         if !keep {
-            let _ = stream.shutdown(Shutdown::Write);
-            // Let the client read the response before the socket closes:
-            // drain until its FIN (bounded by the read timeout).
-            while matches!(s.read(&mut chunk), Ok(n) if n > 0) {}
             return Ok(());
         }
     }
@@ -431,7 +453,9 @@ fn main() {
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
             .spawn(move || {
-                let _ = serve(stream, &root);
+                let mut chunk = vec![0u8; 64 * 1024];
+                let _ = serve(&stream, &root, &mut chunk);
+                finish(&mut stream, &mut chunk);
                 active2.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
