@@ -391,7 +391,8 @@ print("RESULT ok=%d len=%d" % (got == want, len(got)))
 "#;
 
 /// proxy: the client's half-close reaches the server (which only answers
-/// after EOF), and the server's close reaches the client as EOF.
+/// after EOF), and the server's close reaches the client as EOF; its
+/// `--stats-interval` reports.
 pub fn proxy_propagates_half_close() {
     let mut rig = Rig::new(Medium::Tun, "ehalf", S_HALF);
     let (srv, srv_ip) = server_behind_veth(&rig, S_HALF);
@@ -401,8 +402,11 @@ pub fn proxy_propagates_half_close() {
     );
     let to = format!("{srv_ip}:9000");
     rig.launch(
-        ToolSpec::new(&example("proxy"), &["--listen", "9000", "--to", &to])
-            .ready("proxy: relaying"),
+        ToolSpec::new(
+            &example("proxy"),
+            &["--listen", "9000", "--to", &to, "--stats-interval", "0.5"],
+        )
+        .ready("proxy: relaying"),
     );
     let out = rig.python(
         HALF_CLIENT,
@@ -413,10 +417,19 @@ pub fn proxy_propagates_half_close() {
         let stopped = rig.stop();
         panic!("half-close through the proxy:\n{out}\n{stopped}");
     }
+    // The proxy logs the connection once both directions are done, and
+    // (threaded-stack tools too) prints its counters every 0.5 s.
+    let logged = rig
+        .tool()
+        .wait_stderr("300000 B up, 300011 B down", Duration::from_secs(5));
+    let stats = rig
+        .tool()
+        .wait_stderr("proxy: stats at", Duration::from_secs(5));
     let stopped = rig.stop();
+    assert!(logged, "the proxy should log the relayed bytes:\n{stopped}");
     assert!(
-        stopped.stderr.contains("300000 B up"),
-        "the proxy should log the relayed bytes:\n{stopped}"
+        stats && stopped.stderr.contains("passive connection openings"),
+        "--stats-interval in a threaded-stack tool:\n{stopped}"
     );
 }
 

@@ -468,6 +468,27 @@ impl Tool {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Waits (bounded by `limit`) until a line it printed on stderr
+    /// contains `needle`; true when one did.
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self
+                .stderr_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Writes to its stdin (an [`Input::Pipe`]).
     pub fn write_stdin(&mut self, data: &[u8]) {
         use std::io::Write;
