@@ -535,17 +535,18 @@ pub fn stats_interval_prints_counters() {
 pub fn sigusr1_prints_socket_table() {
     let mut rig = Rig::new(Medium::Tun, "eusr", S_USR1);
     rig.launch(ToolSpec::ucat(&["listen", "7000"]).stdin(crate::harness::Input::Pipe));
-    // The stack is up once ustk0 is (launch waited); give the listener a moment.
-    thread::sleep(Duration::from_millis(200));
+    // ucat blocks SIGUSR1 before it opens the device, and launch waited for
+    // the device: the signal cannot arrive too early.
     rig.tool().signal(libc::SIGUSR1);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert!(rig.tool().running(), "ucat should survive SIGUSR1");
+    let printed = rig
+        .tool()
+        .wait_stderr("0.0.0.0:7000", Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(200));
+    let alive = rig.tool().running();
     let stopped = rig.stop();
+    assert!(alive, "ucat should survive SIGUSR1:\n{stopped}");
     assert!(
-        stopped.stderr.contains("Netid") && stopped.stderr.contains("0.0.0.0:7000"),
+        printed && stopped.stderr.contains("Netid"),
         "ucat should print its socket table on SIGUSR1:\n{stopped}"
     );
 }
