@@ -68,27 +68,9 @@ fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8])
 }
 
 fn report(iface: &Interface, conns: usize) -> String {
-    let t = iface.tcp_counters();
     format!(
-        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n    {} connections being echoed\n",
-        t.active_opens,
-        t.passive_opens,
-        t.attempt_fails,
-        t.estab_resets,
-        iface.tcp_curr_estab(),
-        t.in_segs,
-        t.out_segs,
-        t.retrans_segs,
-        t.in_errs,
-        t.in_csum_errors,
-        t.out_rsts,
-        t.listen_overflows,
-        t.no_socket,
-        t.syncookies_sent,
-        t.syncookies_recv,
-        t.syncookies_failed,
-        iface.tcp_time_wait_len(),
-        conns
+        "{}    {conns} connections being echoed\n",
+        ustack::cli::tcp_report(iface)
     )
 }
 
