@@ -67,7 +67,15 @@ pub fn preconditions(test: &str, extra_tools: &[&str]) -> bool {
         missing.push("`python3`".to_string());
     }
     for tool in extra_tools {
-        if !have_command(tool, "--version") {
+        // Installed is enough: some tools (wrk) exit 1 on --version.
+        let installed = Command::new(tool)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !installed {
             missing.push(format!("`{tool}`"));
         }
     }
@@ -226,8 +234,9 @@ impl Netns {
     /// pid) when the namespace guard drops.
     #[allow(dead_code)]
     pub fn spawn(&self, argv: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(self.exec_argv(argv))
+        let full = self.exec_argv(argv);
+        let child = Command::new(full[0])
+            .args(&full[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -457,6 +466,27 @@ impl Tool {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits (bounded by `limit`) until a line it printed on stderr
+    /// contains `needle`; true when one did.
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self
+                .stderr_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Writes to its stdin (an [`Input::Pipe`]).

@@ -12,6 +12,7 @@
 
 #[cfg(feature = "tokio")]
 mod async_api;
+mod examples;
 mod harness;
 mod py;
 mod tcp;
@@ -358,3 +359,33 @@ fn no_privileges_is_one_line_error() {
     let out = run(&argv, Duration::from_secs(10));
     assert_one_line_failure(&out, "udpecho --tun as an unprivileged user");
 }
+
+/// The examples and the tools' observability flags (`examples.rs`).
+macro_rules! example_tests {
+    ($([$test:ident, $($tool:literal),*]),* $(,)?) => {
+        mod example_tests {
+            $(
+                #[test]
+                fn $test() {
+                    if crate::harness::preconditions(
+                        concat!("examples::", stringify!($test)),
+                        &[$($tool),*],
+                    ) {
+                        crate::examples::$test();
+                    }
+                }
+            )*
+        }
+    };
+}
+
+example_tests!(
+    [http_server_serves_files, "curl", "sha256sum"],
+    [http_server_survives_wrk, "wrk"],
+    [proxy_carries_iperf3, "iperf3", "ss"],
+    [proxy_propagates_half_close, "ss"],
+    [poll_loop_echoes_tcp_and_udp, "ping"],
+    [stats_interval_prints_counters, "ping"],
+    [sigusr1_prints_socket_table, "ping"],
+    [ucat_progress_reports, "ping"],
+);

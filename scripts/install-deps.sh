@@ -23,6 +23,8 @@ declare -A PKGS=(
     [nftables]=nft
     [hping3]=hping3
     [procps]=pkill
+    [curl]=curl
+    [wrk]=wrk
 )
 
 # sbin directories are not always on a non-root PATH.

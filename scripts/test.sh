@@ -4,10 +4,11 @@
 #   sudo scripts/test.sh
 #
 # Installs the tools (scripts/install-deps.sh), then runs cargo fmt --check,
-# cargo clippy (all targets, warnings are errors) and cargo test --release
-# (unit, property, simulation and network-namespace tests), both with
-# --all-features so that the async API (feature `tokio`) and its tests are
-# built and run. The namespace tests need root; without it they print "skipping" and pass, except when
+# cargo clippy (all targets, warnings are errors), cargo doc (warnings are
+# errors) and cargo test --release (unit, property, simulation and
+# network-namespace tests), all with --all-features so that the async API
+# (feature `tokio`) and its tests are built and run. The namespace tests
+# need root; without it they print "skipping" and pass, except when
 # CI is set, where they fail. Every step runs even after a failure; the exit
 # status is non-zero when any failed. Ends with a summary.
 set -uo pipefail
@@ -49,6 +50,7 @@ if ! step install-deps scripts/install-deps.sh; then
 fi
 step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets --all-features -- -D warnings
+step doc env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 # --release: the namespace tests run the optimised udpecho.
 step test bash -c 'cargo test --release --all-features 2>&1 | tee "$1"' _ "$LOG"
 

@@ -1,17 +1,19 @@
 //! What the bundled tools share: the device flags, opening the device stack
-//! (device, optional impairment, optional capture), and signal handling.
+//! (device, optional impairment, optional capture), signal handling, and
+//! observability (log subscriber, periodic counters, SIGUSR1 reports).
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-use crate::iface::{Config, Ipv4Cidr};
+use crate::iface::{Config, Interface, Ipv4Cidr};
 use crate::phy::impair::{Impair, ImpairSpec};
 use crate::phy::pcap::PcapWriter;
 use crate::phy::raw::{RawOptions, RawSocket};
 use crate::phy::tun::{TunDevice, TunKind, TunOptions};
 use crate::phy::Device;
+use crate::stack::Stack;
 use crate::wire::EthernetAddress;
 
 /// Device flags shared by every bundled tool.
@@ -195,4 +197,200 @@ pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
 pub fn fail(tool: &str, msg: impl std::fmt::Display) -> ! {
     eprintln!("{tool}: {msg}");
     std::process::exit(1)
+}
+
+/// The `--help` epilogue of the poll-loop tools and the examples: what
+/// the signals do and how logging is enabled.
+pub const SIGNALS_HELP: &str =
+    "Signals: SIGUSR1 prints the counters and the socket table to stderr and \
+carries on; SIGINT and SIGTERM print the counters to stdout and exit 0.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug).";
+
+/// Observability flags shared by every bundled tool: logging of the stack's
+/// `tracing` events and periodic counters.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ObserveArgs {
+    /// Log the stack's tracing events to stderr at this level or filter
+    /// (error, warn, info, debug, trace, or e.g. "ustack::tcp=debug"; TCP
+    /// state changes and RTOs are debug, retransmissions and drops trace).
+    /// Without it, RUST_LOG is used when set; otherwise nothing is logged.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Print the stack's counters to stderr every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    pub stats_interval: Option<std::time::Duration>,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(v))
+        }
+        _ => Err(format!(
+            "'{s}' is not an interval in seconds (a number > 0)"
+        )),
+    }
+}
+
+impl ObserveArgs {
+    /// Installs a `tracing` subscriber writing to stderr when `--log` or
+    /// `RUST_LOG` asks for one; does nothing otherwise (the library itself
+    /// never installs one).
+    pub fn init_logging(&self) -> Result<(), String> {
+        use tracing_subscriber::EnvFilter;
+        let filter = match &self.log {
+            Some(f) => EnvFilter::try_new(f).map_err(|e| format!("--log '{f}': {e}"))?,
+            None => match std::env::var("RUST_LOG") {
+                Ok(v) if !v.trim().is_empty() => {
+                    EnvFilter::try_new(&v).map_err(|e| format!("RUST_LOG '{v}': {e}"))?
+                }
+                _ => return Ok(()),
+            },
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(io::stderr)
+            .with_ansi(false)
+            .try_init()
+            .map_err(|e| format!("cannot install the log subscriber: {e}"))
+    }
+
+    /// A timer for `--stats-interval` on the core's clock (never due when
+    /// the flag is absent).
+    pub fn stats_timer(&self, now: crate::time::Instant) -> StatsTimer {
+        StatsTimer {
+            period: self.stats_interval,
+            next: self.stats_interval.map(|p| now + p),
+            start: now,
+        }
+    }
+}
+
+/// When the next periodic counters report is due (see
+/// [`ObserveArgs::stats_interval`]).
+#[derive(Debug, Clone)]
+pub struct StatsTimer {
+    period: Option<std::time::Duration>,
+    next: Option<crate::time::Instant>,
+    start: crate::time::Instant,
+}
+
+impl StatsTimer {
+    /// The next report's deadline, to include in the poll loop's wait.
+    pub fn deadline(&self) -> Option<crate::time::Instant> {
+        self.next
+    }
+
+    /// True (once per period) when a report is due at `now`.
+    pub fn due(&mut self, now: crate::time::Instant) -> bool {
+        match (self.next, self.period) {
+            (Some(next), Some(period)) if now >= next => {
+                // Skip missed periods rather than bursting.
+                let mut n = next + period;
+                while n <= now {
+                    n += period;
+                }
+                self.next = Some(n);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Seconds since the timer started, for the report's header.
+    pub fn elapsed_secs(&self, now: crate::time::Instant) -> f64 {
+        now.saturating_duration_since(self.start).as_secs_f64()
+    }
+}
+
+/// The TCP counters as `netstat -s`-like text.
+pub fn tcp_report(iface: &Interface) -> String {
+    let t = iface.tcp_counters();
+    format!(
+        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n",
+        t.active_opens,
+        t.passive_opens,
+        t.attempt_fails,
+        t.estab_resets,
+        iface.tcp_curr_estab(),
+        t.in_segs,
+        t.out_segs,
+        t.retrans_segs,
+        t.in_errs,
+        t.in_csum_errors,
+        t.out_rsts,
+        t.listen_overflows,
+        t.no_socket,
+        t.syncookies_sent,
+        t.syncookies_recv,
+        t.syncookies_failed,
+        iface.tcp_time_wait_len(),
+    )
+}
+
+/// One periodic report: a header line with the elapsed time, then every
+/// counter of the interface (link, ARP, IP, ICMP, UDP, TCP).
+pub fn stats_report(tool: &str, elapsed_secs: f64, iface: &Interface) -> String {
+    format!(
+        "{tool}: stats at {elapsed_secs:.1} s\n{}{}",
+        iface.counters().report(),
+        tcp_report(iface)
+    )
+}
+
+/// For tools on the threaded [`Stack`]: a thread that prints the socket
+/// table and counters to stderr on SIGUSR1 and the counters every
+/// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
+/// prints the counters to stdout and exits the process with status 0 on
+/// them. `signals` must have been created before the stack's thread (or
+/// any other) was spawned, so that every thread has them blocked. Runs
+/// until the process exits.
+pub fn spawn_monitor(
+    tool: &'static str,
+    stack: std::sync::Arc<Stack>,
+    signals: SignalFd,
+    observe: &ObserveArgs,
+) -> io::Result<()> {
+    let mut timer = observe.stats_timer(stack.now());
+    std::thread::Builder::new()
+        .name(format!("{tool}-monitor"))
+        .spawn(move || loop {
+            let now = stack.now();
+            if timer.due(now) {
+                let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
+                eprint!("{r}");
+            }
+            let timeout = timer
+                .deadline()
+                .map(|d| d.saturating_duration_since(stack.now()));
+            let mut fds = [libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if crate::runtime::poll_fds(&mut fds, timeout).is_err() {
+                return;
+            }
+            while let Some(sig) = signals.read() {
+                if sig == libc::SIGINT || sig == libc::SIGTERM {
+                    let r = stack
+                        .with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
+                    print!("{r}");
+                    let _ = io::Write::flush(&mut io::stdout());
+                    std::process::exit(0);
+                }
+                if sig == libc::SIGUSR1 {
+                    let r = stack.with_interface(|i| {
+                        format!(
+                            "{}{}{}",
+                            i.counters().report(),
+                            tcp_report(i),
+                            i.socket_report()
+                        )
+                    });
+                    eprint!("{r}");
+                }
+            }
+        })?;
+    Ok(())
 }

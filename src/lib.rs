@@ -22,7 +22,13 @@
 //!   `into_split`, `UdpSocket`), woken by the stack thread.
 //! * [`sim`]: a deterministic network simulator with virtual time.
 //!
-//! # Example: two stacks on an in-memory link
+//! # Two API styles
+//!
+//! **Threaded, `std::net`-shaped** ([`stack::Stack`] + [`net`]): the stack
+//! runs on its own thread; [`net::TcpListener`], [`net::TcpStream`] and
+//! [`net::UdpSocket`] block like their `std::net` namesakes and can be
+//! used from any number of threads. Pick it to port existing blocking code
+//! (see `examples/http_server.rs` and `examples/proxy.rs`).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -47,6 +53,112 @@
 //! echo.join().unwrap()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! **Single-threaded poll API** ([`iface::Interface`] + [`runtime::Driver`]):
+//! no threads and no locks. You own the interface (the sans-IO core) and
+//! the device, and run one loop: [`runtime::Driver::poll`] (frames in,
+//! core, frames out), service the sockets that
+//! [`iface::Interface::drain_socket_events`] names, then
+//! [`runtime::Driver::wait`] on the device's descriptor, your own
+//! descriptors and the next deadline ([`runtime::Driver::poll_at`]). Pick
+//! it for event loops, many connections, or full control of time (see
+//! `examples/poll_loop.rs`, and `tcpecho`). Two interfaces driven by hand:
+//!
+//! ```
+//! use ustack::{iface::{Config, Interface}, phy::{Medium, PipeDevice}, runtime::Driver,
+//!              time::{Clock, RealClock}};
+//!
+//! let (da, db) = PipeDevice::pair(Medium::Ip, 1500);
+//! let clock = RealClock::new();
+//! let host = |addr: &str| {
+//!     let mut c = Config::new(Medium::Ip);
+//!     c.addrs.push(addr.parse().unwrap());
+//!     Interface::new(c, clock.now())
+//! };
+//! let (mut a, mut b) = (host("10.0.0.1/24"), host("10.0.0.2/24"));
+//! let (mut drv_a, mut drv_b) = (Driver::new(da, &a), Driver::new(db, &b));
+//! let sa = a.udp_bind("10.0.0.1:5000".parse().unwrap())?;
+//! let sb = b.udp_bind("10.0.0.2:7".parse().unwrap())?;
+//! a.udp_send_to(sa, b"ping", "10.0.0.2:7".parse().unwrap())?;
+//! let mut buf = [0u8; 64];
+//! let mut echoed = None;
+//! for _ in 0..1000 {
+//!     let now = clock.now();
+//!     drv_a.poll(&mut a, now)?;
+//!     drv_b.poll(&mut b, now)?;
+//!     if let Ok((n, from)) = b.udp_recv_from(sb, &mut buf) {
+//!         b.udp_send_to(sb, &buf[..n], from)?; // echo
+//!     }
+//!     if let Ok((n, _)) = a.udp_recv_from(sa, &mut buf) {
+//!         echoed = Some(buf[..n].to_vec());
+//!         break;
+//!     }
+//! }
+//! assert_eq!(echoed.as_deref(), Some(&b"ping"[..]));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Both styles run the same core, so counters, `tcp_info` and behaviour
+//! are identical; [`stack::Stack::with_interface`] reaches the poll API of
+//! a threaded stack.
+//!
+//! # Choosing a device
+//!
+//! * **TUN** ([`phy::TunDevice`] with [`phy::TunKind::Tun`]): IP packets,
+//!   no ARP. The simplest way to put the stack next to the kernel: give the
+//!   kernel side an address in the same subnet and route to it.
+//! * **TAP** ([`phy::TunKind::Tap`]): Ethernet frames; the stack answers and
+//!   sends ARP with its own MAC. Use it to bridge the stack into a virtual
+//!   L2 network (a Linux bridge, VMs).
+//! * **Raw socket** ([`phy::RawSocket`]): `AF_PACKET` on an existing
+//!   interface (e.g. one end of a veth pair, or a NIC the kernel does not
+//!   use for IP: give it no kernel address, or the two stacks fight over
+//!   the same packets). Batched with `recvmmsg`/`sendmmsg`.
+//! * **In-memory pipe** ([`phy::PipeDevice`]): two stacks in one process,
+//!   for tests and simulations; no privileges needed.
+//!
+//! Any of them can be wrapped by [`phy::PcapWriter`] (capture for
+//! Wireshark) and [`phy::Impair`] (loss, delay, reordering, rate limit).
+//! TUN/TAP/raw need `CAP_NET_ADMIN`/`CAP_NET_RAW`: run in a network
+//! namespace of your own.
+//!
+//! # Congestion control
+//!
+//! [`tcp::TcpConfig::congestion`] names the controller for new connections
+//! ([`tcp::cc::AVAILABLE`]): `reno` (NewReno, RFC 5681/6582; the default, a
+//! safe choice on short paths) or `cubic` (RFC 9438 with HyStart++; better
+//! on long fat paths: high bandwidth × RTT). Set it on the interface's
+//! [`iface::Config::tcp`] before building, or change it for sockets
+//! created later with [`iface::Interface::set_tcp_config`]. The tools take
+//! `--cc`.
+//!
+//! # Tuning buffers
+//!
+//! * [`tcp::TcpConfig::send_buffer`] / [`tcp::TcpConfig::recv_buffer`]
+//!   (1 MiB each by default): the receive buffer caps the advertised window,
+//!   so a connection's throughput is at most `recv_buffer / RTT`; raise both
+//!   to at least the path's bandwidth-delay product (e.g. 100 Mbit/s × 80 ms
+//!   = 1 MB).
+//! * [`tcp::TcpConfig::nodelay`] turns Nagle off for request/response
+//!   traffic that writes small pieces.
+//! * [`tcp::TcpConfig::syn_backlog`] and the listener's backlog bound the
+//!   SYN and accept queues (SYN cookies take over when the SYN queue fills).
+//! * [`udp::UdpConfig`] bounds each UDP socket's queues;
+//!   [`iface::Config::tx_queue_frames`] bounds frames waiting for the device.
+//!
+//! # Observability
+//!
+//! Everything dropped is counted ([`iface::Interface::counters`],
+//! [`iface::Interface::tcp_counters`]), and per connection
+//! [`tcp::TcpInfo`] gives state, cwnd, RTT and retransmits. The core also
+//! emits [`tracing`](https://docs.rs/tracing) events: `debug` for TCP state
+//! transitions (target `ustack::tcp::state`), RTOs (`ustack::tcp::rto`),
+//! fast recovery and connection failures, `trace` for every retransmitted
+//! segment (`ustack::tcp::retransmit`) and every counted drop
+//! (`ustack::drop`, with the counter's name as `reason`). The library
+//! installs no subscriber: the application chooses one (the bundled tools
+//! take `--log LEVEL` or `RUST_LOG`). With no subscriber, or one that
+//! filters them out, the events cost a branch.
 //!
 //! On a real device, open it with [`phy::TunDevice::open`] (or
 //! [`phy::RawSocket::open`]) and build the stack the same way.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use ustack::cli::{fail, parse_args, DeviceArgs, SignalFd};
+use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
 use ustack::runtime::Driver;
 use ustack::socket::SocketHandle;
@@ -15,10 +15,12 @@ use ustack::time::{Clock, RealClock};
 
 /// Echo TCP connections on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "tcpecho", version)]
+#[command(name = "tcpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
@@ -66,32 +68,17 @@ fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8])
 }
 
 fn report(iface: &Interface, conns: usize) -> String {
-    let t = iface.tcp_counters();
     format!(
-        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n    {} connections being echoed\n",
-        t.active_opens,
-        t.passive_opens,
-        t.attempt_fails,
-        t.estab_resets,
-        iface.tcp_curr_estab(),
-        t.in_segs,
-        t.out_segs,
-        t.retrans_segs,
-        t.in_errs,
-        t.in_csum_errors,
-        t.out_rsts,
-        t.listen_overflows,
-        t.no_socket,
-        t.syncookies_sent,
-        t.syncookies_recv,
-        t.syncookies_failed,
-        iface.tcp_time_wait_len(),
-        conns
+        "{}    {conns} connections being echoed\n",
+        ustack::cli::tcp_report(iface)
     )
 }
 
 fn main() {
     let args: Args = parse_args("tcpecho");
+    if let Err(e) = args.observe.init_logging() {
+        fail("tcpecho", e);
+    }
     if !ustack::tcp::cc::AVAILABLE.contains(&args.cc.as_str()) {
         fail(
             "tcpecho",
@@ -124,6 +111,7 @@ fn main() {
         )
     });
     let mut driver = Driver::new(device, &iface);
+    let mut stats = args.observe.stats_timer(clock.now());
     eprintln!(
         "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {})",
         args.port,
@@ -171,7 +159,16 @@ fn main() {
             }
         }
         let now = clock.now();
-        let deadline = driver.poll_at(&iface);
+        if stats.due(now) {
+            eprint!(
+                "{}",
+                stats_report("tcpecho", stats.elapsed_secs(now), &iface)
+            );
+        }
+        let deadline = [driver.poll_at(&iface), stats.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
             continue;
         }

@@ -4,19 +4,33 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use ustack::cli::{fail, parse_args, DeviceArgs};
+use ustack::cli::{fail, parse_args, spawn_monitor, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::net::{TcpListener, TcpStream, UdpSocket};
 use ustack::stack::Stack;
 use ustack::tcp::State;
 
 /// netcat on a user-space TCP/IP stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "ucat", version)]
+#[command(
+    name = "ucat",
+    version,
+    after_help = "Exit status: 0 when both directions ended cleanly; 1 with one line on stderr on refused, reset or timed out.\n\
+Signals: SIGUSR1 prints the counters and the socket table to stderr and carries on.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug)."
+)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
+    /// TCP: print a progress line to stderr every second (bytes each way,
+    /// rates, retransmits, RTT, cwnd).
+    #[arg(long)]
+    progress: bool,
     /// UDP instead of TCP (each read of standard input is one datagram).
     #[arg(long)]
     udp: bool,
@@ -98,7 +112,62 @@ fn wait_delivered(stream: &TcpStream) {
     }
 }
 
-fn run_tcp(stack: &Stack, stream: TcpStream) -> Result<(), String> {
+/// The `--progress` thread: one line a second from `TcpStream::info()`
+/// until `done` is set, and a last line then.
+fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let start = StdInstant::now();
+        let (mut last_t, mut last_tx, mut last_rx) = (start, 0u64, 0u64);
+        loop {
+            // Sleep a second, waking early when the transfer ends.
+            for _ in 0..20 {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let finished = done.load(Ordering::Acquire);
+            if let Ok(i) = stream.info() {
+                let now = StdInstant::now();
+                let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
+                let mbit = |b: u64| b as f64 * 8.0 / dt / 1e6;
+                eprintln!(
+                    "ucat: {:.1} s: sent {} B ({:.1} Mbit/s), received {} B ({:.1} Mbit/s), {} retransmits, srtt {:.1} ms, cwnd {} B",
+                    now.duration_since(start).as_secs_f64(),
+                    i.bytes_acked,
+                    mbit(i.bytes_acked.saturating_sub(last_tx)),
+                    i.bytes_received,
+                    mbit(i.bytes_received.saturating_sub(last_rx)),
+                    i.retransmits,
+                    i.srtt.map_or(0.0, |d| d.as_secs_f64() * 1e3),
+                    i.cwnd,
+                );
+                (last_t, last_tx, last_rx) = (now, i.bytes_acked, i.bytes_received);
+            }
+            if finished {
+                return;
+            }
+        }
+    })
+}
+
+fn run_tcp(stack: &Stack, stream: TcpStream, progress: bool) -> Result<(), String> {
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = if progress {
+        let s = stream.try_clone().map_err(|e| e.to_string())?;
+        Some(spawn_progress(s, done.clone()))
+    } else {
+        None
+    };
+    let result = run_tcp_inner(stack, stream);
+    done.store(true, Ordering::Release);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    result
+}
+
+fn run_tcp_inner(stack: &Stack, stream: TcpStream) -> Result<(), String> {
     let tx = stream.try_clone().map_err(|e| e.to_string())?;
     let writer = std::thread::spawn(move || pump_stdin(tx));
     let mut out = io::stdout().lock();
@@ -192,12 +261,22 @@ fn main() {
             ),
         );
     }
+    if let Err(e) = args.observe.init_logging() {
+        fail("ucat", e);
+    }
+    // Before any thread starts, so that they all inherit the blocked mask.
+    let signals = SignalFd::new(&[libc::SIGUSR1])
+        .unwrap_or_else(|e| fail("ucat", format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("ucat", e));
     config.tcp.congestion = args.cc.clone();
-    let stack = Stack::builder(device)
-        .config(config)
-        .build()
-        .unwrap_or_else(|e| fail("ucat", e));
+    let stack = Arc::new(
+        Stack::builder(device)
+            .config(config)
+            .build()
+            .unwrap_or_else(|e| fail("ucat", e)),
+    );
+    spawn_monitor("ucat", stack.clone(), signals, &args.observe)
+        .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
             let addr = (host.as_str(), *port)
@@ -217,7 +296,7 @@ fn main() {
                     &addr,
                     Duration::from_secs(args.connect_timeout),
                 ) {
-                    Ok(s) => run_tcp(&stack, s),
+                    Ok(s) => run_tcp(&stack, s, args.progress),
                     Err(e) => Err(format!("connect to {addr}: {}", describe(&e))),
                 }
             }
@@ -233,7 +312,7 @@ fn main() {
             match l.accept() {
                 Ok((s, _)) => {
                     drop(l);
-                    run_tcp(&stack, s)
+                    run_tcp(&stack, s, args.progress)
                 }
                 Err(e) => Err(describe(&e)),
             }

@@ -3,17 +3,19 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use ustack::cli::{fail, parse_args, DeviceArgs, SignalFd};
+use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
 use ustack::runtime::Driver;
 use ustack::time::{Clock, RealClock};
 
 /// Echo UDP datagrams (and answer ping) on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "udpecho", version)]
+#[command(name = "udpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// UDP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
@@ -21,6 +23,9 @@ struct Args {
 
 fn main() {
     let args: Args = parse_args("udpecho");
+    if let Err(e) = args.observe.init_logging() {
+        fail("udpecho", e);
+    }
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail("udpecho", format!("cannot set up signals: {e}")));
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("udpecho", e));
@@ -35,6 +40,7 @@ fn main() {
             )
         });
     let mut driver = Driver::new(device, &iface);
+    let mut stats = args.observe.stats_timer(clock.now());
     let addrs: Vec<String> = iface.config().addrs.iter().map(|a| a.to_string()).collect();
     eprintln!(
         "udpecho: echoing UDP port {} on {} ({:?}, mtu {})",
@@ -66,7 +72,16 @@ fn main() {
             }
         }
         let now = clock.now();
-        let deadline = driver.poll_at(&iface);
+        if stats.due(now) {
+            eprint!(
+                "{}",
+                stats_report("udpecho", stats.elapsed_secs(now), &iface)
+            );
+        }
+        let deadline = [driver.poll_at(&iface), stats.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
             continue;
         }

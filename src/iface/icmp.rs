@@ -79,6 +79,7 @@ impl Interface {
         }
         let Ok(pkt) = icmpv4::Packet::new_checked(payload) else {
             c.in_errors += 1;
+            trace_drop!("icmp.in_errors");
             return;
         };
         let repr = match icmpv4::Repr::parse(&pkt) {
@@ -86,12 +87,14 @@ impl Interface {
             Err(Error::Checksum) => {
                 c.in_csum_errors += 1;
                 c.in_errors += 1;
+                trace_drop!("icmp.in_errors");
                 return;
             }
             // Types the stack does not act on are counted by type above.
             Err(Error::Unsupported) => return,
             Err(_) => {
                 c.in_errors += 1;
+                trace_drop!("icmp.in_errors");
                 return;
             }
         };
@@ -212,6 +215,7 @@ impl Interface {
         }
         if !self.icmp_limiter.take(now) {
             self.counters.icmp.out_rate_limited += 1;
+            trace_drop!("icmp.out_rate_limited");
             return false;
         }
         true

@@ -6,6 +6,14 @@
 //! IPv4, reassembles fragments (bounded), answers ARP and ICMP echo, sends
 //! rate-limited ICMP errors, demultiplexes to sockets and counts every drop.
 
+/// A `trace` event for a dropped frame, segment or datagram, next to the
+/// counter that counts it (free when no subscriber listens at that level).
+macro_rules! trace_drop {
+    ($reason:expr) => {
+        tracing::trace!(target: "ustack::drop", reason = $reason, "dropped")
+    };
+}
+
 mod counters;
 mod icmp;
 pub mod neighbor;
@@ -300,23 +308,34 @@ impl Interface {
         match self.config.medium {
             Medium::Ip => match frame.first().map(|b| b >> 4) {
                 Some(4) => self.process_ipv4(now, frame, false),
-                Some(_) => self.counters.link.unknown_ethertype += 1,
-                None => self.counters.link.frames_malformed += 1,
+                Some(_) => {
+                    self.counters.link.unknown_ethertype += 1;
+                    trace_drop!("link.unknown_ethertype")
+                }
+                None => {
+                    self.counters.link.frames_malformed += 1;
+                    trace_drop!("link.frames_malformed")
+                }
             },
             Medium::Ethernet => {
                 let Ok(eth) = ethernet::Frame::new_checked(frame) else {
                     self.counters.link.frames_malformed += 1;
+                    trace_drop!("link.frames_malformed");
                     return;
                 };
                 let dst = eth.dst_addr();
                 if dst != self.hardware_addr && !dst.is_broadcast() {
                     self.counters.link.frames_not_for_us += 1;
+                    trace_drop!("link.frames_not_for_us");
                     return;
                 }
                 match eth.ethertype() {
                     ethernet::ethertype::ARP => self.process_arp(now, eth.payload()),
                     ethernet::ethertype::IPV4 => self.process_ipv4(now, eth.payload(), false),
-                    _ => self.counters.link.unknown_ethertype += 1,
+                    _ => {
+                        self.counters.link.unknown_ethertype += 1;
+                        trace_drop!("link.unknown_ethertype")
+                    }
                 }
             }
         }
@@ -327,6 +346,7 @@ impl Interface {
             Ok(r) => r,
             Err(_) => {
                 self.counters.link.arp_errors += 1;
+                trace_drop!("link.arp_errors");
                 return;
             }
         };
@@ -345,6 +365,7 @@ impl Interface {
             // Probes (sender 0.0.0.0), claims on our own address, and
             // nonsense senders must not poison the cache.
             self.counters.link.arp_errors += 1;
+            trace_drop!("link.arp_errors");
             return;
         }
         let for_us = self.has_addr(repr.target_protocol_addr);
@@ -375,10 +396,12 @@ impl Interface {
         }
         let Ok(pkt) = ipv4::Packet::new_checked(bytes) else {
             self.counters.ip.in_hdr_errors += 1;
+            trace_drop!("ip.in_hdr_errors");
             return;
         };
         if !pkt.verify_checksum() {
             self.counters.ip.in_hdr_errors += 1;
+            trace_drop!("ip.in_hdr_errors");
             return;
         }
         let src = pkt.src_addr();
@@ -392,10 +415,12 @@ impl Interface {
         {
             // Martian source: nothing may answer it.
             self.counters.ip.in_hdr_errors += 1;
+            trace_drop!("ip.in_hdr_errors");
             return;
         }
         if !self.accepts_dst(dst) {
             self.counters.ip.in_addr_errors += 1;
+            trace_drop!("ip.in_addr_errors");
             return;
         }
         if pkt.more_frags() || pkt.frag_offset() != 0 {
@@ -420,6 +445,7 @@ impl Interface {
                 Ok(Outcome::Held) | Ok(Outcome::Duplicate) => {}
                 Err(e) => {
                     self.counters.ip.reasm_fails += 1;
+                    trace_drop!("ip.reasm_fails");
                     if e == Reject::Overlap {
                         self.counters.ip.reasm_overlaps += 1;
                     }
@@ -449,6 +475,7 @@ impl Interface {
             }
             _ => {
                 self.counters.ip.in_unknown_protos += 1;
+                trace_drop!("ip.in_unknown_protos");
                 self.send_icmp_error(
                     now,
                     &meta,
@@ -486,6 +513,7 @@ impl Interface {
         let len = ethernet::HEADER_LEN + repr.buffer_len();
         let Some(buf) = self.tx.reserve(len) else {
             self.counters.link.tx_queue_drops += 1;
+            trace_drop!("link.tx_queue_drops");
             return;
         };
         let eth = ethernet::Repr {
@@ -521,6 +549,7 @@ impl Interface {
         let link = self.link_header_len();
         let Some(buf) = self.tx.reserve(link + ip_packet.len()) else {
             self.counters.link.tx_queue_drops += 1;
+            trace_drop!("link.tx_queue_drops");
             self.counters.ip.out_discards += 1;
             return;
         };
@@ -554,6 +583,7 @@ impl Interface {
         self.counters.ip.out_requests += 1;
         let Some(hop) = self.route(repr.dst_addr) else {
             self.counters.ip.out_no_routes += 1;
+            trace_drop!("ip.out_no_routes");
             return;
         };
         repr.ident = self.ident;
@@ -577,6 +607,7 @@ impl Interface {
                 let hw = self.hardware_addr;
                 let Some(buf) = self.tx.reserve(link + total) else {
                     self.counters.link.tx_queue_drops += 1;
+                    trace_drop!("link.tx_queue_drops");
                     self.counters.ip.out_discards += 1;
                     return;
                 };
@@ -595,6 +626,7 @@ impl Interface {
             }
         } else if repr.dont_frag {
             self.counters.ip.frag_fails += 1;
+            trace_drop!("ip.frag_fails");
             self.counters.ip.out_discards += 1;
             return;
         }
@@ -621,6 +653,7 @@ impl Interface {
         let chunk = (mtu - header_len) & !7;
         if chunk == 0 {
             self.counters.ip.frag_fails += 1;
+            trace_drop!("ip.frag_fails");
             return;
         }
         self.counters.ip.frag_oks += 1;
@@ -658,6 +691,7 @@ impl Interface {
                     } => {
                         if dropped {
                             self.counters.link.arp_pending_drops += 1;
+                            trace_drop!("link.arp_pending_drops");
                             self.counters.ip.out_discards += 1;
                         }
                         if send_request {
@@ -726,6 +760,7 @@ impl Interface {
             for e in expired {
                 self.counters.ip.reasm_timeout += 1;
                 self.counters.ip.reasm_fails += 1;
+                trace_drop!("ip.reasm_fails");
                 if let Some(first) = e.first {
                     self.send_reassembly_timeout(now, &first);
                 }

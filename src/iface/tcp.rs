@@ -122,6 +122,7 @@ impl Interface {
             Ok(p) => p,
             Err(_) => {
                 self.tcp.counters.in_errs += 1;
+                trace_drop!("tcp.in_errs");
                 return;
             }
         };
@@ -129,6 +130,7 @@ impl Interface {
             Ok(r) => r,
             Err(e) => {
                 self.tcp.counters.in_errs += 1;
+                trace_drop!("tcp.in_errs");
                 if e == Error::Checksum {
                     self.tcp.counters.in_csum_errors += 1;
                 }
@@ -137,6 +139,7 @@ impl Interface {
         };
         if self.is_broadcast(meta.dst) || repr.src_port == 0 || repr.dst_port == 0 {
             self.tcp.counters.in_errs += 1;
+            trace_drop!("tcp.in_errs");
             return;
         }
         let local = SocketAddr::new(dst, repr.dst_port);
@@ -185,6 +188,7 @@ impl Interface {
             return;
         }
         self.tcp.counters.no_socket += 1;
+        trace_drop!("tcp.no_socket");
         self.tcp_reset_for(now, local, remote, &repr);
     }
 
@@ -199,6 +203,7 @@ impl Interface {
                     // Linux does; the SYN-ACK is retransmitted and the
                     // client's retries find room once the server accepts.
                     self.tcp.counters.listen_overflows += 1;
+                    trace_drop!("tcp.listen_overflows");
                     return;
                 }
             }
@@ -305,6 +310,7 @@ impl Interface {
         if l.accept_queue.len() >= l.backlog {
             // Accept queue full: drop, the client retries (Linux).
             self.tcp.counters.listen_overflows += 1;
+            trace_drop!("tcp.listen_overflows");
             return;
         }
         if l.syn_queue_full() {
@@ -313,6 +319,7 @@ impl Interface {
                 self.send_syn_cookie(now, lh, local, remote, repr);
             } else {
                 self.tcp.counters.listen_overflows += 1;
+                trace_drop!("tcp.listen_overflows");
             }
             return;
         }
@@ -405,6 +412,7 @@ impl Interface {
         else {
             if self.tcp.counters.syncookies_sent > 0 {
                 self.tcp.counters.syncookies_failed += 1;
+                trace_drop!("tcp.syncookies_failed");
             }
             return false;
         };
@@ -413,6 +421,7 @@ impl Interface {
         };
         if l.accept_queue.len() >= l.backlog {
             self.tcp.counters.listen_overflows += 1;
+            trace_drop!("tcp.listen_overflows");
             return true;
         }
         let cfg = l.config.clone();

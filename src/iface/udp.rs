@@ -27,6 +27,7 @@ impl Interface {
             Ok(r) => r,
             Err(e) => {
                 self.counters.udp.in_errors += 1;
+                trace_drop!("udp.in_errors");
                 if e == Error::Checksum {
                     self.counters.udp.in_csum_errors += 1;
                 }
@@ -79,9 +80,11 @@ impl Interface {
             self.counters.udp.in_datagrams += 1;
         } else if overflow {
             self.counters.udp.rcvbuf_errors += 1;
+            trace_drop!("udp.rcvbuf_errors");
             self.counters.udp.in_errors += 1;
         } else {
             self.counters.udp.no_ports += 1;
+            trace_drop!("udp.no_ports");
             if !broadcast && !is_group_addr(dst.ip()) {
                 self.send_icmp_error(now, meta, DstUnreachable::PortUnreachable);
             }
@@ -154,6 +157,7 @@ impl Interface {
                 Some(a) => a,
                 None => {
                     self.counters.ip.out_no_routes += 1;
+                    trace_drop!("ip.out_no_routes");
                     return;
                 }
             }

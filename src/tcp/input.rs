@@ -63,7 +63,7 @@ impl Tcb {
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = self.irs;
         self.snd_wl2 = self.iss;
-        self.state = State::SynReceived;
+        self.set_state(State::SynReceived);
         self.snd_nxt = self.iss;
         self.last_recv_at = now;
         // Data on a SYN (without Fast Open) is not acknowledged; the peer
@@ -115,7 +115,7 @@ impl Tcb {
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = SeqNumber(ack_seg.seq_number);
         self.snd_wl2 = SeqNumber(ack_seg.ack_number);
-        self.state = State::Established;
+        self.set_state(State::Established);
         self.last_recv_at = now;
         self.on_established(now);
     }
@@ -156,7 +156,7 @@ impl Tcb {
         self.last_recv_at = now;
         if f.ack() {
             self.ack_syn(now, ack, seg);
-            self.state = State::Established;
+            self.set_state(State::Established);
             self.on_established(now);
             self.ack_now = true;
             // Data on a SYN-ACK (Fast Open) is accepted like any text.
@@ -165,7 +165,7 @@ impl Tcb {
             }
         } else {
             // Simultaneous open: answer with SYN-ACK (same ISS).
-            self.state = State::SynReceived;
+            self.set_state(State::SynReceived);
             self.snd_nxt = self.iss;
             self.rto_at = Some(now);
         }
@@ -344,10 +344,10 @@ impl Tcb {
             if ack > self.snd_una && ack <= self.snd_max {
                 self.ack_syn(now, ack, seg);
                 // Window from this ACK (scaled: it is not a SYN).
-                self.state = State::Established;
+                self.set_state(State::Established);
                 self.on_established(now);
                 if self.fin_queued {
-                    self.state = State::FinWait1;
+                    self.set_state(State::FinWait1);
                 }
             } else {
                 return Some(RstReply {
@@ -427,7 +427,7 @@ impl Tcb {
         let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
         match self.state {
             State::FinWait1 if fin_acked => {
-                self.state = State::FinWait2;
+                self.set_state(State::FinWait2);
                 if self.orphaned {
                     self.fin_wait2_at = Some(now + self.config.fin_wait2_timeout);
                 }
@@ -587,12 +587,12 @@ impl Tcb {
         self.fin_received = true;
         self.ack_now = true;
         match self.state {
-            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::SynReceived | State::Established => self.set_state(State::CloseWait),
             State::FinWait1 => {
                 if self.fin_seq.is_some_and(|f| self.snd_una > f) {
                     self.enter_time_wait(now);
                 } else {
-                    self.state = State::Closing;
+                    self.set_state(State::Closing);
                 }
             }
             State::FinWait2 => self.enter_time_wait(now),

@@ -41,3 +41,5 @@ pub use time_wait::{TimeWaitEntry, TimeWaitTable};
 mod regress_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_tests;

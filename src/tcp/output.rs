@@ -222,6 +222,16 @@ impl Tcb {
         self.retries += 1;
         self.info.timeouts += 1;
         self.rtt.backoff();
+        tracing::debug!(
+            target: "ustack::tcp::rto",
+            local = %self.local,
+            remote = %self.remote,
+            state = ?self.state,
+            retries = self.retries,
+            rto_ms = self.rtt.rto().as_millis() as u64,
+            in_flight = self.bytes_in_flight(),
+            "tcp retransmission timeout"
+        );
         self.rtt_probe = None;
         if handshake {
             self.snd_nxt = self.iss;
@@ -370,6 +380,7 @@ impl Tcb {
                         self.snd_max = self.snd_nxt;
                     } else {
                         self.info.retransmits += 1;
+                        tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
                     }
                     if self.retries == 0 {
                         self.rtt_probe = Some((self.iss, now));
@@ -443,6 +454,7 @@ impl Tcb {
                 }
                 sent += 1;
                 self.info.retransmits += 1;
+                tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
             }
             self.retransmit_one = false;
         }
@@ -488,6 +500,7 @@ impl Tcb {
             sent += 1;
             if seq < self.snd_max {
                 self.info.retransmits += 1;
+                tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
             } else if self.rtt_probe.is_none() {
                 self.rtt_probe = Some((seq, now));
             }

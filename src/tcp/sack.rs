@@ -404,6 +404,15 @@ impl Tcb {
         self.retransmit_one = true;
         self.info.fast_retransmits += 1;
         self.sack.clear_retransmitted();
+        tracing::debug!(
+            target: "ustack::tcp::recovery",
+            local = %self.local,
+            remote = %self.remote,
+            in_flight,
+            cwnd = self.cc.cwnd(),
+            ssthresh = self.cc.ssthresh(),
+            "tcp fast retransmit: entering recovery"
+        );
     }
 
     /// Whether a new SACK recovery may begin: RFC 6675 §5.1 lets it once

@@ -337,9 +337,26 @@ impl Tcb {
         }
     }
 
+    /// Moves to `to`, with a `debug` event for the transition (cheap when no
+    /// subscriber listens at that level).
+    #[inline]
+    pub(crate) fn set_state(&mut self, to: State) {
+        if self.state != to {
+            tracing::debug!(
+                target: "ustack::tcp::state",
+                local = %self.local,
+                remote = %self.remote,
+                from = ?self.state,
+                to = ?to,
+                "tcp state transition"
+            );
+            self.state = to;
+        }
+    }
+
     /// An active open: SYN-SENT, the SYN goes out on the next poll.
     pub(crate) fn connect(&mut self, now: Instant) {
-        self.state = State::SynSent;
+        self.set_state(State::SynSent);
         self.snd_nxt = self.iss;
         self.rto_at = Some(now);
         self.unacked_since = Some(now);
@@ -474,15 +491,15 @@ impl Tcb {
         }
         match self.state {
             State::SynSent => {
-                self.state = State::Closed;
+                self.set_state(State::Closed);
             }
             State::SynReceived | State::Established => {
                 self.fin_queued = true;
-                self.state = State::FinWait1;
+                self.set_state(State::FinWait1);
             }
             State::CloseWait => {
                 self.fin_queued = true;
-                self.state = State::LastAck;
+                self.set_state(State::LastAck);
             }
             _ => {}
         }
@@ -512,7 +529,7 @@ impl Tcb {
         if self.state.is_synchronized() || self.state == State::SynReceived {
             self.rst_pending = true;
         } else {
-            self.state = State::Closed;
+            self.set_state(State::Closed);
         }
     }
 
@@ -562,12 +579,20 @@ impl Tcb {
 
     /// Sets the error the application will see, and closes.
     pub(crate) fn fail(&mut self, kind: io::ErrorKind) {
+        tracing::debug!(
+            target: "ustack::tcp",
+            local = %self.local,
+            remote = %self.remote,
+            state = ?self.state,
+            error = ?kind,
+            "tcp connection failed"
+        );
         self.error = Some(kind);
         self.enter_closed();
     }
 
     pub(crate) fn enter_closed(&mut self) {
-        self.state = State::Closed;
+        self.set_state(State::Closed);
         self.rto_at = None;
         self.delack_at = None;
         self.persist_at = None;
@@ -577,7 +602,7 @@ impl Tcb {
     }
 
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {
-        self.state = State::TimeWait;
+        self.set_state(State::TimeWait);
         self.rto_at = None;
         self.persist_at = None;
         self.keepalive_at = None;

@@ -1,0 +1,172 @@
+//! proxy: accepts TCP connections on the user-space stack and relays each
+//! one to a kernel socket (`std::net::TcpStream`), the way a transparent
+//! proxy or a tunnel endpoint bridges the two worlds.
+//!
+//! ```text
+//! proxy --tun ustk0 --addr 10.0.0.2/24 --listen 5201 --to 192.0.2.10:5201
+//! ```
+//!
+//! Two threads per connection copy the two directions with 64 KiB
+//! buffers. When one side ends its direction (EOF), the other side's write
+//! half is shut down, so half-closes travel through; a reset or error on
+//! either side shuts both down.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream as KernelStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ustack::cli::{fail, parse_args, spawn_monitor, DeviceArgs, ObserveArgs, SignalFd};
+use ustack::net::{TcpListener, TcpStream};
+use ustack::stack::Stack;
+
+const TOOL: &str = "proxy";
+
+/// Relay TCP connections from a user-space stack to kernel sockets.
+#[derive(clap::Parser, Debug)]
+#[command(name = "proxy", version, after_help = ustack::cli::SIGNALS_HELP)]
+struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
+    /// TCP port to accept connections on, on the stack.
+    #[arg(long, value_name = "PORT")]
+    listen: u16,
+    /// Where each connection is relayed to, through the kernel's TCP.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: String,
+    /// Congestion control on the stack's side: reno or cubic.
+    #[arg(long, default_value = "reno")]
+    cc: String,
+    /// Give up connecting to --to after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    connect_timeout: u64,
+}
+
+/// Copies `from` to `to` until EOF, then shuts `to`'s write half down (the
+/// half-close goes through). On an error, shuts both sides down completely
+/// so that the other direction ends too. Returns the bytes copied.
+fn relay(
+    mut from: impl Read,
+    mut to: impl Write,
+    shut_to: impl Fn(Shutdown),
+    shut_from: impl Fn(Shutdown),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                shut_to(Shutdown::Both);
+                shut_from(Shutdown::Both);
+                return Err(e);
+            }
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            shut_to(Shutdown::Both);
+            shut_from(Shutdown::Both);
+            return Err(e);
+        }
+        total += n as u64;
+    }
+    let _ = to.flush();
+    shut_to(Shutdown::Write);
+    Ok(total)
+}
+
+/// Relays one accepted connection until both directions are done.
+fn bridge(client: TcpStream, to: SocketAddr, timeout: Duration) -> io::Result<(u64, u64)> {
+    let server = match KernelStream::connect_timeout(&to, timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            // Tell the client at once: abort rather than a clean FIN.
+            let _ = client.set_linger(Some(Duration::ZERO));
+            return Err(e);
+        }
+    };
+    let _ = server.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    let (c2, s2) = (client.try_clone()?, server.try_clone()?);
+    let (c3, s3) = (client.try_clone()?, server.try_clone()?);
+    let up = std::thread::Builder::new()
+        .name("proxy-up".into())
+        .spawn(move || {
+            relay(
+                &c2,
+                &s2,
+                |how| {
+                    let _ = s2.shutdown(how);
+                },
+                |how| {
+                    let _ = c2.shutdown(how);
+                },
+            )
+        })?;
+    let down = relay(
+        &server,
+        &client,
+        |how| {
+            let _ = c3.shutdown(how);
+        },
+        |how| {
+            let _ = s3.shutdown(how);
+        },
+    );
+    let up = up
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("relay thread panicked")));
+    Ok((up?, down?))
+}
+
+fn main() {
+    let args: Args = parse_args(TOOL);
+    if let Err(e) = args.observe.init_logging() {
+        fail(TOOL, e);
+    }
+    if !ustack::tcp::cc::AVAILABLE.contains(&args.cc.as_str()) {
+        fail(TOOL, format!("unknown congestion control '{}'", args.cc));
+    }
+    let to = args
+        .to
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| fail(TOOL, format!("--to '{}' is not HOST:PORT", args.to)));
+    let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+        .unwrap_or_else(|e| fail(TOOL, format!("cannot set up signals: {e}")));
+    let (device, mut config) = args.device.open().unwrap_or_else(|e| fail(TOOL, e));
+    config.tcp.congestion = args.cc.clone();
+    let stack = Arc::new(
+        Stack::builder(device)
+            .config(config)
+            .build()
+            .unwrap_or_else(|e| fail(TOOL, e)),
+    );
+    let listener = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, args.listen))
+        .unwrap_or_else(|e| fail(TOOL, format!("cannot listen on port {}: {e}", args.listen)));
+    spawn_monitor(TOOL, stack.clone(), signals, &args.observe)
+        .unwrap_or_else(|e| fail(TOOL, format!("cannot start the monitor thread: {e}")));
+    eprintln!("{TOOL}: relaying port {} to {to}", args.listen);
+    let timeout = Duration::from_secs(args.connect_timeout.max(1));
+    loop {
+        let (client, from) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => fail(TOOL, format!("accept: {e}")),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("proxy-conn".into())
+            .spawn(move || match bridge(client, to, timeout) {
+                Ok((up, down)) => {
+                    eprintln!("{TOOL}: {from} done: {up} B up, {down} B down")
+                }
+                Err(e) => eprintln!("{TOOL}: {from}: {e}"),
+            });
+        if let Err(e) = spawned {
+            eprintln!("{TOOL}: cannot start a thread for {from}: {e}");
+        }
+    }
+}
