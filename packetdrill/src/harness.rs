@@ -287,8 +287,10 @@ impl Inner {
                     } else if st.is_synchronized() && t.can_send() {
                         r |= libc::POLLOUT | libc::POLLWRNORM;
                     }
-                    if matches!(st, State::CloseWait | State::LastAck | State::Closing | State::TimeWait)
-                    {
+                    if matches!(
+                        st,
+                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+                    ) {
                         r |= libc::POLLRDHUP;
                     }
                     r
@@ -515,7 +517,10 @@ impl Harness {
         let nonblocking = g.fd(fd)?.nonblocking;
         if let Kind::Udp(_) = g.fd(fd)?.kind {
             let h = g.udp_handle(fd)?;
-            let r = g.iface.udp_connect(h, SocketAddr::V4(remote)).map_err(errno);
+            let r = g
+                .iface
+                .udp_connect(h, SocketAddr::V4(remote))
+                .map_err(errno);
             drop(g);
             return r;
         }
@@ -690,7 +695,9 @@ impl Harness {
         self.with(|g| {
             let f = g.fd(fd)?;
             match cmd {
-                libc::F_GETFL => Ok(libc::O_RDWR | if f.nonblocking { libc::O_NONBLOCK } else { 0 }),
+                libc::F_GETFL => {
+                    Ok(libc::O_RDWR | if f.nonblocking { libc::O_NONBLOCK } else { 0 })
+                }
                 libc::F_SETFL => {
                     f.nonblocking = arg as c_int & libc::O_NONBLOCK != 0;
                     Ok(0)
@@ -750,7 +757,9 @@ impl Harness {
                     st: TcpSt::Listen(h),
                     ..
                 }) => g.iface.tcp_close(h).map_err(errno),
-                Kind::Udp(UdpFd { handle: Some(h), .. }) => g.iface.udp_close(h).map_err(errno),
+                Kind::Udp(UdpFd {
+                    handle: Some(h), ..
+                }) => g.iface.udp_close(h).map_err(errno),
                 _ => Ok(()),
             }
         })
@@ -849,9 +858,9 @@ impl Harness {
                 (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => {
                     Ok(int_bytes(opts.keepalive_settings().idle.as_secs() as c_int))
                 }
-                (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => {
-                    Ok(int_bytes(opts.keepalive_settings().interval.as_secs() as c_int))
-                }
+                (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Ok(int_bytes(
+                    opts.keepalive_settings().interval.as_secs() as c_int,
+                )),
                 (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => {
                     Ok(int_bytes(opts.keepalive_settings().count as c_int))
                 }
@@ -948,7 +957,10 @@ impl Harness {
                     opts.keepalive = int_opt(v)? != 0;
                     let ka = opts.keepalive.then(|| opts.keepalive_settings());
                     if let Some(h) = conn {
-                        g.iface.tcp_socket_mut(h).map_err(errno)?.set_keepalive(ka, now);
+                        g.iface
+                            .tcp_socket_mut(h)
+                            .map_err(errno)?
+                            .set_keepalive(ka, now);
                     }
                 }
                 (libc::IPPROTO_TCP, _) if !is_tcp => return Err(libc::EOPNOTSUPP),
@@ -969,7 +981,10 @@ impl Harness {
                         _ => return Err(libc::ENOENT),
                     }
                 }
-                (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT) => {
+                (
+                    libc::IPPROTO_TCP,
+                    libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT,
+                ) => {
                     let n = int_opt(v)?;
                     if n < 1 {
                         return Err(libc::EINVAL);
@@ -1113,6 +1128,9 @@ impl Harness {
     pub fn inject(&self, packet: &[u8]) {
         let mut g = self.lock();
         let now = g.now;
+        if std::env::var_os("USTACK_PD_DEBUG").is_some() {
+            eprintln!("ustack-packetdrill: in {packet:02x?}");
+        }
         g.iface.handle_frame(now, packet);
         g.pump();
         drop(g);
@@ -1144,6 +1162,9 @@ impl Harness {
                         "ustack-packetdrill: no packet left the stack and no timer is due within {} s",
                         SNIFF_HORIZON.as_secs()
                     );
+                    if std::env::var_os("USTACK_PD_DEBUG").is_some() {
+                        eprintln!("{:#?}\n{:#?}", g.iface.counters(), g.iface.tcp_counters());
+                    }
                     break (0, EPOCH_MICROS + g.now.total_micros());
                 }
             }

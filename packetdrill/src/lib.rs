@@ -75,8 +75,14 @@ pub struct PacketdrillInterface {
     pub ioctl: unsafe extern "C" fn(*mut c_void, c_int, c_ulong, *mut c_void) -> c_int,
     pub close: unsafe extern "C" fn(*mut c_void, c_int) -> c_int,
     pub shutdown: unsafe extern "C" fn(*mut c_void, c_int, c_int) -> c_int,
-    pub getsockopt:
-        unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int,
+    pub getsockopt: unsafe extern "C" fn(
+        *mut c_void,
+        c_int,
+        c_int,
+        c_int,
+        *mut c_void,
+        *mut socklen_t,
+    ) -> c_int,
     pub setsockopt:
         unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
     pub poll: unsafe extern "C" fn(*mut c_void, *mut pollfd, nfds_t, c_int) -> c_int,
@@ -86,8 +92,10 @@ pub struct PacketdrillInterface {
     pub usleep: unsafe extern "C" fn(*mut c_void, useconds_t) -> c_int,
     pub gettimeofday: unsafe extern "C" fn(*mut c_void, *mut timeval, *mut c_void) -> c_int,
     pub epoll_create: unsafe extern "C" fn(*mut c_void, c_int) -> c_int,
-    pub epoll_ctl: unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, *mut epoll_event) -> c_int,
-    pub epoll_wait: unsafe extern "C" fn(*mut c_void, c_int, *mut epoll_event, c_int, c_int) -> c_int,
+    pub epoll_ctl:
+        unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, *mut epoll_event) -> c_int,
+    pub epoll_wait:
+        unsafe extern "C" fn(*mut c_void, c_int, *mut epoll_event, c_int, c_int) -> c_int,
     pub pipe: unsafe extern "C" fn(*mut c_void, *mut c_int) -> c_int,
     pub splice: unsafe extern "C" fn(
         *mut c_void,
@@ -261,7 +269,7 @@ mod ffi {
 
     /// Gathers an iovec array into one buffer.
     unsafe fn gather(iov: *const iovec, cnt: c_int) -> Result<Vec<u8>, c_int> {
-        if cnt < 0 || cnt > libc::UIO_MAXIOV {
+        if !(0..=libc::UIO_MAXIOV).contains(&cnt) {
             return Err(libc::EINVAL);
         }
         let mut v = Vec::new();
@@ -289,7 +297,7 @@ mod ffi {
     }
 
     unsafe fn iov_len(iov: *const iovec, cnt: c_int) -> Result<usize, c_int> {
-        if cnt < 0 || cnt > libc::UIO_MAXIOV {
+        if !(0..=libc::UIO_MAXIOV).contains(&cnt) {
             return Err(libc::EINVAL);
         }
         Ok((0..cnt as usize)
@@ -341,7 +349,12 @@ mod ffi {
         ret_int(unsafe { addr_in(a, l) }.and_then(|a| h(ud).connect(fd, a).map(|_| 0)))
     }
 
-    pub unsafe extern "C" fn read(ud: *mut c_void, fd: c_int, b: *mut c_void, n: size_t) -> ssize_t {
+    pub unsafe extern "C" fn read(
+        ud: *mut c_void,
+        fd: c_int,
+        b: *mut c_void,
+        n: size_t,
+    ) -> ssize_t {
         ret_size(unsafe { slice_mut(b, n) }.and_then(|b| h(ud).recv(fd, b, 0).map(|(n, _)| n)))
     }
 
@@ -640,15 +653,13 @@ mod ffi {
         fd: c_int,
         ev: *mut epoll_event,
     ) -> c_int {
-        ret_int((|| {
-            let ev = if ev.is_null() {
-                None
-            } else {
-                let e = unsafe { std::ptr::read_unaligned(ev) };
-                Some((e.events, e.u64))
-            };
-            h(ud).epoll_ctl(epfd, op, fd, ev).map(|_| 0)
-        })())
+        let ev = if ev.is_null() {
+            None
+        } else {
+            let e = unsafe { std::ptr::read_unaligned(ev) };
+            Some((e.events, e.u64))
+        };
+        ret_int(h(ud).epoll_ctl(epfd, op, fd, ev).map(|_| 0))
     }
 
     pub unsafe extern "C" fn epoll_wait(
