@@ -11,12 +11,36 @@ Python code events ('%{ ... }%') are dropped too: packetdrill runs them on
 the kernel's getsockopt for the live descriptor, which bypasses the
 shared-object interface, so they cannot work with any stack in a .so.
 
+The FreeBSD knobs that have a ustack equivalent are translated into
+--so_flags settings, printed on standard output (the first value a script
+sets wins: the last lines of a script only restore the defaults).
+
 Usage: packetdrill-prep.py IN OUT
 """
 import re
 import sys
 
 src = open(sys.argv[1]).read()
+
+# FreeBSD sysctl -> (so_flags key, value mapping).
+SYSCTLS = {
+    "net.inet.tcp.insecure_rst": lambda v: {"rfc5961_rst": "0" if v != "0" else "1"},
+    "net.inet.tcp.insecure_syn": lambda v: {"rfc5961_syn": "0" if v != "0" else "1"},
+    "net.inet.tcp.sack.enable": lambda v: {"sack": "1" if v != "0" else "0"},
+    "net.inet.tcp.rfc1323": lambda v: {"ts": v, "ws": v} if v in ("0", "1") else {},
+    "net.inet.tcp.recvspace": lambda v: {"rcvbuf": v},
+    "net.inet.tcp.sendspace": lambda v: {"sndbuf": v},
+    "net.inet.tcp.keepidle": lambda v: {"keepidle_s": str(int(v) // 1000)},
+    "net.inet.tcp.keepintvl": lambda v: {"keepintvl_s": str(int(v) // 1000)},
+    "net.inet.tcp.keepcnt": lambda v: {"keepcnt": v},
+    "net.inet.tcp.syncookies": lambda v: {"syncookies": "1" if v != "0" else "0"},
+}
+flags = {}
+for key, val in re.findall(r"`sysctl -w ([\w.]+)=(\d+)`", src):
+    if key in SYSCTLS:
+        for k, v in SYSCTLS[key](val).items():
+            flags.setdefault(k, v)
+print(" ".join(f"{k}={v}" for k, v in flags.items()))
 # Drop multi-line code events first.
 src = re.sub(r"^[ \t]*[+]?[0-9.]*[ \t]*%\{.*?\}%[ \t]*$", "", src, flags=re.S | re.M)
 out = []

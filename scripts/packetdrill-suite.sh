@@ -15,7 +15,9 @@
 # Only IPv4 scripts run (IPv6 is not in the stack yet). Each script is
 # first rewritten by scripts/packetdrill-prep.py (the judging rules in
 # CONFORMANCE.md) and runs with a 20 s limit. Environment:
-#   SO_FLAGS   stack settings (default: FreeBSD's buffer sizes)
+#   SO_FLAGS   stack settings (default: FreeBSD's buffer sizes); each
+#              script's FreeBSD sysctls that have an equivalent are added
+#              after them (see scripts/packetdrill-prep.py)
 #   RESULTS    file for one "dir<TAB>script<TAB>PASS|FAIL<TAB>reason" line each
 #   JOBS       scripts run at once (default 2)
 set -euo pipefail
@@ -42,9 +44,10 @@ run_one() {
     local dir=$1 f=$2 name out rc reason
     name=${f#"$suite/$dir/"}
     local tmp="$work/${name//\//_}"
-    python3 scripts/packetdrill-prep.py "$f" "$tmp"
+    local extra
+    extra=$(python3 scripts/packetdrill-prep.py "$f" "$tmp")
     out=$(cd "$(dirname "$f")" && timeout 20 "$pd" --so_filename="$so" --local_ip=192.168.0.2 \
-        --so_flags="$so_flags" "$tmp" 2>&1) && rc=0 || rc=$?
+        --so_flags="$so_flags $extra" "$tmp" 2>&1) && rc=0 || rc=$?
     if ((rc == 0)); then
         printf '%s\t%s\tPASS\t\n' "$dir" "$name"
     else

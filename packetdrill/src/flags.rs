@@ -31,7 +31,19 @@ max_rto_ms=N         upper bound of the RTO
 msl_ms=N             maximum segment lifetime (TIME_WAIT is twice this)
 syn_retries=N        SYN retransmissions before ETIMEDOUT
 data_retries=N       data retransmissions before ETIMEDOUT
+rfc5961_rst=0|1      RST in the window but not at RCV.NXT: challenge ACK (1) or reset (0, RFC 793)
+rfc5961_syn=0|1      SYN in a synchronized state: challenge ACK (1) or reset (0, RFC 793)
+keepidle_s=N         keep-alive idle time for sockets that turn SO_KEEPALIVE on
+keepintvl_s=N        keep-alive probe interval
+keepcnt=N            keep-alive probes before the connection is dropped
 seed=N               seed of the stack's randomness";
+
+/// The keep-alive settings sockets get when they turn `SO_KEEPALIVE` on.
+/// They live in `Config::tcp.keepalive`, which the harness reads as the
+/// default and never applies to a socket that did not ask for it.
+fn keepalive(c: &mut Config) -> &mut ustack::tcp::Keepalive {
+    c.tcp.keepalive.get_or_insert_with(Default::default)
+}
 
 /// Parses `flags` into an interface configuration.
 pub fn parse(flags: &str) -> Result<Config, String> {
@@ -87,6 +99,11 @@ pub fn parse(flags: &str) -> Result<Config, String> {
             "msl_ms" => c.tcp.msl = ms()?,
             "syn_retries" => c.tcp.syn_retries = num()? as u32,
             "data_retries" => c.tcp.data_retries = num()? as u32,
+            "rfc5961_rst" => c.tcp.rfc5961_rst = flag()?,
+            "rfc5961_syn" => c.tcp.rfc5961_syn = flag()?,
+            "keepidle_s" => keepalive(&mut c).idle = Duration::from_secs(num()?),
+            "keepintvl_s" => keepalive(&mut c).interval = Duration::from_secs(num()?),
+            "keepcnt" => keepalive(&mut c).count = num()? as u32,
             "seed" => c.seed = num()?,
             _ => return Err(format!("so_flags: unknown key `{k}`; known keys:\n{HELP}")),
         }

@@ -41,6 +41,9 @@ struct Opts {
     keepintvl: Option<u32>,
     keepcnt: Option<u32>,
     user_timeout_ms: Option<u32>,
+    /// Keep-alive settings used when `SO_KEEPALIVE` goes on (`--so_flags`
+    /// keepidle_s/keepintvl_s/keepcnt, else the stack's defaults).
+    ka_default: Keepalive,
 }
 
 impl Opts {
@@ -66,7 +69,7 @@ impl Opts {
     }
 
     fn keepalive_settings(&self) -> Keepalive {
-        let d = Keepalive::default();
+        let d = self.ka_default;
         Keepalive {
             idle: self
                 .keepidle
@@ -126,6 +129,7 @@ struct Inner {
     batch: FrameBatch,
     fds: BTreeMap<c_int, Fd>,
     out_dropped: u64,
+    ka_default: Keepalive,
 }
 
 /// The stack and its descriptor table, shared by packetdrill's two threads.
@@ -351,7 +355,10 @@ fn v4(a: SocketAddr) -> Addr {
 
 impl Harness {
     /// A stack with `config`, its clock at zero.
-    pub fn new(config: Config) -> Harness {
+    pub fn new(mut config: Config) -> Harness {
+        // Keep-alive stays off until a socket asks for it; what the flags
+        // put there are the settings it then gets.
+        let ka_default = config.tcp.keepalive.take().unwrap_or_default();
         let now = Instant::ZERO;
         let iface = Interface::new(config, now);
         let batch = iface.new_tx_batch();
@@ -362,6 +369,7 @@ impl Harness {
             batch,
             fds: BTreeMap::new(),
             out_dropped: 0,
+            ka_default,
         };
         inner.pump();
         Harness {
@@ -426,7 +434,15 @@ impl Harness {
             (libc::SOCK_STREAM | libc::SOCK_DGRAM, _) => return Err(libc::EPROTONOSUPPORT),
             _ => return Err(libc::ESOCKTNOSUPPORT),
         };
-        self.with(|g| Ok(g.alloc_fd(kind, nonblocking)))
+        self.with(|g| {
+            let mut kind = kind;
+            match &mut kind {
+                Kind::Tcp(t) => t.opts.ka_default = g.ka_default,
+                Kind::Udp(u) => u.opts.ka_default = g.ka_default,
+                Kind::Epoll(_) => {}
+            }
+            Ok(g.alloc_fd(kind, nonblocking))
+        })
     }
 
     /// `bind(2)`.
