@@ -828,6 +828,12 @@ fn time_wait_acks_old_duplicates_and_drops_segments_without_ack() {
     s.advance(Duration::from_millis(1));
     assert_eq!(sent(&s), before + 1, "an old duplicate is ACKed");
     assert_eq!(state(&s.a, c), State::TimeWait);
+    // A new SYN does not take over a connection the application still
+    // holds: challenge ACK (RFC 5961 §4), TIME-WAIT stays.
+    inject(&mut s, false, &seg(Flags::SYN, (rcv_nxt + 1000).0));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(sent(&s), before + 2, "a challenge ACK");
+    assert_eq!(state(&s.a, c), State::TimeWait);
 }
 
 #[test]
