@@ -786,7 +786,10 @@ fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
         let flags = if syn { Flags::SYN } else { Flags::RST };
         inject(&mut s, false, &seg(flags, (rcv_nxt + 100).0));
         let t = s.a.tcp_socket_mut(c).unwrap();
-        assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            t.take_error().unwrap().kind(),
+            io::ErrorKind::ConnectionReset
+        );
         // RFC 793 §3.9: the in-window SYN is answered with a reset.
         assert_eq!(s.a.tcp_counters().out_rsts - before, syn as u64);
     }
@@ -917,9 +920,9 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
     let mut batch = crate::phy::FrameBatch::new(16, 2000);
     s.a.poll_transmit(now, &mut batch);
     let syn = batch.get(0).unwrap().to_vec();
-    let icmp = |quote: &[u8]| {
+    let icmp_code = |reason: crate::wire::icmpv4::DstUnreachable, quote: &[u8]| {
         let r = crate::wire::icmpv4::Repr::DstUnreachable {
-            reason: crate::wire::icmpv4::DstUnreachable::HostUnreachable,
+            reason,
             next_hop_mtu: 0,
             data: quote,
         };
@@ -940,6 +943,8 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
         ip[20..].copy_from_slice(&b);
         ip
     };
+    let icmp =
+        |quote: &[u8]| icmp_code(crate::wire::icmpv4::DstUnreachable::HostUnreachable, quote);
     // A forged quote with the wrong sequence number is ignored (RFC 5927).
     let mut bad = syn.clone();
     bad[24] ^= 0xff;
@@ -950,6 +955,18 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
     assert_eq!(
         t.take_error().unwrap().kind(),
         io::ErrorKind::HostUnreachable
+    );
+    // Host administratively prohibited (code 10) refuses the connection.
+    let c = s.a.tcp_connect(sa(B, 82), None, now).unwrap();
+    batch.clear();
+    s.a.poll_transmit(now, &mut batch);
+    let syn = batch.get(0).unwrap().to_vec();
+    let code10 = crate::wire::icmpv4::DstUnreachable::Other(10);
+    s.a.handle_frame(now, &icmp_code(code10, &syn[..28]));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionRefused
     );
 }
 
