@@ -306,9 +306,14 @@ impl Tcb {
                 match self.state {
                     State::SynReceived if self.passive => self.enter_closed(),
                     State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
-                    State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                        self.fail(io::ErrorKind::ConnectionReset)
-                    }
+                    // Like Linux's tcp_reset: every synchronized state
+                    // reports the reset, LAST-ACK and CLOSING included.
+                    State::Established
+                    | State::FinWait1
+                    | State::FinWait2
+                    | State::CloseWait
+                    | State::LastAck
+                    | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
                     _ => self.enter_closed(),
                 }
             } else {

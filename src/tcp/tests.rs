@@ -796,6 +796,37 @@ fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
 }
 
 #[test]
+fn rst_in_last_ack_is_reported() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 31);
+    let (c, srv) = connect(&mut s);
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(state(&s.a, c), State::CloseWait);
+    s.a.tcp_shutdown(c, std::net::Shutdown::Write).unwrap();
+    assert_eq!(state(&s.a, c), State::LastAck);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt) = (t.local_addr(), t.rcv_nxt);
+    let rst = Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: rcv_nxt.0,
+        ack_number: 0,
+        flags: Flags::RST,
+        window_len: 0,
+        urgent_at: 0,
+        options: Options::default(),
+        payload: &[],
+    };
+    inject(&mut s, false, &rst);
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+}
+
+#[test]
 fn time_wait_acks_old_duplicates_and_drops_segments_without_ack() {
     use crate::wire::tcp::{Flags, Options, Repr};
     let mut s = sim(LinkConfig::default(), 29);
