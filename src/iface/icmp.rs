@@ -117,9 +117,12 @@ impl Interface {
             }
             icmpv4::Repr::DstUnreachable { reason, data, .. } => {
                 let kind = match reason {
-                    DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
-                        Some(io::ErrorKind::ConnectionRefused)
-                    }
+                    // Codes 9 and 10 (network/host administratively
+                    // prohibited, RFC 1122 §3.2.2.1): refused, as on Linux
+                    // and FreeBSD.
+                    DstUnreachable::PortUnreachable
+                    | DstUnreachable::ProtoUnreachable
+                    | DstUnreachable::Other(9 | 10) => Some(io::ErrorKind::ConnectionRefused),
                     DstUnreachable::NetUnreachable => Some(io::ErrorKind::NetworkUnreachable),
                     DstUnreachable::HostUnreachable
                     | DstUnreachable::SourceRouteFailed

@@ -146,9 +146,12 @@ impl Interface {
         let remote = SocketAddr::new(src, repr.src_port);
 
         if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
+            // Only a connection the application has let go of may be
+            // replaced: one it still holds (shut down, not closed) keeps
+            // its TIME-WAIT and answers with a challenge ACK.
             let reuse = matches!(self.sockets.get(h), Some(Socket::Tcp(c))
-                if c.tcb.state == State::TimeWait && repr.flags.syn() && !repr.flags.ack()
-                    && tw_may_reuse(&c.tcb, &repr));
+                if c.released && c.tcb.state == State::TimeWait && repr.flags.syn()
+                    && !repr.flags.ack() && tw_may_reuse(&c.tcb, &repr));
             if !reuse {
                 self.tcp_deliver(now, h, &repr);
                 return;

@@ -65,6 +65,15 @@ pub struct TcpConfig {
     /// Answer SYNs with SYN cookies when the SYN queue is full (Linux:
     /// `tcp_syncookies=1`); otherwise such SYNs are dropped.
     pub syncookies: bool,
+    /// RFC 5961 §3: a RST that is in the window but not exactly at RCV.NXT
+    /// only draws a challenge ACK (the default, as on Linux). Off: RFC 793
+    /// behaviour, any RST in the window resets the connection (FreeBSD's
+    /// `net.inet.tcp.insecure_rst=1`).
+    pub rfc5961_rst: bool,
+    /// RFC 5961 §4: a SYN in a synchronized state draws a challenge ACK
+    /// (the default, as on Linux). Off: RFC 793 behaviour, a SYN in the
+    /// window resets the connection (FreeBSD's `insecure_syn=1`).
+    pub rfc5961_syn: bool,
 }
 
 impl Default for TcpConfig {
@@ -88,6 +97,8 @@ impl Default for TcpConfig {
             challenge_ack_limit: 1000,
             syn_backlog: 256,
             syncookies: true,
+            rfc5961_rst: true,
+            rfc5961_syn: true,
         }
     }
 }

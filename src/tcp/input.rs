@@ -299,15 +299,21 @@ impl Tcb {
             self.ack_now = true;
         }
 
-        // RST (§3.10.7.4 second check, RFC 5961 §3.2).
+        // RST (§3.10.7.4 second check, RFC 5961 §3.2; with RFC 5961 off,
+        // RFC 793: any RST in the window).
         if f.rst() {
-            if seg_seq == self.rcv_nxt {
+            if seg_seq == self.rcv_nxt || !self.config.rfc5961_rst {
                 match self.state {
                     State::SynReceived if self.passive => self.enter_closed(),
                     State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
-                    State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                        self.fail(io::ErrorKind::ConnectionReset)
-                    }
+                    // Like Linux's tcp_reset: every synchronized state
+                    // reports the reset, LAST-ACK and CLOSING included.
+                    State::Established
+                    | State::FinWait1
+                    | State::FinWait2
+                    | State::CloseWait
+                    | State::LastAck
+                    | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
                     _ => self.enter_closed(),
                 }
             } else {
@@ -316,8 +322,18 @@ impl Tcb {
             return None;
         }
 
-        // SYN in a synchronized state: challenge ACK (RFC 5961 §4.2).
+        // SYN in a synchronized state: challenge ACK (RFC 5961 §4.2), or
+        // with RFC 5961 off, RFC 793 §3.9: a SYN in the window is an
+        // error; reset the connection and tell the peer.
         if syn {
+            if !self.config.rfc5961_syn {
+                let reply = RstReply {
+                    seq: self.snd_nxt,
+                    ack: Some(self.rcv_nxt),
+                };
+                self.fail(io::ErrorKind::ConnectionReset);
+                return Some(reply);
+            }
             self.challenge_ack(now);
             return None;
         }
@@ -606,12 +622,45 @@ impl Tcb {
         if f.rst() {
             return None;
         }
-        if f.fin() || !seg.payload.is_empty() || f.syn() {
-            // A retransmitted FIN: ACK it and restart 2 MSL (§3.10.7.4).
+        if f.fin() {
+            // A retransmitted FIN restarts 2 MSL (§3.10.7.4, eighth check).
+            self.time_wait_at = Some(now + 2 * self.config.msl);
+        }
+        // First check: an unacceptable segment (an old duplicate, or the
+        // peer's retransmitted FIN) is answered with an ACK.
+        let seg_seq = SeqNumber(seg.seq_number);
+        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
+        let wnd = self.rcv_wnd_advertised();
+        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg_seq == self.rcv_nxt,
+            (0, _) => in_wnd(seg_seq),
+            (_, 0) => false,
+            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        };
+        if !acceptable {
             self.ack_now = true;
-            if f.fin() {
-                self.time_wait_at = Some(now + 2 * self.config.msl);
+            return None;
+        }
+        // Fourth check: a SYN in the window (RFC 5961 §4 or RFC 793).
+        if f.syn() {
+            if !self.config.rfc5961_syn {
+                let reply = RstReply {
+                    seq: self.snd_nxt,
+                    ack: Some(self.rcv_nxt),
+                };
+                self.enter_closed();
+                return Some(reply);
             }
+            self.challenge_ack(now);
+            return None;
+        }
+        // Fifth check: no ACK bit, drop.
+        if !f.ack() {
+            return None;
+        }
+        if f.fin() || !seg.payload.is_empty() {
+            self.ack_now = true;
         }
         None
     }

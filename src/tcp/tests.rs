@@ -757,6 +757,120 @@ fn in_window_rst_and_syn_get_challenge_acks() {
 }
 
 #[test]
+fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    for syn in [false, true] {
+        let mut s = sim(LinkConfig::default(), 23);
+        let mut cfg = s.a.tcp_config().clone();
+        cfg.rfc5961_rst = false;
+        cfg.rfc5961_syn = false;
+        s.a.set_tcp_config(cfg);
+        let (c, _srv) = connect(&mut s);
+        let t = s.a.tcp_socket(c).unwrap();
+        let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
+        let seg = |flags: Flags, seq: u32| Repr {
+            src_port: 80,
+            dst_port: local.port(),
+            seq_number: seq,
+            ack_number: snd_nxt.0,
+            flags,
+            window_len: 1000,
+            urgent_at: 0,
+            options: Options::default(),
+            payload: &[],
+        };
+        // Outside the window: a RST is dropped, a SYN draws an ACK.
+        inject(&mut s, false, &seg(Flags::RST, (rcv_nxt + 10_000_000).0));
+        assert_eq!(state(&s.a, c), State::Established);
+        let before = s.a.tcp_counters().out_rsts;
+        let flags = if syn { Flags::SYN } else { Flags::RST };
+        inject(&mut s, false, &seg(flags, (rcv_nxt + 100).0));
+        let t = s.a.tcp_socket_mut(c).unwrap();
+        assert_eq!(
+            t.take_error().unwrap().kind(),
+            io::ErrorKind::ConnectionReset
+        );
+        // RFC 793 §3.9: the in-window SYN is answered with a reset.
+        assert_eq!(s.a.tcp_counters().out_rsts - before, syn as u64);
+    }
+}
+
+#[test]
+fn rst_in_last_ack_is_reported() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 31);
+    let (c, srv) = connect(&mut s);
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(state(&s.a, c), State::CloseWait);
+    s.a.tcp_shutdown(c, std::net::Shutdown::Write).unwrap();
+    assert_eq!(state(&s.a, c), State::LastAck);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt) = (t.local_addr(), t.rcv_nxt);
+    let rst = Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: rcv_nxt.0,
+        ack_number: 0,
+        flags: Flags::RST,
+        window_len: 0,
+        urgent_at: 0,
+        options: Options::default(),
+        payload: &[],
+    };
+    inject(&mut s, false, &rst);
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+}
+
+#[test]
+fn time_wait_acks_old_duplicates_and_drops_segments_without_ack() {
+    use crate::wire::tcp::{Flags, Options, Repr};
+    let mut s = sim(LinkConfig::default(), 29);
+    let (c, srv) = connect(&mut s);
+    // A closes first (shutdown, the socket stays ours), B answers with
+    // its FIN: A sits in TIME-WAIT.
+    s.a.tcp_shutdown(c, std::net::Shutdown::Write).unwrap();
+    s.advance(Duration::from_millis(50));
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(state(&s.a, c), State::TimeWait);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
+    let seg = |flags: Flags, seq: u32| Repr {
+        src_port: 80,
+        dst_port: local.port(),
+        seq_number: seq,
+        ack_number: snd_nxt.0,
+        flags,
+        window_len: 1000,
+        urgent_at: 0,
+        options: Options::default(),
+        payload: &[],
+    };
+    let sent = |s: &Sim| s.stats().0.sent;
+    let before = sent(&s);
+    // In the window, no ACK bit: dropped without an answer.
+    inject(&mut s, false, &seg(Flags::FIN, (rcv_nxt + 1).0));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(sent(&s), before, "a segment without ACK is dropped");
+    // An old duplicate (below RCV.NXT): ACKed.
+    inject(&mut s, false, &seg(Flags::ACK, (rcv_nxt - 1).0));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(sent(&s), before + 1, "an old duplicate is ACKed");
+    assert_eq!(state(&s.a, c), State::TimeWait);
+    // A new SYN does not take over a connection the application still
+    // holds: challenge ACK (RFC 5961 §4), TIME-WAIT stays.
+    inject(&mut s, false, &seg(Flags::SYN, (rcv_nxt + 1000).0));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(sent(&s), before + 2, "a challenge ACK");
+    assert_eq!(state(&s.a, c), State::TimeWait);
+}
+
+#[test]
 fn paws_drops_old_timestamps() {
     use crate::wire::tcp::{Flags, Options, Repr};
     let mut s = sim(LinkConfig::default(), 20);
@@ -837,9 +951,9 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
     let mut batch = crate::phy::FrameBatch::new(16, 2000);
     s.a.poll_transmit(now, &mut batch);
     let syn = batch.get(0).unwrap().to_vec();
-    let icmp = |quote: &[u8]| {
+    let icmp_code = |reason: crate::wire::icmpv4::DstUnreachable, quote: &[u8]| {
         let r = crate::wire::icmpv4::Repr::DstUnreachable {
-            reason: crate::wire::icmpv4::DstUnreachable::HostUnreachable,
+            reason,
             next_hop_mtu: 0,
             data: quote,
         };
@@ -860,6 +974,8 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
         ip[20..].copy_from_slice(&b);
         ip
     };
+    let icmp =
+        |quote: &[u8]| icmp_code(crate::wire::icmpv4::DstUnreachable::HostUnreachable, quote);
     // A forged quote with the wrong sequence number is ignored (RFC 5927).
     let mut bad = syn.clone();
     bad[24] ^= 0xff;
@@ -870,6 +986,18 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
     assert_eq!(
         t.take_error().unwrap().kind(),
         io::ErrorKind::HostUnreachable
+    );
+    // Host administratively prohibited (code 10) refuses the connection.
+    let c = s.a.tcp_connect(sa(B, 82), None, now).unwrap();
+    batch.clear();
+    s.a.poll_transmit(now, &mut batch);
+    let syn = batch.get(0).unwrap().to_vec();
+    let code10 = crate::wire::icmpv4::DstUnreachable::Other(10);
+    s.a.handle_frame(now, &icmp_code(code10, &syn[..28]));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::ConnectionRefused
     );
 }
 
