@@ -237,8 +237,15 @@ impl Scoreboard {
         self.rescue = None;
     }
 
+    /// `[s, e)` was retransmitted. If the bound on ranges keeps the mark
+    /// from being recorded, RACK's loss mark on it goes instead, so that
+    /// NextSeg() cannot pick the same bytes again and again (RACK marks
+    /// them anew if the retransmission is lost too).
     pub(crate) fn mark_retransmitted(&mut self, s: SeqNumber, e: SeqNumber) {
         self.rexmitted.insert(s, e);
+        if !self.rexmitted.range_at(s).is_some_and(|(_, re)| re >= e) {
+            self.lost.remove(s, e);
+        }
     }
 
     /// RFC 6675 IsLost(seq): true when DupThresh discontiguous SACKed
