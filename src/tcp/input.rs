@@ -446,12 +446,12 @@ impl Tcb {
             plain_dup = blocks.is_empty();
             self.dup_ack(now);
         }
+        self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
         if self.rack_on() {
             self.rack_detect_loss(now);
             self.tlp_on_ack(now, ack, dsack, plain_dup);
-        } else {
-            self.sack_check_loss(now);
         }
+        self.sack_check_loss(now);
         if self.sack_recovery() {
             // RFC 6937: DeliveredData = Δsnd_una + ΔSACKed.
             let delivered = ((self.snd_una - una_before).max(0) as i64 + self.sacked_bytes() as i64

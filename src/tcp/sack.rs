@@ -159,6 +159,11 @@ pub(crate) struct Scoreboard {
     lost: RangeSet,
     /// RACK decides loss (`lost`), not RFC 6675's DupThresh rule.
     pub(crate) rack: bool,
+    /// With RACK, the DupThresh rule still counts too (while no
+    /// reordering has been seen, where RACK's window is zero anyway): it
+    /// needs no per-range marks, so it keeps working when there are more
+    /// holes than the bounded `lost` set can hold.
+    pub(crate) dupthresh: bool,
 }
 
 impl Scoreboard {
@@ -252,9 +257,16 @@ impl Scoreboard {
     /// segments lie above `seq`, or more than (DupThresh − 1)·SMSS SACKed
     /// bytes. A SACKed range counts as ⌈len / smss⌉ segments.
     pub(crate) fn is_lost(&self, seq: SeqNumber, smss: usize) -> bool {
-        if self.rack {
-            return self.lost.range_at(seq).is_some();
+        if self.rack && self.lost.range_at(seq).is_some() {
+            return true;
         }
+        if self.rack && !self.dupthresh {
+            return false;
+        }
+        self.dupthresh_lost(seq, smss)
+    }
+
+    fn dupthresh_lost(&self, seq: SeqNumber, smss: usize) -> bool {
         let smss = smss.max(1);
         let (mut bytes, mut segs) = (0usize, 0usize);
         for &(s, e) in self.sacked.ranges().iter().rev() {
@@ -313,9 +325,9 @@ impl Scoreboard {
     pub(crate) fn pipe(&self, una: SeqNumber, max: SeqNumber, smss: usize) -> usize {
         let mut pipe = 0;
         for (s, e) in self.holes(una, max) {
-            if self.rack {
+            if self.rack && !(self.dupthresh && self.dupthresh_lost(s, smss)) {
                 pipe += ((e - s) as usize).saturating_sub(self.lost.bytes_within(s, e));
-            } else if !self.is_lost(s, smss) {
+            } else if !self.rack && !self.is_lost(s, smss) {
                 pipe += (e - s) as usize;
             }
             pipe += self.rexmitted.bytes_within(s, e);
@@ -335,8 +347,25 @@ impl Scoreboard {
         need_lost: bool,
     ) -> Option<(SeqNumber, usize)> {
         if self.rack && need_lost {
-            return self.next_lost(una);
+            let a = self.next_lost(una);
+            if !self.dupthresh {
+                return a;
+            }
+            let b = self.next_hole_dupthresh(una, smss, need_lost);
+            return match (a, b) {
+                (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+                (x, y) => x.or(y),
+            };
         }
+        self.next_hole_dupthresh(una, smss, need_lost)
+    }
+
+    fn next_hole_dupthresh(
+        &self,
+        una: SeqNumber,
+        smss: usize,
+        need_lost: bool,
+    ) -> Option<(SeqNumber, usize)> {
         let high = self.high_sacked()?;
         for (s, e) in self.holes(una, high) {
             let mut at = s;
@@ -344,7 +373,7 @@ impl Scoreboard {
                 match self.rexmitted.range_at(at) {
                     Some((_, re)) => at = re,
                     None => {
-                        if need_lost && !self.is_lost(at, smss) {
+                        if need_lost && !self.dupthresh_lost(at, smss) {
                             return None; // nothing higher is lost either
                         }
                         let end = self
@@ -581,7 +610,7 @@ impl Tcb {
     /// duplicate ACKs arrived (stretch ACKs, ACK loss).
     pub(crate) fn sack_check_loss(&mut self, now: Instant) {
         if !self.sack_ok
-            || self.rack_on()
+            || (self.rack_on() && !self.sack.dupthresh)
             || self.recovery.is_some()
             || self.snd_nxt != self.snd_max
             || self.snd_una >= self.snd_max
