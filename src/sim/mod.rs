@@ -130,7 +130,14 @@ pub struct Sim {
     /// Drops chosen frames: called with the sending side (0 = a, 1 = b)
     /// and the frame; `true` drops it (counted as lost).
     pub drop_filter: Option<DropFilter>,
+    /// Delays chosen frames: called with the sending side and the frame
+    /// (after `drop_filter`); `Some(d)` adds `d` to its delivery time
+    /// (reordering it behind later frames), `None` leaves it alone.
+    pub delay_filter: Option<DelayFilter>,
 }
+
+/// See [`Sim::delay_filter`].
+pub type DelayFilter = Box<dyn FnMut(usize, &[u8]) -> Option<Duration>>;
 
 /// See [`Sim::drop_filter`].
 pub type DropFilter = Box<dyn FnMut(usize, &[u8]) -> bool>;
@@ -154,6 +161,7 @@ impl Sim {
             seq: 0,
             batch: FrameBatch::new(1024, 65535 + 14),
             drop_filter: None,
+            delay_filter: None,
         }
     }
 
@@ -195,6 +203,11 @@ impl Sim {
             lane.stats.lost += 1;
             return;
         }
+        let extra = self
+            .delay_filter
+            .as_mut()
+            .and_then(|f| f(from, &frame))
+            .unwrap_or(Duration::ZERO);
         let copies = if self.rng.chance(c.dup) {
             lane.stats.duplicated += 1;
             2
@@ -221,7 +234,7 @@ impl Sim {
                 lane.queued_bytes += frame.len();
                 charged = frame.len();
             }
-            at += c.delay;
+            at += c.delay + extra;
             if c.jitter > Duration::ZERO {
                 at += Duration::from_micros(self.rng.below(c.jitter.as_micros() as u64 + 1));
             }

@@ -56,6 +56,15 @@ pub struct TcpConfig {
     pub timestamps: bool,
     /// Offer SACK (RFC 2018).
     pub sack: bool,
+    /// RACK-TLP loss detection (RFC 8985) when SACK is agreed (Linux:
+    /// `tcp_recovery=1`, the default). Off: RFC 6675's DupThresh rule.
+    pub rack: bool,
+    /// Tail Loss Probes (RFC 8985 §7), with RACK (Linux:
+    /// `tcp_early_retrans=3`).
+    pub tlp: bool,
+    /// The peer's worst-case delayed-ACK time, added to the probe timeout
+    /// when one segment is in flight (RFC 8985 `WCDelAckT`: 200 ms).
+    pub max_ack_delay: Duration,
     /// Congestion controller name: `reno` (the default for now) or `cubic`; `bbr` comes later.
     pub congestion: String,
     /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
@@ -93,6 +102,9 @@ impl Default for TcpConfig {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            rack: true,
+            tlp: true,
+            max_ack_delay: Duration::from_millis(200),
             congestion: "reno".into(),
             challenge_ack_limit: 1000,
             syn_backlog: 256,

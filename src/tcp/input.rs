@@ -48,6 +48,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = self.config.sack && o.sack_permitted;
+        self.sack.rack = self.rack_on();
         self.cc.set_mss(self.data_mss());
     }
 
@@ -107,6 +108,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = sack && self.config.sack && self.ts.is_some();
+        self.sack.rack = self.rack_on();
         self.cc.set_mss(self.data_mss());
         self.snd_una = self.iss + 1;
         self.snd_nxt = self.snd_una;
@@ -230,6 +232,13 @@ impl Tcb {
                 && (val.wrapping_sub(ts.recent) as i32) < 0
                 && now - ts.recent_at < PAWS_IDLE
             {
+                // An old copy (typically the original of a segment whose
+                // retransmission arrived first): a D-SACK for what of it
+                // lies below rcv_nxt, as Linux (`tcp_send_dupack`).
+                let end = seg_seq + seg.payload.len();
+                if !seg.payload.is_empty() && seg_seq < self.rcv_nxt {
+                    self.note_dsack(seg_seq, end.min(self.rcv_nxt));
+                }
                 self.ack_now = true;
                 return None;
             }
@@ -271,6 +280,10 @@ impl Tcb {
                 fin = false;
                 self.ack_now = true;
             } else {
+                if !payload.is_empty() && seg_seq + payload.len() <= self.rcv_nxt {
+                    // All of it was received before (RFC 2883 §4.1.1).
+                    self.note_dsack(seg_seq, seg_seq + payload.len());
+                }
                 self.ack_now = true;
                 return None;
             }
@@ -284,6 +297,10 @@ impl Tcb {
         }
         if seq < self.rcv_nxt {
             let t = (self.rcv_nxt - seq) as usize;
+            if !payload.is_empty() {
+                // The start was received before (RFC 2883 §4.1.3).
+                self.note_dsack(seq, seq + t.min(payload.len()));
+            }
             if t > payload.len() {
                 fin = false;
             }
@@ -416,19 +433,57 @@ impl Tcb {
             return Some(None);
         }
         let old_wnd = self.snd_wnd;
+        let blocks = seg.options.sack_blocks();
+        let ecr = seg.options.timestamps.map(|(_, ecr)| ecr);
+        let una_before = self.snd_una;
+        let sacked_before = self.sacked_bytes();
+        let mut dsack = None;
         if self.sack_ok {
-            self.sack_on_ack(seg.options.sack_blocks(), ack);
+            dsack = self.find_dsack(blocks, ack);
+            if let Some((l, r)) = dsack {
+                self.info.dsacks_received += 1;
+                self.undo_on_dsack(l, r);
+                if self.rack_on() {
+                    self.rack.on_dsack(self.snd_nxt);
+                }
+            }
+            self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
+            self.sack_on_ack(blocks, dsack.is_some(), ack);
         }
-        if ack > self.snd_una {
-            self.new_ack(now, ack, seg.options.timestamps.map(|(_, ecr)| ecr));
+        let advanced = ack > self.snd_una;
+        let mut plain_dup = false;
+        if advanced {
+            self.new_ack(now, ack, ecr);
         } else if ack == self.snd_una
             && pure
             && self.snd_max > self.snd_una
             && ((seg.window_len as usize) << self.snd_wscale) == old_wnd
         {
+            plain_dup = blocks.is_empty();
             self.dup_ack(now);
         }
+        self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
+        if self.rack_on() {
+            self.rack_detect_loss(now);
+            self.tlp_on_ack(now, ack, dsack, plain_dup);
+        }
         self.sack_check_loss(now);
+        if self.sack_recovery() {
+            // RFC 6937: DeliveredData = Δsnd_una + ΔSACKed.
+            let delivered = ((self.snd_una - una_before).max(0) as i64 + self.sacked_bytes() as i64
+                - sacked_before as i64)
+                .max(0) as usize;
+            let pipe = self.pipe();
+            if let Some(p) = self.prr.as_mut() {
+                p.on_ack(delivered, pipe);
+            }
+        }
+        if dsack.is_some() || advanced {
+            self.undo_check(now);
+        }
+        if advanced {
+            self.arm_pto(now);
+        }
         // Window update (§3.10.7.4: SND.WL1/WL2 rule).
         if self.snd_wl1 < seg_seq || (self.snd_wl1 == seg_seq && self.snd_wl2 <= ack) {
             self.snd_wnd = (seg.window_len as usize) << self.snd_wscale;
@@ -512,6 +567,8 @@ impl Tcb {
                 self.recovery = None;
                 self.dup_acks = 0;
                 self.sack.clear_retransmitted();
+                self.prr = None;
+                self.rack.on_exit_recovery();
             }
             // RFC 6675: a partial ACK needs nothing special, NextSeg()
             // finds the next hole from the scoreboard; no window deflation
@@ -545,6 +602,10 @@ impl Tcb {
             }
             return;
         }
+        if self.rack_on() {
+            // RACK decides, by time, not by counting (RFC 8985 §6).
+            return;
+        }
         // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
         let fresh = if self.sack_ok {
             self.sack_fresh()
@@ -553,6 +614,15 @@ impl Tcb {
         };
         if self.dup_acks == 3 && fresh {
             self.enter_recovery(now);
+        }
+    }
+
+    /// Reports `[l, r)`, received twice, as a D-SACK block in the next
+    /// ACK (RFC 2883), when SACK is in use.
+    fn note_dsack(&mut self, l: SeqNumber, r: SeqNumber) {
+        if self.sack_ok && l < r {
+            self.dsack_pending = Some((l, r));
+            self.ack_now = true;
         }
     }
 
@@ -566,6 +636,19 @@ impl Tcb {
             }
             let off = (seq - self.rcv_nxt).max(0) as usize;
             let had_holes = self.recv_buf.has_out_of_order();
+            if self.sack_ok && had_holes {
+                // A copy of out-of-order data already held (RFC 2883
+                // §4.1.2): the first overlap is reported.
+                let end = off + payload.len();
+                let dup = self
+                    .recv_buf
+                    .out_of_order_ranges()
+                    .map(|(s, e)| (s.max(off), e.min(end)))
+                    .find(|(s, e)| s < e);
+                if let Some((s, e)) = dup {
+                    self.note_dsack(self.rcv_nxt + s, self.rcv_nxt + e);
+                }
+            }
             let out = self.recv_buf.write_at(off, payload);
             if out.advanced > 0 {
                 self.rcv_nxt += out.advanced;

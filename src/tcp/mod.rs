@@ -12,6 +12,9 @@
 //! * [`isn`]: RFC 6528 initial sequence numbers.
 //! * [`cc`]: pluggable congestion control (NewReno now).
 //! * `tcb`, `input`, `output`: the state machine.
+//! * `sack`: the SACK scoreboard and RFC 6675 recovery; `rack`: RACK-TLP
+//!   loss detection (RFC 8985); `prr`: Proportional Rate Reduction
+//!   (RFC 6937).
 //! * `listen`: listeners with bounded SYN and accept queues.
 
 pub mod buffer;
@@ -22,6 +25,8 @@ mod input;
 pub mod isn;
 mod listen;
 mod output;
+mod prr;
+mod rack;
 pub mod rtt;
 mod sack;
 pub mod seq;
@@ -37,6 +42,8 @@ pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
 pub use time_wait::{TimeWaitEntry, TimeWaitTable};
 
+#[cfg(test)]
+mod rack_sim_tests;
 #[cfg(test)]
 mod regress_tests;
 #[cfg(test)]

@@ -104,12 +104,14 @@ impl Tcb {
 
     /// SACK blocks an ACK-bearing segment carries now (RFC 2018 §4: as many
     /// as fit beside the timestamp option).
+    /// A pending D-SACK block (RFC 2883) comes first and counts.
     fn sack_blocks_to_send(&self) -> usize {
-        if !self.sack_ok || !self.recv_buf.has_out_of_order() {
+        if !self.sack_ok || !(self.recv_buf.has_out_of_order() || self.dsack_pending.is_some()) {
             return 0;
         }
         let fit = if self.ts.is_some() { 3 } else { 4 };
-        self.recv_buf.out_of_order_ranges().count().min(fit)
+        let d = self.dsack_pending.is_some() as usize;
+        (d + self.recv_buf.out_of_order_ranges().count()).min(fit)
     }
 
     /// Payload bytes the next data segment may carry: SMSS less the options
@@ -136,6 +138,7 @@ impl Tcb {
         let immediate = self.rst_pending
             || self.ack_now
             || self.retransmit_one
+            || self.tlp.due
             || self.sack_wants_send()
             || (matches!(self.state, State::SynSent | State::SynReceived)
                 && self.snd_nxt == self.iss)
@@ -145,6 +148,8 @@ impl Tcb {
         }
         [
             self.rto_at,
+            self.reo_at,
+            self.pto_at,
             self.delack_at,
             self.persist_at,
             self.keepalive_at,
@@ -164,11 +169,21 @@ impl Tcb {
             self.enter_closed();
             return (false, false);
         }
-        if due(self.rto_at) {
+        // The PTO is never later than the RTO; when both are due the probe
+        // goes first and re-arms the RTO (Linux: one timer, the probe's
+        // replacing the RTO's). If no probe can be sent, the RTO fires on
+        // the next poll.
+        if due(self.pto_at) {
+            self.pto_at = None;
+            self.tlp.due = true;
+        } else if due(self.rto_at) {
             self.on_rto(now);
             if self.state == State::Closed {
                 return (false, false);
             }
+        }
+        if due(self.reo_at) {
+            self.rack_timeout(now);
         }
         if due(self.delack_at) {
             self.delack_at = None;
@@ -238,8 +253,17 @@ impl Tcb {
             return;
         }
         let in_flight = self.bytes_in_flight();
+        if self.retries == 1 {
+            self.undo_start();
+        }
         self.cc.on_rto(now, in_flight);
         self.recovery = None;
+        self.prr = None;
+        self.reo_at = None;
+        self.pto_at = None;
+        self.tlp = super::rack::Tlp::default();
+        self.sack.clear_lost();
+        self.segs.on_rto();
         self.last_recover = Some(self.snd_max);
         self.dup_acks = 0;
         self.retransmit_one = false;
@@ -296,11 +320,18 @@ impl Tcb {
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.ts_val(now), ts.recent));
         }
-        if flags.ack() && self.sack_ok && !syn && self.recv_buf.has_out_of_order() {
-            let mut blocks = Vec::new();
-            self.recv_buf.sack_blocks(&mut blocks);
-            for (s, e) in blocks.into_iter().take(self.sack_blocks_to_send()) {
-                options.push_sack_block(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
+        if flags.ack() && self.sack_ok && !syn {
+            let mut room = self.sack_blocks_to_send();
+            if let Some((l, r)) = self.dsack_pending.filter(|_| room > 0) {
+                options.push_sack_block((l.0, r.0));
+                room -= 1;
+            }
+            if room > 0 && self.recv_buf.has_out_of_order() {
+                let mut blocks = Vec::new();
+                self.recv_buf.sack_blocks(&mut blocks);
+                for (s, e) in blocks.into_iter().take(room) {
+                    options.push_sack_block(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
+                }
             }
         }
         tcp::Repr {
@@ -318,6 +349,9 @@ impl Tcb {
 
     /// Book-keeping once a segment carrying ACK went out.
     fn ack_sent(&mut self, repr: &tcp::Repr) {
+        if !repr.flags.syn() && self.sack_ok && self.dsack_pending.take().is_some() {
+            self.info.dsacks_sent += 1; // reported once (RFC 2883 §4)
+        }
         self.ack_now = false;
         self.delack_at = None;
         self.segs_unacked = 0;
@@ -410,6 +444,15 @@ impl Tcb {
             _ => {}
         }
 
+        // A tail loss probe whose timer fired (RFC 8985 §7.3).
+        if self.tlp.due && self.state.is_synchronized() {
+            match self.send_probe(now, emit) {
+                Some(true) => sent += 1,
+                Some(false) => return sent,
+                None => {}
+            }
+        }
+
         // RFC 6675 loss recovery: the first hole at once (§5 step 4.3),
         // then NextSeg() while cwnd - pipe >= 1 SMSS (step C). New data
         // (rule 2) is left to the loop below, which uses `pipe` too.
@@ -460,6 +503,7 @@ impl Tcb {
         }
 
         let mut force = persist && self.state.is_synchronized();
+        let mut sent_new = false;
         loop {
             let next = self.next_data();
             let (len, fin) = match next {
@@ -501,8 +545,11 @@ impl Tcb {
             if seq < self.snd_max {
                 self.info.retransmits += 1;
                 tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
-            } else if self.rtt_probe.is_none() {
-                self.rtt_probe = Some((seq, now));
+            } else {
+                sent_new = true;
+                if self.rtt_probe.is_none() {
+                    self.rtt_probe = Some((seq, now));
+                }
             }
             self.snd_nxt = seq + len + fin as usize;
             if fin {
@@ -518,6 +565,9 @@ impl Tcb {
             if fin {
                 break;
             }
+        }
+        if sent_new && self.pto_at.is_none() {
+            self.arm_pto(now);
         }
 
         if force || (keepalive && sent == 0) {
@@ -577,6 +627,86 @@ impl Tcb {
         }
         self.info.segs_out += 1;
         self.ack_sent(&r);
+        let end = seq + len + fin as usize;
+        if seq < self.snd_max {
+            let old = (end.min(self.snd_max) - seq) as usize;
+            self.undo_on_rexmit(old);
+        }
+        self.rack_sent(seq, end, now);
+        if let Some(p) = self.prr.as_mut() {
+            p.on_sent(len + fin as usize);
+        }
         true
+    }
+
+    /// RFC 8985 §7.3: the PTO fired. Sends one segment of new data if the
+    /// peer's window allows (regardless of cwnd), else the last segment
+    /// again, and re-arms the RTO. `None`: no probe was due (one is still
+    /// out, or no RTT sample since the last); `Some(false)`: `emit` had
+    /// no room (it is tried again on the next poll).
+    fn send_probe(
+        &mut self,
+        now: Instant,
+        emit: &mut dyn FnMut(&OutSegment) -> bool,
+    ) -> Option<bool> {
+        let skip = self.snd_una == self.snd_max
+            || self.snd_nxt != self.snd_max
+            || self.recovery.is_some()
+            || self.tlp.end_seq.is_some()
+            || (!self.tlp.rtt_since_probe && self.info.tlps > 0);
+        if skip {
+            self.tlp.due = false;
+            return None;
+        }
+        let off = (self.snd_nxt - self.snd_una).max(0) as usize;
+        let unsent = self.send_buf.len().saturating_sub(off);
+        let room = self.snd_wnd.saturating_sub(off);
+        let is_retrans;
+        if unsent > 0 && room > 0 {
+            let len = unsent.min(room).min(self.payload_room());
+            let fin = self.fin_queued
+                && off + len == self.send_buf.len()
+                && self.fin_unsent_at(off + len);
+            let seq = self.snd_nxt;
+            if !self.emit_data(now, seq, len, fin, emit) {
+                return Some(false);
+            }
+            self.snd_nxt = seq + len + fin as usize;
+            self.snd_max = self.snd_nxt;
+            if fin {
+                self.fin_seq = Some(seq + len);
+            }
+            is_retrans = false;
+        } else {
+            // The highest segment sent, again.
+            let fin_out = self.fin_seq.is_some_and(|f| f < self.snd_max);
+            let data_end = self.snd_max - fin_out as usize;
+            let span = (data_end - self.snd_una).max(0) as usize;
+            let start = data_end - span.min(self.payload_room());
+            let Some(r) = self.rexmit_at(start, (self.snd_max - start) as usize) else {
+                self.tlp.due = false;
+                return None;
+            };
+            if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
+                return Some(false);
+            }
+            let end = r.seq + r.len + r.fin as usize;
+            self.sack.mark_retransmitted(r.seq, end);
+            if self.rtt_probe.is_some_and(|(p, _)| p.in_range(r.seq, end)) {
+                self.rtt_probe = None; // Karn
+            }
+            self.info.retransmits += 1;
+            is_retrans = true;
+        }
+        self.tlp = super::rack::Tlp {
+            end_seq: Some(self.snd_max),
+            is_retrans,
+            rtt_since_probe: false,
+            due: false,
+        };
+        self.info.tlps += 1;
+        self.rto_at = Some(now + self.rtt.rto());
+        self.unacked_since.get_or_insert(now);
+        Some(true)
     }
 }

@@ -15,6 +15,7 @@
 //! The retransmitted-marks set has the same bound, and forgetting a mark
 //! is equally safe (the hole may be resent once more).
 
+use super::prr::Prr;
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use crate::time::Instant;
@@ -91,6 +92,29 @@ impl RangeSet {
         true
     }
 
+    /// Removes `[s, e)` from the set (splitting a range it falls inside;
+    /// when that would exceed the bound, the highest range goes).
+    pub(crate) fn remove(&mut self, s: SeqNumber, e: SeqNumber) {
+        if e <= s || self.ranges.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.ranges.len() + 1);
+        for &(rs, re) in &self.ranges {
+            if re <= s || rs >= e {
+                out.push((rs, re));
+                continue;
+            }
+            if rs < s {
+                out.push((rs, s));
+            }
+            if re > e {
+                out.push((e, re));
+            }
+        }
+        out.truncate(MAX_RANGES);
+        self.ranges = out;
+    }
+
     /// Forgets everything below `una`.
     pub(crate) fn prune(&mut self, una: SeqNumber) {
         self.ranges.retain(|&(_, e)| e > una);
@@ -131,6 +155,15 @@ pub(crate) struct Scoreboard {
     /// RFC 6675 RescueRxt: the recovery point when the rescue
     /// retransmission of this episode was sent.
     pub(crate) rescue: Option<SeqNumber>,
+    /// Ranges RACK marked lost (RFC 8985), not SACKed since.
+    lost: RangeSet,
+    /// RACK decides loss (`lost`), not RFC 6675's DupThresh rule.
+    pub(crate) rack: bool,
+    /// With RACK, the DupThresh rule still counts too (while no
+    /// reordering has been seen, where RACK's window is zero anyway): it
+    /// needs no per-range marks, so it keeps working when there are more
+    /// holes than the bounded `lost` set can hold.
+    pub(crate) dupthresh: bool,
 }
 
 impl Scoreboard {
@@ -158,7 +191,10 @@ impl Scoreboard {
             if l >= r || l < una || r > max {
                 continue;
             }
-            new |= self.sacked.insert(l, r);
+            if self.sacked.insert(l, r) {
+                new = true;
+                self.lost.remove(l, r);
+            }
         }
         new
     }
@@ -167,13 +203,36 @@ impl Scoreboard {
     pub(crate) fn prune(&mut self, una: SeqNumber) {
         self.sacked.prune(una);
         self.rexmitted.prune(una);
+        self.lost.prune(una);
     }
 
     /// Forgets everything (SACK no longer in use, or suspected reneging).
     pub(crate) fn clear(&mut self) {
         self.sacked.clear();
         self.rexmitted.clear();
+        self.lost.clear();
         self.rescue = None;
+    }
+
+    /// RACK marked `[s, e)` lost: it counts as lost, and a retransmission
+    /// of it is due again if one was out (a lost retransmission).
+    pub(crate) fn mark_lost(&mut self, s: SeqNumber, e: SeqNumber) {
+        self.lost.insert(s, e);
+        self.rexmitted.remove(s, e);
+    }
+
+    /// Forgets RACK's loss marks (an RTO resends everything anyway).
+    pub(crate) fn clear_lost(&mut self) {
+        self.lost.clear();
+    }
+
+    /// Bytes RACK has marked lost.
+    pub(crate) fn lost_bytes(&self) -> usize {
+        self.lost
+            .ranges()
+            .iter()
+            .map(|&(s, e)| (e - s).max(0) as usize)
+            .sum()
     }
 
     /// A recovery episode ended or an RTO fired: holes may be resent again
@@ -183,14 +242,31 @@ impl Scoreboard {
         self.rescue = None;
     }
 
+    /// `[s, e)` was retransmitted. If the bound on ranges keeps the mark
+    /// from being recorded, RACK's loss mark on it goes instead, so that
+    /// NextSeg() cannot pick the same bytes again and again (RACK marks
+    /// them anew if the retransmission is lost too).
     pub(crate) fn mark_retransmitted(&mut self, s: SeqNumber, e: SeqNumber) {
         self.rexmitted.insert(s, e);
+        if !self.rexmitted.range_at(s).is_some_and(|(_, re)| re >= e) {
+            self.lost.remove(s, e);
+        }
     }
 
     /// RFC 6675 IsLost(seq): true when DupThresh discontiguous SACKed
     /// segments lie above `seq`, or more than (DupThresh − 1)·SMSS SACKed
     /// bytes. A SACKed range counts as ⌈len / smss⌉ segments.
     pub(crate) fn is_lost(&self, seq: SeqNumber, smss: usize) -> bool {
+        if self.rack && self.lost.range_at(seq).is_some() {
+            return true;
+        }
+        if self.rack && !self.dupthresh {
+            return false;
+        }
+        self.dupthresh_lost(seq, smss)
+    }
+
+    fn dupthresh_lost(&self, seq: SeqNumber, smss: usize) -> bool {
         let smss = smss.max(1);
         let (mut bytes, mut segs) = (0usize, 0usize);
         for &(s, e) in self.sacked.ranges().iter().rev() {
@@ -243,10 +319,15 @@ impl Scoreboard {
     /// plus the retransmitted ones (counted again: both copies may be in
     /// the network). IsLost is constant across a hole (the SACKed bytes
     /// above it are the same), so this walks holes, not bytes.
+    ///
+    /// With RACK the lost marks are per segment, so a hole counts less
+    /// the bytes marked lost in it.
     pub(crate) fn pipe(&self, una: SeqNumber, max: SeqNumber, smss: usize) -> usize {
         let mut pipe = 0;
         for (s, e) in self.holes(una, max) {
-            if !self.is_lost(s, smss) {
+            if self.rack && !(self.dupthresh && self.dupthresh_lost(s, smss)) {
+                pipe += ((e - s) as usize).saturating_sub(self.lost.bytes_within(s, e));
+            } else if !self.rack && !self.is_lost(s, smss) {
                 pipe += (e - s) as usize;
             }
             pipe += self.rexmitted.bytes_within(s, e);
@@ -265,6 +346,26 @@ impl Scoreboard {
         smss: usize,
         need_lost: bool,
     ) -> Option<(SeqNumber, usize)> {
+        if self.rack && need_lost {
+            let a = self.next_lost(una);
+            if !self.dupthresh {
+                return a;
+            }
+            let b = self.next_hole_dupthresh(una, smss, need_lost);
+            return match (a, b) {
+                (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
+                (x, y) => x.or(y),
+            };
+        }
+        self.next_hole_dupthresh(una, smss, need_lost)
+    }
+
+    fn next_hole_dupthresh(
+        &self,
+        una: SeqNumber,
+        smss: usize,
+        need_lost: bool,
+    ) -> Option<(SeqNumber, usize)> {
         let high = self.high_sacked()?;
         for (s, e) in self.holes(una, high) {
             let mut at = s;
@@ -272,7 +373,7 @@ impl Scoreboard {
                 match self.rexmitted.range_at(at) {
                     Some((_, re)) => at = re,
                     None => {
-                        if need_lost && !self.is_lost(at, smss) {
+                        if need_lost && !self.dupthresh_lost(at, smss) {
                             return None; // nothing higher is lost either
                         }
                         let end = self
@@ -282,6 +383,30 @@ impl Scoreboard {
                             .map(|&(rs, _)| rs)
                             .find(|&rs| rs > at)
                             .map_or(e, |rs| rs.min(e));
+                        return Some((at, (end - at) as usize));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// RACK's NextSeg() rule 1: the first byte marked lost and not
+    /// retransmitted since, and the length to the end of that run.
+    fn next_lost(&self, una: SeqNumber) -> Option<(SeqNumber, usize)> {
+        for &(ls, le) in self.lost.ranges() {
+            let mut at = ls.max(una);
+            while at < le {
+                match self.rexmitted.range_at(at) {
+                    Some((_, re)) => at = re,
+                    None => {
+                        let end = self
+                            .rexmitted
+                            .ranges()
+                            .iter()
+                            .map(|&(rs, _)| rs)
+                            .find(|&rs| rs > at)
+                            .map_or(le, |rs| rs.min(le));
                         return Some((at, (end - at) as usize));
                     }
                 }
@@ -300,6 +425,20 @@ impl Scoreboard {
     ) -> Option<(SeqNumber, SeqNumber)> {
         self.holes(una, max).last()
     }
+}
+
+/// Undo of a window reduction that D-SACKs show was spurious (RFC 3708's
+/// D-SACK detection; Linux's `undo_marker` / `undo_retrans`): every
+/// segment retransmitted since the reduction was also delivered the first
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Undo {
+    /// snd_una at the reduction: D-SACKs below it are about older data.
+    pub marker: SeqNumber,
+    /// Retransmitted segments not (yet) D-SACKed.
+    pub retrans: u32,
+    /// Retransmissions were made.
+    pub any: bool,
 }
 
 /// A retransmission the SACK recovery wants to send.
@@ -325,12 +464,17 @@ impl Tcb {
     /// then inflate per duplicate ACK. In SACK recovery the connection does
     /// not call `on_recovery_dup_ack` / `on_partial_ack`: RFC 6675 counts
     /// what is in the network with `pipe` instead, so inflation is not
-    /// needed, and §5 step 4.2 wants `cwnd = ssthresh`. The connection
-    /// therefore sends under `min(cwnd, ssthresh)` while in SACK recovery
-    /// (the controller's own cwnd is left as it reports it, and
-    /// `on_exit_recovery` sets the post-recovery window as before).
+    /// needed. The controller only chooses `ssthresh` (on entry) and the
+    /// window after recovery (`on_exit_recovery`); in between the
+    /// connection sends under Proportional Rate Reduction (RFC 6937,
+    /// [`super::prr`]): `pipe + sndcnt` as of the last ACK. Without PRR
+    /// state (it is set up on entry) it falls back to RFC 6675's
+    /// `min(cwnd, ssthresh)`.
     pub(crate) fn recovery_cwnd(&self) -> usize {
-        self.cc.cwnd().min(self.cc.ssthresh())
+        match &self.prr {
+            Some(p) => p.cwnd(),
+            None => self.cc.cwnd().min(self.cc.ssthresh()),
+        }
     }
 
     /// RFC 6675 `pipe` over the connection's scoreboard.
@@ -388,11 +532,42 @@ impl Tcb {
             .map_or(usize::MAX, |&(s, _)| (s - seq) as usize)
     }
 
-    /// Takes the SACK blocks of an ACK acknowledging up to `ack`.
-    pub(crate) fn sack_on_ack(&mut self, blocks: &[(u32, u32)], ack: SeqNumber) {
+    /// Takes the SACK blocks of an ACK acknowledging up to `ack`; the
+    /// first is left out when it is a D-SACK (`skip_first`).
+    pub(crate) fn sack_on_ack(&mut self, blocks: &[(u32, u32)], skip_first: bool, ack: SeqNumber) {
         let una = self.snd_una.max(ack);
         self.sack.prune(una);
-        self.sack.update(blocks, una, self.snd_max);
+        self.sack.update(
+            &blocks[(skip_first as usize).min(blocks.len())..],
+            una,
+            self.snd_max,
+        );
+    }
+
+    /// RFC 2883 §4: the first SACK block is a D-SACK when it lies below
+    /// the cumulative ACK, or inside the second block. Returns it, when
+    /// it is plausible (within the window below snd_max).
+    pub(crate) fn find_dsack(
+        &self,
+        blocks: &[(u32, u32)],
+        ack: SeqNumber,
+    ) -> Option<(SeqNumber, SeqNumber)> {
+        let &(l, r) = blocks.first()?;
+        let (l, r) = (SeqNumber(l), SeqNumber(r));
+        let floor = self.snd_una - self.max_snd_wnd.max(65535);
+        if l >= r || r > self.snd_max || l < floor {
+            return None;
+        }
+        let below = l < ack;
+        let inside = blocks
+            .get(1)
+            .is_some_and(|&(l1, r1)| l >= SeqNumber(l1) && r <= SeqNumber(r1));
+        (below || inside).then_some((l, r))
+    }
+
+    /// SACKed bytes above snd_una.
+    pub(crate) fn sacked_bytes(&self) -> usize {
+        self.sack.sacked().bytes_within(self.snd_una, self.snd_max)
     }
 
     /// Enters fast recovery (RFC 6582 §3.2 step 2 / RFC 6675 §5 step 4).
@@ -400,10 +575,24 @@ impl Tcb {
         let in_flight = self.bytes_in_flight();
         self.recovery = Some(self.snd_max);
         self.last_recover = Some(self.snd_max);
+        self.undo_start();
         self.cc.on_enter_recovery(now, in_flight);
         self.retransmit_one = true;
         self.info.fast_retransmits += 1;
-        self.sack.clear_retransmitted();
+        if self.sack_ok {
+            let mut prr = Prr::new(in_flight, self.cc.ssthresh(), self.data_mss());
+            // Until the next ACK: the fast retransmit only.
+            prr.on_ack(0, self.pipe());
+            self.prr = Some(prr);
+        }
+        // Recovery repairs what a tail loss probe was out for.
+        self.tlp.end_seq = None;
+        self.pto_at = None;
+        if !self.rack_on() {
+            // With RACK a retransmission stays marked until RACK finds it
+            // lost again (a TLP's among them).
+            self.sack.clear_retransmitted();
+        }
         tracing::debug!(
             target: "ustack::tcp::recovery",
             local = %self.local,
@@ -430,6 +619,7 @@ impl Tcb {
     /// duplicate ACKs arrived (stretch ACKs, ACK loss).
     pub(crate) fn sack_check_loss(&mut self, now: Instant) {
         if !self.sack_ok
+            || (self.rack_on() && !self.sack.dupthresh)
             || self.recovery.is_some()
             || self.snd_nxt != self.snd_max
             || self.snd_una >= self.snd_max
@@ -443,7 +633,7 @@ impl Tcb {
 
     /// A segment retransmitting the hole `[seq, seq + max)`: the data in it
     /// up to one segment, and the FIN when it is inside.
-    fn rexmit_at(&self, seq: SeqNumber, max: usize) -> Option<Rexmit> {
+    pub(crate) fn rexmit_at(&self, seq: SeqNumber, max: usize) -> Option<Rexmit> {
         let off = (seq - self.snd_una).max(0) as usize;
         let data = self.send_buf.len().saturating_sub(off);
         let len = max.min(data).min(self.payload_room());
@@ -457,7 +647,13 @@ impl Tcb {
     }
 
     /// RFC 6675 §5 step 4.3: the first hole, at snd_una.
+    /// With RACK, the first segment it marked lost.
     pub(crate) fn sack_first_rexmit(&self) -> Option<Rexmit> {
+        if self.rack_on() {
+            if let Some(r) = self.sack_lost_rexmit() {
+                return Some(r);
+            }
+        }
         let room = self.sack_room(self.snd_una);
         let max = room.min((self.snd_max - self.snd_una).max(0) as usize);
         self.rexmit_at(self.snd_una, max)
@@ -473,7 +669,13 @@ impl Tcb {
     /// can be sent: any hole below the highest SACK not yet retransmitted,
     /// else once per recovery the segment holding the highest outstanding
     /// unSACKed byte (the rescue retransmission).
+    ///
+    /// Not with RACK: a hole it has not marked lost may be reordering, and
+    /// its timer, not a guess, decides (a tail is the TLP's business).
     pub(crate) fn sack_other_rexmit(&self) -> Option<Rexmit> {
+        if self.rack_on() {
+            return None;
+        }
         if let Some((seq, max)) = self.sack.next_hole(self.snd_una, self.data_mss(), false) {
             return self.rexmit_at(seq, max);
         }
@@ -505,6 +707,48 @@ impl Tcb {
             self.rtt_probe = None; // Karn
         }
         self.info.retransmits += 1;
+    }
+
+    /// A window reduction (recovery, or the first RTO of a series)
+    /// begins: count its retransmissions for a possible undo.
+    pub(crate) fn undo_start(&mut self) {
+        self.undo = self.sack_ok.then_some(Undo {
+            marker: self.snd_una,
+            retrans: 0,
+            any: false,
+        });
+    }
+
+    /// `bytes` were retransmitted.
+    pub(crate) fn undo_on_rexmit(&mut self, bytes: usize) {
+        let mss = self.data_mss();
+        if let Some(u) = self.undo.as_mut() {
+            u.retrans = u.retrans.saturating_add(bytes.max(1).div_ceil(mss) as u32);
+            u.any = true;
+        }
+    }
+
+    /// A D-SACK reported `[l, r)` received twice.
+    pub(crate) fn undo_on_dsack(&mut self, l: SeqNumber, r: SeqNumber) {
+        let mss = self.data_mss();
+        if let Some(u) = self.undo.as_mut() {
+            if l >= u.marker {
+                let n = ((r - l).max(1) as usize).div_ceil(mss) as u32;
+                u.retrans = u.retrans.saturating_sub(n);
+            }
+        }
+    }
+
+    /// Outside recovery, once every retransmission of the last reduction
+    /// was D-SACKed, the controller restores its window.
+    pub(crate) fn undo_check(&mut self, now: Instant) {
+        if self.recovery.is_some() || !self.undo.is_some_and(|u| u.any && u.retrans == 0) {
+            return;
+        }
+        self.undo = None;
+        if self.cc.undo(now) {
+            self.info.undos += 1;
+        }
     }
 
     /// True when SACK recovery has a retransmission due under the window.

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use super::buffer::{ReceiveBuffer, SendBuffer};
 use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
+use super::prr::Prr;
+use super::rack::{Rack, SegQueue, Tlp};
 use super::rtt::RttEstimator;
-use super::sack::Scoreboard;
+use super::sack::{Scoreboard, Undo};
 use super::seq::SeqNumber;
 use crate::time::{Duration, Instant};
 
@@ -126,6 +128,29 @@ pub struct TcpInfo {
     pub recv_queue: usize,
     /// Congestion controller name and state.
     pub congestion: (&'static str, &'static str),
+    /// Segments the peer has SACKed (above the cumulative ACK), now.
+    pub sacked: usize,
+    /// Bytes the peer has SACKed, now.
+    pub sacked_bytes: usize,
+    /// Segments marked lost and not yet acknowledged, now.
+    pub lost: usize,
+    /// Segments retransmitted and not yet acknowledged, now.
+    pub retrans_out: usize,
+    /// Segments RACK marked lost over the connection's life.
+    pub lost_total: u64,
+    /// Tail loss probes sent.
+    pub tlps: u64,
+    /// Losses a tail loss probe repaired (the window was reduced for them).
+    pub tlp_loss_repaired: u64,
+    /// D-SACK blocks received (RFC 2883): the peer got a segment twice.
+    pub dsacks_received: u64,
+    /// D-SACK blocks sent: we got a segment twice.
+    pub dsacks_sent: u64,
+    /// Congestion-window reductions undone because D-SACKs showed every
+    /// retransmission of the episode was spurious.
+    pub undos: u64,
+    /// Smallest RTT measured.
+    pub min_rtt: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -202,9 +227,23 @@ pub struct Tcb {
     pub(crate) retransmit_one: bool,
     /// The SACK scoreboard (RFC 6675), used when `sack_ok`.
     pub(crate) sack: Scoreboard,
+    /// Transmit records of the data in flight, for RACK.
+    pub(crate) segs: SegQueue,
+    pub(crate) rack: Rack,
+    pub(crate) tlp: Tlp,
+    /// Proportional Rate Reduction, during SACK recovery.
+    pub(crate) prr: Option<Prr>,
+    /// Undo of the last window reduction (D-SACK).
+    pub(crate) undo: Option<Undo>,
+    /// A D-SACK block (RFC 2883) for the next ACK we send.
+    pub(crate) dsack_pending: Option<(SeqNumber, SeqNumber)>,
 
     // Timers (deadlines).
     pub(crate) rto_at: Option<Instant>,
+    /// RACK's reordering timer (RFC 8985 §6.3).
+    pub(crate) reo_at: Option<Instant>,
+    /// The tail loss probe timeout (RFC 8985 §7.2).
+    pub(crate) pto_at: Option<Instant>,
     pub(crate) delack_at: Option<Instant>,
     pub(crate) persist_at: Option<Instant>,
     pub(crate) persist_backoff: u32,
@@ -311,7 +350,15 @@ impl Tcb {
             recovery: None,
             retransmit_one: false,
             sack: Scoreboard::default(),
+            segs: SegQueue::default(),
+            rack: Rack::default(),
+            tlp: Tlp::default(),
+            prr: None,
+            undo: None,
+            dsack_pending: None,
             rto_at: None,
+            reo_at: None,
+            pto_at: None,
             delack_at: None,
             persist_at: None,
             persist_backoff: 0,
@@ -557,6 +604,30 @@ impl Tcb {
         i.send_queue = self.send_buf.len();
         i.recv_queue = self.recv_buf.readable();
         i.congestion = (self.cc.name(), self.cc.state_name());
+        if self.sack_recovery() {
+            i.cwnd = self.recovery_cwnd();
+        }
+        i.sacked_bytes = self.sacked_bytes();
+        if self.rack_on() {
+            i.sacked = self.segs.segs_sacked();
+            let live = || self.segs.iter().filter(|r| !r.sacked);
+            i.lost = live().filter(|r| r.lost).count();
+            i.retrans_out = live().filter(|r| r.rexmit).count();
+        } else {
+            let mss = self.data_mss();
+            i.sacked = self
+                .sack
+                .sacked()
+                .ranges()
+                .iter()
+                .map(|&(s, e)| ((e - s).max(0) as usize).div_ceil(mss))
+                .sum();
+            i.lost = self.sack.lost_bytes().div_ceil(mss);
+        }
+        i.min_rtt = match (self.rtt.min_rtt(), self.rack.min_rtt) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         i
     }
 
@@ -594,6 +665,9 @@ impl Tcb {
     pub(crate) fn enter_closed(&mut self) {
         self.set_state(State::Closed);
         self.rto_at = None;
+        self.reo_at = None;
+        self.pto_at = None;
+        self.tlp.due = false;
         self.delack_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
@@ -604,6 +678,9 @@ impl Tcb {
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
         self.rto_at = None;
+        self.reo_at = None;
+        self.pto_at = None;
+        self.tlp.due = false;
         self.persist_at = None;
         self.keepalive_at = None;
         self.fin_wait2_at = None;

@@ -13,7 +13,7 @@ use crate::time::{Duration, Instant};
 const A: &str = "10.0.0.1";
 const B: &str = "10.0.0.2";
 
-fn host(addr: &str, seed: u64) -> Interface {
+pub(super) fn host(addr: &str, seed: u64) -> Interface {
     let mut c = Config::new(Medium::Ip);
     c.addrs
         .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
@@ -21,7 +21,7 @@ fn host(addr: &str, seed: u64) -> Interface {
     Interface::new(c, Instant::ZERO)
 }
 
-fn sim(link: LinkConfig, seed: u64) -> Sim {
+pub(super) fn sim(link: LinkConfig, seed: u64) -> Sim {
     Sim::new(
         host(A, seed),
         host(B, seed.wrapping_add(1)),
@@ -31,16 +31,16 @@ fn sim(link: LinkConfig, seed: u64) -> Sim {
     )
 }
 
-fn sa(ip: &str, port: u16) -> SocketAddr {
+pub(super) fn sa(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
 
-fn state(i: &Interface, h: SocketHandle) -> State {
+pub(super) fn state(i: &Interface, h: SocketHandle) -> State {
     i.tcp_socket(h).map(|t| t.state()).unwrap_or(State::Closed)
 }
 
 /// Connects a client on A to a listener on B; returns (client, server).
-fn connect(s: &mut Sim) -> (SocketHandle, SocketHandle) {
+pub(super) fn connect(s: &mut Sim) -> (SocketHandle, SocketHandle) {
     let l = s.b.tcp_listen(sa("0.0.0.0", 80), 16).unwrap();
     let now = s.now();
     let c = s.a.tcp_connect(sa(B, 80), None, now).unwrap();
@@ -59,7 +59,7 @@ fn connect(s: &mut Sim) -> (SocketHandle, SocketHandle) {
 
 /// Moves `data` from `from` to `to` (A→B when `a_to_b`), the application
 /// writing and reading as fast as the buffers allow; returns what arrived.
-fn transfer(
+pub(super) fn transfer(
     s: &mut Sim,
     a_to_b: bool,
     from: SocketHandle,
@@ -102,7 +102,7 @@ fn transfer(
     got
 }
 
-fn pattern(n: usize, seed: u64) -> Vec<u8> {
+pub(super) fn pattern(n: usize, seed: u64) -> Vec<u8> {
     let mut r = crate::sim::Rng::new(seed);
     (0..n).map(|_| r.next_u64() as u8).collect()
 }
@@ -1158,15 +1158,24 @@ fn bidirectional_lossy_transfer_never_exceeds_the_mtu() {
 /// (0 = the first data segment). Returns the sender's info and how long
 /// the transfer took.
 fn transfer_losing(sack: bool, n: usize, lost: &[u32]) -> (crate::tcp::TcpInfo, Duration) {
+    transfer_losing_with(&|c| c.sack = sack, n, lost)
+}
+
+/// [`transfer_losing`] with the settings `cfg` makes on both ends.
+pub(super) fn transfer_losing_with(
+    cfg: &dyn Fn(&mut crate::tcp::TcpConfig),
+    n: usize,
+    lost: &[u32],
+) -> (crate::tcp::TcpInfo, Duration) {
     let link = LinkConfig {
         delay: Duration::from_millis(10),
         ..LinkConfig::default()
     };
     let mut s = sim(link, 42);
     for iface in [&mut s.a, &mut s.b] {
-        let mut cfg = iface.tcp_config().clone();
-        cfg.sack = sack;
-        iface.set_tcp_config(cfg);
+        let mut c = iface.tcp_config().clone();
+        cfg(&mut c);
+        iface.set_tcp_config(c);
     }
     let (c, srv) = connect(&mut s);
     let mss = s.a.tcp_info(c).unwrap().mss as u32;
@@ -1234,11 +1243,13 @@ fn sack_recovery_repairs_several_holes_in_one_round_trip() {
 
 /// RFC 6675 §5.1: when the retransmissions of two holes are lost too, the
 /// RTO resends the holes only: go-back-N skips what the peer SACKed.
+/// (Without RACK: with it the lost retransmissions are found without an
+/// RTO, see `rack_sim_tests`.)
 #[test]
 fn rto_after_sack_recovery_resends_only_the_holes() {
     // Each listed twice: the first transmission and the fast
     // retransmission are both lost.
-    let (i, _) = transfer_losing(true, 200_000, &[23, 23, 27, 27]);
+    let (i, _) = transfer_losing_with(&|c| c.rack = false, 200_000, &[23, 23, 27, 27]);
     eprintln!(
         "retransmits {} fast {} rto {}",
         i.retransmits, i.fast_retransmits, i.timeouts

@@ -162,6 +162,9 @@ pub struct Cubic {
     /// Nothing has happened yet, so an MSS change may reset the window.
     pristine: bool,
     hystart: HyStart,
+    /// (cwnd, ssthresh, W_max, cwnd_prior) before the last congestion
+    /// event, for `undo`.
+    prior: Option<(usize, usize, f64, f64)>,
 }
 
 impl Cubic {
@@ -186,6 +189,7 @@ impl Cubic {
             rto_epoch: false,
             pristine: true,
             hystart: HyStart::default(),
+            prior: None,
         }
     }
 
@@ -358,6 +362,7 @@ impl Cubic {
 
     /// RFC 9438 §4.6/§4.7: the reaction common to loss and timeout.
     fn congestion_event(&mut self, in_flight: usize) {
+        self.prior = Some((self.cwnd, self.ssthresh, self.w_max, self.cwnd_prior));
         let cwnd = self.cwnd as f64;
         self.w_max = if cwnd < self.w_max {
             cwnd * (1.0 + BETA) / 2.0
@@ -459,6 +464,7 @@ impl CongestionControl for Cubic {
     fn on_rto(&mut self, _now: Instant, in_flight: usize) {
         self.pristine = false;
         if !self.after_rto {
+            self.prior = Some((self.cwnd, self.ssthresh, self.w_max, self.cwnd_prior));
             self.cwnd_prior = self.cwnd as f64;
             self.ssthresh = self.reduced_ssthresh(in_flight);
         }
@@ -468,6 +474,24 @@ impl CongestionControl for Cubic {
         self.rto_epoch = true;
         self.in_recovery = false;
         self.after_rto = true;
+    }
+
+    /// RFC 9438 §4.9: a spurious congestion event is undone: cwnd,
+    /// ssthresh, `W_max` and `cwnd_prior` from before it (cwnd and
+    /// ssthresh never below the current ones); a new epoch starts.
+    fn undo(&mut self, _now: Instant) -> bool {
+        let Some((cwnd, ssthresh, w_max, cwnd_prior)) = self.prior.take() else {
+            return false;
+        };
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        self.w_max = w_max;
+        self.cwnd_prior = cwnd_prior;
+        self.end_epoch();
+        self.in_recovery = false;
+        self.after_rto = false;
+        self.rto_epoch = false;
+        true
     }
 
     /// RFC 5681 §4.1: `cwnd = min(IW, cwnd)`; the cubic epoch ends.

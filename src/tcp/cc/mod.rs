@@ -56,6 +56,14 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// The retransmission timer fired. `in_flight` is FlightSize before the
     /// retransmission.
     fn on_rto(&mut self, now: Instant, in_flight: usize);
+    /// The last reduction (recovery or RTO) proved spurious: D-SACKs
+    /// showed that every retransmission of it was unnecessary (RFC 3708 /
+    /// RFC 2883 §5; Linux's `undo`). Restores the window from before it
+    /// and returns true, or returns false when the algorithm does not
+    /// undo (the default). Called outside recovery only.
+    fn undo(&mut self, _now: Instant) -> bool {
+        false
+    }
     /// The connection is about to send after being idle for more than an
     /// RTO (RFC 5681 §4.1: restart window). Default: no change.
     fn on_idle_restart(&mut self, _now: Instant) {}

@@ -32,6 +32,8 @@ pub struct NewReno {
     after_rto: bool,
     /// Nothing has happened yet, so an MSS change may reset the window.
     pristine: bool,
+    /// (cwnd, ssthresh) before the last reduction, for `undo`.
+    prior: Option<(usize, usize)>,
 }
 
 impl NewReno {
@@ -47,6 +49,7 @@ impl NewReno {
             in_recovery: false,
             after_rto: false,
             pristine: true,
+            prior: None,
         }
     }
 
@@ -124,6 +127,7 @@ impl CongestionControl for NewReno {
 
     fn on_enter_recovery(&mut self, _now: Instant, in_flight: usize) {
         self.pristine = false;
+        self.prior = Some((self.cwnd, self.ssthresh));
         self.ssthresh = self.reduced_ssthresh(in_flight);
         self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(3));
         self.ca_acked = 0;
@@ -158,12 +162,27 @@ impl CongestionControl for NewReno {
     fn on_rto(&mut self, _now: Instant, in_flight: usize) {
         self.pristine = false;
         if !self.after_rto {
+            self.prior = Some((self.cwnd, self.ssthresh));
             self.ssthresh = self.reduced_ssthresh(in_flight);
         }
         self.cwnd = self.mss;
         self.ca_acked = 0;
         self.in_recovery = false;
         self.after_rto = true;
+    }
+
+    /// Back to the window and threshold from before the reduction (never
+    /// below the current ones), as Linux's `tcp_undo_cwnd_reduction`.
+    fn undo(&mut self, _now: Instant) -> bool {
+        let Some((cwnd, ssthresh)) = self.prior.take() else {
+            return false;
+        };
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        self.ca_acked = 0;
+        self.in_recovery = false;
+        self.after_rto = false;
+        true
     }
 
     /// RFC 5681 §4.1: `cwnd = min(IW, cwnd)`.
