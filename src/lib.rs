@@ -54,6 +54,7 @@ pub mod cli;
 pub mod iface;
 pub mod net;
 pub mod phy;
+pub mod replay;
 pub mod runtime;
 pub mod sim;
 pub mod socket;
