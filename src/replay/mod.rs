@@ -6,5 +6,12 @@
 //! * [`fuzz`]: the harness of the `cargo fuzz` targets in `fuzz/`.
 
 pub mod build;
+pub mod capture;
 pub mod check;
+pub mod engine;
 pub mod fuzz;
+pub mod mutate;
+pub mod runner;
+pub mod script;
+
+pub use runner::{check_capture, Failure, Report};
