@@ -183,6 +183,7 @@ struct TcpRun<'a> {
     max_edge: Option<u32>,
     reached_established: bool,
     broken: bool,
+    forged_syn: bool,
     trace: bool,
     script_end: Instant,
 }
@@ -258,6 +259,7 @@ impl<'a> TcpRun<'a> {
             max_edge: None,
             reached_established: false,
             broken,
+            forged_syn: false,
             trace: std::env::var_os("USTACK_REPLAY_TRACE").is_some(),
             script_end: Instant::from_micros(last),
         }
@@ -418,6 +420,12 @@ impl<'a> TcpRun<'a> {
             return;
         }
         let flags = t.flags();
+        if flags.syn() && t.seq_number() != self.s.peer_isn {
+            // A SYN made up by a flipped flag: the stack may take it as a
+            // new initial sequence number (simultaneous open), after which
+            // byte offsets no longer line up with the peer's stream.
+            self.forged_syn = true;
+        }
         let end = t.seq_number().wrapping_add(
             (t.payload().len() + usize::from(flags.syn()) + usize::from(flags.fin())) as u32,
         );
@@ -478,7 +486,20 @@ impl<'a> TcpRun<'a> {
             if self.now == last_now {
                 stuck += 1;
                 if stuck > MAX_STUCK {
-                    self.violation("the stack's deadline does not advance (livelock)".into());
+                    let at = self.stack.poll_at();
+                    let mut table = self.stack.socket_report();
+                    if let Some(t) = self.app.handle.and_then(|h| self.stack.tcp_socket(h).ok()) {
+                        table.push_str(&format!(
+                            "ack_now {} retransmit_one {} sack_wants_send {} rst_pending {}",
+                            t.ack_now,
+                            t.retransmit_one,
+                            t.sack_wants_send(),
+                            t.rst_pending
+                        ));
+                    }
+                    self.violation(format!(
+                        "the stack's deadline does not advance (livelock): poll_at {at:?}, sockets:\n{table}"
+                    ));
                     break;
                 }
             } else {
@@ -664,8 +685,10 @@ impl<'a> TcpRun<'a> {
         }
         if let Some(at) = s.local_fin_at {
             if t >= at && !self.app.shut && self.app.written >= target {
-                let _ = self.stack.tcp_shutdown(h, Shutdown::Write);
-                self.app.shut = true;
+                // Not yet connected (SYN-SENT): try again later.
+                if self.stack.tcp_shutdown(h, Shutdown::Write).is_ok() {
+                    self.app.shut = true;
+                }
             }
         }
         let mut buf = [0u8; 16384];
@@ -683,6 +706,9 @@ impl<'a> TcpRun<'a> {
     }
 
     fn check_delivered(&mut self, from: usize) {
+        if self.forged_syn {
+            return;
+        }
         for i in from..self.app.delivered.len() {
             let b = self.app.delivered[i];
             let ok = self.sent.get(i).is_some_and(|&v| v == u16::from(b))
@@ -877,7 +903,7 @@ impl<'a> TcpRun<'a> {
             if self.peer_rcv_nxt != self.peer_acked && self.ack_due.is_none() {
                 self.ack_due = Some(self.now + Duration::from_millis(40));
             }
-            if seq_lt(seg.seq, rcv) && seg.seq_len() > 0 && !f.syn() {
+            if seq_lt(seg.seq, rcv) && seg.seq_len() > 0 {
                 // A retransmission of what the peer has: answer at once.
                 self.ack_due = Some(self.now);
             }
@@ -915,44 +941,51 @@ impl<'a> TcpRun<'a> {
             self.rto_backoff += 1;
             let una = self.peer_snd_una;
             let isn = self.s.peer_isn;
-            let p = if una == isn {
+            if una == isn {
                 // The SYN (or SYN-ACK) itself.
-                let mut syn = self.s.peer.iter().find(|p| p.flags.syn()).cloned();
-                if let Some(s) = &mut syn {
-                    s.t = now.total_micros();
-                }
-                match syn {
-                    Some(s) => s,
-                    None => return,
+                if let Some(mut syn) = self.s.peer.iter().find(|p| p.flags.syn()).cloned() {
+                    syn.t = now.total_micros();
+                    let ip = self.build(&syn);
+                    self.push(now, ip, None);
                 }
             } else {
-                let off = una.wrapping_sub(isn.wrapping_add(1)) as usize;
-                let room = self
+                // Up to eight segments from SND.UNA, within the stack's window.
+                let room_total = self
                     .stack_edge
                     .map_or(1, |e| e.wrapping_sub(una) as i32)
-                    .clamp(1, 1400) as usize;
-                let have: Vec<u8> = self
-                    .stream
-                    .get(off..)
-                    .unwrap_or(&[])
-                    .iter()
-                    .take(room)
-                    .take_while(|&&v| v < 0x100)
-                    .map(|&v| v as u8)
-                    .collect();
-                let data_end = una.wrapping_add(have.len() as u32);
-                let mut flags = tcp::Flags::ACK;
-                if self.peer_fin_sent == Some(data_end.wrapping_add(1)) {
-                    flags = tcp::Flags(flags.0 | tcp::Flags::FIN.0);
+                    .clamp(1, 8 * 1400) as usize;
+                let mut seq = una;
+                let mut left = room_total;
+                for _ in 0..8 {
+                    let off = seq.wrapping_sub(isn.wrapping_add(1)) as usize;
+                    let have: Vec<u8> = self
+                        .stream
+                        .get(off..)
+                        .unwrap_or(&[])
+                        .iter()
+                        .take(left.min(1400))
+                        .take_while(|&&v| v < 0x100)
+                        .map(|&v| v as u8)
+                        .collect();
+                    let data_end = seq.wrapping_add(have.len() as u32);
+                    let mut flags = tcp::Flags::ACK;
+                    if self.peer_fin_sent == Some(data_end.wrapping_add(1)) {
+                        flags = tcp::Flags(flags.0 | tcp::Flags::FIN.0);
+                    }
+                    if have.is_empty() && !flags.fin() {
+                        break;
+                    }
+                    left = left.saturating_sub(have.len());
+                    let ack = self.peer_rcv_nxt.unwrap_or(0);
+                    let p = self.reaction(seq, ack, flags, window, have);
+                    let ip = self.build(&p);
+                    self.push(now, ip, None);
+                    if flags.fin() || left == 0 {
+                        break;
+                    }
+                    seq = data_end;
                 }
-                if have.is_empty() && !flags.fin() {
-                    return;
-                }
-                let ack = self.peer_rcv_nxt.unwrap_or(0);
-                self.reaction(una, ack, flags, window, have)
-            };
-            let ip = self.build(&p);
-            self.push(now, ip, None);
+            }
             self.rto_at = Some(now + self.rto());
         }
     }

@@ -133,6 +133,13 @@ impl Tcb {
 
     /// When [`Tcb::poll_transmit`] next has work: now, or a timer.
     pub fn poll_at(&self) -> Option<Instant> {
+        // A closed connection sends nothing but a pending RST; left-over
+        // recovery state must not ask for a transmission that
+        // `poll_transmit` will never make (found by pcap replay: after an
+        // RST during SACK recovery the deadline stayed at "now" for good).
+        if self.state == State::Closed {
+            return self.rst_pending.then_some(Instant::ZERO);
+        }
         let immediate = self.rst_pending
             || self.ack_now
             || self.retransmit_one
