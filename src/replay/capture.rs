@@ -206,10 +206,11 @@ fn classify_non_ip(linktype: u16, data: &[u8]) -> Frame {
         LINKTYPE_LINUX_SLL2 => Some(u16::from_be_bytes([data[0], data[1]])),
         _ => None,
     };
-    if et == Some(0x0800) {
-        Frame::Rejected
-    } else {
-        Frame::Other
+    // ARP and IPv6 are real traffic the replay does not play; any other
+    // ethertype (or an IPv4 one that did not hold IPv4) is garbage.
+    match et {
+        None | Some(0x0806) | Some(0x86dd) => Frame::Other,
+        Some(_) => Frame::Rejected,
     }
 }
 
@@ -266,6 +267,11 @@ fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
     let Ok(p) = ipv4::Packet::new_checked(ip) else {
         return Frame::Rejected;
     };
+    // The IP header checksum is computed even where transport checksums
+    // are offloaded: a wrong one means a damaged frame.
+    if !p.verify_checksum() {
+        return Frame::Rejected;
+    }
     // Captures on a sending host may cut frames at the snap length or hold
     // a zero total length (TSO); take what the frame holds.
     let (src, dst) = (p.src_addr(), p.dst_addr());

@@ -772,7 +772,25 @@ impl<'a> TcpRun<'a> {
             match self.stack_iss {
                 None => self.stack_iss = Some(seg.seq),
                 Some(iss) if iss != seg.seq => {
-                    self.violation(format!("SYN with seq {} after ISS {iss}", seg.seq));
+                    // A new incarnation is legal only once the first
+                    // connection is gone (a reset, then a SYN again).
+                    let old_alive = self
+                        .app
+                        .handle
+                        .and_then(|h| self.stack.tcp_socket(h).ok())
+                        .is_some_and(|t| t.state() != State::Closed);
+                    if old_alive {
+                        self.violation(format!("SYN with seq {} after ISS {iss}", seg.seq));
+                    } else {
+                        self.stack_iss = Some(seg.seq);
+                        self.stack_snd_max = 0;
+                        self.stack_last_ack = None;
+                        self.peer_rcv_nxt = Some(seg.seq.wrapping_add(1));
+                        self.peer_ooo.clear();
+                        self.peer_dead = false;
+                        self.broken = true;
+                        self.app.written = 0;
+                    }
                 }
                 _ => {}
             }
@@ -903,8 +921,9 @@ impl<'a> TcpRun<'a> {
             if self.peer_rcv_nxt != self.peer_acked && self.ack_due.is_none() {
                 self.ack_due = Some(self.now + Duration::from_millis(40));
             }
-            if seq_lt(seg.seq, rcv) && seg.seq_len() > 0 {
-                // A retransmission of what the peer has: answer at once.
+            if seq_lt(seg.seq, rcv) {
+                // A retransmission of what the peer has, or a window probe
+                // below RCV.NXT: answer at once (RFC 9293 §3.10.7.4).
                 self.ack_due = Some(self.now);
             }
         }
