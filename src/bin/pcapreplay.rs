@@ -60,11 +60,15 @@ fn main() -> ExitCode {
             "  minimal case (peer frame index, mutation): {:?}",
             f.minimal
         );
+        let side = match args.side {
+            Side::Client => "client",
+            Side::Server => "server",
+            Side::Auto => "auto",
+        };
         println!(
-            "  reproduce: pcapreplay {} --seed {} --side {:?} --case {}",
+            "  reproduce: pcapreplay {} --seed {} --side {side} --case {}",
             args.file.display(),
             args.seed,
-            args.side,
             f.case
         );
     }

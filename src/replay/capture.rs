@@ -214,16 +214,20 @@ fn classify_non_ip(linktype: u16, data: &[u8]) -> Frame {
     }
 }
 
+/// (source, destination, identification, protocol) of a fragmented datagram.
+type FragKey = (Ipv4Addr, Ipv4Addr, u16, u8);
+/// A fragment: (offset, bytes, more fragments follow).
+type Piece = (usize, Vec<u8>, bool);
+
 #[derive(Default)]
 struct FragmentTable {
-    /// (src, dst, ident, protocol) -> (pieces (offset, bytes, more), largest piece).
-    pending: HashMap<(Ipv4Addr, Ipv4Addr, u16, u8), Vec<(usize, Vec<u8>, bool)>>,
+    pending: HashMap<FragKey, Vec<Piece>>,
 }
 
 impl FragmentTable {
     fn add(
         &mut self,
-        key: (Ipv4Addr, Ipv4Addr, u16, u8),
+        key: FragKey,
         off: usize,
         data: &[u8],
         more: bool,
