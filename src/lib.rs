@@ -18,6 +18,9 @@
 //! * [`stack`] and [`net`]: the threaded runtime (one stack thread per
 //!   interface) and `std::net`-shaped sockets on it.
 //! * [`sim`]: a deterministic network simulator with virtual time.
+//! * [`replay`]: packet-capture replay under mutations with invariant
+//!   checks (the `pcapreplay` tool and the replay tests), and the harness of
+//!   the fuzz targets.
 //!
 //! # Example: two stacks on an in-memory link
 //!

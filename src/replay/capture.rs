@@ -384,3 +384,98 @@ impl Capture {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::pcap::Writer;
+    use crate::replay::build::{fix_checksums, ipv4_packet};
+
+    fn udp_ip() -> Vec<u8> {
+        let mut u = vec![0u8; 12];
+        u[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        u[2..4].copy_from_slice(&53u16.to_be_bytes());
+        u[4..6].copy_from_slice(&12u16.to_be_bytes());
+        u[8..].copy_from_slice(b"ping");
+        let mut ip = ipv4_packet(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            17,
+            7,
+            &u,
+        );
+        fix_checksums(&mut ip);
+        ip
+    }
+
+    /// The same datagram under every link type the replay reads.
+    #[test]
+    fn link_types() {
+        let ip = udp_ip();
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&ip);
+        let mut vlan = vec![0u8; 12];
+        vlan.extend_from_slice(&[0x81, 0x00, 0, 5, 0x08, 0x00]);
+        vlan.extend_from_slice(&ip);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        for (lt, f) in [
+            (LINKTYPE_ETHERNET, eth),
+            (LINKTYPE_ETHERNET, vlan),
+            (LINKTYPE_RAW, ip.clone()),
+            (LINKTYPE_IPV4, ip.clone()),
+            (LINKTYPE_LINUX_SLL, sll),
+            (LINKTYPE_LINUX_SLL2, sll2),
+            (LINKTYPE_NULL, null),
+        ] {
+            let mut w = Writer::new(Vec::new(), lt).unwrap();
+            w.write_packet(5, &f).unwrap();
+            let cap = Capture::from_bytes(&w.into_inner());
+            match &cap.frames[..] {
+                [Frame::Udp(u)] => {
+                    assert_eq!(u.payload, b"ping", "linktype {lt}");
+                    assert_eq!(u.dst.port(), 53);
+                }
+                other => panic!("linktype {lt}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fragments_are_reassembled_and_garbage_rejected() {
+        let mut w = Writer::new(Vec::new(), LINKTYPE_RAW).unwrap();
+        let whole = udp_ip();
+        let data = &whole[20..];
+        for (off, piece, more) in [(8usize, &data[8..], false), (0, &data[..8], true)] {
+            let mut f = ipv4_packet(
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 2),
+                17,
+                9,
+                piece,
+            );
+            let mut p = ipv4::Packet::new_unchecked(&mut f[..]);
+            p.set_dont_frag(false);
+            p.set_more_frags(more);
+            p.set_frag_offset(off);
+            p.fill_checksum();
+            w.write_packet(1, &f).unwrap();
+        }
+        w.write_packet(2, &[0x45, 1, 2]).unwrap();
+        let cap = Capture::from_bytes(&w.into_inner());
+        assert_eq!(cap.frames.len(), 3);
+        assert_eq!(cap.frames[0], Frame::Fragment);
+        assert!(
+            matches!(&cap.frames[1], Frame::Udp(u) if u.payload == b"ping" && u.fragment_size == Some(8))
+        );
+        assert_eq!(cap.frames[2], Frame::Rejected);
+        assert_eq!(cap.rejected_count(), 1);
+    }
+}

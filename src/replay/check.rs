@@ -234,3 +234,54 @@ pub fn check_bounds(iface: &Interface) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::build::{fix_checksums, ipv4_packet};
+
+    fn tcp_ip() -> Vec<u8> {
+        let mut seg = vec![0u8; 24];
+        seg[0..2].copy_from_slice(&80u16.to_be_bytes());
+        seg[2..4].copy_from_slice(&4000u16.to_be_bytes());
+        seg[12] = 0x50;
+        seg[13] = 0x18;
+        seg[20..].copy_from_slice(b"data");
+        let mut ip = ipv4_packet(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            6,
+            1,
+            &seg,
+        );
+        fix_checksums(&mut ip);
+        ip
+    }
+
+    #[test]
+    fn a_valid_segment_passes_and_parses() {
+        match check_emitted(Medium::Ip, &tcp_ip()).unwrap() {
+            Emitted::Tcp { seg, .. } => {
+                assert_eq!((seg.src_port, seg.dst_port), (80, 4000));
+                assert_eq!(seg.payload, b"data");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn every_damaged_byte_is_caught() {
+        let good = tcp_ip();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                check_emitted(Medium::Ip, &bad).is_err(),
+                "byte {i} flipped went unnoticed"
+            );
+        }
+        let mut short = good.clone();
+        short.pop();
+        assert!(check_emitted(Medium::Ip, &short).is_err());
+    }
+}

@@ -144,3 +144,66 @@ pub fn apply_bytes(ip: &mut Vec<u8>, m: &Mutation) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::Medium;
+    use crate::replay::build::ipv4_packet;
+    use crate::replay::check::{check_emitted, Emitted};
+    use std::net::Ipv4Addr;
+
+    fn seg() -> Vec<u8> {
+        let mut s = vec![0u8; 28];
+        s[12] = 0x50;
+        s[13] = 0x10;
+        s[14] = 0x10;
+        s[20..].copy_from_slice(b"abcdefgh");
+        let mut ip = ipv4_packet(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            6,
+            1,
+            &s,
+        );
+        fix_checksums(&mut ip);
+        ip
+    }
+
+    #[test]
+    fn fixed_up_mutations_stay_valid_and_raw_ones_do_not() {
+        let fixed = [
+            Mutation::Corrupt {
+                at: 3,
+                xor: 0xff,
+                fix: true,
+            },
+            Mutation::FlipFlags(0x01),
+            Mutation::ZeroWindow,
+            Mutation::InsertOption(vec![1, 1, 1]),
+        ];
+        for m in fixed {
+            let mut ip = seg();
+            assert!(apply_bytes(&mut ip, &m), "{m:?}");
+            assert!(check_emitted(Medium::Ip, &ip).is_ok(), "{m:?}");
+            assert_ne!(ip, seg(), "{m:?}");
+        }
+        let mut ip = seg();
+        assert!(apply_bytes(&mut ip, &Mutation::ZeroWindow));
+        assert!(
+            matches!(check_emitted(Medium::Ip, &ip), Ok(Emitted::Tcp { seg, .. }) if seg.window == 0)
+        );
+        for at in 0..seg().len() as u16 {
+            let mut ip = seg();
+            apply_bytes(
+                &mut ip,
+                &Mutation::Corrupt {
+                    at,
+                    xor: 0x40,
+                    fix: false,
+                },
+            );
+            assert!(check_emitted(Medium::Ip, &ip).is_err(), "corrupt at {at}");
+        }
+    }
+}
