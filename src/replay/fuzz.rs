@@ -299,6 +299,14 @@ pub fn live_stack(data: &[u8]) {
                 live.poll();
             }
             7 => app_call(&mut live, op, &mut input),
+            9 => {
+                // Two TCP segments at the same instant, no poll between (a
+                // burst: the second may undo what the first asked for).
+                let a = tcp_segment(&live, op & 0xf0 | 2, &mut input);
+                let b = tcp_segment(&live, input.byte() & 0xf0 | 2, &mut input);
+                live.me.handle_frame(live.now, &a);
+                live.inject(&b);
+            }
             _ => {
                 let rounds = usize::from(op >> 4) + 1;
                 live.exchange(rounds);
