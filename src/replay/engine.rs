@@ -745,9 +745,15 @@ impl<'a> TcpRun<'a> {
                         if self.trace {
                             eprintln!("{:>10} stack -> {}", self.now.total_micros(), describe(&f));
                         }
-                        if src != STACK_IP || dst != PEER_IP {
-                            self.violation(format!("segment from {src} to {dst}"));
-                        } else if seg.dst_port == self.peer_port && seg.src_port == self.stack_port
+                        if src != STACK_IP || (dst != PEER_IP && !seg.payload.is_empty()) {
+                            // Mutations may forge a peer elsewhere (a
+                            // corrupted address made valid by a later
+                            // fix-up): answering it is fine, sending it the
+                            // application's data is not.
+                            self.violation(format!("data segment from {src} to {dst}"));
+                        } else if dst == PEER_IP
+                            && seg.dst_port == self.peer_port
+                            && seg.src_port == self.stack_port
                         {
                             self.observe(&seg);
                         }
