@@ -1242,12 +1242,13 @@ fn run_udp(
         }
         while let Ok((n, from)) = stack.udp_recv_from(h, &mut buf) {
             out.delivered += 1;
-            if from != SocketAddr::from((PEER_IP, peer_port)) {
-                out.violations
-                    .push(format!("datagram from {from}, not the peer"));
-            } else if !sent.contains(&buf[..n]) {
+            // The source may differ from the peer's when mutations forged
+            // one (a corrupted address made valid by a later fix-up); the
+            // unconnected socket takes it. The payload must still be one
+            // the peer (or that forgery) sent.
+            if !sent.contains(&buf[..n]) {
                 out.violations.push(format!(
-                    "a {n}-byte datagram delivered that the peer never sent"
+                    "a {n}-byte datagram from {from} delivered that the peer never sent"
                 ));
             }
         }
