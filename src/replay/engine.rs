@@ -92,7 +92,17 @@ fn by_index(mutations: &[(usize, Mutation)], i: usize) -> Vec<&Mutation> {
 fn schedule(ip: Vec<u8>, at: Instant, muts: &[&Mutation]) -> (Vec<(Instant, Vec<u8>)>, u8) {
     let mut copies = vec![(at, ip)];
     let mut reorder = 0;
-    for m in muts {
+    // Damage that leaves checksums wrong goes last: a later fix-up would
+    // otherwise turn a corrupted header into a valid forged one.
+    let raw = |m: &Mutation| {
+        matches!(
+            m,
+            Mutation::Truncate(_) | Mutation::Corrupt { fix: false, .. }
+        )
+    };
+    let mut ordered: Vec<&Mutation> = muts.iter().copied().filter(|m| !raw(m)).collect();
+    ordered.extend(muts.iter().copied().filter(|m| raw(m)));
+    for m in ordered {
         match m {
             Mutation::Drop => copies.clear(),
             Mutation::Duplicate => {
