@@ -107,3 +107,17 @@ fn garbage_captures_are_rejected_not_fatal() {
     let r = check_capture(&cap, Side::Auto, 16, 1, None);
     assert_eq!((r.violations, r.rejected), (0, 1));
 }
+
+/// Found by this replay: in `linux_linux_loss_2.pcap`, ustack as client,
+/// a reordered ACK and a zero window left a fast retransmission pending
+/// after everything in flight had been acknowledged; the "retransmission"
+/// then sent new data into the zero window without moving SND.MAX, and the
+/// peer's ACK of it was taken for one of data never sent (an ACK loop).
+#[test]
+fn regression_retransmit_beyond_snd_max() {
+    let f = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/linux_linux_loss_2.pcap");
+    let cap = Capture::open(f).unwrap();
+    let r = check_capture(&cap, Side::Client, 0, 12, Some(743));
+    assert_eq!(r.cases, 1);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+}

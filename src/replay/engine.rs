@@ -753,7 +753,22 @@ impl<'a> TcpRun<'a> {
                     Err(e) => self.violation(e),
                     Ok(Emitted::Tcp { src, dst, seg }) => {
                         if self.trace {
-                            eprintln!("{:>10} stack -> {}", self.now.total_micros(), describe(&f));
+                            let tcb = self
+                                .app
+                                .handle
+                                .and_then(|h| self.stack.tcp_socket(h).ok())
+                                .map(|t| {
+                                    format!(
+                                        " [una {} nxt {} max {} wnd {}]",
+                                        t.snd_una.0, t.snd_nxt.0, t.snd_max.0, t.snd_wnd
+                                    )
+                                })
+                                .unwrap_or_default();
+                            eprintln!(
+                                "{:>10} stack -> {}{tcb}",
+                                self.now.total_micros(),
+                                describe(&f)
+                            );
                         }
                         if src != STACK_IP || (dst != PEER_IP && !seg.payload.is_empty()) {
                             // Mutations may forge a peer elsewhere (a

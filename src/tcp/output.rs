@@ -442,7 +442,13 @@ impl Tcb {
 
         // Fast retransmit / partial ACK: the segment at snd_una again.
         if self.retransmit_one && self.state.is_synchronized() {
-            let len = self.send_buf.len().min(self.payload_room());
+            // Only what was sent before: when an ACK has meanwhile covered
+            // everything in flight, this is not a retransmission, and new
+            // data here would bypass the window and SND.MAX (found by pcap
+            // replay: 1448 bytes into a zero window, SND.MAX left behind, and
+            // the peer's ACK of them then taken for "never sent").
+            let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
+            let len = self.send_buf.len().min(self.payload_room()).min(in_flight);
             let fin = self.fin_seq == Some(self.snd_una + len);
             if len > 0 || fin {
                 if !self.emit_data(now, self.snd_una, len, fin, emit) {
