@@ -21,6 +21,9 @@
 //!   (`TcpListener`, `TcpStream` with `AsyncRead`/`AsyncWrite` and
 //!   `into_split`, `UdpSocket`), woken by the stack thread.
 //! * [`sim`]: a deterministic network simulator with virtual time.
+//! * [`replay`]: packet-capture replay under mutations with invariant
+//!   checks (the `pcapreplay` tool and the replay tests), and the harness of
+//!   the fuzz targets.
 //!
 //! # Two API styles
 //!
@@ -178,6 +181,7 @@ pub mod cli;
 pub mod iface;
 pub mod net;
 pub mod phy;
+pub mod replay;
 pub mod runtime;
 pub mod sim;
 pub mod socket;

@@ -102,6 +102,10 @@ impl DatagramQueue {
         self.bytes
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
     }

@@ -135,6 +135,13 @@ impl Tcb {
 
     /// When [`Tcb::poll_transmit`] next has work: now, or a timer.
     pub fn poll_at(&self) -> Option<Instant> {
+        // A closed connection sends nothing but a pending RST; left-over
+        // recovery state must not ask for a transmission that
+        // `poll_transmit` will never make (found by pcap replay: after an
+        // RST during SACK recovery the deadline stayed at "now" for good).
+        if self.state == State::Closed {
+            return self.rst_pending.then_some(Instant::ZERO);
+        }
         let immediate = self.rst_pending
             || self.ack_now
             || self.retransmit_one
@@ -489,7 +496,13 @@ impl Tcb {
 
         // Fast retransmit / partial ACK: the segment at snd_una again.
         if self.retransmit_one && self.state.is_synchronized() {
-            let len = self.send_buf.len().min(self.payload_room());
+            // Only what was sent before: when an ACK has meanwhile covered
+            // everything in flight, this is not a retransmission, and new
+            // data here would bypass the window and SND.MAX (found by pcap
+            // replay: 1448 bytes into a zero window, SND.MAX left behind, and
+            // the peer's ACK of them then taken for "never sent").
+            let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
+            let len = self.send_buf.len().min(self.payload_room()).min(in_flight);
             let fin = self.fin_seq == Some(self.snd_una + len);
             if len > 0 || fin {
                 if !self.emit_data(now, self.snd_una, len, fin, emit) {

@@ -20,13 +20,20 @@ pub fn sum(data: &[u8]) -> u32 {
         let (s, carry) = acc.overflowing_add(w);
         acc = s + carry as u64;
     }
+    // The accumulator may be all ones by now: the tail needs the
+    // end-around carry too (found by fuzzing: 0xff-filled echo payloads
+    // got replies with a checksum off by one).
+    let add = |acc: u64, w: u64| {
+        let (s, carry) = acc.overflowing_add(w);
+        s + carry as u64
+    };
     let rest = chunks.remainder();
     let mut pairs = rest.chunks_exact(2);
     for p in &mut pairs {
-        acc += u16::from_be_bytes([p[0], p[1]]) as u64;
+        acc = add(acc, u16::from_be_bytes([p[0], p[1]]) as u64);
     }
     if let [last] = pairs.remainder() {
-        acc += (*last as u64) << 8;
+        acc = add(acc, (*last as u64) << 8);
     }
     fold64(acc)
 }
@@ -123,6 +130,31 @@ pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the live_stack fuzz target: sixteen 0xff bytes drive the
+    /// 64-bit accumulator to all ones; the 16-bit tail then wrapped it and
+    /// lost the carry.
+    #[test]
+    fn all_ones_accumulator_keeps_the_tail_carry() {
+        let mut d = vec![0xffu8; 16];
+        d.extend_from_slice(&[0x08, 0xdb, 0xff]);
+        // Reference: plain 16-bit one's-complement sum.
+        let mut r: u32 = 0;
+        for p in d.chunks(2) {
+            let w = if p.len() == 2 {
+                u16::from_be_bytes([p[0], p[1]])
+            } else {
+                u16::from(p[0]) << 8
+            };
+            r += u32::from(w);
+            r = (r & 0xffff) + (r >> 16);
+        }
+        assert_eq!(fold(sum(&d)), r as u16);
+        let c = checksum(&d[..18]);
+        let mut with = d[..18].to_vec();
+        with.extend_from_slice(&c.to_be_bytes());
+        assert!(verify(&with));
+    }
     use proptest::prelude::*;
 
     fn naive(data: &[u8]) -> u16 {

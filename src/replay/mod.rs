@@ -1,0 +1,17 @@
+//! Packet-capture replay, property checks and the fuzz harness.
+//!
+//! * [`check`]: what every frame the stack emits and every queue must
+//!   satisfy.
+//! * [`build`]: builders for injected frames and checksum fix-ups.
+//! * [`fuzz`]: the harness of the `cargo fuzz` targets in `fuzz/`.
+
+pub mod build;
+pub mod capture;
+pub mod check;
+pub mod engine;
+pub mod fuzz;
+pub mod mutate;
+pub mod runner;
+pub mod script;
+
+pub use runner::{check_capture, Failure, Report};
