@@ -456,7 +456,18 @@ impl Tcb {
             match self.send_probe(now, emit) {
                 Some(true) => sent += 1,
                 Some(false) => return sent,
-                None => {}
+                None => {
+                    // No probe could go: an RTO that fell due meanwhile
+                    // fires in this poll, not the next one (a deadline
+                    // left in the past is a runtime that spins; found by
+                    // the live_stack fuzz target).
+                    if self.rto_at.is_some_and(|t| t <= now) {
+                        self.on_rto(now);
+                        if self.state == State::Closed {
+                            return sent;
+                        }
+                    }
+                }
             }
         }
 
