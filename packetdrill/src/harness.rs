@@ -801,7 +801,6 @@ impl Harness {
     pub fn getsockopt(&self, fd: c_int, level: c_int, name: c_int) -> Result<Vec<u8>, c_int> {
         self.with(|g| {
             let base = g.iface.tcp_config().clone();
-            let now = g.now;
             let f = g.fd(fd)?;
             let (opts, conn) = match &mut f.kind {
                 Kind::Tcp(t) => (
@@ -817,7 +816,6 @@ impl Harness {
             let is_tcp = matches!(f.kind, Kind::Tcp(_));
             let mut cfg = base;
             opts.apply(&mut cfg);
-            let _ = now;
             match (level, name) {
                 (libc::SOL_SOCKET, libc::SO_ERROR) => {
                     let e = match conn {
@@ -923,7 +921,6 @@ impl Harness {
                 (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
                     Ok(int_bytes(opts.user_timeout_ms.unwrap_or(0) as c_int))
                 }
-                (libc::SOL_SOCKET | libc::IPPROTO_TCP, _) => Err(libc::ENOPROTOOPT),
                 _ => Err(libc::ENOPROTOOPT),
             }
         })
