@@ -706,6 +706,26 @@ fn keepalive_probes_then_times_out() {
     assert!(s2.stats().0.sent >= 3);
 }
 
+/// A bare segment from B's port 80 to `dst_port` on A.
+fn from_peer(
+    dst_port: u16,
+    flags: crate::wire::tcp::Flags,
+    seq: u32,
+    ack: u32,
+) -> crate::wire::tcp::Repr<'static> {
+    crate::wire::tcp::Repr {
+        src_port: 80,
+        dst_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 1000,
+        urgent_at: 0,
+        options: crate::wire::tcp::Options::default(),
+        payload: &[],
+    }
+}
+
 fn inject(s: &mut Sim, to_b: bool, repr: &crate::wire::tcp::Repr) {
     let now = s.now();
     if to_b {
@@ -719,22 +739,12 @@ fn inject(s: &mut Sim, to_b: bool, repr: &crate::wire::tcp::Repr) {
 
 #[test]
 fn in_window_rst_and_syn_get_challenge_acks() {
-    use crate::wire::tcp::{Flags, Options, Repr};
+    use crate::wire::tcp::Flags;
     let mut s = sim(LinkConfig::default(), 19);
     let (c, _srv) = connect(&mut s);
     let t = s.a.tcp_socket(c).unwrap();
     let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
-    let seg = |flags: Flags, seq: u32| Repr {
-        src_port: 80,
-        dst_port: local.port(),
-        seq_number: seq,
-        ack_number: snd_nxt.0,
-        flags,
-        window_len: 1000,
-        urgent_at: 0,
-        options: Options::default(),
-        payload: &[],
-    };
+    let seg = |flags: Flags, seq: u32| from_peer(local.port(), flags, seq, snd_nxt.0);
     let before = s.stats().0.sent;
     // RST in the window but not at RCV.NXT: challenge ACK, no reset.
     inject(&mut s, false, &seg(Flags::RST, (rcv_nxt + 100).0));
@@ -758,7 +768,7 @@ fn in_window_rst_and_syn_get_challenge_acks() {
 
 #[test]
 fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
-    use crate::wire::tcp::{Flags, Options, Repr};
+    use crate::wire::tcp::Flags;
     for syn in [false, true] {
         let mut s = sim(LinkConfig::default(), 23);
         let mut cfg = s.a.tcp_config().clone();
@@ -768,17 +778,7 @@ fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
         let (c, _srv) = connect(&mut s);
         let t = s.a.tcp_socket(c).unwrap();
         let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
-        let seg = |flags: Flags, seq: u32| Repr {
-            src_port: 80,
-            dst_port: local.port(),
-            seq_number: seq,
-            ack_number: snd_nxt.0,
-            flags,
-            window_len: 1000,
-            urgent_at: 0,
-            options: Options::default(),
-            payload: &[],
-        };
+        let seg = |flags: Flags, seq: u32| from_peer(local.port(), flags, seq, snd_nxt.0);
         // Outside the window: a RST is dropped, a SYN draws an ACK.
         inject(&mut s, false, &seg(Flags::RST, (rcv_nxt + 10_000_000).0));
         assert_eq!(state(&s.a, c), State::Established);
@@ -797,7 +797,7 @@ fn rfc793_mode_resets_on_any_in_window_rst_or_syn() {
 
 #[test]
 fn rst_in_last_ack_is_reported() {
-    use crate::wire::tcp::{Flags, Options, Repr};
+    use crate::wire::tcp::Flags;
     let mut s = sim(LinkConfig::default(), 31);
     let (c, srv) = connect(&mut s);
     s.b.tcp_close(srv).unwrap();
@@ -807,17 +807,7 @@ fn rst_in_last_ack_is_reported() {
     assert_eq!(state(&s.a, c), State::LastAck);
     let t = s.a.tcp_socket(c).unwrap();
     let (local, rcv_nxt) = (t.local_addr(), t.rcv_nxt);
-    let rst = Repr {
-        src_port: 80,
-        dst_port: local.port(),
-        seq_number: rcv_nxt.0,
-        ack_number: 0,
-        flags: Flags::RST,
-        window_len: 0,
-        urgent_at: 0,
-        options: Options::default(),
-        payload: &[],
-    };
+    let rst = from_peer(local.port(), Flags::RST, rcv_nxt.0, 0);
     inject(&mut s, false, &rst);
     let t = s.a.tcp_socket_mut(c).unwrap();
     assert_eq!(
@@ -828,7 +818,7 @@ fn rst_in_last_ack_is_reported() {
 
 #[test]
 fn time_wait_acks_old_duplicates_and_drops_segments_without_ack() {
-    use crate::wire::tcp::{Flags, Options, Repr};
+    use crate::wire::tcp::Flags;
     let mut s = sim(LinkConfig::default(), 29);
     let (c, srv) = connect(&mut s);
     // A closes first (shutdown, the socket stays ours), B answers with
@@ -840,17 +830,7 @@ fn time_wait_acks_old_duplicates_and_drops_segments_without_ack() {
     assert_eq!(state(&s.a, c), State::TimeWait);
     let t = s.a.tcp_socket(c).unwrap();
     let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
-    let seg = |flags: Flags, seq: u32| Repr {
-        src_port: 80,
-        dst_port: local.port(),
-        seq_number: seq,
-        ack_number: snd_nxt.0,
-        flags,
-        window_len: 1000,
-        urgent_at: 0,
-        options: Options::default(),
-        payload: &[],
-    };
+    let seg = |flags: Flags, seq: u32| from_peer(local.port(), flags, seq, snd_nxt.0);
     let sent = |s: &Sim| s.stats().0.sent;
     let before = sent(&s);
     // In the window, no ACK bit: dropped without an answer.
