@@ -34,6 +34,7 @@ SYSCTLS = {
     "net.inet.tcp.keepintvl": lambda v: {"keepintvl_s": str(int(v) // 1000)},
     "net.inet.tcp.keepcnt": lambda v: {"keepcnt": v},
     "net.inet.tcp.syncookies": lambda v: {"syncookies": "1" if v != "0" else "0"},
+    "net.inet.tcp.drop_synfin": lambda v: {"syn_fin": "drop" if v != "0" else "accept"},
 }
 flags = {}
 for key, val in re.findall(r"`sysctl -w ([\w.]+)=(\d+)`", src):
@@ -43,8 +44,21 @@ for key, val in re.findall(r"`sysctl -w ([\w.]+)=(\d+)`", src):
 print(" ".join(f"{k}={v}" for k, v in flags.items()))
 # Drop multi-line code events first.
 src = re.sub(r"^[ \t]*[+]?[0-9.]*[ \t]*%\{.*?\}%[ \t]*$", "", src, flags=re.S | re.M)
+# FreeBSD-only ICMP code names; upstream packetdrill takes 'code_N'.
+ICMP_CODES = {"ttl_exceeded_in_transit": "code_0", "frag_reass_exceeded": "code_1"}
+# FreeBSD's receive window in these scripts is its 65,536-byte buffer
+# rounded up to 45 segments (65,700 bytes), larger than the 65,535 bytes it
+# advertised (no window scaling was agreed). The right-edge and
+# outside-right scripts place a segment at or just beyond that 65,700-byte
+# edge; ustack's receive window is the one it advertised (RFC 9293 3.3.1),
+# so such segments are moved down by the 165-byte difference, to the same
+# place relative to ustack's window.
+name = sys.argv[1].rsplit("/", 1)[-1]
+EDGE_SHIFT = 65700 - 65535 if ("right-edge" in name or "outside-right" in name) else 0
 out = []
 skipping = False
+last_in_fin = False
+fins_sent = set()
 for line in src.splitlines():
     stripped = line.strip()
     # The suite's '#ifdef STANDARD' / '#ifdef FreeBSD' alternatives: keep
@@ -63,11 +77,33 @@ for line in src.splitlines():
     # FreeBSD's buffer sizes (and their autotuning) are not RFC behaviour.
     if re.search(r"getsockopt\(\s*\d+\s*,\s*SOL_SOCKET\s*,\s*SO_(?:RCV|SND)BUF\b", line):
         continue
+    m_in = re.match(r"^(\s*[+]?[0-9.]+\s+<\s+)([A-Z.]+)(\s+)(\d+):(\d+)(.*)$", line)
+    if m_in:
+        seq, end = int(m_in.group(4)), int(m_in.group(5))
+        if EDGE_SHIFT and seq >= 65600:
+            seq, end = seq - EDGE_SHIFT, end - EDGE_SHIFT
+        line = m_in.group(1) + m_in.group(2) + m_in.group(3) + f"{seq}:{end}" + m_in.group(6)
+    for code, num in ICMP_CODES.items():
+        line = re.sub(rf"(<\s+icmp\s+\w+\s+){code}\b", rf"\g<1>{num}", line)
     m = re.match(r"^(\s*[+]?[0-9.]+(?:\.\.\.[0-9.]+)?\s+)>(.*)$", line)
     if m:
         body = m.group(2)
+        # FreeBSD sets FIN on every segment it sends while its FIN is
+        # unacknowledged, so it answers the peer's FIN in FIN-WAIT-1 (or
+        # CLOSING) with its FIN again ('F. 1:1(0) ack 2'). RFC 9293 3.10.7.4
+        # asks for an ACK there, which Linux and ustack send at SND.NXT
+        # ('. 2:2(0) ack 2'). Both acknowledge the peer's FIN; the immediate
+        # answer to a FIN is judged as the ACK.
+        mf = re.match(r"^(\s*)F\.(\s+)(\d+):(\d+)\(0\)(.*)$", body)
+        if mf and last_in_fin and int(mf.group(3)) in fins_sent and re.match(r"^\s*\+0(\.0*)?\s", m.group(1)):
+            nxt = int(mf.group(3)) + 1
+            body = f"{mf.group(1)}.{mf.group(2)}{nxt}:{nxt}(0){mf.group(5)}"
+        elif mf:
+            fins_sent.add(int(mf.group(3)))
         body = re.sub(r"\bwin\s+\d+", "", body)
         body = re.sub(r"<[^>]*>", "<...>", body)
         line = m.group(1) + ">" + body
+    if re.match(r"^\s*[+]?[0-9.]+\s+<", line):
+        last_in_fin = bool(re.match(r"^\s*[+]?[0-9.]+\s+<\s+[A-Z.]*F", line))
     out.append(line)
 open(sys.argv[2], "w").write("\n".join(out) + "\n")

@@ -33,6 +33,7 @@ syn_retries=N        SYN retransmissions before ETIMEDOUT
 data_retries=N       data retransmissions before ETIMEDOUT
 rfc5961_rst=0|1      RST in the window but not at RCV.NXT: challenge ACK (1) or reset (0, RFC 793)
 rfc5961_syn=0|1      SYN in a synchronized state: challenge ACK (1) or reset (0, RFC 793)
+syn_fin=MODE         SYN+FIN segments: accept, listen (dropped by listeners: Linux, the default) or drop (everywhere: FreeBSD drop_synfin=1)
 keepidle_s=N         keep-alive idle time for sockets that turn SO_KEEPALIVE on
 keepintvl_s=N        keep-alive probe interval
 keepcnt=N            keep-alive probes before the connection is dropped
@@ -101,6 +102,18 @@ pub fn parse(flags: &str) -> Result<Config, String> {
             "data_retries" => c.tcp.data_retries = num()? as u32,
             "rfc5961_rst" => c.tcp.rfc5961_rst = flag()?,
             "rfc5961_syn" => c.tcp.rfc5961_syn = flag()?,
+            "syn_fin" => {
+                c.tcp.syn_fin = match v {
+                    "accept" => ustack::tcp::SynFin::Accept,
+                    "listen" => ustack::tcp::SynFin::DropInListen,
+                    "drop" => ustack::tcp::SynFin::Drop,
+                    _ => {
+                        return Err(format!(
+                            "so_flags: syn_fin={v}: expected accept, listen or drop"
+                        ))
+                    }
+                }
+            }
             "keepidle_s" => keepalive(&mut c).idle = Duration::from_secs(num()?),
             "keepintvl_s" => keepalive(&mut c).interval = Duration::from_secs(num()?),
             "keepcnt" => keepalive(&mut c).count = num()? as u32,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
 use crate::tcp::{
-    cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, Tcb, TcpConfig,
-    TcpConn, TcpInfo, TimeWaitEntry, TimeWaitTable,
+    cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, SynFin, Tcb,
+    TcpConfig, TcpConn, TcpInfo, TimeWaitEntry, TimeWaitTable,
 };
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
@@ -46,6 +46,8 @@ pub struct TcpCounters {
     pub listen_overflows: u64,
     /// Segments for no socket.
     pub no_socket: u64,
+    /// Segments with both SYN and FIN dropped (`TcpConfig::syn_fin`).
+    pub syn_fin_drops: u64,
     /// SYN cookies sent (SYN queue full).
     pub syncookies_sent: u64,
     /// Connections rebuilt from a valid cookie.
@@ -146,6 +148,18 @@ impl Interface {
         let remote = SocketAddr::new(src, repr.src_port);
 
         if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
+            // FreeBSD's drop_synfin: a SYN+FIN never completes an active open.
+            let syn_sent = matches!(self.sockets.get(h), Some(Socket::Tcp(c))
+                if c.tcb.state == State::SynSent);
+            if syn_sent
+                && repr.flags.syn()
+                && repr.flags.fin()
+                && self.tcp.config.syn_fin == SynFin::Drop
+            {
+                self.tcp.counters.syn_fin_drops += 1;
+                trace_drop!("tcp.syn_fin_drops");
+                return;
+            }
             // Only a connection the application has let go of may be
             // replaced: one it still holds (shut down, not closed) keeps
             // its TIME-WAIT and answers with a challenge ACK.
@@ -305,6 +319,11 @@ impl Interface {
             return;
         }
         if !f.syn() {
+            return;
+        }
+        if f.fin() && self.tcp.config.syn_fin != SynFin::Accept {
+            self.tcp.counters.syn_fin_drops += 1;
+            trace_drop!("tcp.syn_fin_drops");
             return;
         }
         let Some(Socket::TcpListener(l)) = self.sockets.get_mut(lh) else {

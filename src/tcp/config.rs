@@ -83,6 +83,25 @@ pub struct TcpConfig {
     /// (the default, as on Linux). Off: RFC 793 behaviour, a SYN in the
     /// window resets the connection (FreeBSD's `insecure_syn=1`).
     pub rfc5961_syn: bool,
+    /// What to do with a segment that carries both SYN and FIN, a
+    /// combination no TCP sends (used by scanners to slip past filters).
+    pub syn_fin: SynFin,
+}
+
+/// Handling of segments with both SYN and FIN set ([`TcpConfig::syn_fin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynFin {
+    /// Processed like any SYN, as RFC 9293 describes.
+    Accept,
+    /// Dropped when they reach a listener, processed elsewhere: Linux's
+    /// behaviour (`tcp_rcv_state_process` discards them in LISTEN). The
+    /// default.
+    DropInListen,
+    /// Dropped by listeners and by connections in SYN-SENT, where a SYN
+    /// would open or complete a connection: FreeBSD's
+    /// `net.inet.tcp.drop_synfin=1`. In the synchronized states a SYN+FIN
+    /// is a SYN like any other (RFC 5961 §4: a challenge ACK).
+    Drop,
 }
 
 impl Default for TcpConfig {
@@ -111,6 +130,7 @@ impl Default for TcpConfig {
             syncookies: true,
             rfc5961_rst: true,
             rfc5961_syn: true,
+            syn_fin: SynFin::DropInListen,
         }
     }
 }

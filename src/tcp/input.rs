@@ -166,7 +166,13 @@ impl Tcb {
                 self.accept_text(now, self.rcv_nxt, seg.payload, f.fin());
             }
         } else {
-            // Simultaneous open: answer with SYN-ACK (same ISS).
+            // Simultaneous open: answer with SYN-ACK (same ISS). Text on
+            // the SYN is kept (at most a receive buffer of it) and
+            // delivered once ESTABLISHED; the SYN-ACK acknowledges only
+            // the SYN, so a FIN on it is left for the peer to resend (as
+            // FreeBSD; Linux drops the text too).
+            let keep = seg.payload.len().min(self.config.recv_buffer);
+            self.syn_text = seg.payload[..keep].to_vec();
             self.set_state(State::SynReceived);
             self.snd_nxt = self.iss;
             self.rto_at = Some(now);
@@ -379,6 +385,10 @@ impl Tcb {
                 // Window from this ACK (scaled: it is not a SYN).
                 self.set_state(State::Established);
                 self.on_established(now);
+                if !self.syn_text.is_empty() {
+                    let text = std::mem::take(&mut self.syn_text);
+                    self.accept_text(now, self.irs + 1, &text, false);
+                }
                 if self.fin_queued {
                     self.set_state(State::FinWait1);
                 }
@@ -742,7 +752,10 @@ impl Tcb {
         if !f.ack() {
             return None;
         }
-        if f.fin() || !seg.payload.is_empty() {
+        // Only a bare ACK at RCV.NXT is absorbed silently; any other
+        // segment (a FIN, text, or a sequence number past RCV.NXT) is
+        // answered with an ACK, as Linux (`tcp_timewait_state_process`).
+        if f.fin() || !seg.payload.is_empty() || seg_seq != self.rcv_nxt {
             self.ack_now = true;
         }
         None

@@ -33,7 +33,7 @@ pub mod seq;
 mod tcb;
 pub mod time_wait;
 
-pub use config::{Keepalive, TcpConfig};
+pub use config::{Keepalive, SynFin, TcpConfig};
 pub use input::RstReply;
 pub use listen::{Listener, TcpConn};
 pub use output::OutSegment;

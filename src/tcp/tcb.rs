@@ -260,6 +260,10 @@ pub struct Tcb {
     pub(crate) ack_now: bool,
     pub(crate) segs_unacked: u32,
     pub(crate) challenge_acks: (u64, u32),
+    /// Text that came on the peer's SYN in a simultaneous open, held until
+    /// the handshake completes (RFC 9293 §3.10.7.3: "queue them for
+    /// processing after the ESTABLISHED state has been reached").
+    pub(crate) syn_text: Vec<u8>,
 
     // Application side.
     pub(crate) error: Option<io::ErrorKind>,
@@ -371,6 +375,7 @@ impl Tcb {
             ack_now: false,
             segs_unacked: 0,
             challenge_acks: (0, 0),
+            syn_text: Vec::new(),
             error: None,
             read_closed: false,
             orphaned: false,

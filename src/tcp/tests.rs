@@ -7,7 +7,7 @@ use crate::iface::{Config, Interface, Ipv4Cidr};
 use crate::phy::Medium;
 use crate::sim::{LinkConfig, Sim};
 use crate::socket::SocketHandle;
-use crate::tcp::State;
+use crate::tcp::{SeqNumber, State};
 use crate::time::{Duration, Instant};
 
 const A: &str = "10.0.0.1";
@@ -1236,4 +1236,121 @@ fn rto_after_sack_recovery_resends_only_the_holes() {
     );
     assert_eq!(i.timeouts, 1);
     assert_eq!(i.retransmits, 4, "two holes, each sent twice more");
+}
+
+/// A sim whose A→B link loses everything: B never hears from A, and the
+/// test plays B's part by injecting segments into A.
+fn sim_deaf_b(seed: u64) -> Sim {
+    Sim::new(
+        host(A, seed),
+        host(B, seed.wrapping_add(1)),
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+        LinkConfig::default(),
+        seed,
+    )
+}
+
+#[test]
+fn text_on_a_simultaneous_open_syn_is_delivered_once_established() {
+    use crate::wire::tcp::{Flags, Repr};
+    let mut s = sim_deaf_b(41);
+    let now = s.now();
+    let c =
+        s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
+            .unwrap();
+    s.advance(Duration::from_millis(1));
+    let t = s.a.tcp_socket(c).unwrap();
+    let (port, iss) = (t.local_addr().port(), t.iss);
+    // The peer's own SYN (no ACK) with three bytes of text.
+    let syn = Repr {
+        payload: b"abc",
+        ..from_peer(port, Flags::SYN, 1000, 0)
+    };
+    inject(&mut s, false, &syn);
+    s.advance(Duration::from_millis(1));
+    assert_eq!(state(&s.a, c), State::SynReceived);
+    let t = s.a.tcp_socket(c).unwrap();
+    assert_eq!(t.rcv_nxt.0, 1001, "the SYN-ACK acknowledges only the SYN");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        s.a.tcp_recv(c, &mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    // The peer's ACK of our SYN completes the handshake: the text is read.
+    let ack = from_peer(port, Flags::ACK, 1004, (iss + 1).0);
+    inject(&mut s, false, &ack);
+    s.advance(Duration::from_millis(1));
+    assert_eq!(state(&s.a, c), State::Established);
+    assert_eq!(s.a.tcp_recv(c, &mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"abc");
+    assert_eq!(s.a.tcp_socket(c).unwrap().rcv_nxt.0, 1004);
+}
+
+#[test]
+fn syn_fin_is_dropped_by_listeners_by_default_and_in_syn_sent_when_asked() {
+    use crate::tcp::SynFin;
+    use crate::wire::tcp::Flags;
+    let synfin = Flags::SYN | Flags::FIN;
+    for mode in [SynFin::Accept, SynFin::DropInListen, SynFin::Drop] {
+        // A listener: SYN+FIN gets a SYN-ACK only in Accept mode.
+        let mut s = sim_deaf_b(43);
+        let mut cfg = s.a.tcp_config().clone();
+        cfg.syn_fin = mode;
+        s.a.set_tcp_config(cfg);
+        s.a.tcp_listen("0.0.0.0:5000".parse().unwrap(), 4).unwrap();
+        let before = s.stats().0.sent;
+        inject(&mut s, false, &from_peer(5000, synfin, 7, 0));
+        s.advance(Duration::from_millis(1));
+        let answered = s.stats().0.sent - before;
+        assert_eq!(answered, (mode == SynFin::Accept) as u64, "{mode:?}");
+        assert_eq!(
+            s.a.tcp_counters().syn_fin_drops,
+            (mode != SynFin::Accept) as u64
+        );
+        // SYN-SENT: a SYN+FIN opens simultaneously except in Drop mode.
+        let now = s.now();
+        let c =
+            s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
+                .unwrap();
+        s.advance(Duration::from_millis(1));
+        let port = s.a.tcp_socket(c).unwrap().local_addr().port();
+        inject(&mut s, false, &from_peer(port, synfin, 1000, 0));
+        s.advance(Duration::from_millis(1));
+        let expect = if mode == SynFin::Drop {
+            State::SynSent
+        } else {
+            State::SynReceived
+        };
+        assert_eq!(state(&s.a, c), expect, "{mode:?}");
+    }
+}
+
+#[test]
+fn time_wait_acks_a_bare_ack_past_rcv_nxt_but_not_one_at_it() {
+    use crate::wire::tcp::Flags;
+    let mut s = sim(LinkConfig::default(), 47);
+    let (c, srv) = connect(&mut s);
+    s.a.tcp_shutdown(c, std::net::Shutdown::Write).unwrap();
+    s.advance(Duration::from_millis(50));
+    s.b.tcp_close(srv).unwrap();
+    s.advance(Duration::from_millis(50));
+    assert_eq!(state(&s.a, c), State::TimeWait);
+    let t = s.a.tcp_socket(c).unwrap();
+    let (local, rcv_nxt, snd_nxt) = (t.local_addr(), t.rcv_nxt, t.snd_nxt);
+    let seg = |seq: SeqNumber| from_peer(local.port(), Flags::ACK, seq.0, snd_nxt.0);
+    let before = s.stats().0.sent;
+    inject(&mut s, false, &seg(rcv_nxt));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(
+        s.stats().0.sent,
+        before,
+        "a bare ACK at RCV.NXT is absorbed"
+    );
+    inject(&mut s, false, &seg(rcv_nxt + 500));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(s.stats().0.sent, before + 1, "one past it is ACKed (Linux)");
+    assert_eq!(state(&s.a, c), State::TimeWait);
 }
