@@ -17,8 +17,14 @@ sets wins: the last lines of a script only restore the defaults).
 
 Usage: packetdrill-prep.py IN OUT
 """
+import os
 import re
 import sys
+
+# PREP_STRICT=1 leaves out the two judging rules that accept ustack's RFC
+# behaviour where FreeBSD's differs (the window edge and the FIN answer
+# below), to measure how much they account for.
+STRICT = os.environ.get("PREP_STRICT") == "1"
 
 src = open(sys.argv[1]).read()
 
@@ -34,6 +40,7 @@ SYSCTLS = {
     "net.inet.tcp.keepintvl": lambda v: {"keepintvl_s": str(int(v) // 1000)},
     "net.inet.tcp.keepcnt": lambda v: {"keepcnt": v},
     "net.inet.tcp.syncookies": lambda v: {"syncookies": "1" if v != "0" else "0"},
+    "net.inet.tcp.icmp_may_rst": lambda v: {"icmp_may_abort": "1" if v != "0" else "0"},
     "net.inet.tcp.drop_synfin": lambda v: {"syn_fin": "drop" if v != "0" else "accept"},
 }
 flags = {}
@@ -55,6 +62,8 @@ ICMP_CODES = {"ttl_exceeded_in_transit": "code_0", "frag_reass_exceeded": "code_
 # place relative to ustack's window.
 name = sys.argv[1].rsplit("/", 1)[-1]
 EDGE_SHIFT = 65700 - 65535 if ("right-edge" in name or "outside-right" in name) else 0
+if STRICT:
+    EDGE_SHIFT = 0
 out = []
 skipping = False
 last_in_fin = False
@@ -95,7 +104,7 @@ for line in src.splitlines():
         # ('. 2:2(0) ack 2'). Both acknowledge the peer's FIN; the immediate
         # answer to a FIN is judged as the ACK.
         mf = re.match(r"^(\s*)F\.(\s+)(\d+):(\d+)\(0\)(.*)$", body)
-        if mf and last_in_fin and int(mf.group(3)) in fins_sent and re.match(r"^\s*\+0(\.0*)?\s", m.group(1)):
+        if mf and not STRICT and last_in_fin and int(mf.group(3)) in fins_sent and re.match(r"^\s*\+0(\.0*)?\s", m.group(1)):
             nxt = int(mf.group(3)) + 1
             body = f"{mf.group(1)}.{mf.group(2)}{nxt}:{nxt}(0){mf.group(5)}"
         elif mf:

@@ -33,6 +33,7 @@ syn_retries=N        SYN retransmissions before ETIMEDOUT
 data_retries=N       data retransmissions before ETIMEDOUT
 rfc5961_rst=0|1      RST in the window but not at RCV.NXT: challenge ACK (1) or reset (0, RFC 793)
 rfc5961_syn=0|1      SYN in a synchronized state: challenge ACK (1) or reset (0, RFC 793)
+icmp_may_abort=0|1   ICMP errors abort connection attempts (FreeBSD icmp_may_rst)
 syn_fin=MODE         SYN+FIN segments: accept, listen (dropped by listeners: Linux, the default) or drop (everywhere: FreeBSD drop_synfin=1)
 keepidle_s=N         keep-alive idle time for sockets that turn SO_KEEPALIVE on
 keepintvl_s=N        keep-alive probe interval
@@ -102,6 +103,7 @@ pub fn parse(flags: &str) -> Result<Config, String> {
             "data_retries" => c.tcp.data_retries = num()? as u32,
             "rfc5961_rst" => c.tcp.rfc5961_rst = flag()?,
             "rfc5961_syn" => c.tcp.rfc5961_syn = flag()?,
+            "icmp_may_abort" => c.tcp.icmp_may_abort = flag()?,
             "syn_fin" => {
                 c.tcp.syn_fin = match v {
                     "accept" => ustack::tcp::SynFin::Accept,

@@ -132,17 +132,23 @@ impl Interface {
                     _ => None,
                 };
                 if let Some(kind) = kind {
-                    self.deliver_icmp_error(data, kind);
+                    self.deliver_icmp_error(data, kind, true);
                 }
             }
-            icmpv4::Repr::TimeExceeded { .. } | icmpv4::Repr::EchoReply { .. } => {}
+            // A connection attempt whose SYN ran out of hops fails with
+            // EHOSTUNREACH, as on Linux and FreeBSD; UDP sockets ignore
+            // it (a soft error: Linux reports it only with IP_RECVERR).
+            icmpv4::Repr::TimeExceeded { data, .. } => {
+                self.deliver_icmp_error(data, io::ErrorKind::HostUnreachable, false);
+            }
+            icmpv4::Repr::EchoReply { .. } => {}
         }
     }
 
     /// Hands an ICMP error to the socket whose datagram it quotes, after
     /// checking the quote names one of our addresses and a connected
     /// socket's exact 4-tuple (RFC 5927 §4.1).
-    fn deliver_icmp_error(&mut self, quote: &[u8], kind: io::ErrorKind) {
+    fn deliver_icmp_error(&mut self, quote: &[u8], kind: io::ErrorKind, to_udp: bool) {
         let Some(&vihl) = quote.first() else { return };
         if vihl >> 4 != 4 {
             return;
@@ -161,7 +167,7 @@ impl Interface {
         let dport = u16::from_be_bytes([quote[ihl + 2], quote[ihl + 3]]);
         let local = SocketAddr::V4(SocketAddrV4::new(src, sport));
         let remote = SocketAddr::V4(SocketAddrV4::new(dst, dport));
-        if protocol == ipv4::protocol::UDP {
+        if protocol == ipv4::protocol::UDP && to_udp {
             self.udp_icmp_error(local, remote, kind);
         } else if protocol == ipv4::protocol::TCP {
             let seq = u32::from_be_bytes([

@@ -48,6 +48,9 @@ pub struct TcpCounters {
     pub no_socket: u64,
     /// Segments with both SYN and FIN dropped (`TcpConfig::syn_fin`).
     pub syn_fin_drops: u64,
+    /// ICMP errors that would have aborted a connection attempt, ignored
+    /// because `TcpConfig::icmp_may_abort` is off.
+    pub icmp_ignored: u64,
     /// SYN cookies sent (SYN queue full).
     pub syncookies_sent: u64,
     /// Connections rebuilt from a valid cookie.
@@ -715,7 +718,13 @@ impl Interface {
             if s < t.snd_una || s >= t.snd_max.max(t.snd_una + 1) {
                 return;
             }
-            // Hard error only while connecting (RFC 5927 §4.2, RFC 1122).
+            // Hard error only while connecting (RFC 5927 §4.2, RFC 1122),
+            // unless the stack is told to ignore them (FreeBSD's
+            // net.inet.tcp.icmp_may_rst=0).
+            if t.state == State::SynSent && !self.tcp.config.icmp_may_abort {
+                self.tcp.counters.icmp_ignored += 1;
+                return;
+            }
             if t.state == State::SynSent {
                 t.fail(kind);
                 self.tcp.counters.attempt_fails += 1;

@@ -86,6 +86,12 @@ pub struct TcpConfig {
     /// What to do with a segment that carries both SYN and FIN, a
     /// combination no TCP sends (used by scanners to slip past filters).
     pub syn_fin: SynFin,
+    /// ICMP destination-unreachable and time-exceeded errors that quote a
+    /// connection attempt's SYN abort it (RFC 1122 §4.2.3.9, as Linux and
+    /// FreeBSD by default). Off: they are ignored (FreeBSD's
+    /// `net.inet.tcp.icmp_may_rst=0`), and the SYN is retried until it
+    /// times out.
+    pub icmp_may_abort: bool,
 }
 
 /// Handling of segments with both SYN and FIN set ([`TcpConfig::syn_fin`]).
@@ -131,6 +137,7 @@ impl Default for TcpConfig {
             rfc5961_rst: true,
             rfc5961_syn: true,
             syn_fin: SynFin::DropInListen,
+            icmp_may_abort: true,
         }
     }
 }

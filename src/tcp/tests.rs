@@ -967,6 +967,36 @@ fn icmp_unreachable_fails_a_connect_but_only_with_a_matching_sequence() {
         t.take_error().unwrap().kind(),
         io::ErrorKind::HostUnreachable
     );
+    // Time exceeded (the SYN ran out of hops) fails it too (Linux, FreeBSD).
+    let c = s.a.tcp_connect(sa(B, 83), None, now).unwrap();
+    batch.clear();
+    s.a.poll_transmit(now, &mut batch);
+    let syn = batch.get(0).unwrap().to_vec();
+    let mut ip = icmp(&syn[..28]);
+    ip[20] = 11; // type: time exceeded, code 0
+    ip[22..24].fill(0);
+    let csum = crate::wire::checksum::checksum(&ip[20..]);
+    ip[22..24].copy_from_slice(&csum.to_be_bytes());
+    s.a.handle_frame(now, &ip);
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(
+        t.take_error().unwrap().kind(),
+        io::ErrorKind::HostUnreachable
+    );
+    // With icmp_may_abort off, the same error is counted and ignored.
+    let mut cfg = s.a.tcp_config().clone();
+    cfg.icmp_may_abort = false;
+    s.a.set_tcp_config(cfg);
+    let c = s.a.tcp_connect(sa(B, 84), None, now).unwrap();
+    batch.clear();
+    s.a.poll_transmit(now, &mut batch);
+    let syn = batch.get(0).unwrap().to_vec();
+    s.a.handle_frame(now, &icmp(&syn[..28]));
+    assert_eq!(state(&s.a, c), State::SynSent);
+    assert_eq!(s.a.tcp_counters().icmp_ignored, 1);
+    let mut cfg = s.a.tcp_config().clone();
+    cfg.icmp_may_abort = true;
+    s.a.set_tcp_config(cfg);
     // Host administratively prohibited (code 10) refuses the connection.
     let c = s.a.tcp_connect(sa(B, 82), None, now).unwrap();
     batch.clear();
