@@ -92,6 +92,9 @@ for line in src.splitlines():
         if EDGE_SHIFT and seq >= 65600:
             seq, end = seq - EDGE_SHIFT, end - EDGE_SHIFT
         line = m_in.group(1) + m_in.group(2) + m_in.group(3) + f"{seq}:{end}" + m_in.group(6)
+    # BSD's TCP_NOOPT is unknown to upstream packetdrill: its number in
+    # the ustack harness (packetdrill/src/harness.rs).
+    line = re.sub(r"\bTCP_NOOPT\b", str(0x7508), line)
     for code, num in ICMP_CODES.items():
         line = re.sub(rf"(<\s+icmp\s+\w+\s+){code}\b", rf"\g<1>{num}", line)
     m = re.match(r"^(\s*[+]?[0-9.]+(?:\.\.\.[0-9.]+)?\s+)>(.*)$", line)

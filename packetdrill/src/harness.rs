@@ -26,6 +26,12 @@ const SNIFF_HORIZON: Duration = Duration::from_secs(4 * 3600);
 /// Packets the stack may have queued for packetdrill before the oldest go.
 const OUT_QUEUE_LIMIT: usize = 65_536;
 
+/// BSD's `TCP_NOOPT` (no TCP options), which Linux and upstream
+/// packetdrill do not know: scripts name it by this number
+/// (`scripts/packetdrill-prep.py` rewrites the symbol). It is outside the
+/// range of Linux's TCP option numbers so it cannot be mistaken for one.
+pub const TCP_NOOPT: c_int = 0x7508;
+
 /// Socket options a socket carries before it has a connection.
 #[derive(Debug, Clone, Default)]
 struct Opts {
@@ -41,6 +47,7 @@ struct Opts {
     keepintvl: Option<u32>,
     keepcnt: Option<u32>,
     user_timeout_ms: Option<u32>,
+    no_options: bool,
     /// Keep-alive settings used when `SO_KEEPALIVE` goes on (`--so_flags`
     /// keepidle_s/keepintvl_s/keepcnt, else the stack's defaults).
     ka_default: Keepalive,
@@ -65,6 +72,9 @@ impl Opts {
         }
         if let Some(ms) = self.user_timeout_ms {
             c.user_timeout = (ms > 0).then(|| Duration::from_millis(ms as u64));
+        }
+        if self.no_options {
+            c.no_options = true;
         }
     }
 
@@ -1014,6 +1024,10 @@ impl Harness {
                             .map_err(errno)?
                             .set_keepalive(Some(ka), now);
                     }
+                }
+                (libc::IPPROTO_TCP, TCP_NOOPT) => {
+                    pre_connect(conn)?;
+                    opts.no_options = int_opt(v)? != 0;
                 }
                 (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
                     pre_connect(conn)?;

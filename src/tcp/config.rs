@@ -92,6 +92,9 @@ pub struct TcpConfig {
     /// `net.inet.tcp.icmp_may_rst=0`), and the SYN is retried until it
     /// times out.
     pub icmp_may_abort: bool,
+    /// Send no TCP options at all, not even MSS, and use none of the
+    /// peer's (BSD's `TCP_NOOPT`): segments are then at most 536 bytes.
+    pub no_options: bool,
 }
 
 /// Handling of segments with both SYN and FIN set ([`TcpConfig::syn_fin`]).
@@ -138,6 +141,7 @@ impl Default for TcpConfig {
             rfc5961_syn: true,
             syn_fin: SynFin::DropInListen,
             icmp_may_abort: true,
+            no_options: false,
         }
     }
 }

@@ -25,7 +25,14 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 impl Tcb {
     /// Applies the options of the peer's SYN or SYN-ACK.
     pub(crate) fn negotiate(&mut self, syn: &tcp::Repr, now: Instant) {
-        let o = &syn.options;
+        let none = tcp::Options::default();
+        // With no options of our own, none of the peer's are used either,
+        // its MSS included (as BSD's TCP_NOOPT): segments are 536 bytes.
+        let o = if self.config.no_options {
+            &none
+        } else {
+            &syn.options
+        };
         let peer_mss = o.mss.map_or(536, |m| m as usize).max(64);
         self.smss = peer_mss.min(self.our_mss as usize);
         match (self.config.window_scaling, o.window_scale) {

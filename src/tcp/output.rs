@@ -309,7 +309,7 @@ impl Tcb {
             (wnd >> self.rcv_wscale).min(65535) as u16
         };
         let mut options = tcp::Options::default();
-        if syn {
+        if syn && !self.config.no_options {
             options.mss = Some(self.our_mss);
             let offer = self.state == State::SynSent;
             if (offer && self.config.window_scaling) || (!offer && self.ws_ok) {

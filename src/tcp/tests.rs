@@ -1384,3 +1384,19 @@ fn time_wait_acks_a_bare_ack_past_rcv_nxt_but_not_one_at_it() {
     assert_eq!(s.stats().0.sent, before + 1, "one past it is ACKed (Linux)");
     assert_eq!(state(&s.a, c), State::TimeWait);
 }
+
+#[test]
+fn no_options_sends_and_agrees_to_none() {
+    let mut s = sim(LinkConfig::default(), 53);
+    let mut cfg = s.a.tcp_config().clone();
+    cfg.no_options = true;
+    s.a.set_tcp_config(cfg);
+    let (c, srv) = connect(&mut s);
+    for t in [s.a.tcp_socket(c).unwrap(), s.b.tcp_socket(srv).unwrap()] {
+        assert!(t.ts.is_none() && !t.sack_ok && !t.ws_ok);
+        assert_eq!(t.smss, 536, "no MSS option: RFC 9293's default");
+    }
+    let data: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    let got = transfer(&mut s, true, c, srv, &data, Duration::from_secs(60));
+    assert_eq!(got, data);
+}
