@@ -381,15 +381,19 @@ impl Interface {
         };
         let cfg = l.config.clone();
         let our_mss = self.config.mtu.saturating_sub(40).clamp(88, 65495) as u16;
-        let peer_mss = syn.options.mss.unwrap_or(536).min(our_mss);
+        let peer_mss = match cfg.no_options {
+            true => 536,
+            false => syn.options.mss.unwrap_or(536).min(our_mss),
+        };
         let iss = cookie::encode(&self.tcp.isn, local, remote, syn.seq_number, peer_mss, now);
         let mut o = tcp::Options {
-            mss: Some(our_mss),
+            mss: (!cfg.no_options).then_some(our_mss),
             ..tcp::Options::default()
         };
         // Window scaling and SACK survive only inside the timestamp (as on
         // Linux): without timestamps neither is offered.
-        if let (Some((val, _)), true) = (syn.options.timestamps, cfg.timestamps) {
+        let ts = syn.options.timestamps.filter(|_| !cfg.no_options);
+        if let (Some((val, _)), true) = (ts, cfg.timestamps) {
             let ws = syn.options.window_scale.filter(|_| cfg.window_scaling);
             let sack = syn.options.sack_permitted && cfg.sack;
             if ws.is_some() {
