@@ -464,9 +464,12 @@ impl Tcb {
                     self.rack.on_dsack(self.snd_nxt);
                 }
             }
-            self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
             self.sack_on_ack(blocks, dsack.is_some(), ack);
         }
+        // The segment records (RACK's, and the rate sampler's without it).
+        self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
+        let min_rtt = self.min_rtt();
+        self.rate.finish_ack(min_rtt);
         let advanced = ack > self.snd_una;
         let mut plain_dup = false;
         if advanced {
@@ -477,6 +480,10 @@ impl Tcb {
             && ((seg.window_len as usize) << self.snd_wscale) == old_wnd
         {
             plain_dup = blocks.is_empty();
+            if !self.sack_ok {
+                let in_flight = (self.snd_max - self.snd_una).max(0) as u64;
+                self.rate.on_dup_ack(self.data_mss() as u64, in_flight, now);
+            }
             self.dup_ack(now);
         }
         self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
@@ -604,6 +611,7 @@ impl Tcb {
                     in_flight,
                     delivered: self.info.bytes_acked,
                     app_limited: self.send_buf.len() <= in_flight,
+                    rate: self.rate.this_ack(),
                 };
                 self.cc.on_ack(now, &ev);
             }

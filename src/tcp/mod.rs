@@ -27,6 +27,7 @@ mod listen;
 mod output;
 mod prr;
 mod rack;
+pub mod rate;
 pub mod rtt;
 mod sack;
 pub mod seq;

@@ -593,6 +593,19 @@ impl Tcb {
         if sent_new && self.pto_at.is_none() {
             self.arm_pto(now);
         }
+        // Less than a segment left to send while the congestion window
+        // has room and nothing waits for retransmission: the application
+        // limits the sender (delivery-rate draft §3.4, "app-limited").
+        if self.state.is_synchronized() {
+            let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
+            let never_sent = self.send_buf.len().saturating_sub(in_flight);
+            if never_sent < self.payload_room()
+                && self.cwnd_flight() < self.send_cwnd()
+                && self.recovery.is_none()
+            {
+                self.rate.mark_app_limited(self.bytes_in_flight());
+            }
+        }
 
         if force || (keepalive && sent == 0) {
             // A zero-window or keep-alive probe: an already acknowledged

@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 
+use super::rate::TxStamp;
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use crate::time::{Duration, Instant};
@@ -51,6 +52,8 @@ pub(crate) struct TxSeg {
     pub rexmit: bool,
     pub sacked: bool,
     pub lost: bool,
+    /// Delivery state when it was last (re)transmitted (rate sampling).
+    pub stamp: TxStamp,
 }
 
 /// Whether (t1, s1) was sent after (t2, s2): later, or at the same time
@@ -83,7 +86,13 @@ impl SegQueue {
     }
 
     /// New data `[start, end)` went out at `now`.
-    pub(crate) fn sent_new(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
+    pub(crate) fn sent_new(
+        &mut self,
+        start: SeqNumber,
+        end: SeqNumber,
+        now: Instant,
+        stamp: TxStamp,
+    ) {
         if end <= start {
             return;
         }
@@ -92,6 +101,7 @@ impl SegQueue {
                 if last.end == start && !last.sacked && !last.lost {
                     last.end = end;
                     last.xmit = now;
+                    last.stamp = stamp;
                 }
             }
             return;
@@ -104,6 +114,7 @@ impl SegQueue {
             rexmit: false,
             sacked: false,
             lost: false,
+            stamp,
         });
     }
 
@@ -138,10 +149,17 @@ impl SegQueue {
     }
 
     /// `[s, e)` was retransmitted at `now`.
-    pub(crate) fn retransmitted(&mut self, s: SeqNumber, e: SeqNumber, now: Instant) {
+    pub(crate) fn retransmitted(
+        &mut self,
+        s: SeqNumber,
+        e: SeqNumber,
+        now: Instant,
+        stamp: TxStamp,
+    ) {
         for i in self.range(s, e) {
             let r = &mut self.segs[i];
             r.xmit = now;
+            r.stamp = stamp;
             r.ever_rexmit = true;
             r.rexmit = true;
         }
@@ -417,16 +435,16 @@ impl Tcb {
 
     /// Book-keeping for a data segment `[seq, end)` that just went out:
     /// the part below snd_max is a retransmission, the rest is new.
+    /// The records are kept with or without RACK: delivery-rate sampling
+    /// (`Tcb::rate`) reads their stamps.
     pub(crate) fn rack_sent(&mut self, seq: SeqNumber, end: SeqNumber, now: Instant) {
-        if !self.rack_on() {
-            return;
-        }
+        let stamp = self.rate.on_send(now, self.snd_una == self.snd_max);
         let mid = end.min(self.snd_max).max(seq);
         if seq < mid {
-            self.segs.retransmitted(seq, mid, now);
+            self.segs.retransmitted(seq, mid, now, stamp);
         }
         if mid < end {
-            self.segs.sent_new(mid, end, now);
+            self.segs.sent_new(mid, end, now, stamp);
         }
     }
 
@@ -441,9 +459,10 @@ impl Tcb {
         ack: SeqNumber,
         ecr: Option<u32>,
     ) {
-        if !self.rack_on() {
-            return;
-        }
+        // Without RACK the records still feed the rate sampler.
+        let rack_on = self.rack_on();
+        let sack_ok = self.sack_ok;
+        let rate = &mut self.rate;
         let ts = match (self.ts, ecr) {
             (Some(t), Some(e)) => Some((e, t.offset)),
             _ => None,
@@ -454,7 +473,7 @@ impl Tcb {
         let mut delivered = false;
         for &(l, r) in blocks.iter().skip(skip_first as usize) {
             let (l, r) = (SeqNumber(l), SeqNumber(r));
-            if l >= r || l < una || r > max {
+            if !sack_ok || l >= r || l < una || r > max {
                 continue;
             }
             // No timestamp check for SACKed segments: the echo of an ACK
@@ -462,14 +481,23 @@ impl Tcb {
             // (RFC 7323 §4.3), older than any retransmission (Linux
             // checks only against min_RTT too).
             self.segs.sack(l, r, |s| {
-                rack.on_delivered(s, true, now, None);
+                rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
+                if rack_on {
+                    rack.on_delivered(s, true, now, None);
+                }
                 delivered = true;
             });
         }
         self.segs.ack(ack, |s| {
-            rack.on_delivered(s, false, now, ts);
+            rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
+            if rack_on {
+                rack.on_delivered(s, false, now, ts);
+            }
             delivered = true;
         });
+        if !rack_on {
+            return;
+        }
         rack.on_ack(una);
         if delivered {
             self.tlp.rtt_since_probe = true;
@@ -600,7 +628,12 @@ mod tests {
     fn queue() -> SegQueue {
         let mut q = SegQueue::default();
         for k in 1..=10u32 {
-            q.sent_new(s(k * MSS), s(k * MSS + MSS), ms(k as u64));
+            q.sent_new(
+                s(k * MSS),
+                s(k * MSS + MSS),
+                ms(k as u64),
+                TxStamp::default(),
+            );
         }
         q
     }
@@ -668,7 +701,12 @@ mod tests {
         assert_eq!(lost, vec![1, 2, 3, 4, 5]);
         // Retransmitted at 51-55 ms; the retransmission of 2 is lost again.
         for k in 1..=5 {
-            q.retransmitted(s(k * MSS), s(k * MSS + MSS), ms(50 + k as u64));
+            q.retransmitted(
+                s(k * MSS),
+                s(k * MSS + MSS),
+                ms(50 + k as u64),
+                TxStamp::default(),
+            );
         }
         let (lost, _) = lost_of(&mut q, &rack, reo, ms(56));
         assert!(
@@ -697,19 +735,19 @@ mod tests {
             rack.on_delivered(r, true, ms(49), None)
         });
         assert_eq!(rack.min_rtt, Some(Duration::from_millis(40)));
-        q.retransmitted(s(1000), s(2000), ms(60));
+        q.retransmitted(s(1000), s(2000), ms(60), TxStamp::default());
         // Acknowledged 5 ms after the retransmission: an ACK for the
         // original, not a valid sample (shorter than min RTT).
         q.ack(s(2000), |r| rack.on_delivered(r, false, ms(65), None));
         assert_eq!(rack.xmit_ts, Some(ms(9)));
         // With timestamps: an echo older than the retransmission is
         // refused, a fresh one taken.
-        q.retransmitted(s(2000), s(3000), ms(70));
+        q.retransmitted(s(2000), s(3000), ms(70), TxStamp::default());
         q.ack(s(3000), |r| {
             rack.on_delivered(r, false, ms(200), Some((69, 0)))
         });
         assert_eq!(rack.xmit_ts, Some(ms(9)));
-        q.retransmitted(s(3000), s(4000), ms(210));
+        q.retransmitted(s(3000), s(4000), ms(210), TxStamp::default());
         q.ack(s(4000), |r| {
             rack.on_delivered(r, false, ms(260), Some((210, 0)))
         });
@@ -725,7 +763,7 @@ mod tests {
         assert_eq!(n, 2, "halves of segments 2 and 3");
         assert_eq!(q.segs_sacked(), 2);
         assert_eq!(q.len(), 12);
-        q.retransmitted(s(1000), s(1500), ms(30));
+        q.retransmitted(s(1000), s(1500), ms(30), TxStamp::default());
         let r: Vec<_> = q
             .iter()
             .take(2)

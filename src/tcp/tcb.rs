@@ -14,6 +14,7 @@ use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
 use super::prr::Prr;
 use super::rack::{Rack, SegQueue, Tlp};
+use super::rate::RateEstimator;
 use super::rtt::RttEstimator;
 use super::sack::{Scoreboard, Undo};
 use super::seq::SeqNumber;
@@ -151,6 +152,18 @@ pub struct TcpInfo {
     pub undos: u64,
     /// Smallest RTT measured.
     pub min_rtt: Option<Duration>,
+    /// The last delivery-rate sample, bytes per second (Linux's
+    /// `tcpi_delivery_rate`).
+    pub delivery_rate: Option<u64>,
+    /// The last delivery-rate sample was taken while the application
+    /// limited the sender (`tcpi_delivery_rate_app_limited`).
+    pub delivery_rate_app_limited: bool,
+    /// Bytes delivered (cumulatively ACKed or SACKed; `tcpi_delivered`
+    /// counts segments).
+    pub delivered: u64,
+    /// The congestion controller's pacing rate, bytes per second, if it
+    /// paces.
+    pub pacing_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +277,8 @@ pub struct Tcb {
     /// the handshake completes (RFC 9293 §3.10.7.3: "queue them for
     /// processing after the ESTABLISHED state has been reached").
     pub(crate) syn_text: Vec<u8>,
+    /// Delivery-rate estimation (`rate.rs`).
+    pub(crate) rate: RateEstimator,
 
     // Application side.
     pub(crate) error: Option<io::ErrorKind>,
@@ -376,6 +391,7 @@ impl Tcb {
             segs_unacked: 0,
             challenge_acks: (0, 0),
             syn_text: Vec::new(),
+            rate: RateEstimator::default(),
             error: None,
             read_closed: false,
             orphaned: false,
@@ -629,11 +645,21 @@ impl Tcb {
                 .sum();
             i.lost = self.sack.lost_bytes().div_ceil(mss);
         }
-        i.min_rtt = match (self.rtt.min_rtt(), self.rack.min_rtt) {
+        i.min_rtt = self.min_rtt();
+        let last = self.rate.last();
+        i.delivery_rate = last.map(|s| s.rate());
+        i.delivery_rate_app_limited = last.is_some_and(|s| s.app_limited);
+        i.delivered = self.rate.delivered();
+        i.pacing_rate = self.cc.pacing_rate();
+        i
+    }
+
+    /// The smallest RTT measured (RTO estimator or RACK).
+    pub(crate) fn min_rtt(&self) -> Option<Duration> {
+        match (self.rtt.min_rtt(), self.rack.min_rtt) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        i
+        }
     }
 
     /// Payload bytes per full segment (SMSS less the options every data

@@ -756,6 +756,7 @@ mod tests {
                     in_flight: (snd_nxt - delivered) as usize,
                     delivered,
                     app_limited: false,
+                    rate: None,
                 },
             );
             snd_nxt = snd_nxt.max(delivered + c.cwnd() as u64);
@@ -839,6 +840,7 @@ mod tests {
                         in_flight: in_flight * MSS,
                         delivered: (i + 1) * MSS as u64,
                         app_limited: false,
+                        rate: None,
                     },
                 );
                 states.push(c.state_name());
@@ -934,6 +936,7 @@ mod tests {
                             in_flight: c.cwnd(),
                             delivered,
                             app_limited: l,
+                            rate: None,
                         });
                     }
                     Ev::Enter(f) => c.on_enter_recovery(now, f),

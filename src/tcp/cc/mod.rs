@@ -91,6 +91,8 @@ pub struct AckEvent {
     /// Whether the sender was application-limited (not cwnd-limited) when
     /// the acknowledged data was sent.
     pub app_limited: bool,
+    /// The delivery-rate sample of this ACK, if it gave a valid one.
+    pub rate: Option<crate::tcp::rate::RateSample>,
 }
 
 /// The initial window of RFC 6928: `min(10*MSS, max(2*MSS, 14600))`.
