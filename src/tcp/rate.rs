@@ -2,7 +2,7 @@
 //! as Linux's `tcp_rate.c`).
 //!
 //! Every transmitted segment is stamped with how much the connection had
-//! delivered, and when, at the moment it was sent ([`TxStamp`]). When an
+//! delivered, and when, at the moment it was sent (a `TxStamp`). When an
 //! ACK (cumulative or SACK) reports a segment delivered, the bytes
 //! delivered between its stamp and now, over the longer of the send and
 //! the ACK intervals, give a rate sample ([`RateSample`]). The sample of an
