@@ -123,18 +123,31 @@ impl RangeSet {
         }
     }
 
+    /// Index of the first range ending after `seq` (the ranges are
+    /// sorted and disjoint: a binary search).
+    fn first_ending_after(&self, seq: SeqNumber) -> usize {
+        self.ranges.partition_point(|&(_, e)| e <= seq)
+    }
+
     /// The range containing `seq`, if any.
     pub(crate) fn range_at(&self, seq: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
         self.ranges
-            .iter()
+            .get(self.first_ending_after(seq))
             .copied()
-            .find(|&(s, e)| seq.in_range(s, e))
+            .filter(|&(s, e)| seq.in_range(s, e))
+    }
+
+    /// The start of the first range starting after `seq`, if any.
+    pub(crate) fn next_start_after(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        let i = self.ranges.partition_point(|&(s, _)| s <= seq);
+        self.ranges.get(i).map(|&(s, _)| s)
     }
 
     /// Bytes of the set inside `[s, e)`.
     pub(crate) fn bytes_within(&self, s: SeqNumber, e: SeqNumber) -> usize {
-        self.ranges
+        self.ranges[self.first_ending_after(s)..]
             .iter()
+            .take_while(|&&(rs, _)| rs < e)
             .map(|&(rs, re)| {
                 let a = rs.max(s);
                 let b = re.min(e);
@@ -378,10 +391,7 @@ impl Scoreboard {
                         }
                         let end = self
                             .rexmitted
-                            .ranges()
-                            .iter()
-                            .map(|&(rs, _)| rs)
-                            .find(|&rs| rs > at)
+                            .next_start_after(at)
                             .map_or(e, |rs| rs.min(e));
                         return Some((at, (end - at) as usize));
                     }
@@ -402,10 +412,7 @@ impl Scoreboard {
                     None => {
                         let end = self
                             .rexmitted
-                            .ranges()
-                            .iter()
-                            .map(|&(rs, _)| rs)
-                            .find(|&rs| rs > at)
+                            .next_start_after(at)
                             .map_or(le, |rs| rs.min(le));
                         return Some((at, (end - at) as usize));
                     }
@@ -908,5 +915,45 @@ mod tests {
         assert_eq!(b.next_hole(una, MSS, true), Some((una, 2000)));
         b.prune(una + 3000);
         assert_eq!(b.sacked().ranges(), &[(una + 3000, una + 5000)]);
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The binary searches agree with a linear scan, across the
+        /// sequence-number wrap too.
+        #[test]
+        fn range_searches_match_a_linear_scan(
+            base in any::<u32>(),
+            ops in proptest::collection::vec((0u32..20_000, 1u32..2_000, any::<bool>()), 0..40),
+            probes in proptest::collection::vec((0u32..24_000, 0u32..5_000), 1..40),
+        ) {
+            let at = |o: u32| SeqNumber(base.wrapping_add(o));
+            let mut set = RangeSet::default();
+            for (s, len, add) in ops {
+                if add {
+                    set.insert(at(s), at(s + len));
+                } else {
+                    set.remove(at(s), at(s + len));
+                }
+            }
+            for (p, len) in probes {
+                let (s, e) = (at(p), at(p + len));
+                let lin_at = set.ranges().iter().copied().find(|&(a, b)| s.in_range(a, b));
+                prop_assert_eq!(set.range_at(s), lin_at);
+                let lin_bytes: usize = set
+                    .ranges()
+                    .iter()
+                    .map(|&(a, b)| (b.min(e) - a.max(s)).max(0) as usize)
+                    .sum();
+                prop_assert_eq!(set.bytes_within(s, e), lin_bytes);
+                let lin_next = set.ranges().iter().map(|&(a, _)| a).find(|&a| a > s);
+                prop_assert_eq!(set.next_start_after(s), lin_next);
+            }
+        }
     }
 }
