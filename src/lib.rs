@@ -128,9 +128,9 @@
 //! # Congestion control
 //!
 //! [`tcp::TcpConfig::congestion`] names the controller for new connections
-//! ([`tcp::cc::AVAILABLE`]): `reno` (NewReno, RFC 5681/6582; the default, a
-//! safe choice on short paths) or `cubic` (RFC 9438 with HyStart++; better
-//! on long fat paths: high bandwidth × RTT). Set it on the interface's
+//! ([`tcp::cc::AVAILABLE`]): `cubic` (RFC 9438 with HyStart++; the
+//! default, as on Linux, and better on long fat paths: high bandwidth ×
+//! RTT) or `reno` (NewReno, RFC 5681/6582). Set it on the interface's
 //! [`iface::Config::tcp`] before building, or change it for sockets
 //! created later with [`iface::Interface::set_tcp_config`]. The tools take
 //! `--cc`.

@@ -17,7 +17,7 @@ gateway=A.B.C.D      the next hop for off-link peers (default 192.168.0.1)
 mtu=N                link MTU (default 1500)
 rcvbuf=N             TCP receive buffer, bytes (the largest window)
 sndbuf=N             TCP send buffer, bytes
-cc=NAME              congestion control: reno or cubic
+cc=NAME              congestion control: reno (the default here, as FreeBSD's for which the suite is written) or cubic
 sack=0|1             offer SACK
 ts=0|1               offer timestamps
 ws=0|1               offer window scaling
@@ -50,6 +50,9 @@ fn keepalive(c: &mut Config) -> &mut ustack::tcp::Keepalive {
 /// Parses `flags` into an interface configuration.
 pub fn parse(flags: &str) -> Result<Config, String> {
     let mut c = Config::new(Medium::Ip);
+    // The stack's default is CUBIC, as on Linux; the FreeBSD suite's
+    // scripts assume FreeBSD's default, NewReno.
+    c.tcp.congestion = "reno".into();
     let mut ip = Ipv4Addr::new(192, 168, 0, 2);
     let mut prefix = 16u8;
     c.gateway = Some(Ipv4Addr::new(192, 168, 0, 1));
@@ -136,6 +139,7 @@ mod tests {
     fn defaults_and_overrides() {
         let c = parse("").unwrap();
         assert_eq!(c.addrs[0].addr, Ipv4Addr::new(192, 168, 0, 2));
+        assert_eq!(c.tcp.congestion, "reno", "FreeBSD's default");
         let c = parse("cc=cubic, rcvbuf=1000 local_ip=10.1.2.3 min_rto_ms=1000").unwrap();
         assert_eq!(c.tcp.congestion, "cubic");
         assert_eq!(c.tcp.recv_buffer, 1000);

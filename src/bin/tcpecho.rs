@@ -24,8 +24,8 @@ struct Args {
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
-    /// Congestion control: reno or cubic (bbr is coming).
-    #[arg(long, default_value = "reno")]
+    /// Congestion control: cubic (the default, as on Linux) or reno.
+    #[arg(long, default_value = "cubic")]
     cc: String,
     /// Accept queue length.
     #[arg(long, default_value_t = 1024)]

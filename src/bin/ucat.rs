@@ -34,8 +34,8 @@ struct Args {
     /// UDP instead of TCP (each read of standard input is one datagram).
     #[arg(long)]
     udp: bool,
-    /// Congestion control: reno or cubic (bbr is coming).
-    #[arg(long, default_value = "reno")]
+    /// Congestion control: cubic (the default, as on Linux) or reno.
+    #[arg(long, default_value = "cubic")]
     cc: String,
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]

@@ -65,7 +65,8 @@ pub struct TcpConfig {
     /// The peer's worst-case delayed-ACK time, added to the probe timeout
     /// when one segment is in flight (RFC 8985 `WCDelAckT`: 200 ms).
     pub max_ack_delay: Duration,
-    /// Congestion controller name: `reno` (the default for now) or `cubic`; `bbr` comes later.
+    /// Congestion controller name: `cubic` (the default, as on Linux) or
+    /// `reno`.
     pub congestion: String,
     /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
     pub challenge_ack_limit: u32,
@@ -133,7 +134,7 @@ impl Default for TcpConfig {
             rack: true,
             tlp: true,
             max_ack_delay: Duration::from_millis(200),
-            congestion: "reno".into(),
+            congestion: "cubic".into(),
             challenge_ack_limit: 1000,
             syn_backlog: 256,
             syncookies: true,
