@@ -115,6 +115,11 @@ impl Interface {
                 };
                 self.send_icmp(now, meta.dst, meta.src, &reply);
             }
+            icmpv4::Repr::DstUnreachable {
+                reason: DstUnreachable::FragRequired,
+                next_hop_mtu,
+                data,
+            } => self.deliver_frag_needed(now, data, next_hop_mtu),
             icmpv4::Repr::DstUnreachable { reason, data, .. } => {
                 let kind = match reason {
                     // Codes 9 and 10 (network/host administratively
@@ -178,6 +183,28 @@ impl Interface {
             ]);
             self.tcp_icmp_error(local, remote, seq, kind);
         }
+    }
+
+    /// A "fragmentation needed and DF set" (RFC 1191): path-MTU news for
+    /// the TCP connection whose segment it quotes. A next-hop MTU of zero
+    /// (a router older than RFC 1191), or one not below the quoted
+    /// datagram's length, is replaced by the plateau below that length
+    /// (RFC 1191 §5 and §7). UDP is sent without DF, so only TCP listens.
+    fn deliver_frag_needed(&mut self, now: Instant, quote: &[u8], next_hop_mtu: u16) {
+        let Some(q) = QuotedSegment::parse(quote).filter(|q| {
+            q.protocol == ipv4::protocol::TCP && self.has_addr(q.src)
+        }) else {
+            self.tcp.counters.pmtu_unmatched += 1;
+            trace_drop!("tcp.pmtu_unmatched");
+            return;
+        };
+        let mut mtu = next_hop_mtu as usize;
+        if mtu == 0 || mtu >= q.total_len {
+            mtu = plateau_below(q.total_len);
+        }
+        let local = SocketAddr::V4(SocketAddrV4::new(q.src, q.src_port));
+        let remote = SocketAddr::V4(SocketAddrV4::new(q.dst, q.dst_port));
+        self.tcp_packet_too_big(now, local, remote, q.seq, mtu);
     }
 
     /// Sends an ICMP message from `src` to `dst`.
@@ -278,6 +305,61 @@ impl Interface {
     }
 }
 
+/// The start of the datagram an ICMP error quotes: the IPv4 header and the
+/// first 8 bytes of a TCP (or UDP) header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuotedSegment {
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// The quoted datagram's Total Length field.
+    total_len: usize,
+    src_port: u16,
+    dst_port: u16,
+    /// The TCP sequence number (bytes 4..8 of the transport header).
+    seq: u32,
+}
+
+impl QuotedSegment {
+    fn parse(quote: &[u8]) -> Option<QuotedSegment> {
+        let vihl = *quote.first()?;
+        let ihl = (vihl & 0x0f) as usize * 4;
+        if vihl >> 4 != 4 || ihl < ipv4::HEADER_LEN || quote.len() < ihl + 8 {
+            return None;
+        }
+        let be16 = |i: usize| u16::from_be_bytes([quote[i], quote[i + 1]]);
+        Some(QuotedSegment {
+            protocol: quote[9],
+            src: Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]),
+            dst: Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]),
+            total_len: be16(2) as usize,
+            src_port: be16(ihl),
+            dst_port: be16(ihl + 2),
+            seq: u32::from_be_bytes([
+                quote[ihl + 4],
+                quote[ihl + 5],
+                quote[ihl + 6],
+                quote[ihl + 7],
+            ]),
+        })
+    }
+}
+
+/// RFC 1191 §7's table of common MTU plateaus, largest first.
+const MTU_PLATEAUS: [usize; 11] = [
+    65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68,
+];
+
+/// The largest plateau below `len` (68, the IPv4 minimum, at the bottom),
+/// the estimate for a router that does not report its next-hop MTU.
+fn plateau_below(len: usize) -> usize {
+    MTU_PLATEAUS
+        .iter()
+        .copied()
+        .find(|&p| p < len)
+        .unwrap_or(68)
+}
+
 fn icmp_type(repr: &icmpv4::Repr) -> u8 {
     match repr {
         icmpv4::Repr::EchoReply { .. } => 0,
@@ -291,6 +373,44 @@ fn icmp_type(repr: &icmpv4::Repr) -> u8 {
 mod tests {
     use super::*;
     use crate::time::Duration;
+
+    #[test]
+    fn plateaus_follow_rfc_1191() {
+        assert_eq!(plateau_below(1500), 1492);
+        assert_eq!(plateau_below(1492), 1006);
+        assert_eq!(plateau_below(1493), 1492);
+        assert_eq!(plateau_below(576), 508);
+        assert_eq!(plateau_below(65535), 32000);
+        assert_eq!(plateau_below(68), 68);
+        assert_eq!(plateau_below(0), 68);
+    }
+
+    #[test]
+    fn quoted_segment_parses_and_rejects_short_quotes() {
+        let mut q = [0u8; 28];
+        q[0] = 0x45;
+        q[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        q[9] = 6;
+        q[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        q[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        q[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        q[22..24].copy_from_slice(&80u16.to_be_bytes());
+        q[24..28].copy_from_slice(&0xdead_beefu32.to_be_bytes());
+        let s = QuotedSegment::parse(&q).unwrap();
+        assert_eq!(
+            (s.protocol, s.total_len, s.src_port, s.dst_port, s.seq),
+            (6, 1500, 40000, 80, 0xdead_beef)
+        );
+        assert_eq!(s.src, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(s.dst, Ipv4Addr::new(10, 0, 0, 2));
+        for n in 0..28 {
+            assert_eq!(QuotedSegment::parse(&q[..n]), None, "{n} bytes");
+        }
+        q[0] = 0x65;
+        assert_eq!(QuotedSegment::parse(&q), None, "IPv6 version nibble");
+        q[0] = 0x44;
+        assert_eq!(QuotedSegment::parse(&q), None, "IHL below 5");
+    }
 
     #[test]
     fn token_bucket_limits_rate() {

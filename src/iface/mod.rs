@@ -4,7 +4,8 @@
 //! frames ([`Interface::poll_transmit`]) and says when it next needs to be
 //! called ([`Interface::poll_at`]); time is always an argument. It validates
 //! IPv4, reassembles fragments (bounded), answers ARP and ICMP echo, sends
-//! rate-limited ICMP errors, demultiplexes to sockets and counts every drop.
+//! rate-limited ICMP errors, keeps the path MTU cache (`pmtu`),
+//! demultiplexes to sockets and counts every drop.
 
 /// A `trace` event for a dropped frame, segment or datagram, next to the
 /// counter that counts it (free when no subscriber listens at that level).
@@ -17,6 +18,7 @@ macro_rules! trace_drop {
 mod counters;
 mod icmp;
 pub mod neighbor;
+mod pmtu;
 pub mod reassembly;
 mod table;
 mod tcp;
@@ -30,6 +32,7 @@ use std::str::FromStr;
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
+pub use pmtu::{PmtuConfig, IPV6_MIN_MTU};
 use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
@@ -124,6 +127,8 @@ pub struct Config {
     pub tcp: crate::tcp::TcpConfig,
     /// ICMP error rate limit.
     pub icmp_rate: IcmpRateLimit,
+    /// Path MTU discovery: floor, cache size and expiry.
+    pub pmtu: PmtuConfig,
     /// Frames the interface holds for transmission before dropping.
     pub tx_queue_frames: usize,
     /// Ephemeral port range, inclusive (Linux: 32768–60999).
@@ -149,6 +154,7 @@ impl Config {
             udp: UdpConfig::default(),
             tcp: crate::tcp::TcpConfig::default(),
             icmp_rate: IcmpRateLimit::default(),
+            pmtu: PmtuConfig::default(),
             tx_queue_frames: 1024,
             ephemeral_ports: (32768, 60999),
             announce: true,
@@ -180,6 +186,8 @@ pub struct Interface {
     tx: FrameBatch,
     scratch: Vec<u8>,
     icmp_limiter: icmp::TokenBucket,
+    /// Path MTUs learned per destination.
+    pub(crate) pmtu: pmtu::PmtuCache,
     ident: u16,
     rng: u64,
     started: bool,
@@ -204,6 +212,7 @@ impl Interface {
             neighbors: NeighborCache::new(config.neighbor),
             reasm: Reassembler::new(config.reassembly),
             icmp_limiter: icmp::TokenBucket::new(config.icmp_rate, now),
+            pmtu: pmtu::PmtuCache::new(config.pmtu),
             hardware_addr,
             counters: Counters::default(),
             sockets: SocketSet::new(),
@@ -246,6 +255,19 @@ impl Interface {
     /// Packets waiting for ARP resolution.
     pub fn neighbors_pending(&self) -> usize {
         self.neighbors.pending_packets()
+    }
+
+    /// The path MTU towards `dst` at `now`: one learned from ICMP and not
+    /// yet expired, else the link MTU.
+    pub fn path_mtu(&self, dst: IpAddr, now: Instant) -> usize {
+        self.pmtu
+            .get(dst, now)
+            .map_or(self.config.mtu, |m| m.min(self.config.mtu))
+    }
+
+    /// Destinations in the path MTU cache.
+    pub fn path_mtu_cache_len(&self) -> usize {
+        self.pmtu.len()
     }
 
     /// Bytes held in fragment reassembly.

@@ -57,6 +57,22 @@ pub struct TcpCounters {
     pub syncookies_recv: u64,
     /// ACKs to a listener with an invalid cookie.
     pub syncookies_failed: u64,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" messages that
+    /// lowered a connection's path MTU (and its send MSS).
+    pub pmtu_updates: u64,
+    /// Such messages ignored because their quote names no TCP connection
+    /// of ours (malformed, another protocol, or no such 4-tuple).
+    pub pmtu_unmatched: u64,
+    /// Such messages ignored because the quoted sequence number is not in
+    /// flight (RFC 5927 §4.1: SND.UNA <= seq < SND.NXT).
+    pub pmtu_bad_seq: u64,
+    /// Such messages ignored because the MTU they report is below the
+    /// floor (`PmtuConfig::min_ipv4`, 1280 for IPv6).
+    pub pmtu_below_floor: u64,
+    /// Such messages ignored because the MTU they report is not smaller
+    /// than the connection's path MTU (one per dropped segment arrives;
+    /// the first does the work).
+    pub pmtu_not_smaller: u64,
 }
 
 /// TCP state of an interface.
@@ -353,6 +369,7 @@ impl Interface {
         let iss = self.tcp.isn.isn(local, remote, now);
         let ts_offset = self.next_random() as u32;
         let mut tcb = Tcb::new(config, local, remote, iss, self.config.mtu, ts_offset, now);
+        tcb.pmtu = self.path_mtu(remote.ip(), now);
         tcb.passive = true;
         tcb.accept_syn(now, repr);
         let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
@@ -468,6 +485,7 @@ impl Interface {
             0,
             now,
         );
+        tcb.pmtu = self.path_mtu(remote.ip(), now);
         tcb.accept_cookie(now, repr, mss, ws, sack);
         let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
             tcb,
@@ -738,6 +756,59 @@ impl Interface {
         }
     }
 
+    /// An ICMP "fragmentation needed" (RFC 1191) or ICMPv6 "packet too big"
+    /// (RFC 8201) quoting a segment `local` -> `remote` with sequence number
+    /// `seq`, reporting `mtu` (the IP-level MTU of the next hop; the caller
+    /// has already replaced an unreported one, see RFC 1191 §5).
+    ///
+    /// Acts only when the quote matches a connection and its sequence
+    /// number is in flight (RFC 5927 §4.1/§5.2), and the MTU is at least the
+    /// floor and below the connection's path MTU: then the path MTU drops,
+    /// the send MSS shrinks, the segments in flight that no longer fit go
+    /// again at once at the new size (not a congestion event: cwnd stays),
+    /// and the destination's entry in the path MTU cache is lowered, for
+    /// connections opened later. Everything ignored is counted.
+    pub(crate) fn tcp_packet_too_big(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        mtu: usize,
+    ) {
+        let Some(&h) = self.tcp.conns.get(&(local, remote)) else {
+            self.tcp.counters.pmtu_unmatched += 1;
+            trace_drop!("tcp.pmtu_unmatched");
+            return;
+        };
+        let floor = self.config.pmtu.floor(remote.ip());
+        let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) else {
+            self.tcp.counters.pmtu_unmatched += 1;
+            trace_drop!("tcp.pmtu_unmatched");
+            return;
+        };
+        let t = &mut c.tcb;
+        if !t.seq_in_flight(SeqNumber(seq)) {
+            self.tcp.counters.pmtu_bad_seq += 1;
+            trace_drop!("tcp.pmtu_bad_seq");
+            return;
+        }
+        if mtu < floor {
+            self.tcp.counters.pmtu_below_floor += 1;
+            trace_drop!("tcp.pmtu_below_floor");
+            return;
+        }
+        if mtu >= t.pmtu {
+            self.tcp.counters.pmtu_not_smaller += 1;
+            trace_drop!("tcp.pmtu_not_smaller");
+            return;
+        }
+        t.on_packet_too_big(now, mtu);
+        self.tcp.counters.pmtu_updates += 1;
+        self.pmtu.insert(remote.ip(), mtu, now);
+        self.tcp_mark_ready(h);
+    }
+
     // ------------------------------------------------------------ poll API
 
     fn tcp_port_in_use(&self, ip: IpAddr, port: u16) -> bool {
@@ -905,6 +976,7 @@ impl Interface {
             ts_offset,
             now,
         );
+        tcb.pmtu = self.path_mtu(remote.ip(), now);
         tcb.connect(now);
         let h = self.sockets.insert(Socket::Tcp(Box::new(TcpConn {
             tcb,

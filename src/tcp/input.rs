@@ -34,7 +34,7 @@ impl Tcb {
             &syn.options
         };
         let peer_mss = o.mss.map_or(536, |m| m as usize).max(64);
-        self.smss = peer_mss.min(self.our_mss as usize);
+        self.smss = peer_mss.min(self.our_mss as usize).min(self.pmtu_mss());
         match (self.config.window_scaling, o.window_scale) {
             (true, Some(ws)) => {
                 self.ws_ok = true;
@@ -94,7 +94,9 @@ impl Tcb {
         // The SYN-ACK advertised an unscaled window of this size.
         self.rcv_adv = self.rcv_nxt + self.config.recv_buffer.min(65535);
         self.last_ack_sent = self.rcv_nxt;
-        self.smss = (mss as usize).min(self.our_mss as usize);
+        self.smss = (mss as usize)
+            .min(self.our_mss as usize)
+            .min(self.pmtu_mss());
         match wscale.filter(|_| self.config.window_scaling) {
             Some(w) => {
                 self.ws_ok = true;

@@ -16,6 +16,8 @@
 //!   loss detection (RFC 8985); `prr`: Proportional Rate Reduction
 //!   (RFC 6937).
 //! * `listen`: listeners with bounded SYN and accept queues.
+//! * `pmtu`: path MTU discovery's share of the connection (RFC 1191/8201,
+//!   validated per RFC 5927): the MSS shrinks, oversized segments go again.
 
 pub mod buffer;
 pub mod cc;
@@ -25,6 +27,7 @@ mod input;
 pub mod isn;
 mod listen;
 mod output;
+mod pmtu;
 mod prr;
 mod rack;
 pub mod rate;
@@ -43,6 +46,8 @@ pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
 pub use time_wait::{TimeWaitEntry, TimeWaitTable};
 
+#[cfg(test)]
+mod pmtu_tests;
 #[cfg(test)]
 mod rack_sim_tests;
 #[cfg(test)]

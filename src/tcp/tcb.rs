@@ -115,6 +115,10 @@ pub struct TcpInfo {
     pub rcv_wnd: usize,
     /// Sender MSS in use.
     pub mss: usize,
+    /// Path MTU towards the peer, IP level (Linux's `tcpi_pmtu`): the
+    /// link MTU, a value learned earlier for this destination, or what an
+    /// ICMP "fragmentation needed" / "packet too big" reported since.
+    pub pmtu: usize,
     /// Window scale shifts (ours, theirs) when negotiated.
     pub wscale: Option<(u8, u8)>,
     /// Timestamps negotiated.
@@ -218,6 +222,8 @@ pub struct Tcb {
     pub(crate) smss: usize,
     /// MSS we advertise.
     pub(crate) our_mss: u16,
+    /// Path MTU towards the peer (IP level): caps `smss` (RFC 1191/8201).
+    pub(crate) pmtu: usize,
     pub(crate) ws_ok: bool,
     pub(crate) ts: Option<Timestamps>,
     pub(crate) sack_ok: bool,
@@ -359,6 +365,7 @@ impl Tcb {
             last_ack_sent: SeqNumber(0),
             smss,
             our_mss,
+            pmtu: mtu,
             ws_ok: false,
             ts: None,
             sack_ok: false,
@@ -618,6 +625,7 @@ impl Tcb {
         i.snd_wnd = self.snd_wnd;
         i.rcv_wnd = self.recv_buf.window();
         i.mss = self.data_mss();
+        i.pmtu = self.pmtu;
         i.wscale = self.ws_ok.then_some((self.rcv_wscale, self.snd_wscale));
         i.timestamps = self.ts.is_some();
         i.sack = self.sack_ok;
