@@ -191,9 +191,9 @@ impl Interface {
     /// datagram's length, is replaced by the plateau below that length
     /// (RFC 1191 §5 and §7). UDP is sent without DF, so only TCP listens.
     fn deliver_frag_needed(&mut self, now: Instant, quote: &[u8], next_hop_mtu: u16) {
-        let Some(q) = QuotedSegment::parse(quote).filter(|q| {
-            q.protocol == ipv4::protocol::TCP && self.has_addr(q.src)
-        }) else {
+        let Some(q) = QuotedSegment::parse(quote)
+            .filter(|q| q.protocol == ipv4::protocol::TCP && self.has_addr(q.src))
+        else {
             self.tcp.counters.pmtu_unmatched += 1;
             trace_drop!("tcp.pmtu_unmatched");
             return;

@@ -8,10 +8,12 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::Ipv4Addr;
 
 use crate::iface::Interface;
-use crate::phy::FrameBatch;
+use crate::phy::{FrameBatch, Medium};
 use crate::time::{Duration, Instant};
+use crate::wire::{ethernet, icmpv4, ipv4};
 
 /// Impairments of one direction of a simulated link.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +63,24 @@ pub struct LinkStats {
     pub corrupted: u64,
     /// Dropped at a full bottleneck queue.
     pub queue_drops: u64,
+    /// Dropped by an [`MtuHop`] for their size.
+    pub too_big: u64,
+}
+
+/// A router in one direction of the link whose next hop has a smaller MTU
+/// (RFC 1191): IPv4 datagrams longer than `mtu` are dropped there (it does
+/// not fragment), and those with DF set are answered with an ICMP
+/// "fragmentation needed" from `router` to their sender, which arrives one
+/// link delay later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MtuHop {
+    /// The next hop's MTU.
+    pub mtu: usize,
+    /// The router's address (the ICMP message's source).
+    pub router: Ipv4Addr,
+    /// Report the MTU in the message; false sends 0, as routers older
+    /// than RFC 1191 do.
+    pub report_mtu: bool,
 }
 
 /// A small deterministic PRNG (SplitMix64).
@@ -134,6 +154,8 @@ pub struct Sim {
     /// (after `drop_filter`); `Some(d)` adds `d` to its delivery time
     /// (reordering it behind later frames), `None` leaves it alone.
     pub delay_filter: Option<DelayFilter>,
+    /// A smaller-MTU hop per direction (0: from a, 1: from b).
+    hops: [Option<MtuHop>; 2],
 }
 
 /// See [`Sim::delay_filter`].
@@ -162,7 +184,71 @@ impl Sim {
             batch: FrameBatch::new(1024, 65535 + 14),
             drop_filter: None,
             delay_filter: None,
+            hops: [None, None],
         }
+    }
+
+    /// Puts a router with a smaller next-hop MTU on the way from `from`
+    /// (0: a, 1: b), or takes it away (`None`). Effective for frames
+    /// offered from now on.
+    pub fn set_mtu_hop(&mut self, from: usize, hop: Option<MtuHop>) {
+        self.hops[from & 1] = hop;
+    }
+
+    /// Frames too big for the hop from `from`: dropped, and answered with
+    /// an ICMP "fragmentation needed" when DF is set. True when dropped.
+    fn mtu_hop(&mut self, from: usize, frame: &[u8]) -> bool {
+        let Some(hop) = self.hops[from] else {
+            return false;
+        };
+        let sender = if from == 0 { &self.a } else { &self.b };
+        let link = match sender.config().medium {
+            Medium::Ethernet => ethernet::HEADER_LEN,
+            Medium::Ip => 0,
+        };
+        let Some(ip) = frame.get(link..) else {
+            return false;
+        };
+        if ip.len() < ipv4::HEADER_LEN || ip[0] >> 4 != 4 || ip.len() <= hop.mtu {
+            return false;
+        }
+        self.lanes[from].stats.too_big += 1;
+        if ip[6] & 0x40 == 0 {
+            return true;
+        }
+        let quote = &ip[..ip.len().min(576 - ipv4::HEADER_LEN - 8)];
+        let icmp = icmpv4::Repr::DstUnreachable {
+            reason: icmpv4::DstUnreachable::FragRequired,
+            next_hop_mtu: if hop.report_mtu { hop.mtu as u16 } else { 0 },
+            data: quote,
+        };
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let ip_repr = ipv4::Repr {
+            src_addr: hop.router,
+            dst_addr: src,
+            protocol: ipv4::protocol::ICMP,
+            payload_len: icmp.buffer_len(),
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: false,
+        };
+        let mut reply = vec![0u8; link + ipv4::HEADER_LEN + icmp.buffer_len()];
+        if link > 0 {
+            // Back to the sender's MAC, from the one it addressed.
+            reply[..6].copy_from_slice(&frame[6..12]);
+            reply[6..12].copy_from_slice(&frame[..6]);
+            reply[12..14].copy_from_slice(&frame[12..14]);
+        }
+        ip_repr.emit(&mut ipv4::Packet::new_unchecked(&mut reply[link..]));
+        icmp.emit(&mut icmpv4::Packet::new_unchecked(
+            &mut reply[link + ipv4::HEADER_LEN..],
+        ));
+        self.seq += 1;
+        let at = self.now + self.lanes[from].config.delay;
+        self.in_flight
+            .push(Reverse((at, self.seq, from as u8, reply, 0)));
+        true
     }
 
     /// The virtual time.
@@ -199,6 +285,10 @@ impl Sim {
             lane.stats.lost += 1;
             return;
         }
+        if self.mtu_hop(from, &frame) {
+            return;
+        }
+        let lane = &mut self.lanes[from];
         if self.rng.chance(c.loss) {
             lane.stats.lost += 1;
             return;
@@ -303,5 +393,13 @@ impl Sim {
     pub fn advance(&mut self, d: Duration) -> Instant {
         let until = self.now + d;
         self.run_until(until)
+    }
+
+    /// Runs until `until`, and lets the clock reach it even when nothing
+    /// is left to do earlier (caches and tables age meanwhile).
+    pub fn idle_until(&mut self, until: Instant) -> Instant {
+        self.run_until(until);
+        self.now = self.now.max(until);
+        self.now
     }
 }
