@@ -497,6 +497,12 @@ impl Tool {
         w.flush().expect("flush tool's stdin");
     }
 
+    /// Closes its stdin (an [`Input::Pipe`]): end of input for the tool.
+    #[allow(dead_code)]
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
     /// Sends `sig` to our child, if it still runs.
     pub fn signal(&mut self, sig: libc::c_int) {
         if let Some(child) = self.child.as_mut() {

@@ -14,6 +14,7 @@
 mod async_api;
 mod examples;
 mod harness;
+mod pmtu;
 mod py;
 mod tcp;
 

@@ -307,7 +307,7 @@ impl StatsTimer {
 pub fn tcp_report(iface: &Interface) -> String {
     let t = iface.tcp_counters();
     format!(
-        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n",
+        "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n    {} path MTU updates (ICMP fragmentation needed / packet too big)\n    {} of those ignored: {} no connection, {} sequence not in flight, {} below the floor, {} not smaller\n",
         t.active_opens,
         t.passive_opens,
         t.attempt_fails,
@@ -325,6 +325,12 @@ pub fn tcp_report(iface: &Interface) -> String {
         t.syncookies_recv,
         t.syncookies_failed,
         iface.tcp_time_wait_len(),
+        t.pmtu_updates,
+        t.pmtu_unmatched + t.pmtu_bad_seq + t.pmtu_below_floor + t.pmtu_not_smaller,
+        t.pmtu_unmatched,
+        t.pmtu_bad_seq,
+        t.pmtu_below_floor,
+        t.pmtu_not_smaller,
     )
 }
 

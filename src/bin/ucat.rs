@@ -28,7 +28,7 @@ struct Args {
     #[command(flatten)]
     observe: ObserveArgs,
     /// TCP: print a progress line to stderr every second (bytes each way,
-    /// rates, retransmits, RTT, cwnd).
+    /// rates, retransmits, RTT, cwnd, send MSS and path MTU).
     #[arg(long)]
     progress: bool,
     /// UDP instead of TCP (each read of standard input is one datagram).
@@ -132,7 +132,7 @@ fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::Join
                 let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
                 let mbit = |b: u64| b as f64 * 8.0 / dt / 1e6;
                 eprintln!(
-                    "ucat: {:.1} s: sent {} B ({:.1} Mbit/s), received {} B ({:.1} Mbit/s), {} retransmits, srtt {:.1} ms, cwnd {} B",
+                    "ucat: {:.1} s: sent {} B ({:.1} Mbit/s), received {} B ({:.1} Mbit/s), {} retransmits, srtt {:.1} ms, cwnd {} B, mss {} B, pmtu {} B",
                     now.duration_since(start).as_secs_f64(),
                     i.bytes_acked,
                     mbit(i.bytes_acked.saturating_sub(last_tx)),
@@ -141,6 +141,8 @@ fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::Join
                     i.retransmits,
                     i.srtt.map_or(0.0, |d| d.as_secs_f64() * 1e3),
                     i.cwnd,
+                    i.mss,
+                    i.pmtu,
                 );
                 (last_t, last_tx, last_rx) = (now, i.bytes_acked, i.bytes_received);
             }
