@@ -469,6 +469,7 @@ impl Tcb {
             self.sack_on_ack(blocks, dsack.is_some(), ack);
         }
         // The segment records (RACK's, and the rate sampler's without it).
+        let delivered_before = self.rate.delivered();
         self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
         let min_rtt = self.min_rtt();
         self.rate.finish_ack(min_rtt);
@@ -487,6 +488,13 @@ impl Tcb {
                 self.rate.on_dup_ack(self.data_mss() as u64, in_flight, now);
             }
             self.dup_ack(now);
+        }
+        let newly = self.rate.delivered() - delivered_before;
+        if newly > 0 {
+            let rs = self.rate.this_ack();
+            let (flight, total) = (self.cwnd_flight(), self.rate.delivered());
+            self.cc
+                .on_delivery(now, rs.as_ref(), newly as usize, flight, total);
         }
         self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
         if self.rack_on() {

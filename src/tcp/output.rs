@@ -7,7 +7,7 @@ use std::io;
 
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::tcp::{self, Flags};
 
 /// A segment the connection wants sent. The payload is up to two slices of
@@ -146,14 +146,20 @@ impl Tcb {
             || self.ack_now
             || self.retransmit_one
             || self.tlp.due
-            || self.sack_wants_send()
             || (matches!(self.state, State::SynSent | State::SynReceived)
-                && self.snd_nxt == self.iss)
-            || matches!(self.next_data(), Next::Send { .. });
+                && self.snd_nxt == self.iss);
         if immediate {
             return Some(Instant::ZERO);
         }
+        // Data waiting: now, or when pacing lets the next segment go.
+        // (SACK recovery's sends, retransmissions or new data, count as
+        // data: new data the pacer holds back must not look sendable now.)
+        let data = matches!(self.next_data(), Next::Send { .. }) || self.sack_wants_send();
+        if data && self.pace_gate().is_none() {
+            return Some(Instant::ZERO);
+        }
         [
+            data.then(|| self.pace_gate()).flatten(),
             self.rto_at,
             self.reo_at,
             self.pto_at,
@@ -297,6 +303,26 @@ impl Tcb {
             free
         } else {
             cur.min(free.max(cur))
+        }
+    }
+
+    /// When the pacer lets the next data segment go, if the congestion
+    /// controller paces (BBR); `None` when it does not.
+    fn pace_gate(&self) -> Option<Instant> {
+        self.cc
+            .pacing_rate()
+            .map(|_| self.pace_next.unwrap_or(Instant::ZERO))
+    }
+
+    /// A data segment of `len` bytes went out at `now`: the pacer's next
+    /// slot is its wire time at the pacing rate later (an idle pacer
+    /// starts from now, so no credit builds up while idle).
+    fn paced(&mut self, now: Instant, len: usize) {
+        if let Some(rate) = self.cc.pacing_rate() {
+            let wire = (len + 40) as u64;
+            let dt = Duration::from_micros(wire * 1_000_000 / rate.max(1));
+            let from = self.pace_next.map_or(now, |t| t.max(now));
+            self.pace_next = Some(from + dt);
         }
     }
 
@@ -560,12 +586,16 @@ impl Tcb {
                 }
                 Next::Idle => break,
             };
+            if self.pace_gate().is_some_and(|t| now < t) {
+                break; // poll_at asks again when pacing allows
+            }
             self.snd_nxt = self.sack_skip(self.snd_nxt);
             let seq = self.snd_nxt;
             if !self.emit_data(now, seq, len, fin, emit) {
                 return sent;
             }
             sent += 1;
+            self.paced(now, len);
             if seq < self.snd_max {
                 self.info.retransmits += 1;
                 tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");

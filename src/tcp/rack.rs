@@ -438,8 +438,10 @@ impl Tcb {
     /// The records are kept with or without RACK: delivery-rate sampling
     /// (`Tcb::rate`) reads their stamps.
     pub(crate) fn rack_sent(&mut self, seq: SeqNumber, end: SeqNumber, now: Instant) {
-        let stamp = self.rate.on_send(now, self.snd_una == self.snd_max);
         let mid = end.min(self.snd_max).max(seq);
+        let stamp = self
+            .rate
+            .on_send(now, self.snd_una == self.snd_max, seq < mid);
         if seq < mid {
             self.segs.retransmitted(seq, mid, now, stamp);
         }

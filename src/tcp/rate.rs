@@ -34,6 +34,8 @@ pub(crate) struct TxStamp {
     pub sent_time: Instant,
     /// The sender was application-limited.
     pub app_limited: bool,
+    /// The segment was a retransmission (its RTT is ambiguous).
+    pub retrans: bool,
 }
 
 /// One delivery-rate sample, from one ACK.
@@ -49,6 +51,9 @@ pub struct RateSample {
     /// Total bytes delivered on the connection before the sampled segment
     /// was sent (`RS.prior_delivered`: BBR counts round trips with it).
     pub prior_delivered: u64,
+    /// The round-trip time of the sampled segment, unless it was a
+    /// retransmission.
+    pub rtt: Option<Duration>,
 }
 
 impl RateSample {
@@ -105,7 +110,7 @@ impl RateEstimator {
 
     /// A segment goes out at `now`; `idle` says nothing was in flight
     /// before it (the start of a new flight). Returns its stamp.
-    pub(crate) fn on_send(&mut self, now: Instant, idle: bool) -> TxStamp {
+    pub(crate) fn on_send(&mut self, now: Instant, idle: bool, retrans: bool) -> TxStamp {
         if idle {
             self.first_sent_time = now;
             self.delivered_time = now;
@@ -116,6 +121,7 @@ impl RateEstimator {
             first_sent_time: self.first_sent_time,
             sent_time: now,
             app_limited: self.app_limited != 0,
+            retrans,
         }
     }
 
@@ -160,6 +166,7 @@ impl RateEstimator {
             interval,
             app_limited: p.app_limited,
             prior_delivered: p.delivered,
+            rtt: (!p.retrans).then(|| self.delivered_time - p.sent_time),
         };
         self.last = Some(s);
         self.this_ack = Some(s);
@@ -200,7 +207,7 @@ mod tests {
         let mut r = RateEstimator::default();
         let mut stamps = Vec::new();
         for i in 0..10 {
-            stamps.push(r.on_send(ms(i), i == 0));
+            stamps.push(r.on_send(ms(i), i == 0, false));
         }
         let mut last = None;
         for (i, s) in stamps.iter().enumerate() {
@@ -217,7 +224,7 @@ mod tests {
         // samples see the real rate, 1000 bytes per 1 ms.
         let mut stamps = Vec::new();
         for i in 0..10 {
-            stamps.push(r.on_send(ms(100 + i), false));
+            stamps.push(r.on_send(ms(100 + i), false, false));
         }
         for (i, s) in stamps.iter().enumerate() {
             r.on_delivered(s, 1000, ms(150 + i as u64));
@@ -233,8 +240,8 @@ mod tests {
     #[test]
     fn the_newest_delivered_segment_gives_the_sample() {
         let mut r = RateEstimator::default();
-        let a = r.on_send(ms(0), true);
-        let b = r.on_send(ms(10), false);
+        let a = r.on_send(ms(0), true, false);
+        let b = r.on_send(ms(10), false, false);
         // One ACK delivers both (a SACK of b, then the cumulative ACK of a).
         r.on_delivered(&b, 500, ms(40));
         r.on_delivered(&a, 500, ms(40));
@@ -248,19 +255,19 @@ mod tests {
     #[test]
     fn short_intervals_are_discarded_and_app_limited_is_flagged_until_delivered() {
         let mut r = RateEstimator::default();
-        let a = r.on_send(ms(0), true);
+        let a = r.on_send(ms(0), true, false);
         r.on_delivered(&a, 1000, ms(2));
         assert!(r.finish_ack(Some(Duration::from_millis(5))).is_none());
         // Nothing in flight and nothing to send.
         r.mark_app_limited(0);
         assert!(r.is_app_limited());
-        let b = r.on_send(ms(10), true);
+        let b = r.on_send(ms(10), true, false);
         r.on_delivered(&b, 1000, ms(20));
         let s = r.finish_ack(None).unwrap();
         assert!(s.app_limited);
         // 2000 delivered, past the mark (1000): no longer limited.
         assert!(!r.is_app_limited());
-        let c = r.on_send(ms(30), true);
+        let c = r.on_send(ms(30), true, false);
         r.on_delivered(&c, 1000, ms(40));
         assert!(!r.finish_ack(None).unwrap().app_limited);
     }

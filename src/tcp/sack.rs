@@ -478,6 +478,9 @@ impl Tcb {
     /// state (it is set up on entry) it falls back to RFC 6675's
     /// `min(cwnd, ssthresh)`.
     pub(crate) fn recovery_cwnd(&self) -> usize {
+        if self.cc.owns_recovery() {
+            return self.cc.cwnd();
+        }
         match &self.prr {
             Some(p) => p.cwnd(),
             None => self.cc.cwnd().min(self.cc.ssthresh()),

@@ -285,6 +285,9 @@ pub struct Tcb {
     pub(crate) syn_text: Vec<u8>,
     /// Delivery-rate estimation (`rate.rs`).
     pub(crate) rate: RateEstimator,
+    /// When the pacer lets the next data segment go (controllers that
+    /// pace: BBR).
+    pub(crate) pace_next: Option<Instant>,
 
     // Application side.
     pub(crate) error: Option<io::ErrorKind>,
@@ -399,6 +402,7 @@ impl Tcb {
             challenge_acks: (0, 0),
             syn_text: Vec::new(),
             rate: RateEstimator::default(),
+            pace_next: None,
             error: None,
             read_closed: false,
             orphaned: false,

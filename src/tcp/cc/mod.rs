@@ -12,12 +12,14 @@
 
 use crate::time::{Duration, Instant};
 
+pub mod bbr;
 pub mod cubic;
 pub mod reno;
 
 #[cfg(test)]
 mod cubic_sim_tests;
 
+pub use bbr::Bbr;
 pub use cubic::Cubic;
 pub use reno::NewReno;
 
@@ -67,6 +69,26 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// The connection is about to send after being idle for more than an
     /// RTO (RFC 5681 §4.1: restart window). Default: no change.
     fn on_idle_restart(&mut self, _now: Instant) {}
+    /// Every ACK that delivered data (cumulatively or by SACK), in or out
+    /// of recovery: `rs` is its delivery-rate sample if it gave a valid
+    /// one, `acked` the bytes it newly delivered, `in_flight` the flight
+    /// after it, `delivered` the connection's total. Model-based
+    /// algorithms (BBR) work from this; the default ignores it.
+    fn on_delivery(
+        &mut self,
+        _now: Instant,
+        _rs: Option<&crate::tcp::rate::RateSample>,
+        _acked: usize,
+        _in_flight: usize,
+        _delivered: u64,
+    ) {
+    }
+    /// The algorithm sets the window during loss recovery itself (BBR's
+    /// packet conservation), instead of the connection's PRR. Default:
+    /// false.
+    fn owns_recovery(&self) -> bool {
+        false
+    }
     /// Pacing rate in bytes per second, if the algorithm paces. Default:
     /// none.
     fn pacing_rate(&self) -> Option<u64> {
@@ -102,7 +124,7 @@ pub fn initial_window(mss: usize) -> usize {
 }
 
 /// Names accepted by [`by_name`].
-pub const AVAILABLE: &[&str] = &["reno", "cubic"];
+pub const AVAILABLE: &[&str] = &["reno", "cubic", "bbr"];
 
 /// Builds the algorithm called `name` (see [`AVAILABLE`]; `"newreno"` is
 /// accepted as an alias of `"reno"`) for a sender MSS of `mss`.
@@ -110,6 +132,7 @@ pub fn by_name(name: &str, mss: usize) -> Option<Box<dyn CongestionControl>> {
     match name {
         "reno" | "newreno" => Some(Box::new(NewReno::new(mss))),
         "cubic" => Some(Box::new(Cubic::new(mss))),
+        "bbr" => Some(Box::new(Bbr::new(mss))),
         _ => None,
     }
 }
@@ -135,7 +158,7 @@ mod tests {
             assert_eq!(cc.name(), *name);
             assert_eq!(cc.cwnd(), 14_600);
             assert_eq!(cc.ssthresh(), usize::MAX);
-            assert_eq!(cc.pacing_rate(), None);
+            assert_eq!(cc.pacing_rate().is_some(), *name == "bbr");
         }
         assert_eq!(by_name("newreno", 1000).unwrap().name(), "reno");
         assert!(by_name("vegas", 1460).is_none());
