@@ -348,6 +348,7 @@ impl Sim {
     /// Runs while `cond` holds, at most until `until`.
     pub fn run_while(&mut self, until: Instant, mut cond: impl FnMut(&mut Sim) -> bool) -> Instant {
         let mut guard = 0u64;
+        let mut stuck = 0u32;
         loop {
             guard += 1;
             if guard > 50_000_000 {
@@ -366,6 +367,20 @@ impl Sim {
                 .min();
             let Some(next) = next else { break };
             let next = next.max(self.now);
+            // A deadline that stays in the past while nothing moves is a
+            // stack that would spin a real runtime: fail loudly.
+            if next == self.now && next_delivery.is_none_or(|d| d > self.now) {
+                stuck += 1;
+                assert!(
+                    stuck < 100_000,
+                    "sim: a host's poll_at stays at {:?} without progress (a: {:?}, b: {:?})",
+                    self.now,
+                    self.a.poll_at(),
+                    self.b.poll_at()
+                );
+            } else {
+                stuck = 0;
+            }
             if next > until {
                 self.now = until;
                 break;

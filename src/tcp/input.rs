@@ -467,6 +467,16 @@ impl Tcb {
                 }
             }
             self.sack_on_ack(blocks, dsack.is_some(), ack);
+            // The timed segment arrived, by SACK: its RTT is now. Waiting
+            // for the cumulative ACK would time the repair of the holes
+            // below it too (hundreds of ms in a long recovery), and an
+            // inflated SRTT widens RACK's reordering window and the RTO.
+            if let Some((p, t)) = self.rtt_probe {
+                if ack <= p && self.sack.sacked().range_at(p).is_some() {
+                    self.rtt.sample(now - t);
+                    self.rtt_probe = None;
+                }
+            }
         }
         // The segment records (RACK's, and the rate sampler's without it).
         let delivered_before = self.rate.delivered();

@@ -511,6 +511,10 @@ impl Tcb {
                 }
                 self.retransmit_one = false;
             }
+            // Each pass moves up the sequence space: a retransmission at or
+            // below the previous one would be a mark that did not stick,
+            // and resending it in a loop a stack that never yields.
+            let mut floor: Option<SeqNumber> = None;
             loop {
                 if self.recovery_cwnd() < self.pipe() + self.data_mss() {
                     break;
@@ -523,10 +527,15 @@ impl Tcb {
                         None => break,
                     },
                 };
+                if floor.is_some_and(|f| r.seq < f) {
+                    debug_assert!(false, "SACK recovery picked {:?} again", r.seq);
+                    break;
+                }
                 if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
                     return sent;
                 }
                 sent += 1;
+                floor = Some(r.seq + r.len.max(1));
                 self.sack_rexmit_sent(r);
             }
         }

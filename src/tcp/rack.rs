@@ -118,6 +118,11 @@ impl SegQueue {
         });
     }
 
+    #[cfg(test)]
+    pub(crate) fn front(&self) -> Option<TxSeg> {
+        self.segs.front().copied()
+    }
+
     /// Index of the first record ending after `seq`.
     fn first_ending_after(&self, seq: SeqNumber) -> usize {
         self.segs.partition_point(|s| s.end <= seq)

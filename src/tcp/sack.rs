@@ -92,6 +92,37 @@ impl RangeSet {
         true
     }
 
+    /// Adds `[s, e)` like [`insert`](Self::insert), but when the bound
+    /// keeps it out, widens the nearest range below it (else the one above
+    /// it) to cover it instead: the set then over-approximates, and never
+    /// forgets what was added. For marks where forgetting is unsafe (a
+    /// forgotten retransmission mark is a hole resent again and again).
+    pub(crate) fn insert_covering(&mut self, s: SeqNumber, e: SeqNumber) {
+        if e <= s {
+            return;
+        }
+        // Index of the first range reaching s (could merge with it).
+        let i = self.ranges.partition_point(|&(_, re)| re < s);
+        let merges = self.ranges.get(i).is_some_and(|&(rs, _)| rs <= e);
+        if merges || self.ranges.len() < MAX_RANGES {
+            self.insert(s, e);
+            return;
+        }
+        // Full, and [s, e) lies in a gap (or beyond the ends).
+        if i > 0 {
+            self.ranges[i - 1].1 = e;
+            // The widened range may now reach the next one.
+            if self.ranges.get(i).is_some_and(|&(ns, _)| ns <= e) {
+                let ne = self.ranges[i].1.max(e);
+                self.ranges[i - 1].1 = ne;
+                self.ranges.remove(i);
+            }
+        } else if let Some(first) = self.ranges.first_mut() {
+            first.0 = s;
+            first.1 = first.1.max(e);
+        }
+    }
+
     /// Removes `[s, e)` from the set (splitting a range it falls inside;
     /// when that would exceed the bound, the highest range goes).
     pub(crate) fn remove(&mut self, s: SeqNumber, e: SeqNumber) {
@@ -239,6 +270,16 @@ impl Scoreboard {
         self.lost.clear();
     }
 
+    #[cfg(test)]
+    pub(crate) fn rexmitted_at(&self, seq: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
+        self.rexmitted.range_at(seq)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn lost_ranges(&self) -> usize {
+        self.lost.ranges().len()
+    }
+
     /// Bytes RACK has marked lost.
     pub(crate) fn lost_bytes(&self) -> usize {
         self.lost
@@ -255,15 +296,13 @@ impl Scoreboard {
         self.rescue = None;
     }
 
-    /// `[s, e)` was retransmitted. If the bound on ranges keeps the mark
-    /// from being recorded, RACK's loss mark on it goes instead, so that
-    /// NextSeg() cannot pick the same bytes again and again (RACK marks
-    /// them anew if the retransmission is lost too).
+    /// `[s, e)` was retransmitted. The mark is always recorded (when the
+    /// bound on ranges is reached, a neighbouring mark widens to cover it:
+    /// the gap between them then counts as retransmitted, which is
+    /// conservative, and an RTO or RACK's next loss mark resends it), so
+    /// NextSeg() never picks the same bytes twice in an episode.
     pub(crate) fn mark_retransmitted(&mut self, s: SeqNumber, e: SeqNumber) {
-        self.rexmitted.insert(s, e);
-        if !self.rexmitted.range_at(s).is_some_and(|(_, re)| re >= e) {
-            self.lost.remove(s, e);
-        }
+        self.rexmitted.insert_covering(s, e);
     }
 
     /// RFC 6675 IsLost(seq): true when DupThresh discontiguous SACKed
@@ -820,6 +859,34 @@ mod tests {
         assert_eq!(r.ranges().len(), MAX_RANGES);
         assert!(!r.ranges().contains(&top));
         assert_eq!(r.ranges()[1], (s(7), s(8)));
+    }
+
+    #[test]
+    fn insert_covering_never_forgets() {
+        let mut r = RangeSet::default();
+        for i in 0..MAX_RANGES as u32 {
+            r.insert_covering(s(i * 10), s(i * 10 + 5));
+        }
+        let top = *r.ranges().last().unwrap();
+        // Above everything: the highest range widens up to it.
+        r.insert_covering(s(100_000), s(100_005));
+        assert_eq!(r.ranges().len(), MAX_RANGES);
+        assert_eq!(*r.ranges().last().unwrap(), (top.0, s(100_005)));
+        // In a gap: the range below widens.
+        r.insert_covering(s(7), s(8));
+        assert_eq!(r.ranges().len(), MAX_RANGES);
+        assert_eq!(r.ranges()[0], (s(0), s(8)));
+        // Touching the next one: they merge.
+        r.insert_covering(s(8), s(10));
+        assert_eq!(r.ranges()[0], (s(0), s(15)));
+        assert_eq!(r.ranges().len(), MAX_RANGES - 1);
+        // Below everything: the lowest widens down.
+        let mut r = RangeSet::default();
+        for i in 1..=MAX_RANGES as u32 {
+            r.insert_covering(s(i * 10), s(i * 10 + 5));
+        }
+        r.insert_covering(s(1), s(2));
+        assert_eq!(r.ranges()[0], (s(1), s(15)));
     }
 
     #[test]

@@ -386,6 +386,10 @@ impl CongestionControl for Bbr {
         self.cwnd = self.min_cwnd();
     }
 
+    fn owns_recovery(&self) -> bool {
+        true
+    }
+
     fn pacing_rate(&self) -> Option<u64> {
         Some(self.pacing_rate.max(1))
     }

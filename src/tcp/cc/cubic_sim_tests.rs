@@ -131,8 +131,18 @@ fn bulk_queue(congestion: &str, loss: f64, seed: u64, secs: usize, queue: usize)
     let start = s.now();
     let mut per_second = Vec::with_capacity(secs);
     let mut srtt = Vec::with_capacity(secs);
-    for sec in 1..=secs {
-        let until = start + Duration::from_secs(sec as u64);
+    let trace: Option<(u64, u64)> = std::env::var("SIM_TRACE_MS").ok().and_then(|v| {
+        let (a, b) = v.split_once('-')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    });
+    let step: u64 = std::env::var("SIM_STEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let per_sec = (1000 / step) as usize;
+    for tick in 1..=secs * per_sec {
+        let sec = tick.div_ceil(per_sec);
+        let until = start + Duration::from_millis(tick as u64 * step);
         s.run_while(until, |s| {
             loop {
                 match s.a.tcp_send(c, &chunk) {
@@ -152,6 +162,32 @@ fn bulk_queue(congestion: &str, loss: f64, seed: u64, secs: usize, queue: usize)
             }
             true
         });
+        if let Some((a, b)) = trace {
+            let ms = tick as u64 * step;
+            if (a..=b).contains(&ms) {
+                let i = s.a.tcp_info(c).unwrap();
+                let t = s.a.tcp_socket(c).unwrap();
+                eprintln!(
+                    "   una {:?} rto_at {:?} now {:?} rack.rtt {:?} recovery {:?} pipe {} rcwnd {} pace_next {:?} lost_at_una {} rexmit_at_una {:?} lost_ranges {:?}",
+                    t.snd_una, t.rto_at, s.now(), t.rack.rtt, t.recovery, t.pipe(), t.recovery_cwnd(), t.pace_next,
+                    t.sack.is_lost(t.snd_una, 1448), t.sack.rexmitted_at(t.snd_una), t.sack.lost_ranges()
+                );
+                eprintln!(
+                    "   front {:?} rack xmit_ts {:?} end {:?} reo_at {:?}",
+                    t.segs.front(),
+                    t.rack.xmit_ts,
+                    t.rack.end_seq,
+                    t.reo_at
+                );
+                eprintln!(
+                    "{ms} ms: got {got} cwnd {} {:?} pacing {:?} rate {:?} srtt {:?} flight {} sacked {} lost {} retrans {} rtos {}",
+                    i.cwnd, i.congestion, i.pacing_rate, i.delivery_rate, i.srtt, i.unacked, i.sacked, i.lost, i.retransmits, i.timeouts
+                );
+            }
+        }
+        if tick % per_sec != 0 {
+            continue;
+        }
         per_second.push(got);
         if std::env::var("BBR_DEBUG").is_ok() {
             let i = s.a.tcp_info(c).unwrap();
@@ -351,6 +387,6 @@ fn deep_buffer_bbr_keeps_rtt_low_cubic_fills_it() {
 #[test]
 #[ignore]
 fn bbr_debug() {
-    let r = bulk("bbr", 0.0, 7, 2);
+    let r = bulk("bbr", 0.01, 11, 26);
     report("bbr", &r);
 }
