@@ -24,7 +24,7 @@ struct Args {
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
-    /// Congestion control: cubic (the default, as on Linux) or reno.
+    /// Congestion control: cubic (the default, as on Linux), reno or bbr (BBR v1, paced).
     #[arg(long, default_value = "cubic")]
     cc: String,
     /// Accept queue length.

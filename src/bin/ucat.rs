@@ -34,7 +34,7 @@ struct Args {
     /// UDP instead of TCP (each read of standard input is one datagram).
     #[arg(long)]
     udp: bool,
-    /// Congestion control: cubic (the default, as on Linux) or reno.
+    /// Congestion control: cubic (the default, as on Linux), reno or bbr (BBR v1, paced).
     #[arg(long, default_value = "cubic")]
     cc: String,
     /// Give up connecting after this many seconds.

@@ -275,6 +275,20 @@ impl TcpStream {
         })
     }
 
+    /// Chooses the connection's congestion controller (`"reno"`,
+    /// `"cubic"`, `"bbr"`; Linux's `TCP_CONGESTION`). See
+    /// [`Tcb::set_congestion`](crate::tcp::Tcb::set_congestion).
+    pub fn set_congestion(&self, name: &str) -> io::Result<()> {
+        let h = self.inner.handle;
+        self.with(|c| c.iface.tcp_socket_mut(h)?.set_congestion(name))
+    }
+
+    /// The connection's congestion controller.
+    pub fn congestion(&self) -> io::Result<&'static str> {
+        let h = self.inner.handle;
+        self.with(|c| Ok(c.iface.tcp_info(h)?.congestion.0))
+    }
+
     /// Whether Nagle is disabled.
     pub fn nodelay(&self) -> io::Result<bool> {
         let h = self.inner.handle;

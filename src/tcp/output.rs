@@ -265,7 +265,7 @@ impl Tcb {
             self.snd_nxt = self.iss;
             return;
         }
-        let in_flight = self.bytes_in_flight();
+        let in_flight = self.reduction_flight();
         if self.retries == 1 {
             self.undo_start();
         }

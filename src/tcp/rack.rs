@@ -603,7 +603,7 @@ impl Tcb {
             self.tlp.end_seq = None;
         } else if ack > end {
             self.tlp.end_seq = None;
-            let flight = self.bytes_in_flight();
+            let flight = self.reduction_flight();
             self.cc.on_enter_recovery(now, flight);
             let ssthresh = self.cc.ssthresh();
             self.cc.on_exit_recovery(now, ssthresh);

@@ -621,7 +621,7 @@ impl Tcb {
 
     /// Enters fast recovery (RFC 6582 §3.2 step 2 / RFC 6675 §5 step 4).
     pub(crate) fn enter_recovery(&mut self, now: Instant) {
-        let in_flight = self.bytes_in_flight();
+        let in_flight = self.reduction_flight();
         self.recovery = Some(self.snd_max);
         self.last_recover = Some(self.snd_max);
         self.undo_start();

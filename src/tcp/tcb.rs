@@ -686,6 +686,17 @@ impl Tcb {
         (self.snd_nxt - self.snd_una).max(0) as usize
     }
 
+    /// The FlightSize a window reduction (recovery, RTO) starts from: the
+    /// bytes in flight, but never more than the congestion window. After a
+    /// long SACK recovery the span from snd_una to snd_nxt can be several
+    /// windows (mostly SACKed; RFC 6675 sends by `pipe`), and reducing from
+    /// it would *raise* the window: two CUBIC flows sharing a link then
+    /// entered recovery with ssthresh = 0.7 × 1.95 MB over a 544 kB window
+    /// and spiralled into 150,000 retransmissions. Linux reduces from cwnd.
+    pub(crate) fn reduction_flight(&self) -> usize {
+        self.bytes_in_flight().min(self.cc.cwnd())
+    }
+
     /// True when the connection is over and its state can be dropped.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
@@ -747,6 +758,30 @@ impl Tcb {
         self.keepalive_at = ka
             .filter(|_| self.state.is_synchronized())
             .map(|k| now + k.idle);
+    }
+
+    /// Chooses this connection's congestion controller by name (one of
+    /// [`cc::AVAILABLE`]; Linux's `TCP_CONGESTION`). The new controller
+    /// starts from its initial state (initial window, no estimates), as
+    /// Linux re-initialises one; set it before data flows for a clean
+    /// start. An unknown name is `InvalidInput` and changes nothing.
+    pub fn set_congestion(&mut self, name: &str) -> io::Result<()> {
+        if self.cc.name() == name {
+            return Ok(());
+        }
+        let cc = cc::by_name(name, self.data_mss()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "unknown congestion control {name:?} (available: {})",
+                    cc::AVAILABLE.join(", ")
+                ),
+            )
+        })?;
+        self.cc = cc;
+        self.pace_next = None;
+        Arc::make_mut(&mut self.config).congestion = name.into();
+        Ok(())
     }
 
     /// The connection's settings.
