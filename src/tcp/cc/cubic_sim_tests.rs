@@ -460,7 +460,9 @@ fn shared(ccs: &[&str], seed: u64, secs: usize, queue: usize) -> Shared {
             servers[i] = Some(h);
         }
         !(servers.iter().all(Option::is_some)
-            && clients.iter().all(|&c| state(&s.a, c) == State::Established))
+            && clients
+                .iter()
+                .all(|&c| state(&s.a, c) == State::Established))
     });
     let servers: Vec<SocketHandle> = servers.into_iter().map(|h| h.expect("accepted")).collect();
     for (c, cc) in clients.iter().zip(ccs) {
