@@ -65,6 +65,9 @@ pub struct LinkStats {
     pub queue_drops: u64,
     /// Dropped by an [`MtuHop`] for their size.
     pub too_big: u64,
+    /// The most frames offered at one instant (a sender's largest burst;
+    /// a paced sender keeps it small).
+    pub max_burst: u64,
 }
 
 /// A router in one direction of the link whose next hop has a smaller MTU
@@ -129,6 +132,8 @@ struct Lane {
     /// When the bottleneck is free again.
     busy_until: Instant,
     queued_bytes: usize,
+    /// Frames offered at `burst_at` so far.
+    burst: (Instant, u64),
 }
 
 /// A frame on the wire: (deliver at, sequence for a stable order,
@@ -172,6 +177,7 @@ impl Sim {
             stats: LinkStats::default(),
             busy_until: Instant::ZERO,
             queued_bytes: 0,
+            burst: (Instant::ZERO, 0),
         };
         Sim {
             a,
@@ -280,6 +286,12 @@ impl Sim {
         let now = self.now;
         let lane = &mut self.lanes[from];
         lane.stats.sent += 1;
+        lane.burst = if lane.burst.0 == now {
+            (now, lane.burst.1 + 1)
+        } else {
+            (now, 1)
+        };
+        lane.stats.max_burst = lane.stats.max_burst.max(lane.burst.1);
         let c = lane.config;
         if self.drop_filter.as_mut().is_some_and(|f| f(from, &frame)) {
             lane.stats.lost += 1;

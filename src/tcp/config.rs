@@ -65,9 +65,15 @@ pub struct TcpConfig {
     /// The peer's worst-case delayed-ACK time, added to the probe timeout
     /// when one segment is in flight (RFC 8985 `WCDelAckT`: 200 ms).
     pub max_ack_delay: Duration,
-    /// Congestion controller name: `cubic` (the default, as on Linux) or
-    /// `reno`.
+    /// Congestion controller name: `cubic` (the default, as on Linux),
+    /// `reno` or `bbr`.
     pub congestion: String,
+    /// Pace controllers that do not pace themselves (CUBIC, NewReno): send
+    /// at Linux's rate, 2 × cwnd / SRTT in slow start and 1.2 × cwnd / SRTT
+    /// after (`tcp_pacing_ss_ratio` 200 %, `tcp_pacing_ca_ratio` 120 %),
+    /// instead of in bursts as ACKs open the window. BBR always paces.
+    /// Default off, as on Linux without the `fq` qdisc.
+    pub pacing: bool,
     /// Challenge ACKs per second at most (RFC 5961 §7; Linux: 1000).
     pub challenge_ack_limit: u32,
     /// Half-open connections a listener keeps (Linux: `tcp_max_syn_backlog`).
@@ -135,6 +141,7 @@ impl Default for TcpConfig {
             tlp: true,
             max_ack_delay: Duration::from_millis(200),
             congestion: "cubic".into(),
+            pacing: false,
             challenge_ack_limit: 1000,
             syn_backlog: 256,
             syncookies: true,

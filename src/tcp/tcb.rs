@@ -165,8 +165,8 @@ pub struct TcpInfo {
     /// Bytes delivered (cumulatively ACKed or SACKed; `tcpi_delivered`
     /// counts segments).
     pub delivered: u64,
-    /// The congestion controller's pacing rate, bytes per second, if it
-    /// paces.
+    /// The pacing rate, bytes per second, when the connection paces (the
+    /// controller's own, BBR; or `TcpConfig::pacing`).
     pub pacing_rate: Option<u64>,
 }
 
@@ -662,7 +662,7 @@ impl Tcb {
         i.delivery_rate = last.map(|s| s.rate());
         i.delivery_rate_app_limited = last.is_some_and(|s| s.app_limited);
         i.delivered = self.rate.delivered();
-        i.pacing_rate = self.cc.pacing_rate();
+        i.pacing_rate = self.pacing_rate();
         i
     }
 
