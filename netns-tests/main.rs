@@ -14,6 +14,7 @@
 mod async_api;
 mod examples;
 mod harness;
+mod ipv6;
 mod pmtu;
 mod py;
 mod tcp;

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
+use crate::iface::{Config, Interface, IpCidr};
 use crate::phy::impair::{Impair, ImpairSpec};
 use crate::phy::pcap::PcapWriter;
 use crate::phy::raw::{RawOptions, RawSocket};
@@ -29,9 +29,11 @@ pub struct DeviceArgs {
     /// (e.g. one end of a veth pair; give it no kernel address).
     #[arg(long, value_name = "IFNAME", group = "device")]
     pub raw: Option<String>,
-    /// The stack's address and prefix, e.g. 10.0.0.2/24.
+    /// The stack's address and prefix, e.g. 10.0.0.2/24 or fd00::2/64;
+    /// give it more than once for several (IPv4 and IPv6 together: a dual
+    /// stack; IPv6 works on TUN devices for now).
     #[arg(long, value_name = "IP/PREFIX", required = true)]
-    pub addr: Vec<Ipv4Cidr>,
+    pub addr: Vec<IpCidr>,
     /// Default gateway for off-link destinations.
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
@@ -91,7 +93,22 @@ impl DeviceArgs {
         let mut config = Config::new(caps.medium);
         config.mtu = caps.mtu;
         config.hardware_addr = self.mac.or(caps.hardware_addr);
-        config.addrs = self.addr.clone();
+        config.addrs = self
+            .addr
+            .iter()
+            .filter_map(|a| match a {
+                IpCidr::V4(c) => Some(*c),
+                IpCidr::V6(_) => None,
+            })
+            .collect();
+        config.addrs_v6 = self
+            .addr
+            .iter()
+            .filter_map(|a| match a {
+                IpCidr::V6(c) => Some(*c),
+                IpCidr::V4(_) => None,
+            })
+            .collect();
         config.gateway = self.gateway;
         config.seed = self.seed;
         Ok((dev, config))

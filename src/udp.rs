@@ -173,8 +173,8 @@ impl UdpSocket {
     /// Whether a datagram from `src` to `dst` belongs to this socket, and
     /// how well (higher is more specific); `None` when it does not.
     pub(crate) fn match_score(&self, src: SocketAddr, dst: SocketAddr) -> Option<u8> {
-        if self.local.port() != dst.port() {
-            return None;
+        if self.local.port() != dst.port() || self.local.is_ipv4() != dst.is_ipv4() {
+            return None; // an IPv4 socket hears no IPv6 datagram, nor the reverse
         }
         let mut score = 0;
         if !self.local.ip().is_unspecified() {
@@ -237,5 +237,14 @@ mod tests {
         s.remote = Some("10.0.0.1:6".parse().unwrap());
         assert_eq!(s.match_score(src, dst), None);
         assert_eq!(s.match_score(src, "10.0.0.2:8".parse().unwrap()), None);
+        // A wildcard IPv4 socket does not take IPv6.
+        let s = UdpSocket::new("0.0.0.0:7".parse().unwrap(), UdpConfig::default());
+        assert_eq!(
+            s.match_score(
+                "[fd00::1]:5".parse().unwrap(),
+                "[fd00::2]:7".parse().unwrap()
+            ),
+            None
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
@@ -104,21 +104,27 @@ fn main() {
     }
     let clock = RealClock::new();
     let mut iface = Interface::new(config, clock.now());
-    let any = |p| SocketAddr::from((Ipv4Addr::UNSPECIFIED, p));
-    let listener = iface
-        .tcp_listen(any(args.port), args.backlog)
-        .unwrap_or_else(|e| {
-            fail(
-                "tcpecho",
-                format!("cannot listen on TCP port {}: {e}", args.port),
-            )
-        });
-    let udp = iface.udp_bind(any(args.port)).unwrap_or_else(|e| {
-        fail(
-            "tcpecho",
-            format!("cannot bind UDP port {}: {e}", args.port),
-        )
-    });
+    // 0.0.0.0 for IPv4, and [::] too when the stack has IPv6 addresses
+    // (IPv6-only sockets, so the two share the port).
+    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+    if !iface.config().addrs_v6.is_empty() {
+        any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    }
+    let mut listeners = Vec::new();
+    let mut udps = Vec::new();
+    for ip in any {
+        let at = SocketAddr::new(ip, args.port);
+        listeners.push(
+            iface
+                .tcp_listen(at, args.backlog)
+                .unwrap_or_else(|e| fail("tcpecho", format!("cannot listen on TCP {at}: {e}"))),
+        );
+        udps.push(
+            iface
+                .udp_bind(at)
+                .unwrap_or_else(|e| fail("tcpecho", format!("cannot bind UDP {at}: {e}"))),
+        );
+    }
     let mut driver = Driver::new(device, &iface);
     let mut stats = args.observe.stats_timer(clock.now());
     eprintln!(
@@ -129,6 +135,7 @@ fn main() {
             .addrs
             .iter()
             .map(|a| a.to_string())
+            .chain(iface.config().addrs_v6.iter().map(|a| a.to_string()))
             .collect::<Vec<_>>()
             .join(", "),
         iface.config().medium,
@@ -145,20 +152,20 @@ fn main() {
         }
         iface.drain_socket_events(&mut events);
         for h in events.drain(..) {
-            if h == listener {
-                while let Ok((c, _)) = iface.tcp_accept(listener) {
+            if listeners.contains(&h) {
+                while let Ok((c, _)) = iface.tcp_accept(h) {
                     let mut conn = Conn::default();
                     if service(&mut iface, c, &mut conn, &mut buf) {
                         conns.insert(c, conn);
                     }
                 }
-            } else if h == udp {
+            } else if udps.contains(&h) {
                 while iface
-                    .udp_socket(udp)
+                    .udp_socket(h)
                     .is_ok_and(|s| s.can_recv() && s.can_send(65536))
                 {
-                    if let Ok((n, from)) = iface.udp_recv_from(udp, &mut buf) {
-                        let _ = iface.udp_send_to(udp, &buf[..n], from);
+                    if let Ok((n, from)) = iface.udp_recv_from(h, &mut buf) {
+                        let _ = iface.udp_send_to(h, &buf[..n], from);
                     }
                 }
             } else if let Some(c) = conns.get_mut(&h) {

@@ -1,7 +1,7 @@
 //! udpecho: echoes every UDP datagram it receives and answers ping, on a
 //! TUN, TAP or raw-socket device, using the single-threaded poll API.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
@@ -31,17 +31,28 @@ fn main() {
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("udpecho", e));
     let clock = RealClock::new();
     let mut iface = Interface::new(config, clock.now());
-    let sock = iface
-        .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port)))
-        .unwrap_or_else(|e| {
-            fail(
-                "udpecho",
-                format!("cannot bind UDP port {}: {e}", args.port),
-            )
-        });
+    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+    if !iface.config().addrs_v6.is_empty() {
+        any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    }
+    let socks: Vec<_> = any
+        .into_iter()
+        .map(|ip| {
+            let at = SocketAddr::new(ip, args.port);
+            iface
+                .udp_bind(at)
+                .unwrap_or_else(|e| fail("udpecho", format!("cannot bind UDP {at}: {e}")))
+        })
+        .collect();
     let mut driver = Driver::new(device, &iface);
     let mut stats = args.observe.stats_timer(clock.now());
-    let addrs: Vec<String> = iface.config().addrs.iter().map(|a| a.to_string()).collect();
+    let addrs: Vec<String> = iface
+        .config()
+        .addrs
+        .iter()
+        .map(|a| a.to_string())
+        .chain(iface.config().addrs_v6.iter().map(|a| a.to_string()))
+        .collect();
     eprintln!(
         "udpecho: echoing UDP port {} on {} ({:?}, mtu {})",
         args.port,
@@ -57,18 +68,20 @@ fn main() {
             fail("udpecho", format!("device error: {e}"));
         }
         // Echo everything that arrived, as long as the send queue has room.
-        while iface
-            .udp_socket(sock)
-            .is_ok_and(|s| s.can_recv() && s.can_send(65536))
-        {
-            match iface.udp_recv_from(sock, &mut buf) {
-                Ok((n, from)) => {
-                    if iface.udp_send_to(sock, &buf[..n], from).is_err() {
-                        dropped += 1;
+        for &sock in &socks {
+            while iface
+                .udp_socket(sock)
+                .is_ok_and(|s| s.can_recv() && s.can_send(65536))
+            {
+                match iface.udp_recv_from(sock, &mut buf) {
+                    Ok((n, from)) => {
+                        if iface.udp_send_to(sock, &buf[..n], from).is_err() {
+                            dropped += 1;
+                        }
                     }
+                    // An ICMP error about an earlier echo: nothing to do.
+                    Err(_) => continue,
                 }
-                // An ICMP error about an earlier echo: nothing to do.
-                Err(_) => continue,
             }
         }
         let now = clock.now();

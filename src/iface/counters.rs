@@ -131,6 +131,10 @@ pub struct Counters {
     pub icmp: IcmpCounters,
     /// UDP.
     pub udp: UdpCounters,
+    /// IPv6 (the same RFC 4293 counters as IPv4).
+    pub ip6: IpCounters,
+    /// ICMPv6.
+    pub icmp6: IcmpCounters,
 }
 
 impl Counters {
@@ -157,46 +161,8 @@ impl Counters {
         ] {
             let _ = writeln!(s, "    {v} {n}");
         }
-        let i = &self.ip;
-        let _ = writeln!(s, "Ip:");
-        for (n, v) in [
-            ("total packets received", i.in_receives),
-            ("with invalid headers", i.in_hdr_errors),
-            ("with invalid addresses", i.in_addr_errors),
-            ("with unknown protocol", i.in_unknown_protos),
-            ("incoming packets discarded", i.in_discards),
-            ("incoming packets delivered", i.in_delivers),
-            ("requests sent out", i.out_requests),
-            ("outgoing packets dropped", i.out_discards),
-            ("dropped because of missing route", i.out_no_routes),
-            ("fragments received", i.reasm_reqds),
-            ("packets reassembled ok", i.reasm_oks),
-            ("packet reassemblies failed", i.reasm_fails),
-            ("reassemblies timed out", i.reasm_timeout),
-            ("overlapping fragments", i.reasm_overlaps),
-            ("fragmented ok", i.frag_oks),
-            ("fragments created", i.frag_creates),
-            ("fragmentation failed (DF)", i.frag_fails),
-        ] {
-            let _ = writeln!(s, "    {v} {n}");
-        }
-        let c = &self.icmp;
-        let _ = writeln!(s, "Icmp:");
-        let _ = writeln!(s, "    {} ICMP messages received", c.in_msgs);
-        let _ = writeln!(s, "    {} input ICMP message failed", c.in_errors);
-        let _ = writeln!(s, "    {} with bad checksum", c.in_csum_errors);
-        for (t, v) in c.in_type.iter().enumerate().filter(|(_, v)| **v > 0) {
-            let _ = writeln!(s, "    in type {} ({}): {v}", t, icmp_type_name(t as u8));
-        }
-        let _ = writeln!(s, "    {} ICMP messages sent", c.out_msgs);
-        let _ = writeln!(
-            s,
-            "    {} errors suppressed by rate limit",
-            c.out_rate_limited
-        );
-        for (t, v) in c.out_type.iter().enumerate().filter(|(_, v)| **v > 0) {
-            let _ = writeln!(s, "    out type {} ({}): {v}", t, icmp_type_name(t as u8));
-        }
+        ip_section(&mut s, "Ip", &self.ip);
+        icmp_section(&mut s, "Icmp", &self.icmp, icmp_type_name);
         let u = &self.udp;
         let _ = writeln!(s, "Udp:");
         for (n, v) in [
@@ -209,7 +175,73 @@ impl Counters {
         ] {
             let _ = writeln!(s, "    {v} {n}");
         }
+        if self.ip6.in_receives > 0 || self.ip6.out_requests > 0 {
+            ip_section(&mut s, "Ip6", &self.ip6);
+            icmp_section(&mut s, "Icmp6", &self.icmp6, icmpv6_type_name);
+        }
         s
+    }
+}
+
+fn ip_section(s: &mut String, label: &str, i: &IpCounters) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "{label}:");
+    for (n, v) in [
+        ("total packets received", i.in_receives),
+        ("with invalid headers", i.in_hdr_errors),
+        ("with invalid addresses", i.in_addr_errors),
+        ("with unknown protocol", i.in_unknown_protos),
+        ("incoming packets discarded", i.in_discards),
+        ("incoming packets delivered", i.in_delivers),
+        ("requests sent out", i.out_requests),
+        ("outgoing packets dropped", i.out_discards),
+        ("dropped because of missing route", i.out_no_routes),
+        ("fragments received", i.reasm_reqds),
+        ("packets reassembled ok", i.reasm_oks),
+        ("packet reassemblies failed", i.reasm_fails),
+        ("reassemblies timed out", i.reasm_timeout),
+        ("overlapping fragments", i.reasm_overlaps),
+        ("fragmented ok", i.frag_oks),
+        ("fragments created", i.frag_creates),
+        ("fragmentation failed (DF)", i.frag_fails),
+    ] {
+        let _ = writeln!(s, "    {v} {n}");
+    }
+}
+
+fn icmp_section(s: &mut String, label: &str, c: &IcmpCounters, name: fn(u8) -> &'static str) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "{label}:");
+    let _ = writeln!(s, "    {} ICMP messages received", c.in_msgs);
+    let _ = writeln!(s, "    {} input ICMP message failed", c.in_errors);
+    let _ = writeln!(s, "    {} with bad checksum", c.in_csum_errors);
+    for (t, v) in c.in_type.iter().enumerate().filter(|(_, v)| **v > 0) {
+        let _ = writeln!(s, "    in type {} ({}): {v}", t, name(t as u8));
+    }
+    let _ = writeln!(s, "    {} ICMP messages sent", c.out_msgs);
+    let _ = writeln!(
+        s,
+        "    {} errors suppressed by rate limit",
+        c.out_rate_limited
+    );
+    for (t, v) in c.out_type.iter().enumerate().filter(|(_, v)| **v > 0) {
+        let _ = writeln!(s, "    out type {} ({}): {v}", t, name(t as u8));
+    }
+}
+
+fn icmpv6_type_name(t: u8) -> &'static str {
+    match t {
+        1 => "destination unreachable",
+        2 => "packet too big",
+        3 => "time exceeded",
+        4 => "parameter problem",
+        128 => "echo request",
+        129 => "echo reply",
+        133 => "router solicitation",
+        134 => "router advertisement",
+        135 => "neighbor solicitation",
+        136 => "neighbor advertisement",
+        _ => "other",
     }
 }
 

@@ -2,12 +2,12 @@
 //! rate-limited error generation.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::{Interface, IpMeta};
 use crate::time::Instant;
 use crate::wire::icmpv4::{self, DstUnreachable, TimeExceeded};
-use crate::wire::{ipv4, Error};
+use crate::wire::{icmpv6, ipv4, Error};
 
 /// Rate limit of ICMP errors the stack sends: a token bucket, like Linux's
 /// `icmp_msgs_per_sec` (1000) and `icmp_msgs_burst` (50). Echo replies are
@@ -72,6 +72,9 @@ const MAX_ERROR_DATAGRAM: usize = 576;
 
 impl Interface {
     pub(super) fn process_icmp(&mut self, now: Instant, meta: &IpMeta, payload: &[u8]) {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (meta.src, meta.dst) else {
+            return;
+        };
         let c = &mut self.counters.icmp;
         c.in_msgs += 1;
         if let Some(&t) = payload.first() {
@@ -105,7 +108,7 @@ impl Interface {
                 data,
             } => {
                 // Like Linux's icmp_echo_ignore_broadcasts=1 (smurf defence).
-                if self.is_broadcast(meta.dst) {
+                if self.is_broadcast(dst) {
                     return;
                 }
                 let reply = icmpv4::Repr::EchoReply {
@@ -113,7 +116,7 @@ impl Interface {
                     seq_no,
                     data,
                 };
-                self.send_icmp(now, meta.dst, meta.src, &reply);
+                self.send_icmp(now, dst, src, &reply);
             }
             icmpv4::Repr::DstUnreachable {
                 reason: DstUnreachable::FragRequired,
@@ -267,10 +270,24 @@ impl Interface {
 
     /// Sends a destination-unreachable about the datagram in `meta`.
     pub(super) fn send_icmp_error(&mut self, now: Instant, meta: &IpMeta, reason: DstUnreachable) {
-        if !self.may_send_error(now, meta.src, meta.dst, meta.packet) {
+        let (osrc, odst) = match (meta.src, meta.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                // The IPv6 equivalents (RFC 4443 §3.1).
+                let code = match reason {
+                    DstUnreachable::PortUnreachable => icmpv6::unreachable::PORT,
+                    _ => icmpv6::unreachable::ADDRESS,
+                };
+                let kind = icmpv6::kind::DST_UNREACHABLE;
+                self.send_icmpv6_error(now, s, d, meta.packet, kind, code, 0);
+                return;
+            }
+            _ => return,
+        };
+        if !self.may_send_error(now, osrc, odst, meta.packet) {
             return;
         }
-        let Some(src) = self.error_source(meta.src, meta.dst) else {
+        let Some(src) = self.error_source(osrc, odst) else {
             return;
         };
         let room = MAX_ERROR_DATAGRAM - ipv4::HEADER_LEN - 8;
@@ -280,7 +297,7 @@ impl Interface {
             next_hop_mtu: 0,
             data,
         };
-        self.send_icmp(now, src, meta.src, &repr);
+        self.send_icmp(now, src, osrc, &repr);
     }
 
     /// Sends time-exceeded (fragment reassembly) about a datagram whose

@@ -17,6 +17,7 @@ macro_rules! trace_drop {
 
 mod counters;
 mod icmp;
+mod ipv6;
 pub mod neighbor;
 mod pmtu;
 pub mod reassembly;
@@ -31,6 +32,7 @@ use std::str::FromStr;
 
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
+pub use ipv6::{IpCidr, Ipv6Cidr};
 use neighbor::{NeighborCache, NeighborConfig, Resolve};
 pub use pmtu::{PmtuConfig, IPV6_MIN_MTU};
 use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
@@ -115,6 +117,9 @@ pub struct Config {
     pub addrs: Vec<Ipv4Cidr>,
     /// Where off-link traffic goes.
     pub gateway: Option<Ipv4Addr>,
+    /// The interface's IPv6 addresses and their on-link prefixes (IP
+    /// media for now: see the `ipv6` module for what is done).
+    pub addrs_v6: Vec<Ipv6Cidr>,
     /// TTL of datagrams the stack originates (Linux: 64).
     pub ttl: u8,
     /// Neighbour cache limits.
@@ -148,6 +153,7 @@ impl Config {
             mtu: 1500,
             addrs: Vec::new(),
             gateway: None,
+            addrs_v6: Vec::new(),
             ttl: 64,
             neighbor: NeighborConfig::default(),
             reassembly: ReassemblyConfig::default(),
@@ -330,6 +336,7 @@ impl Interface {
         match self.config.medium {
             Medium::Ip => match frame.first().map(|b| b >> 4) {
                 Some(4) => self.process_ipv4(now, frame, false),
+                Some(6) => self.process_ipv6(now, frame),
                 Some(_) => {
                     self.counters.link.unknown_ethertype += 1;
                     trace_drop!("link.unknown_ethertype")
@@ -354,6 +361,7 @@ impl Interface {
                 match eth.ethertype() {
                     ethernet::ethertype::ARP => self.process_arp(now, eth.payload()),
                     ethernet::ethertype::IPV4 => self.process_ipv4(now, eth.payload(), false),
+                    ethernet::ethertype::IPV6 => self.process_ipv6(now, eth.payload()),
                     _ => {
                         self.counters.link.unknown_ethertype += 1;
                         trace_drop!("link.unknown_ethertype")
@@ -476,8 +484,8 @@ impl Interface {
             return;
         }
         let meta = IpMeta {
-            src,
-            dst,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
             protocol: pkt.protocol(),
             packet: &bytes[..pkt.total_len()],
             header_len: pkt.header_len(),
@@ -810,8 +818,8 @@ impl Interface {
 /// What the transport layer needs to know about the datagram carrying it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IpMeta<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub protocol: u8,
     /// The whole datagram (header and payload), for ICMP error quotes.
     pub packet: &'a [u8],
@@ -821,10 +829,21 @@ pub(crate) struct IpMeta<'a> {
 
 impl IpMeta<'_> {
     pub fn src_ip(&self) -> IpAddr {
-        IpAddr::V4(self.src)
+        self.src
     }
     pub fn dst_ip(&self) -> IpAddr {
-        IpAddr::V4(self.dst)
+        self.dst
+    }
+}
+
+impl Interface {
+    /// True when the datagram in `meta` went to an IPv4 broadcast address
+    /// (IPv6 has none; its multicast is checked where it matters).
+    fn meta_is_broadcast(&self, meta: &IpMeta) -> bool {
+        match meta.dst {
+            IpAddr::V4(d) => self.is_broadcast(d),
+            IpAddr::V6(_) => false,
+        }
     }
 }
 
@@ -836,5 +855,7 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+#[cfg(test)]
+mod ipv6_tests;
 #[cfg(test)]
 mod tests;

@@ -158,7 +158,7 @@ impl Interface {
                 return;
             }
         };
-        if self.is_broadcast(meta.dst) || repr.src_port == 0 || repr.dst_port == 0 {
+        if self.meta_is_broadcast(meta) || repr.src_port == 0 || repr.dst_port == 0 {
             self.tcp.counters.in_errs += 1;
             trace_drop!("tcp.in_errs");
             return;
@@ -306,6 +306,9 @@ impl Interface {
         let mut wildcard = None;
         for &h in list {
             if let Some(Socket::TcpListener(l)) = self.sockets.get(h) {
+                if l.local.is_ipv4() != local.is_ipv4() {
+                    continue; // 0.0.0.0 listens to IPv4 only
+                }
                 if l.local.ip() == local.ip() {
                     return Some(h);
                 }
@@ -397,7 +400,8 @@ impl Interface {
             return;
         };
         let cfg = l.config.clone();
-        let our_mss = self.config.mtu.saturating_sub(40).clamp(88, 65495) as u16;
+        let headers = if remote.is_ipv6() { 60 } else { 40 };
+        let our_mss = self.config.mtu.saturating_sub(headers).clamp(88, 65495) as u16;
         let peer_mss = match cfg.no_options {
             true => 536,
             false => syn.options.mss.unwrap_or(536).min(our_mss),
@@ -570,14 +574,29 @@ impl Interface {
         remote: SocketAddr,
         seg: &OutSegment,
     ) -> bool {
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (local.ip(), remote.ip()) else {
-            return true;
-        };
         if !self.tx_has_room(1) {
             return false;
         }
         let hlen = seg.repr.header_len();
         let (a, b) = seg.payload;
+        let (src, dst) = match (local.ip(), remote.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                self.tcp.counters.out_segs += 1;
+                let len = hlen + a.len() + b.len();
+                self.send_ipv6(now, s, d, ipv4::protocol::TCP, len, |buf| {
+                    buf[hlen..hlen + a.len()].copy_from_slice(a);
+                    buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
+                    seg.repr.emit(
+                        &mut tcp::Packet::new_unchecked(buf),
+                        IpAddr::V6(s),
+                        IpAddr::V6(d),
+                    );
+                });
+                return true;
+            }
+            _ => return true,
+        };
         let repr = ipv4::Repr {
             src_addr: src,
             dst_addr: dst,
@@ -815,7 +834,8 @@ impl Interface {
         self.tcp.listeners.get(&port).is_some_and(|l| {
             l.iter().any(|&h| {
                 matches!(self.sockets.get(h), Some(Socket::TcpListener(x))
-                if x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip)
+                if x.local.is_ipv4() == ip.is_ipv4()
+                    && (x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip))
             })
         })
     }
@@ -823,13 +843,12 @@ impl Interface {
     /// Listens on `local` (port 0: ephemeral) with an accept queue of
     /// `backlog`.
     pub fn tcp_listen(&mut self, local: SocketAddr, backlog: usize) -> io::Result<SocketHandle> {
-        let IpAddr::V4(ip) = local.ip() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "IPv6 is not supported yet",
-            ));
+        let ip = local.ip();
+        let ours = match ip {
+            IpAddr::V4(a) => self.has_addr(a),
+            IpAddr::V6(a) => self.has_addr_v6(a),
         };
-        if !ip.is_unspecified() && !self.has_addr(ip) {
+        if !ip.is_unspecified() && !ours {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!("{ip} is not an address of this interface"),
@@ -846,7 +865,9 @@ impl Interface {
                 format!("TCP port {port} is in use"),
             ));
         }
-        let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
+        // `[::]` listens to IPv6 only (IPV6_V6ONLY): IPv4 needs its own
+        // listener on 0.0.0.0, which may share the port.
+        let addr = SocketAddr::new(ip, port);
         let l = Listener::new(addr, backlog, self.tcp.config.clone());
         let h = self.sockets.insert(Socket::TcpListener(Box::new(l)));
         self.tcp.listeners.entry(port).or_default().push(h);
@@ -917,11 +938,9 @@ impl Interface {
         local: Option<SocketAddr>,
         now: Instant,
     ) -> io::Result<SocketHandle> {
-        let IpAddr::V4(rip) = remote.ip() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "IPv6 is not supported yet",
-            ));
+        let rip = match remote.ip() {
+            IpAddr::V4(rip) => rip,
+            IpAddr::V6(rip6) => return self.tcp_connect_v6(remote, rip6, local, now),
         };
         if remote.port() == 0
             || rip.is_unspecified()
@@ -959,6 +978,59 @@ impl Interface {
             p => p,
         };
         let local = SocketAddr::V4(SocketAddrV4::new(src, port));
+        self.tcp_connect_from(local, remote, now)
+    }
+
+    /// An active open towards an IPv6 peer (IP media only for now).
+    fn tcp_connect_v6(
+        &mut self,
+        remote: SocketAddr,
+        rip: std::net::Ipv6Addr,
+        local: Option<SocketAddr>,
+        now: Instant,
+    ) -> io::Result<SocketHandle> {
+        if remote.port() == 0 || rip.is_unspecified() || rip.is_multicast() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot connect to {remote}"),
+            ));
+        }
+        if self.config.medium != crate::phy::Medium::Ip {
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "IPv6 on Ethernet media needs neighbour discovery, not implemented yet",
+            ));
+        }
+        let src = match local.map(|l| l.ip()) {
+            Some(IpAddr::V6(a)) if !a.is_unspecified() => {
+                if !self.has_addr_v6(a) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        format!("{a} is not an address of this interface"),
+                    ));
+                }
+                a
+            }
+            _ => self.source_for_v6(rip).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "no IPv6 address on this interface",
+                )
+            })?,
+        };
+        let port = match local.map(|l| l.port()).unwrap_or(0) {
+            0 => self.tcp_ephemeral_port(Some(remote))?,
+            p => p,
+        };
+        self.tcp_connect_from(SocketAddr::new(IpAddr::V6(src), port), remote, now)
+    }
+
+    fn tcp_connect_from(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> io::Result<SocketHandle> {
         if self.tcp.conns.contains_key(&(local, remote)) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,

@@ -2,7 +2,7 @@
 //! the poll API.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{Interface, IpMeta};
 use crate::socket::{Socket, SocketHandle};
@@ -15,8 +15,11 @@ fn no_socket() -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, "no such socket")
 }
 
-fn v6_unsupported() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "IPv6 is not supported yet")
+fn v6_family() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "address family mismatch: an IPv4 socket cannot talk to IPv6 and the reverse (EAFNOSUPPORT)",
+    )
 }
 
 impl Interface {
@@ -38,7 +41,7 @@ impl Interface {
         let src = SocketAddr::new(meta.src_ip(), repr.src_port);
         let dst = SocketAddr::new(meta.dst_ip(), repr.dst_port);
         let data = pkt.payload();
-        let broadcast = self.is_broadcast(meta.dst);
+        let broadcast = self.meta_is_broadcast(meta);
 
         let mut best: Option<(u8, SocketHandle)> = None;
         let mut delivered = false;
@@ -149,8 +152,38 @@ impl Interface {
     }
 
     fn emit_udp(&mut self, now: Instant, local: SocketAddr, dst: SocketAddr, ttl: u8, data: &[u8]) {
-        let (IpAddr::V4(dst_ip), IpAddr::V4(bound)) = (dst.ip(), local.ip()) else {
-            return;
+        let (dst_ip, bound) = match (dst.ip(), local.ip()) {
+            (IpAddr::V4(d), IpAddr::V4(b)) => (d, b),
+            (IpAddr::V6(d), IpAddr::V6(b)) => {
+                let src = if b.is_unspecified() {
+                    match self.source_for_v6(d) {
+                        Some(a) => a,
+                        None => {
+                            self.counters.ip6.out_no_routes += 1;
+                            trace_drop!("ip6.out_no_routes");
+                            return;
+                        }
+                    }
+                } else {
+                    b
+                };
+                let urepr = udp::Repr {
+                    src_port: local.port(),
+                    dst_port: dst.port(),
+                };
+                self.counters.udp.out_datagrams += 1;
+                let len = udp::HEADER_LEN + data.len();
+                self.send_ipv6(now, src, d, ipv4::protocol::UDP, len, |buf| {
+                    urepr.emit(
+                        &mut udp::Packet::new_unchecked(buf),
+                        IpAddr::V6(src),
+                        IpAddr::V6(d),
+                        data,
+                    );
+                });
+                return;
+            }
+            _ => return,
         };
         let src_ip = if bound.is_unspecified() {
             match self.source_for(dst_ip) {
@@ -210,7 +243,8 @@ impl Interface {
         self.udp_ports.get(&port).is_some_and(|list| {
             list.iter().any(|&h| {
                 matches!(self.sockets.get(h), Some(Socket::Udp(s))
-                    if s.local.ip().is_unspecified() || ip.is_unspecified() || s.local.ip() == ip)
+                    if s.local.is_ipv4() == ip.is_ipv4()
+                        && (s.local.ip().is_unspecified() || ip.is_unspecified() || s.local.ip() == ip))
             })
         })
     }
@@ -236,10 +270,12 @@ impl Interface {
     /// Creates a UDP socket bound to `local` (port 0: an ephemeral port; an
     /// unspecified IP: every address of the interface).
     pub fn udp_bind(&mut self, local: SocketAddr) -> io::Result<SocketHandle> {
-        let IpAddr::V4(ip) = local.ip() else {
-            return Err(v6_unsupported());
+        let ip = local.ip();
+        let ours = match ip {
+            IpAddr::V4(a) => self.has_addr(a),
+            IpAddr::V6(a) => self.has_addr_v6(a),
         };
-        if !ip.is_unspecified() && !self.has_addr(ip) {
+        if !ip.is_unspecified() && !ours {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!("{ip} is not an address of this interface"),
@@ -255,7 +291,8 @@ impl Interface {
             }
             p => p,
         };
-        let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
+        // `[::]` receives IPv6 only (IPV6_V6ONLY).
+        let addr = SocketAddr::new(ip, port);
         let h = self
             .sockets
             .insert(Socket::Udp(Box::new(UdpSocket::new(addr, self.config.udp))));
@@ -265,9 +302,28 @@ impl Interface {
 
     /// Sets the default destination and filters what is received to it.
     pub fn udp_connect(&mut self, h: SocketHandle, remote: SocketAddr) -> io::Result<()> {
-        let IpAddr::V4(rip) = remote.ip() else {
-            return Err(v6_unsupported());
+        let rip = match remote.ip() {
+            IpAddr::V4(rip) => rip,
+            IpAddr::V6(rip) => {
+                if remote.port() == 0 || rip.is_unspecified() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "cannot connect to port 0 or an unspecified address",
+                    ));
+                }
+                self.udp_v6_route()?;
+                let s = self.udp_mut(h)?;
+                if s.local.is_ipv4() {
+                    return Err(v6_family());
+                }
+                s.remote = Some(remote);
+                s.error = None;
+                return Ok(());
+            }
         };
+        if self.udp_ref(h)?.local.is_ipv6() {
+            return Err(v6_family());
+        }
         if remote.port() == 0 || rip.is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -286,6 +342,17 @@ impl Interface {
         Ok(())
     }
 
+    /// IPv6 goes out on IP media only for now.
+    fn udp_v6_route(&self) -> io::Result<()> {
+        if self.config.medium != crate::phy::Medium::Ip || self.config.addrs_v6.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "no IPv6 route (IPv6 needs an IPv6 address and, for now, IP media)",
+            ));
+        }
+        Ok(())
+    }
+
     fn route_exists(&self, ip: Ipv4Addr) -> Option<()> {
         self.route(ip).map(|_| ())
     }
@@ -297,9 +364,31 @@ impl Interface {
         data: &[u8],
         dst: SocketAddr,
     ) -> io::Result<usize> {
-        let IpAddr::V4(dip) = dst.ip() else {
-            return Err(v6_unsupported());
+        let dip = match dst.ip() {
+            IpAddr::V4(dip) => dip,
+            IpAddr::V6(dip) => {
+                if data.len() > 65535 - udp::HEADER_LEN {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "message too long (EMSGSIZE): UDP over IPv6 carries at most 65527 bytes",
+                    ));
+                }
+                if dst.port() == 0 || dip.is_unspecified() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "destination port 0 or unspecified address",
+                    ));
+                }
+                self.udp_v6_route()?;
+                if self.udp_ref(h)?.local.is_ipv4() {
+                    return Err(v6_family());
+                }
+                return self.udp_queue(h, data, dst);
+            }
         };
+        if self.udp_ref(h)?.local.is_ipv6() {
+            return Err(v6_family());
+        }
         if data.len() > MAX_PAYLOAD_V4 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -319,15 +408,23 @@ impl Interface {
             ));
         }
         let is_bcast = self.is_broadcast(dip);
-        let s = self.udp_mut(h)?;
-        if let Some(kind) = s.error.take() {
-            return Err(kind.into());
-        }
-        if is_bcast && !s.broadcast {
+        if is_bcast && !self.udp_ref(h)?.broadcast {
+            if let Some(kind) = self.udp_mut(h)?.error.take() {
+                return Err(kind.into());
+            }
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "sending to a broadcast address needs set_broadcast(true)",
             ));
+        }
+        self.udp_queue(h, data, dst)
+    }
+
+    /// Queues a checked datagram (a pending ICMP-reported error first).
+    fn udp_queue(&mut self, h: SocketHandle, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
+        let s = self.udp_mut(h)?;
+        if let Some(kind) = s.error.take() {
+            return Err(kind.into());
         }
         if !s.tx.push(dst, data) {
             return Err(io::ErrorKind::WouldBlock.into());

@@ -334,7 +334,8 @@ impl Tcb {
         ts_offset: u32,
         now: Instant,
     ) -> Tcb {
-        let our_mss = mtu.saturating_sub(40).clamp(88, 65495) as u16;
+        let headers = if remote.is_ipv6() { 60 } else { 40 };
+        let our_mss = mtu.saturating_sub(headers).clamp(88, 65495) as u16;
         let smss = 536usize.min(our_mss as usize);
         let cc = cc::by_name(&config.congestion, smss)
             .unwrap_or_else(|| cc::by_name("reno", smss).expect("reno exists"));

@@ -1,0 +1,321 @@
+//! IPv6 on IP media: frames in, frames out; TCP and UDP over IPv6 between
+//! two simulated interfaces.
+
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use super::*;
+use crate::phy::FrameBatch;
+use crate::sim::{LinkConfig, Sim};
+use crate::time::Duration;
+use crate::wire::icmpv6::{self, kind};
+use crate::wire::ipv6::{self, next_header};
+use crate::wire::{tcp, udp};
+
+const ME: &str = "fd00::2";
+const PEER: &str = "fd00::1";
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn iface6(addr: &str, seed: u64) -> Interface {
+    let mut c = Config::new(Medium::Ip);
+    c.addrs.push("10.0.0.2/24".parse().unwrap());
+    c.addrs_v6.push(format!("{addr}/64").parse().unwrap());
+    c.seed = seed;
+    Interface::new(c, Instant::ZERO)
+}
+
+fn packet(src: Ipv6Addr, dst: Ipv6Addr, nh: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; ipv6::HEADER_LEN + payload.len()];
+    ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: nh,
+        payload_len: payload.len(),
+        hop_limit: 64,
+    }
+    .emit(&mut p);
+    p[ipv6::HEADER_LEN..].copy_from_slice(payload);
+    p
+}
+
+fn icmp(src: Ipv6Addr, dst: Ipv6Addr, k: u8, word: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; icmpv6::HEADER_LEN + body.len()];
+    icmpv6::emit(&mut m, src, dst, k, 0, word, body);
+    packet(src, dst, next_header::ICMPV6, &m)
+}
+
+fn out(i: &mut Interface, now: Instant) -> Vec<Vec<u8>> {
+    let mut b = FrameBatch::new(64, 2000);
+    i.poll_transmit(now, &mut b);
+    b.iter().map(|f| f.to_vec()).collect()
+}
+
+/// The one ICMPv6 message in `frames`: (src, dst, type, code, word, body).
+fn one_icmp(frames: &[Vec<u8>]) -> (Ipv6Addr, Ipv6Addr, u8, u8, u32, Vec<u8>) {
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let p = ipv6::Packet::new_checked(&frames[0][..]).unwrap();
+    assert_eq!(p.next_header(), next_header::ICMPV6);
+    let m = p.payload();
+    icmpv6::verify(p.src_addr(), p.dst_addr(), m).expect("checksum");
+    (
+        p.src_addr(),
+        p.dst_addr(),
+        m[0],
+        m[1],
+        u32::from_be_bytes([m[4], m[5], m[6], m[7]]),
+        m[8..].to_vec(),
+    )
+}
+
+#[test]
+fn answers_echo_to_its_address_and_to_all_nodes() {
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    i.handle_frame(
+        t,
+        &icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 0x1234_0007, b"ping6"),
+    );
+    let (s, d, k, c, w, body) = one_icmp(&out(&mut i, t));
+    assert_eq!(
+        (s, d, k, c, w),
+        (a(ME), a(PEER), kind::ECHO_REPLY, 0, 0x1234_0007)
+    );
+    assert_eq!(body, b"ping6");
+    // To ff02::1: answered from our unicast address.
+    let all = a("ff02::1");
+    i.handle_frame(t, &icmp(a(PEER), all, kind::ECHO_REQUEST, 1, b"x"));
+    let (s, d, k, ..) = one_icmp(&out(&mut i, t));
+    assert_eq!((s, d, k), (a(ME), a(PEER), kind::ECHO_REPLY));
+    assert_eq!(i.counters().icmp6.in_type[kind::ECHO_REQUEST as usize], 2);
+    assert_eq!(i.counters().icmp6.out_type[kind::ECHO_REPLY as usize], 2);
+}
+
+#[test]
+fn drops_and_counts_what_it_must() {
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    // Not ours.
+    i.handle_frame(t, &icmp(a(PEER), a("fd00::9"), kind::ECHO_REQUEST, 1, b""));
+    // Martian sources: multicast, unspecified, our own.
+    i.handle_frame(t, &icmp(a("ff02::1"), a(ME), kind::ECHO_REQUEST, 1, b""));
+    i.handle_frame(
+        t,
+        &icmp(Ipv6Addr::UNSPECIFIED, a(ME), kind::ECHO_REQUEST, 1, b""),
+    );
+    i.handle_frame(t, &icmp(a(ME), a(ME), kind::ECHO_REQUEST, 1, b""));
+    // Bad checksum.
+    let mut bad = icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 1, b"abc");
+    *bad.last_mut().unwrap() ^= 0xff;
+    i.handle_frame(t, &bad);
+    // Truncated: the payload length says more than there is.
+    let mut short = icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 1, b"abc");
+    short.truncate(44);
+    i.handle_frame(t, &short);
+    // A fragment (reassembly not implemented): dropped, counted.
+    let fh = [next_header::ICMPV6, 0, 0, 1, 0, 0, 0, 7];
+    i.handle_frame(t, &packet(a(PEER), a(ME), next_header::FRAGMENT, &fh));
+    assert!(out(&mut i, t).is_empty());
+    let c = &i.counters().ip6;
+    assert_eq!(c.in_receives, 7);
+    assert_eq!(c.in_addr_errors, 1);
+    assert_eq!(c.in_hdr_errors, 4);
+    assert_eq!(c.reasm_fails, 1);
+    assert_eq!(i.counters().icmp6.in_csum_errors, 1);
+}
+
+#[test]
+fn unknown_next_header_gets_a_parameter_problem() {
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    let p = packet(a(PEER), a(ME), 253, &[1, 2, 3, 4]);
+    i.handle_frame(t, &p);
+    let (s, d, k, c, w, body) = one_icmp(&out(&mut i, t));
+    assert_eq!((s, d, k, c, w), (a(ME), a(PEER), kind::PARAM_PROBLEM, 1, 6));
+    assert_eq!(body, p, "the whole packet is quoted");
+    // Errors about errors are not sent: an ICMPv6 error whose quote is
+    // malformed is only counted.
+    let err = icmp(a(PEER), a(ME), kind::DST_UNREACHABLE, 0, &p);
+    i.handle_frame(t, &err);
+    assert!(out(&mut i, t).is_empty());
+    // An unrecognised option with the "discard and answer even multicast"
+    // bits, in a destination-options header.
+    let ext = [next_header::UDP, 0, 0x9e, 4, 0, 0, 0, 0];
+    i.handle_frame(t, &packet(a(PEER), a(ME), next_header::DST_OPTS, &ext));
+    let (.., k, c, w, _) = one_icmp(&out(&mut i, t));
+    assert_eq!((k, c, w), (kind::PARAM_PROBLEM, 2, 42));
+}
+
+#[test]
+fn closed_ports_answer_port_unreachable_and_rst() {
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    let mut u = vec![0u8; udp::HEADER_LEN + 3];
+    udp::Repr {
+        src_port: 5000,
+        dst_port: 9,
+    }
+    .emit(
+        &mut udp::Packet::new_unchecked(&mut u[..]),
+        IpAddr::V6(a(PEER)),
+        IpAddr::V6(a(ME)),
+        b"abc",
+    );
+    let p = packet(a(PEER), a(ME), next_header::UDP, &u);
+    i.handle_frame(t, &p);
+    let (_, d, k, c, _, body) = one_icmp(&out(&mut i, t));
+    assert_eq!(
+        (d, k, c),
+        (a(PEER), kind::DST_UNREACHABLE, icmpv6::unreachable::PORT)
+    );
+    assert_eq!(body, p);
+    assert_eq!(i.counters().udp.no_ports, 1);
+
+    // A SYN to a closed port: RST, over IPv6, with a valid checksum. A
+    // listener on 0.0.0.0 does not take it (IPv4 only).
+    let l = i.tcp_listen("0.0.0.0:80".parse().unwrap(), 8).unwrap();
+    let syn = tcp::Repr {
+        src_port: 40000,
+        dst_port: 80,
+        seq_number: 1000,
+        ack_number: 0,
+        flags: tcp::Flags::SYN,
+        window_len: 65535,
+        urgent_at: 0,
+        options: tcp::Options::default(),
+        payload: &[],
+    };
+    let mut seg = vec![0u8; syn.buffer_len()];
+    syn.emit(
+        &mut tcp::Packet::new_unchecked(&mut seg[..]),
+        IpAddr::V6(a(PEER)),
+        IpAddr::V6(a(ME)),
+    );
+    i.handle_frame(t, &packet(a(PEER), a(ME), next_header::TCP, &seg));
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let p = ipv6::Packet::new_checked(&frames[0][..]).unwrap();
+    assert_eq!(p.next_header(), next_header::TCP);
+    let tp = tcp::Packet::new_checked(p.payload()).unwrap();
+    let tp = &tp;
+    let r = tcp::Repr::parse(tp, IpAddr::V6(a(ME)), IpAddr::V6(a(PEER)), true).unwrap();
+    assert!(r.flags.rst());
+    assert_eq!(r.ack_number, 1001);
+    assert!(i.tcp_accept(l).is_err());
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn link() -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(5),
+        ..LinkConfig::default()
+    }
+}
+
+/// TCP over IPv6 between two interfaces, both directions, with IPv4 on
+/// the same port at the same time: the data arrives intact, the MSS is
+/// the IPv6 one (1500 - 60).
+#[test]
+fn tcp_over_ipv6_beside_ipv4() {
+    let mut s = Sim::new(iface6(PEER, 1), iface6(ME, 2), link(), link(), 9);
+    s.a.config.addrs[0] = "10.0.0.1/24".parse().unwrap();
+    let l6 = s.b.tcp_listen(sa("[::]:80"), 8).unwrap();
+    let l4 = s.b.tcp_listen(sa("0.0.0.0:80"), 8).unwrap();
+    let now = s.now();
+    let c6 = s.a.tcp_connect(sa("[fd00::2]:80"), None, now).unwrap();
+    let c4 = s.a.tcp_connect(sa("10.0.0.2:80"), None, now).unwrap();
+    let mut srv = (None, None);
+    s.run_while(now + Duration::from_secs(5), |s| {
+        if let Ok((h, peer)) = s.b.tcp_accept(l6) {
+            assert_eq!(peer.ip(), IpAddr::V6(a(PEER)));
+            srv.0 = Some(h);
+        }
+        if let Ok((h, peer)) = s.b.tcp_accept(l4) {
+            assert!(peer.is_ipv4());
+            srv.1 = Some(h);
+        }
+        srv.0.is_none() || srv.1.is_none()
+    });
+    let (s6, s4) = (srv.0.expect("v6 accepted"), srv.1.expect("v4 accepted"));
+    // Data MSS: 1500 - 40 (IPv6) - 20 (TCP) - 12 (timestamps), against
+    // 1448 over IPv4.
+    assert_eq!(s.a.tcp_info(c6).unwrap().mss, 1428);
+    assert_eq!(s.a.tcp_info(c4).unwrap().mss, 1448);
+    let data: Vec<u8> = (0..300_000u32).map(|x| (x * 7 % 251) as u8).collect();
+    let (mut sent, mut back, mut got4, mut sent4) = (0usize, Vec::new(), 0usize, false);
+    let mut buf = vec![0u8; 65536];
+    let deadline = s.now() + Duration::from_secs(20);
+    s.run_while(deadline, |s| {
+        if sent < data.len() {
+            if let Ok(n) = s.a.tcp_send(c6, &data[sent..]) {
+                sent += n;
+            }
+        }
+        if !sent4 {
+            sent4 = s.a.tcp_send(c4, b"v4 too").is_ok();
+        }
+        // The server echoes what it reads.
+        if let Ok(n) = s.b.tcp_recv(s6, &mut buf) {
+            let mut off = 0;
+            while off < n {
+                match s.b.tcp_send(s6, &buf[off..n]) {
+                    Ok(k) => off += k,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(off, n, "echo buffer full");
+        }
+        if let Ok(n) = s.b.tcp_recv(s4, &mut buf) {
+            assert_eq!(&buf[..n], b"v4 too");
+            got4 += n;
+        }
+        if let Ok(n) = s.a.tcp_recv(c6, &mut buf) {
+            back.extend_from_slice(&buf[..n]);
+        }
+        back.len() < data.len()
+    });
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed data differs");
+    assert!(got4 > 0);
+}
+
+#[test]
+fn udp_over_ipv6_and_family_checks() {
+    let mut s = Sim::new(iface6(PEER, 1), iface6(ME, 2), link(), link(), 9);
+    let srv = s.b.udp_bind(sa("[::]:7")).unwrap();
+    let v4 = s.b.udp_bind(sa("0.0.0.0:7")).unwrap();
+    let cli = s.a.udp_bind(sa("[::]:0")).unwrap();
+    s.a.udp_send_to(cli, b"hello six", sa("[fd00::2]:7"))
+        .unwrap();
+    // Family mismatches are refused.
+    assert!(s.a.udp_send_to(cli, b"x", sa("10.0.0.2:7")).is_err());
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let mut buf = [0u8; 64];
+    let r = s.b.udp_recv_from(srv, &mut buf);
+    assert!(
+        r.is_ok(),
+        "{r:?}\nA: {}\nB: {}",
+        s.a.counters().report(),
+        s.b.counters().report()
+    );
+    let (n, from) = r.unwrap();
+    assert_eq!(&buf[..n], b"hello six");
+    assert_eq!(from.ip(), IpAddr::V6(a(PEER)));
+    assert!(
+        s.b.udp_recv_from(v4, &mut buf).is_err(),
+        "IPv4 socket heard IPv6"
+    );
+    // And back.
+    s.b.udp_send_to(srv, b"reply", from).unwrap();
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let (n, from) = s.a.udp_recv_from(cli, &mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"reply"[..], sa("[fd00::2]:7")));
+}
