@@ -1,4 +1,4 @@
-//! IPv6 against Linux on a TUN (issue 7, first part): `tcpecho` with an
+//! IPv6 against Linux on a TUN and a TAP (issue 7, first part): `tcpecho` with an
 //! IPv4 and an IPv6 address on the same device; from Linux in the
 //! namespace, `ping -6` gets replies, 8 MiB echo intact over IPv6 while an
 //! IPv4 connection echoes at the same time, a closed TCP port refuses, a
@@ -72,10 +72,12 @@ for i in range(20):
 print("udp echo", ok)
 "#;
 
-fn tcpecho_dual_stack_on_tun() {
-    let mut rig = Rig::new(Medium::Tun, "v6", S_V6);
-    let v6 = format!("fd00:{S_V6}::2");
-    let kv6 = format!("fd00:{S_V6}::1");
+fn tcpecho_dual_stack(medium: Medium) {
+    let mut rig = Rig::new(medium, "v6", S_V6);
+    // Distinct per medium: the TUN and TAP tests run in parallel.
+    let net = format!("fd00:{S_V6}:{}", medium as u8 + 1);
+    let v6 = format!("{net}::2");
+    let kv6 = format!("{net}::1");
     rig.launch(ToolSpec::tcpecho(&["--addr", &format!("{v6}/64")]));
     // The rig turned IPv6 off on the kernel side; this test wants it.
     rig.kernel
@@ -98,7 +100,7 @@ fn tcpecho_dual_stack_on_tun() {
     );
     if !ping.stdout.contains(" 3 received") {
         let stopped = rig.stop();
-        panic!("ping -6 {v6}: expected 3 replies:\n{ping}\n{stopped}");
+        panic!("{medium:?}: ping -6 {v6}: expected 3 replies:\n{ping}\n{stopped}");
     }
 
     let out = rig.python(
@@ -118,11 +120,11 @@ fn tcpecho_dual_stack_on_tun() {
         .copied()
         .filter(|w| !out.stdout.contains(w))
         .collect();
-    eprintln!("ipv6 dual stack on TUN:\n{}", out.stdout.trim());
+    eprintln!("ipv6 dual stack on {medium:?}:\n{}", out.stdout.trim());
     let stopped = rig.stop();
     assert!(
         out.success() && missing.is_empty(),
-        "missing {missing:?}:\n{out}\n{stopped}"
+        "{medium:?}: missing {missing:?}:\n{out}\n{stopped}"
     );
     assert!(
         stopped.stdout.contains("Ip6:") && stopped.stdout.contains("Icmp6:"),
@@ -133,6 +135,67 @@ fn tcpecho_dual_stack_on_tun() {
 #[test]
 fn dual_stack_on_tun() {
     if preconditions("ipv6::dual_stack_on_tun", &["ping"]) {
-        tcpecho_dual_stack_on_tun();
+        tcpecho_dual_stack(Medium::Tun);
+    }
+}
+
+/// On a TAP, with neighbour discovery: Linux solicits the stack's address
+/// and the stack solicits Linux's.
+#[test]
+fn dual_stack_on_tap() {
+    if preconditions("ipv6::dual_stack_on_tap", &["ping"]) {
+        tcpecho_dual_stack(Medium::Tap);
+    }
+}
+
+const UDP_CLIENT: &str = r#"
+import socket, sys
+v6 = sys.argv[1]
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.settimeout(3)
+ok = 0
+for i in range(50):
+    m = bytes([i % 251]) * (1 + 29 * i)
+    u.sendto(m, (v6, 7))
+    d, a = u.recvfrom(4096)
+    ok += d == m and a[0] == v6
+print("udpecho", ok)
+"#;
+
+fn udpecho_over_ipv6(medium: Medium) {
+    let mut rig = Rig::new(medium, "v6u", S_V6 + 1);
+    let net = format!("fd00:{}:{}", S_V6 + 1, medium as u8 + 1);
+    let v6 = format!("{net}::2");
+    rig.launch(ToolSpec::udpecho(&["--addr", &format!("{v6}/64")]));
+    rig.kernel
+        .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=0"]);
+    rig.kernel.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{net}::1/64"),
+        "dev",
+        "ustk0",
+        "nodad",
+    ]);
+    let out = rig.python(UDP_CLIENT, &[&v6], Duration::from_secs(60));
+    let stopped = rig.stop();
+    assert!(
+        out.stdout.contains("udpecho 50"),
+        "{medium:?}: udpecho over IPv6:\n{out}\n{stopped}"
+    );
+}
+
+#[test]
+fn udpecho_on_tun() {
+    if preconditions("ipv6::udpecho_on_tun", &[]) {
+        udpecho_over_ipv6(Medium::Tun);
+    }
+}
+
+#[test]
+fn udpecho_on_tap() {
+    if preconditions("ipv6::udpecho_on_tap", &[]) {
+        udpecho_over_ipv6(Medium::Tap);
     }
 }

@@ -38,6 +38,9 @@ pub struct IpCounters {
     pub frag_creates: u64,
     /// Datagrams that needed fragmenting but had DF set.
     pub frag_fails: u64,
+    /// IPv6: advertisements from another node for one of our addresses
+    /// (duplicate address detection, RFC 4862).
+    pub dad_conflicts: u64,
 }
 
 /// ICMPv4 counters.
@@ -204,6 +207,7 @@ fn ip_section(s: &mut String, label: &str, i: &IpCounters) {
         ("fragmented ok", i.frag_oks),
         ("fragments created", i.frag_creates),
         ("fragmentation failed (DF)", i.frag_fails),
+        ("duplicate address conflicts", i.dad_conflicts),
     ] {
         let _ = writeln!(s, "    {v} {n}");
     }

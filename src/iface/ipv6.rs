@@ -6,10 +6,14 @@
 //! martian sources), their extension headers walked with RFC 8200's rules
 //! for unknown headers and options (ICMPv6 Parameter Problem, rate-limited
 //! with ICMPv4's token bucket), echo requests answered, and TCP and UDP
-//! handed to the same demultiplexers as IPv4. Not yet: fragment reassembly
-//! (fragments are counted in `reasm_fails` and dropped; atomic fragments,
-//! RFC 8021, are dropped too), neighbour discovery on Ethernet (IPv6 is
-//! sent on IP media only), path MTU from Packet Too Big.
+//! handed to the same demultiplexers as IPv4. On Ethernet: a link-local
+//! address from the MAC, neighbour discovery (solicitations answered,
+//! advertisements learned, a bounded cache and queue of waiting packets,
+//! duplicate-address probes sent at start and answered for our addresses).
+//! Not yet: fragment reassembly (fragments are counted in `reasm_fails`
+//! and dropped; atomic fragments, RFC 8021, are dropped too), an IPv6
+//! default router, path MTU from Packet Too Big, the reachability state
+//! machine's probes (entries simply expire, as the ARP cache's do).
 //!
 //! [`Config::addrs_v6`]: super::Config::addrs_v6
 
@@ -140,7 +144,13 @@ impl Interface {
         };
         let src = pkt.src_addr();
         let dst = pkt.dst_addr();
-        if ipv6::is_martian_source(src) || self.has_addr_v6(src) {
+        // `::` is a source only for duplicate-address probes, which go to
+        // a solicited-node group (RFC 4862 §5.4.2; checked again by the
+        // neighbour-discovery code).
+        let dad_probe = src.is_unspecified()
+            && dst.octets()[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]
+            && pkt.next_header() == ipv6::next_header::ICMPV6;
+        if (ipv6::is_martian_source(src) && !dad_probe) || self.has_addr_v6(src) {
             self.counters.ip6.in_hdr_errors += 1;
             trace_drop!("ip6.in_hdr_errors");
             return;
@@ -233,6 +243,11 @@ impl Interface {
                 return;
             }
         }
+        if src.is_unspecified() && msg[0] != kind::NEIGHBOR_SOLICIT {
+            c.in_errors += 1;
+            trace_drop!("icmp6.in_errors");
+            return;
+        }
         match msg[0] {
             kind::ECHO_REQUEST => {
                 // Echo to a multicast group is answered from a unicast
@@ -250,15 +265,166 @@ impl Interface {
                 self.send_icmpv6(now, from, src, kind::ECHO_REPLY, 0, word, body);
             }
             kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT => {
-                // RFC 4861 §7.1: only from a link neighbour (hop limit 255).
-                // On IP media there is no link layer to resolve; Ethernet
-                // neighbour discovery is not implemented yet.
-                let _ = hop_limit;
+                self.process_nd(now, src, dst, hop_limit, msg);
             }
             // Errors about our packets: not acted on yet (no PMTU for
             // IPv6, no soft errors to sockets); counted by type above.
             _ => {}
         }
+    }
+
+    /// Neighbour discovery (RFC 4861 §7.1-7.2) on Ethernet media: answers
+    /// solicitations for our addresses (learning the solicitor's link
+    /// address), learns from advertisements and releases what waited for
+    /// them, defends our addresses against duplicate-address probes and
+    /// counts a conflicting advertisement (RFC 4862 §5.4).
+    fn process_nd(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        msg: &[u8],
+    ) {
+        if self.config.medium != Medium::Ethernet {
+            return; // no link layer to resolve
+        }
+        let bad = |i: &mut Interface| {
+            i.counters.icmp6.in_errors += 1;
+            trace_drop!("icmp6.in_errors");
+        };
+        if hop_limit != 255 {
+            return bad(self); // not from a link neighbour
+        }
+        let Ok(nd) = icmpv6::NdMessage::parse(msg) else {
+            return bad(self);
+        };
+        let hw = nd.lladdr.map(crate::wire::EthernetAddress);
+        if hw.is_some_and(|h| !h.is_unicast()) {
+            return bad(self);
+        }
+        if nd.kind == kind::NEIGHBOR_SOLICIT {
+            if !self.has_addr_v6(nd.target) {
+                return;
+            }
+            if src.is_unspecified() {
+                // Someone's duplicate-address probe for our address: defend
+                // it with an advertisement to all nodes.
+                if dst != ipv6::solicited_node(nd.target) {
+                    return bad(self);
+                }
+                self.send_neighbor_advert(
+                    now,
+                    nd.target,
+                    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                    None,
+                );
+                return;
+            }
+            if let Some(hw) = hw {
+                let released = self.neighbors6.fill(src, hw, now);
+                for pkt in released {
+                    self.write_frame_typed(Some(hw), crate::wire::ethernet::ethertype::IPV6, &pkt);
+                }
+            }
+            self.send_neighbor_advert(now, nd.target, src, hw);
+        } else {
+            if self.has_addr_v6(nd.target) {
+                self.counters.ip6.dad_conflicts += 1;
+                tracing::warn!(target: "ustack::ipv6", address = %nd.target, "another node advertises our IPv6 address");
+                return;
+            }
+            let Some(hw) = hw else { return };
+            let released = self.neighbors6.fill(nd.target, hw, now);
+            for pkt in released {
+                self.write_frame_typed(Some(hw), crate::wire::ethernet::ethertype::IPV6, &pkt);
+            }
+        }
+    }
+
+    /// Duplicate address detection for each address (RFC 4862 §5.4): one
+    /// probe from the unspecified address. The address is used at once
+    /// (optimistic, as RFC 4429 allows); a conflict is counted and logged.
+    pub(super) fn start_dad(&mut self, now: Instant) {
+        let addrs: Vec<Ipv6Addr> = self.config.addrs_v6.iter().map(|c| c.addr).collect();
+        for a in addrs {
+            self.send_neighbor_solicit(now, a, true);
+        }
+    }
+
+    /// A solicitation for `target` to its solicited-node group: from our
+    /// address with our link address (resolution), or from `::` without
+    /// it (`dad`).
+    pub(super) fn send_neighbor_solicit(&mut self, now: Instant, target: Ipv6Addr, dad: bool) {
+        let src = if dad {
+            Ipv6Addr::UNSPECIFIED
+        } else {
+            match self.source_for_v6(target) {
+                Some(a) => a,
+                None => return,
+            }
+        };
+        let ns = icmpv6::NdMessage {
+            kind: kind::NEIGHBOR_SOLICIT,
+            flags: 0,
+            target,
+            lladdr: (!dad).then_some(self.hardware_addr.0),
+        };
+        let group = ipv6::solicited_node(target);
+        self.send_nd(now, src, group, ipv6::multicast_mac(group), &ns);
+    }
+
+    fn send_neighbor_advert(
+        &mut self,
+        now: Instant,
+        target: Ipv6Addr,
+        to: Ipv6Addr,
+        to_hw: Option<crate::wire::EthernetAddress>,
+    ) {
+        use icmpv6::na_flags::{OVERRIDE, SOLICITED};
+        let solicited = !to.is_multicast();
+        let na = icmpv6::NdMessage {
+            kind: kind::NEIGHBOR_ADVERT,
+            flags: OVERRIDE | if solicited { SOLICITED } else { 0 },
+            target,
+            lladdr: Some(self.hardware_addr.0),
+        };
+        let hw = match (to.is_multicast(), to_hw, self.neighbors6.lookup(to, now)) {
+            (true, ..) => ipv6::multicast_mac(to),
+            (false, Some(h), _) | (false, None, Some(h)) => h,
+            // No link address to answer to: solicit it, the answer waits.
+            (false, None, None) => {
+                self.send_neighbor_solicit(now, to, false);
+                return;
+            }
+        };
+        self.send_nd(now, target, to, hw, &na);
+    }
+
+    fn send_nd(
+        &mut self,
+        _now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hw: crate::wire::EthernetAddress,
+        m: &icmpv6::NdMessage,
+    ) {
+        let len = m.buffer_len();
+        let total = ipv6::HEADER_LEN + len;
+        self.counters.ip6.out_requests += 1;
+        self.counters.icmp6.out_msgs += 1;
+        self.counters.icmp6.out_type[m.kind as usize] += 1;
+        let mut pkt = vec![0u8; total];
+        ipv6::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: ipv6::next_header::ICMPV6,
+            payload_len: len,
+            hop_limit: 255,
+        }
+        .emit(&mut pkt);
+        m.emit(&mut pkt[ipv6::HEADER_LEN..], src, dst);
+        self.write_frame_typed(Some(hw), crate::wire::ethernet::ethertype::IPV6, &pkt);
     }
 
     /// Sends an ICMPv6 message from `src` to `dst`.
@@ -326,12 +492,16 @@ impl Interface {
     }
 
     /// Sends an IPv6 packet of `payload_len` bytes of `next_header`
-    /// written by `fill`. IP media only for now (no neighbour discovery);
-    /// packets larger than the MTU are dropped (an IPv6 host fragments
-    /// only what it must, and nothing here needs it yet).
+    /// written by `fill`: bare on IP media; on Ethernet to the neighbour's
+    /// link address, resolving it by neighbour discovery first (the packet
+    /// waits, bounded, like IPv4's behind ARP). Every destination in one
+    /// of our prefixes (and link-local) is on-link; there is no IPv6
+    /// default router yet. Packets larger than the MTU are dropped and
+    /// counted (a host fragments only what it must; nothing here needs
+    /// it yet).
     pub(crate) fn send_ipv6(
         &mut self,
-        _now: Instant,
+        now: Instant,
         src: Ipv6Addr,
         dst: Ipv6Addr,
         next_header: u8,
@@ -339,12 +509,57 @@ impl Interface {
         fill: impl FnOnce(&mut [u8]),
     ) {
         self.counters.ip6.out_requests += 1;
-        if self.config.medium != Medium::Ip {
-            self.counters.ip6.out_no_routes += 1;
-            trace_drop!("ip6.out_no_routes");
+        let total = ipv6::HEADER_LEN + payload_len;
+        if self.config.medium == Medium::Ethernet {
+            if total > self.config.mtu || payload_len > 65535 {
+                self.counters.ip6.frag_fails += 1;
+                self.counters.ip6.out_discards += 1;
+                trace_drop!("ip6.frag_fails");
+                return;
+            }
+            let on_link = dst.is_multicast()
+                || dst.is_unicast_link_local()
+                || self.config.addrs_v6.iter().any(|c| c.contains(dst));
+            if !on_link {
+                self.counters.ip6.out_no_routes += 1;
+                trace_drop!("ip6.out_no_routes");
+                return;
+            }
+            let mut pkt = std::mem::take(&mut self.scratch);
+            pkt.clear();
+            pkt.resize(total, 0);
+            ipv6::Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header,
+                payload_len,
+                hop_limit: self.config.ttl,
+            }
+            .emit(&mut pkt[..ipv6::HEADER_LEN]);
+            fill(&mut pkt[ipv6::HEADER_LEN..]);
+            let ethertype = crate::wire::ethernet::ethertype::IPV6;
+            if dst.is_multicast() {
+                self.write_frame_typed(Some(ipv6::multicast_mac(dst)), ethertype, &pkt);
+            } else {
+                match self.neighbors6.resolve_or_queue(dst, now, || pkt.clone()) {
+                    super::Resolve::Known(hw) => self.write_frame_typed(Some(hw), ethertype, &pkt),
+                    super::Resolve::Queued {
+                        send_request,
+                        dropped,
+                    } => {
+                        if dropped {
+                            self.counters.ip6.out_discards += 1;
+                            trace_drop!("ip6.out_discards");
+                        }
+                        if send_request {
+                            self.send_neighbor_solicit(now, dst, false);
+                        }
+                    }
+                }
+            }
+            self.scratch = pkt;
             return;
         }
-        let total = ipv6::HEADER_LEN + payload_len;
         if total > self.config.mtu || payload_len > 65535 {
             self.counters.ip6.frag_fails += 1;
             self.counters.ip6.out_discards += 1;

@@ -10,7 +10,7 @@ use crate::sim::{LinkConfig, Sim};
 use crate::time::Duration;
 use crate::wire::icmpv6::{self, kind};
 use crate::wire::ipv6::{self, next_header};
-use crate::wire::{tcp, udp};
+use crate::wire::{ethernet, tcp, udp, EthernetAddress};
 
 const ME: &str = "fd00::2";
 const PEER: &str = "fd00::1";
@@ -318,4 +318,210 @@ fn udp_over_ipv6_and_family_checks() {
     s.run_until(until);
     let (n, from) = s.a.udp_recv_from(cli, &mut buf).unwrap();
     assert_eq!((&buf[..n], from), (&b"reply"[..], sa("[fd00::2]:7")));
+}
+
+const MY_HW: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);
+const PEER_HW: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+
+fn eth_iface(announce: bool) -> Interface {
+    let mut c = Config::new(Medium::Ethernet);
+    c.addrs_v6.push(format!("{ME}/64").parse().unwrap());
+    c.hardware_addr = Some(MY_HW);
+    c.announce = announce;
+    Interface::new(c, Instant::ZERO)
+}
+
+fn eth6(src: EthernetAddress, dst: EthernetAddress, ip: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ip.len()];
+    ethernet::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: ethernet::ethertype::IPV6,
+    }
+    .emit(&mut ethernet::Frame::new_unchecked(&mut f[..]));
+    f[ethernet::HEADER_LEN..].copy_from_slice(ip);
+    f
+}
+
+fn nd(src: Ipv6Addr, dst: Ipv6Addr, m: icmpv6::NdMessage, hop_limit: u8) -> Vec<u8> {
+    let mut body = vec![0u8; m.buffer_len()];
+    m.emit(&mut body, src, dst);
+    let mut p = packet(src, dst, next_header::ICMPV6, &body);
+    p[7] = hop_limit;
+    p
+}
+
+/// (dst MAC, IPv6 src, IPv6 dst, hop limit, ICMPv6 message) of an Ethernet
+/// frame carrying ICMPv6.
+fn parse_eth_icmp(f: &[u8]) -> (EthernetAddress, Ipv6Addr, Ipv6Addr, u8, Vec<u8>) {
+    let e = ethernet::Frame::new_checked(f).unwrap();
+    assert_eq!(e.ethertype(), ethernet::ethertype::IPV6);
+    let p = ipv6::Packet::new_checked(e.payload()).unwrap();
+    assert_eq!(p.next_header(), next_header::ICMPV6);
+    icmpv6::verify(p.src_addr(), p.dst_addr(), p.payload()).unwrap();
+    (
+        e.dst_addr(),
+        p.src_addr(),
+        p.dst_addr(),
+        p.hop_limit(),
+        p.payload().to_vec(),
+    )
+}
+
+#[test]
+fn neighbour_discovery_on_ethernet() {
+    let mut i = eth_iface(true);
+    let t = Instant::from_millis(1);
+    // At start: a duplicate-address probe for each address (the global one
+    // and the link-local one derived from the MAC), from ::.
+    let frames = out(&mut i, t);
+    let probes: Vec<_> = frames
+        .iter()
+        .filter(|f| {
+            ethernet::Frame::new_checked(&f[..]).unwrap().ethertype() == ethernet::ethertype::IPV6
+        })
+        .map(|f| parse_eth_icmp(f))
+        .collect();
+    assert_eq!(probes.len(), 2, "{probes:?}");
+    for (hw, s, d, hl, m) in &probes {
+        let ns = icmpv6::NdMessage::parse(m).unwrap();
+        assert_eq!(
+            (*s, *hl, ns.kind, ns.lladdr),
+            (Ipv6Addr::UNSPECIFIED, 255, kind::NEIGHBOR_SOLICIT, None)
+        );
+        assert_eq!(*d, ipv6::solicited_node(ns.target));
+        assert_eq!(*hw, ipv6::multicast_mac(*d));
+    }
+    let ll = ipv6::link_local(MY_HW);
+    assert!(probes
+        .iter()
+        .any(|p| icmpv6::NdMessage::parse(&p.4).unwrap().target == ll));
+
+    // A solicitation for our address: a solicited advertisement back to
+    // the solicitor's link address, which is learned.
+    let group = ipv6::solicited_node(a(ME));
+    let ns = icmpv6::NdMessage {
+        kind: kind::NEIGHBOR_SOLICIT,
+        flags: 0,
+        target: a(ME),
+        lladdr: Some(PEER_HW.0),
+    };
+    i.handle_frame(
+        t,
+        &eth6(
+            PEER_HW,
+            ipv6::multicast_mac(group),
+            &nd(a(PEER), group, ns, 255),
+        ),
+    );
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let (hw, s, d, hl, m) = parse_eth_icmp(&frames[0]);
+    let na = icmpv6::NdMessage::parse(&m).unwrap();
+    assert_eq!((hw, s, d, hl), (PEER_HW, a(ME), a(PEER), 255));
+    assert_eq!(na.kind, kind::NEIGHBOR_ADVERT);
+    assert_eq!(
+        na.flags,
+        icmpv6::na_flags::SOLICITED | icmpv6::na_flags::OVERRIDE
+    );
+    assert_eq!((na.target, na.lladdr), (a(ME), Some(MY_HW.0)));
+    // The peer is now known: its echo is answered straight to its MAC.
+    i.handle_frame(
+        t,
+        &eth6(
+            PEER_HW,
+            MY_HW,
+            &icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 9, b"hi"),
+        ),
+    );
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let (hw, _, d, _, m) = parse_eth_icmp(&frames[0]);
+    assert_eq!((hw, d, m[0]), (PEER_HW, a(PEER), kind::ECHO_REPLY));
+
+    // An unknown neighbour: the reply waits while we solicit it; its
+    // advertisement releases it.
+    let other = a("fd00::3");
+    let other_hw = EthernetAddress([0x02, 0, 0, 0, 0, 3]);
+    i.handle_frame(
+        t,
+        &eth6(
+            other_hw,
+            MY_HW,
+            &icmp(other, a(ME), kind::ECHO_REQUEST, 1, b"q"),
+        ),
+    );
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let (hw, s, d, _, m) = parse_eth_icmp(&frames[0]);
+    let ns = icmpv6::NdMessage::parse(&m).unwrap();
+    assert_eq!(
+        (ns.kind, ns.target, ns.lladdr),
+        (kind::NEIGHBOR_SOLICIT, other, Some(MY_HW.0))
+    );
+    assert_eq!(
+        (hw, s, d),
+        (
+            ipv6::multicast_mac(ipv6::solicited_node(other)),
+            a(ME),
+            ipv6::solicited_node(other)
+        )
+    );
+    let na = icmpv6::NdMessage {
+        kind: kind::NEIGHBOR_ADVERT,
+        flags: icmpv6::na_flags::SOLICITED,
+        target: other,
+        lladdr: Some(other_hw.0),
+    };
+    i.handle_frame(t, &eth6(other_hw, MY_HW, &nd(other, a(ME), na, 255)));
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let (hw, _, d, _, m) = parse_eth_icmp(&frames[0]);
+    assert_eq!((hw, d, m[0]), (other_hw, other, kind::ECHO_REPLY));
+
+    // Not from a neighbour (hop limit 64): ignored and counted.
+    let errors = i.counters().icmp6.in_errors;
+    i.handle_frame(
+        t,
+        &eth6(
+            PEER_HW,
+            ipv6::multicast_mac(group),
+            &nd(a(PEER), group, ns, 64),
+        ),
+    );
+    assert!(out(&mut i, t).is_empty());
+    assert_eq!(i.counters().icmp6.in_errors, errors + 1);
+    // Another node advertising our address: a conflict, counted.
+    let na = icmpv6::NdMessage {
+        kind: kind::NEIGHBOR_ADVERT,
+        flags: icmpv6::na_flags::OVERRIDE,
+        target: a(ME),
+        lladdr: Some(other_hw.0),
+    };
+    let all = a("ff02::1");
+    i.handle_frame(
+        t,
+        &eth6(other_hw, ipv6::multicast_mac(all), &nd(other, all, na, 255)),
+    );
+    assert_eq!(i.counters().ip6.dad_conflicts, 1);
+    // Someone probing our address: defended with an advertisement to all.
+    let probe = icmpv6::NdMessage {
+        kind: kind::NEIGHBOR_SOLICIT,
+        flags: 0,
+        target: a(ME),
+        lladdr: None,
+    };
+    i.handle_frame(
+        t,
+        &eth6(
+            other_hw,
+            ipv6::multicast_mac(group),
+            &nd(Ipv6Addr::UNSPECIFIED, group, probe, 255),
+        ),
+    );
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1);
+    let (hw, _, d, _, m) = parse_eth_icmp(&frames[0]);
+    assert_eq!((hw, d), (ipv6::multicast_mac(all), all));
+    assert_eq!(icmpv6::NdMessage::parse(&m).unwrap().target, a(ME));
 }

@@ -117,8 +117,8 @@ pub struct Config {
     pub addrs: Vec<Ipv4Cidr>,
     /// Where off-link traffic goes.
     pub gateway: Option<Ipv4Addr>,
-    /// The interface's IPv6 addresses and their on-link prefixes (IP
-    /// media for now: see the `ipv6` module for what is done).
+    /// The interface's IPv6 addresses and their on-link prefixes (on
+    /// Ethernet a link-local address derived from the MAC is added).
     pub addrs_v6: Vec<Ipv6Cidr>,
     /// TTL of datagrams the stack originates (Linux: 64).
     pub ttl: u8,
@@ -183,6 +183,8 @@ pub struct Interface {
     hardware_addr: EthernetAddress,
     pub(crate) counters: Counters,
     neighbors: NeighborCache,
+    /// IPv6 neighbours (neighbour discovery, Ethernet media).
+    neighbors6: NeighborCache<std::net::Ipv6Addr>,
     reasm: Reassembler,
     pub(crate) sockets: SocketSet,
     pub(crate) udp_ports: HashMap<u16, Vec<SocketHandle>>,
@@ -213,9 +215,17 @@ impl Interface {
             Medium::Ip => 0,
         };
         let ident = splitmix(&mut rng) as u16;
+        let mut config = config;
+        if config.medium == Medium::Ethernet && !config.addrs_v6.is_empty() {
+            let ll = crate::wire::ipv6::link_local(hardware_addr);
+            if !config.addrs_v6.iter().any(|c| c.addr == ll) {
+                config.addrs_v6.push(Ipv6Cidr::new(ll, 64).expect("/64"));
+            }
+        }
         Interface {
             tx: FrameBatch::new(config.tx_queue_frames, config.mtu + link),
             neighbors: NeighborCache::new(config.neighbor),
+            neighbors6: NeighborCache::new(config.neighbor),
             reasm: Reassembler::new(config.reassembly),
             icmp_limiter: icmp::TokenBucket::new(config.icmp_rate, now),
             pmtu: pmtu::PmtuCache::new(config.pmtu),
@@ -353,7 +363,9 @@ impl Interface {
                     return;
                 };
                 let dst = eth.dst_addr();
-                if dst != self.hardware_addr && !dst.is_broadcast() {
+                // IPv6 multicast (33:33:...) is filtered at the IP layer.
+                let v6_multicast = dst.0[0] == 0x33 && dst.0[1] == 0x33;
+                if dst != self.hardware_addr && !dst.is_broadcast() && !v6_multicast {
                     self.counters.link.frames_not_for_us += 1;
                     trace_drop!("link.frames_not_for_us");
                     return;
@@ -522,7 +534,9 @@ impl Interface {
             return;
         }
         self.started = true;
-        let _ = now;
+        if self.config.medium == Medium::Ethernet && self.config.announce {
+            self.start_dad(now);
+        }
         if self.config.medium == Medium::Ethernet && self.config.announce {
             for i in 0..self.config.addrs.len() {
                 let ip = self.config.addrs[i].addr;
@@ -576,6 +590,16 @@ impl Interface {
     /// Puts a finished IP packet on the link behind `dst_hw` (Ethernet) or
     /// bare (IP media).
     fn write_frame(&mut self, dst_hw: Option<EthernetAddress>, ip_packet: &[u8]) {
+        self.write_frame_typed(dst_hw, ethernet::ethertype::IPV4, ip_packet);
+    }
+
+    /// [`Self::write_frame`] for any ethertype.
+    fn write_frame_typed(
+        &mut self,
+        dst_hw: Option<EthernetAddress>,
+        ethertype: u16,
+        ip_packet: &[u8],
+    ) {
         let link = self.link_header_len();
         let Some(buf) = self.tx.reserve(link + ip_packet.len()) else {
             self.counters.link.tx_queue_drops += 1;
@@ -587,7 +611,7 @@ impl Interface {
             ethernet::Repr {
                 src_addr: self.hardware_addr,
                 dst_addr: dst,
-                ethertype: ethernet::ethertype::IPV4,
+                ethertype,
             }
             .emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]));
         }
@@ -784,6 +808,14 @@ impl Interface {
         for ip in requests {
             self.send_arp_request(ip);
         }
+        let mut requests6 = Vec::new();
+        let dropped = self.neighbors6.poll(now, &mut requests6);
+        if dropped > 0 {
+            self.counters.ip6.out_discards += dropped as u64;
+        }
+        for ip in requests6 {
+            self.send_neighbor_solicit(now, ip, false);
+        }
         if self.reasm.poll_at().is_some_and(|t| t <= now) {
             let mut expired = Vec::new();
             self.reasm.expire(now, &mut expired);
@@ -806,6 +838,7 @@ impl Interface {
         }
         [
             self.neighbors.poll_at(),
+            self.neighbors6.poll_at(),
             self.reasm.poll_at(),
             self.tcp_poll_at(),
         ]

@@ -6,6 +6,7 @@
 //! interface.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 
 use crate::time::{Duration, Instant};
@@ -70,17 +71,18 @@ pub enum Resolve {
     },
 }
 
-/// The neighbour cache.
+/// The neighbour cache, keyed by IPv4 (ARP) or IPv6 (neighbour discovery)
+/// addresses.
 #[derive(Debug)]
-pub struct NeighborCache {
+pub struct NeighborCache<A = Ipv4Addr> {
     config: NeighborConfig,
-    entries: HashMap<Ipv4Addr, Entry>,
-    pending: HashMap<Ipv4Addr, Pending>,
+    entries: HashMap<A, Entry>,
+    pending: HashMap<A, Pending>,
 }
 
-impl NeighborCache {
+impl<A: Copy + Eq + Hash> NeighborCache<A> {
     /// An empty cache.
-    pub fn new(config: NeighborConfig) -> NeighborCache {
+    pub fn new(config: NeighborConfig) -> NeighborCache<A> {
         NeighborCache {
             config,
             entries: HashMap::new(),
@@ -89,7 +91,7 @@ impl NeighborCache {
     }
 
     /// The hardware address of `ip`, if known and fresh.
-    pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+    pub fn lookup(&self, ip: A, now: Instant) -> Option<EthernetAddress> {
         self.entries
             .get(&ip)
             .filter(|e| e.expires_at > now)
@@ -97,7 +99,7 @@ impl NeighborCache {
     }
 
     /// Records `ip` at `hw`; returns the packets that were waiting for it.
-    pub fn fill(&mut self, ip: Ipv4Addr, hw: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
+    pub fn fill(&mut self, ip: A, hw: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
         if !self.entries.contains_key(&ip) && self.entries.len() >= self.config.max_entries {
             // Evict the entry closest to expiry (the oldest learned).
             if let Some(old) = self
@@ -124,7 +126,7 @@ impl NeighborCache {
 
     /// Updates `ip` only when it is already cached (RFC 826's merge step for
     /// packets not addressed to us).
-    pub fn refresh(&mut self, ip: Ipv4Addr, hw: EthernetAddress, now: Instant) -> bool {
+    pub fn refresh(&mut self, ip: A, hw: EthernetAddress, now: Instant) -> bool {
         match self.entries.get_mut(&ip) {
             Some(e) => {
                 e.hardware_addr = hw;
@@ -139,7 +141,7 @@ impl NeighborCache {
     /// when there is room) to wait for the answer.
     pub fn resolve_or_queue(
         &mut self,
-        ip: Ipv4Addr,
+        ip: A,
         now: Instant,
         packet: impl FnOnce() -> Vec<u8>,
     ) -> Resolve {
@@ -178,7 +180,7 @@ impl NeighborCache {
     /// Timer work at `now`: returns the neighbours to send another request
     /// to, and the number of packets dropped because their neighbour never
     /// answered.
-    pub fn poll(&mut self, now: Instant, requests: &mut Vec<Ipv4Addr>) -> usize {
+    pub fn poll(&mut self, now: Instant, requests: &mut Vec<A>) -> usize {
         let cfg = self.config;
         let mut dropped = 0;
         self.pending.retain(|ip, p| {

@@ -981,7 +981,7 @@ impl Interface {
         self.tcp_connect_from(local, remote, now)
     }
 
-    /// An active open towards an IPv6 peer (IP media only for now).
+    /// An active open towards an IPv6 peer.
     fn tcp_connect_v6(
         &mut self,
         remote: SocketAddr,
@@ -993,12 +993,6 @@ impl Interface {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("cannot connect to {remote}"),
-            ));
-        }
-        if self.config.medium != crate::phy::Medium::Ip {
-            return Err(io::Error::new(
-                io::ErrorKind::NetworkUnreachable,
-                "IPv6 on Ethernet media needs neighbour discovery, not implemented yet",
             ));
         }
         let src = match local.map(|l| l.ip()) {

@@ -342,12 +342,12 @@ impl Interface {
         Ok(())
     }
 
-    /// IPv6 goes out on IP media only for now.
+    /// IPv6 needs an IPv6 address of ours.
     fn udp_v6_route(&self) -> io::Result<()> {
-        if self.config.medium != crate::phy::Medium::Ip || self.config.addrs_v6.is_empty() {
+        if self.config.addrs_v6.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::NetworkUnreachable,
-                "no IPv6 route (IPv6 needs an IPv6 address and, for now, IP media)",
+                "no IPv6 address on this interface",
             ));
         }
         Ok(())

@@ -345,6 +345,37 @@ pub fn is_martian_source(a: Ipv6Addr) -> bool {
     a.is_unspecified() || a.is_multicast() || a.is_loopback() || a.to_ipv4_mapped().is_some()
 }
 
+/// The link-local address of an interface with MAC `mac`: fe80::/64 with
+/// the modified EUI-64 interface identifier (RFC 4291 appendix A).
+pub fn link_local(mac: super::EthernetAddress) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// The Ethernet multicast address of IPv6 multicast group `a` (RFC 2464
+/// §7): 33:33 and the group's last four bytes.
+pub fn multicast_mac(a: Ipv6Addr) -> super::EthernetAddress {
+    let o = a.octets();
+    super::EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
 /// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
     let o = a.octets();
@@ -516,6 +547,19 @@ mod tests {
         assert_eq!(
             solicited_node(a),
             "ff02::1:ff03:4567".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn link_local_and_multicast_mac() {
+        let mac = crate::wire::EthernetAddress([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        assert_eq!(
+            link_local(mac),
+            "fe80::11:22ff:fe33:4455".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            multicast_mac("ff02::1:ff33:4455".parse().unwrap()).0,
+            [0x33, 0x33, 0xff, 0x33, 0x44, 0x55]
         );
     }
 
