@@ -518,7 +518,7 @@ impl Interface {
                 return;
             }
             let on_link = dst.is_multicast()
-                || dst.is_unicast_link_local()
+                || (dst.segments()[0] & 0xffc0) == 0xfe80
                 || self.config.addrs_v6.iter().any(|c| c.contains(dst));
             if !on_link {
                 self.counters.ip6.out_no_routes += 1;
