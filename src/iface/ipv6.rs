@@ -267,8 +267,44 @@ impl Interface {
             kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT => {
                 self.process_nd(now, src, dst, hop_limit, msg);
             }
-            // Errors about our packets: not acted on yet (no PMTU for
-            // IPv6, no soft errors to sockets); counted by type above.
+            kind::DST_UNREACHABLE => {
+                // RFC 4443 §3.1 codes, as Linux maps them (icmpv6_err_convert):
+                // port unreachable and administratively prohibited refuse,
+                // the others say the host is unreachable.
+                let err = match msg[1] {
+                    icmpv6::unreachable::PORT | icmpv6::unreachable::ADMIN_PROHIBITED => {
+                        std::io::ErrorKind::ConnectionRefused
+                    }
+                    icmpv6::unreachable::NO_ROUTE => std::io::ErrorKind::NetworkUnreachable,
+                    _ => std::io::ErrorKind::HostUnreachable,
+                };
+                if let Some((local, remote, proto, seq)) =
+                    self.quoted_v6(&msg[icmpv6::HEADER_LEN..])
+                {
+                    if proto == ipv6::next_header::UDP {
+                        self.udp_icmp_error(local, remote, err);
+                    } else {
+                        self.tcp_icmp_error(local, remote, seq, err);
+                    }
+                }
+            }
+            kind::PACKET_TOO_BIG => {
+                // RFC 8201: the path MTU towards the quoted destination,
+                // checked against the connection's sequence space (RFC
+                // 5927) and the 1280-byte floor by the TCP code.
+                let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]) as usize;
+                match self.quoted_v6(&msg[icmpv6::HEADER_LEN..]) {
+                    Some((local, remote, ipv6::next_header::TCP, seq)) => {
+                        self.tcp_packet_too_big(now, local, remote, seq, mtu.min(65535));
+                    }
+                    _ => {
+                        self.tcp.counters.pmtu_unmatched += 1;
+                        trace_drop!("tcp.pmtu_unmatched");
+                    }
+                }
+            }
+            // Time exceeded and parameter problems about our packets: soft
+            // errors, counted by type above.
             _ => {}
         }
     }
@@ -340,6 +376,33 @@ impl Interface {
                 self.write_frame_typed(Some(hw), crate::wire::ethernet::ethertype::IPV6, &pkt);
             }
         }
+    }
+
+    /// The (local, remote) addresses, protocol and (for TCP) sequence
+    /// number of one of our TCP or UDP packets quoted in an ICMPv6 error
+    /// (our packets carry no extension headers).
+    fn quoted_v6(&self, q: &[u8]) -> Option<(std::net::SocketAddr, std::net::SocketAddr, u8, u32)> {
+        if q.len() < ipv6::HEADER_LEN + 8 || q[0] >> 4 != 6 {
+            return None;
+        }
+        let p = ipv6::Packet::new_unchecked(q);
+        let proto = p.next_header();
+        if proto != ipv6::next_header::TCP && proto != ipv6::next_header::UDP {
+            return None;
+        }
+        if !self.has_addr_v6(p.src_addr()) {
+            return None;
+        }
+        let t = &q[ipv6::HEADER_LEN..];
+        let sport = u16::from_be_bytes([t[0], t[1]]);
+        let dport = u16::from_be_bytes([t[2], t[3]]);
+        let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        Some((
+            std::net::SocketAddr::new(IpAddr::V6(p.src_addr()), sport),
+            std::net::SocketAddr::new(IpAddr::V6(p.dst_addr()), dport),
+            proto,
+            seq,
+        ))
     }
 
     /// Duplicate address detection for each address (RFC 4862 §5.4): one

@@ -525,3 +525,85 @@ fn neighbour_discovery_on_ethernet() {
     assert_eq!((hw, d), (ipv6::multicast_mac(all), all));
     assert_eq!(icmpv6::NdMessage::parse(&m).unwrap().target, a(ME));
 }
+
+/// RFC 8201 over the simulator: a router on A's path (the drop filter)
+/// drops A's IPv6 packets longer than 1280 bytes and answers each with a
+/// Packet Too Big quoting it. A's MSS shrinks to the IPv6 minimum MTU's
+/// (1280 - 40 - 20 - 12 = 1208), what was lost is resent at the new size,
+/// and 200 KB arrive intact. A Packet Too Big quoting a sequence number
+/// not in flight is ignored (RFC 5927).
+#[test]
+fn packet_too_big_shrinks_the_mss() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut s = Sim::new(iface6(PEER, 1), iface6(ME, 2), link(), link(), 9);
+    let too_big: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let tb = too_big.clone();
+    s.drop_filter = Some(Box::new(move |from, f| {
+        if from == 0 && f.len() > 1280 && f[0] >> 4 == 6 {
+            tb.borrow_mut().push(f.to_vec());
+            return true;
+        }
+        false
+    }));
+    let l = s.b.tcp_listen(sa("[::]:80"), 8).unwrap();
+    let now = s.now();
+    let c = s.a.tcp_connect(sa("[fd00::2]:80"), None, now).unwrap();
+    let mut srv = None;
+    s.run_while(now + Duration::from_secs(5), |s| {
+        if let Ok((h, _)) = s.b.tcp_accept(l) {
+            srv = Some(h);
+        }
+        srv.is_none()
+    });
+    let srv = srv.unwrap();
+    assert_eq!(s.a.tcp_info(c).unwrap().mss, 1428);
+    let data: Vec<u8> = (0..200_000u32).map(|x| (x % 253) as u8).collect();
+    let (mut sent, mut got) = (0usize, Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let router = a("fd00::fe");
+    let deadline = s.now() + Duration::from_secs(20);
+    let mut answered = 0;
+    s.run_while(deadline, |s| {
+        if sent < data.len() {
+            if let Ok(n) = s.a.tcp_send(c, &data[sent..]) {
+                sent += n;
+            }
+        }
+        // The router's answers, at once.
+        let dropped: Vec<Vec<u8>> = too_big.borrow_mut().drain(..).collect();
+        for pkt in dropped {
+            let t = s.now();
+            let quote = &pkt[..pkt.len().min(icmpv6::MAX_QUOTE)];
+            if answered == 0 {
+                // First a forged one: a sequence number far from the window.
+                let mut forged = quote.to_vec();
+                forged[44..48].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+                s.a.handle_frame(
+                    t,
+                    &icmp(router, a(PEER), kind::PACKET_TOO_BIG, 1280, &forged),
+                );
+                assert_eq!(s.a.tcp_info(c).unwrap().mss, 1428, "forged PTB taken");
+            }
+            s.a.handle_frame(t, &icmp(router, a(PEER), kind::PACKET_TOO_BIG, 1280, quote));
+            answered += 1;
+        }
+        while let Ok(n) = s.b.tcp_recv(srv, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() < data.len()
+    });
+    assert!(answered > 0);
+    assert_eq!(s.a.tcp_info(c).unwrap().mss, 1208);
+    assert_eq!(s.a.tcp_info(c).unwrap().pmtu, 1280);
+    assert!(
+        got == data,
+        "{} of {} bytes, or they differ",
+        got.len(),
+        data.len()
+    );
+    assert_eq!(s.a.tcp_counters().pmtu_bad_seq, 1);
+}
