@@ -10,9 +10,8 @@
 //! address from the MAC, neighbour discovery (solicitations answered,
 //! advertisements learned, a bounded cache and queue of waiting packets,
 //! duplicate-address probes sent at start and answered for our addresses).
-//! Not yet: fragment reassembly (fragments are counted in `reasm_fails`
-//! and dropped; atomic fragments, RFC 8021, are dropped too), an IPv6
-//! default router, path MTU from Packet Too Big, the reachability state
+//! Fragments are reassembled with IPv4's bounds (atomic fragments, RFC
+//! 8021, are dropped). Not yet: an IPv6 default router, path MTU from Packet Too Big, the reachability state
 //! machine's probes (entries simply expire, as the ARP cache's do).
 //!
 //! [`Config::addrs_v6`]: super::Config::addrs_v6
@@ -183,13 +182,16 @@ impl Interface {
                 }
                 return;
             }
-            Walk::Fragment(_) => {
-                // Reassembly is not implemented yet; atomic fragments
-                // (offset 0, no more) are dropped too, per RFC 8021's
-                // advice against them.
+            Walk::Fragment(f) => {
                 self.counters.ip6.reasm_reqds += 1;
-                self.counters.ip6.reasm_fails += 1;
-                trace_drop!("ip6.reasm_fails");
+                if f.offset == 0 && !f.more {
+                    // An atomic fragment: nobody should send one any more
+                    // (RFC 8021); dropped, as this stack's policy.
+                    self.counters.ip6.reasm_fails += 1;
+                    trace_drop!("ip6.reasm_fails");
+                    return;
+                }
+                self.reassemble_v6(now, packet, f);
                 return;
             }
             Walk::Discard(reason) => {
@@ -218,6 +220,64 @@ impl Interface {
             ipv6::next_header::TCP => self.process_tcp(now, &meta, payload),
             _ => self.process_udp(now, &meta, payload),
         }
+    }
+
+    /// One fragment of a datagram (RFC 8200 §4.5): reassembled with the
+    /// same bounds as IPv4 (overlaps discard the datagram, RFC 5722), then
+    /// processed as if it had arrived whole.
+    fn reassemble_v6(&mut self, now: Instant, packet: &[u8], f: ipv6::FragmentInfo) {
+        let p = ipv6::Packet::new_unchecked(packet);
+        // The unfragmentable part, with the field that named the fragment
+        // header now naming what the fragments carry.
+        let mut header = packet[..f.header_at].to_vec();
+        let nh_field = nh_field_before(packet, f.header_at);
+        if let Some(i) = nh_field {
+            header[i] = f.next_header;
+        } else {
+            self.counters.ip6.reasm_fails += 1;
+            trace_drop!("ip6.reasm_fails");
+            return;
+        }
+        let frag = super::reassembly::Fragment {
+            key: super::reassembly::FragmentKey {
+                src: IpAddr::V6(p.src_addr()),
+                dst: IpAddr::V6(p.dst_addr()),
+                protocol: 0,
+                ident: f.ident,
+            },
+            header: &header,
+            offset: f.offset,
+            more: f.more,
+            payload: &packet[f.data_at..],
+        };
+        match self.reasm.add(now, frag) {
+            Ok(super::reassembly::Outcome::Complete(datagram)) => {
+                self.counters.ip6.reasm_oks += 1;
+                // Counted once already as received.
+                self.counters.ip6.in_receives -= 1;
+                self.process_ipv6(now, &datagram);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.counters.ip6.reasm_fails += 1;
+                trace_drop!("ip6.reasm_fails");
+                if e == super::reassembly::Reject::Overlap {
+                    self.counters.ip6.reasm_overlaps += 1;
+                }
+            }
+        }
+    }
+
+    /// ICMPv6 Time Exceeded, fragment reassembly time exceeded (code 1),
+    /// about a datagram whose first fragment arrived but not all the rest
+    /// (RFC 8200 §4.5).
+    pub(super) fn send_reassembly_timeout_v6(&mut self, now: Instant, first: &[u8]) {
+        if first.len() < ipv6::HEADER_LEN {
+            return;
+        }
+        let p = ipv6::Packet::new_unchecked(first);
+        let (src, dst) = (p.src_addr(), p.dst_addr());
+        self.send_icmpv6_error(now, src, dst, first, kind::TIME_EXCEEDED, 1, 0);
     }
 
     fn process_icmpv6(&mut self, now: Instant, meta: &IpMeta, hop_limit: u8, msg: &[u8]) {
@@ -646,4 +706,30 @@ impl Interface {
         fill(&mut buf[ipv6::HEADER_LEN..total]);
         self.tx.commit(total);
     }
+}
+
+/// Where the next-header field pointing at the header starting at `at`
+/// sits: byte 6 of the fixed header, or the first byte of the extension
+/// header before it.
+fn nh_field_before(packet: &[u8], at: usize) -> Option<usize> {
+    let mut field = 6usize;
+    let mut pos = ipv6::HEADER_LEN;
+    let mut nh = *packet.get(6)?;
+    for _ in 0..ipv6::MAX_EXT_HEADERS {
+        if pos == at {
+            return Some(field);
+        }
+        match nh {
+            ipv6::next_header::HOP_BY_HOP
+            | ipv6::next_header::DST_OPTS
+            | ipv6::next_header::ROUTING => {
+                let len = (*packet.get(pos + 1)? as usize + 1) * 8;
+                field = pos;
+                nh = *packet.get(pos)?;
+                pos += len;
+            }
+            _ => return None,
+        }
+    }
+    None
 }

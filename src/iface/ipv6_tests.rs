@@ -114,8 +114,8 @@ fn drops_and_counts_what_it_must() {
     let mut short = icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 1, b"abc");
     short.truncate(44);
     i.handle_frame(t, &short);
-    // A fragment (reassembly not implemented): dropped, counted.
-    let fh = [next_header::ICMPV6, 0, 0, 1, 0, 0, 0, 7];
+    // An atomic fragment (offset 0, no more; RFC 8021): dropped, counted.
+    let fh = [next_header::ICMPV6, 0, 0, 0, 0, 0, 0, 7];
     i.handle_frame(t, &packet(a(PEER), a(ME), next_header::FRAGMENT, &fh));
     assert!(out(&mut i, t).is_empty());
     let c = &i.counters().ip6;
@@ -606,4 +606,40 @@ fn packet_too_big_shrinks_the_mss() {
         data.len()
     );
     assert_eq!(s.a.tcp_counters().pmtu_bad_seq, 1);
+}
+
+/// An echo request in three fragments, out of order, behind a
+/// destination-options header: reassembled and answered with the whole
+/// payload; a fragment overlapping another discards its datagram.
+#[test]
+fn reassembles_ipv6_fragments() {
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    // (The reply must fit the MTU: IPv6 output is not fragmented yet.)
+    let body: Vec<u8> = (0..1200u32).map(|x| x as u8).collect();
+    let mut msg = vec![0u8; icmpv6::HEADER_LEN + body.len()];
+    icmpv6::emit(&mut msg, a(PEER), a(ME), kind::ECHO_REQUEST, 0, 0x77, &body);
+    let frag = |off: usize, more: bool, ident: u32, data: &[u8]| {
+        let mut ext = vec![next_header::FRAGMENT, 0, 1, 4, 0, 0, 0, 0];
+        let om = (off as u16) | more as u16;
+        ext.extend_from_slice(&[next_header::ICMPV6, 0]);
+        ext.extend_from_slice(&om.to_be_bytes());
+        ext.extend_from_slice(&ident.to_be_bytes());
+        ext.extend_from_slice(data);
+        packet(a(PEER), a(ME), next_header::DST_OPTS, &ext)
+    };
+    i.handle_frame(t, &frag(800, false, 5, &msg[800..]));
+    i.handle_frame(t, &frag(0, true, 5, &msg[..400]));
+    assert!(out(&mut i, t).is_empty());
+    i.handle_frame(t, &frag(400, true, 5, &msg[400..800]));
+    let (s, d, k, _, w, got) = one_icmp(&out(&mut i, t));
+    assert_eq!((s, d, k, w), (a(ME), a(PEER), kind::ECHO_REPLY, 0x77));
+    assert_eq!(got, body);
+    assert_eq!(i.counters().ip6.reasm_oks, 1);
+    // Overlap: the datagram is thrown away.
+    i.handle_frame(t, &frag(0, true, 6, &msg[..400]));
+    i.handle_frame(t, &frag(392, true, 6, &msg[392..800]));
+    i.handle_frame(t, &frag(800, false, 6, &msg[800..]));
+    assert!(out(&mut i, t).is_empty());
+    assert_eq!(i.counters().ip6.reasm_overlaps, 1);
 }

@@ -469,10 +469,10 @@ impl Interface {
             self.counters.ip.reasm_reqds += 1;
             let frag = reassembly::Fragment {
                 key: reassembly::FragmentKey {
-                    src,
-                    dst,
+                    src: IpAddr::V4(src),
+                    dst: IpAddr::V4(dst),
                     protocol: pkt.protocol(),
-                    ident: pkt.ident(),
+                    ident: pkt.ident() as u32,
                 },
                 header: &bytes[..pkt.header_len()],
                 offset: pkt.frag_offset(),
@@ -824,7 +824,11 @@ impl Interface {
                 self.counters.ip.reasm_fails += 1;
                 trace_drop!("ip.reasm_fails");
                 if let Some(first) = e.first {
-                    self.send_reassembly_timeout(now, &first);
+                    if first.first().is_some_and(|b| b >> 4 == 6) {
+                        self.send_reassembly_timeout_v6(now, &first);
+                    } else {
+                        self.send_reassembly_timeout(now, &first);
+                    }
                 }
             }
         }

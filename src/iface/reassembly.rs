@@ -1,12 +1,13 @@
-//! IPv4 fragment reassembly (RFC 791 §3.2, RFC 815 hole tracking) with
-//! bounded memory and a timeout.
+//! IPv4 and IPv6 fragment reassembly (RFC 791 §3.2, RFC 8200 §4.5, RFC 815
+//! hole tracking) with bounded memory and a timeout, the same bounds for
+//! both.
 //!
 //! A fragment that overlaps data already held (other than an exact
 //! duplicate) discards the whole datagram, as Linux does since 2018 and as
 //! RFC 5722 requires for IPv6: overlaps are how fragment attacks hide data.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::time::{Duration, Instant};
 
@@ -35,13 +36,13 @@ impl Default for ReassemblyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragmentKey {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
-    /// Transport protocol.
+    pub dst: IpAddr,
+    /// Transport protocol (IPv4; 0 for IPv6, whose key has none).
     pub protocol: u8,
-    /// Identification field.
-    pub ident: u16,
+    /// Identification field (16 bits in IPv4, 32 in IPv6).
+    pub ident: u32,
 }
 
 /// One fragment as the interface hands it over.
@@ -50,7 +51,10 @@ pub struct Fragment<'a> {
     /// Which datagram.
     pub key: FragmentKey,
     /// The fragment's IP header (options included), kept from the first
-    /// fragment to rebuild the datagram.
+    /// fragment to rebuild the datagram. For IPv6: the unfragmentable
+    /// part (fixed header and the extension headers before the fragment
+    /// header), with the next-header field that named the fragment header
+    /// already set to the fragmentable part's.
     pub header: &'a [u8],
     /// Offset of the payload in the datagram, in bytes.
     pub offset: usize,
@@ -277,6 +281,15 @@ impl Reassembler {
         self.bytes -= d.held();
         let mut header = d.header.expect("checked complete");
         let total = header.len() + d.data.len();
+        if header.first().is_some_and(|b| b >> 4 == 6) {
+            // IPv6: the payload length covers everything after the fixed
+            // header (at most 65535: the offsets are 13 bits of 8 bytes
+            // plus one fragment, checked against the limit above).
+            let plen = total.saturating_sub(40).min(65535) as u16;
+            header[4..6].copy_from_slice(&plen.to_be_bytes());
+            header.extend_from_slice(&d.data);
+            return Ok(Outcome::Complete(header));
+        }
         // Rewrite total length, clear MF and offset, recompute the checksum.
         header[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         header[6] &= 0x40; // keep DF, clear MF and the offset's high bits
@@ -294,11 +307,12 @@ impl Reassembler {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
     fn key() -> FragmentKey {
         FragmentKey {
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(10, 0, 0, 2),
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             protocol: 17,
             ident: 7,
         }
