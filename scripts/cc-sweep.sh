@@ -163,7 +163,12 @@ cell() {
     ip netns exec "$NS" timeout $((SECS + 40)) python3 -c "$RECV" "$SECS" >"$OUT/recv.out" 2>"$OUT/recv.err" &
     local rp=$!
     PIDS+=("$rp")
-    sleep 0.3
+    # Until the receiver listens (python's start can take a while on a
+    # busy machine), at most 10 s.
+    for _ in $(seq 100); do
+        ip netns exec "$NS" ss -Hltn 'sport = :5001' | grep -q 5001 && break
+        sleep 0.1
+    done
     ip netns exec "$NS" timeout $((SECS + 40)) "$UCAT" --tun ustk0 --addr 10.9.0.2/24 \
         --impair "$spec" --cc "$algo" --buffer "$buf" --progress \
         connect 10.9.0.1 5001 </dev/zero >/dev/null 2>"$OUT/ucat.err" &
@@ -211,7 +216,11 @@ for algo in $ALGOS; do
     for d in ${DELAYS:-5 20 50}; do
         for loss in ${LOSSES:-0 0.1 1 3}; do
             echo "cc-sweep: $algo delay ${d}ms loss ${loss}% ..." >&2
-            cell "$algo" "$d" "$loss" >"$OUT/cell.out"
+            if ! cell "$algo" "$d" "$loss" >"$OUT/cell.out"; then
+                echo "| $algo | $d ms | $loss % | failed | | | | | |"
+                echo "cc-sweep: $algo ${d}ms ${loss}%: the cell failed (see above)" >&2
+                continue
+            fi
             read -r ours orx linux lrx <"$OUT/cell.out"
             ratio=$(python3 -c "print(f'{$ours / $linux:.2f}' if $linux > 0 else 'NA')")
             rratio=$(python3 -c "
