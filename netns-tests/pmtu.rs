@@ -31,9 +31,10 @@ const HALF: usize = LEN / 2;
 const SINK: &str = r#"
 import hashlib, socket, sys
 port, half, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-l = socket.socket()
+l = socket.socket(socket.AF_INET6)
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", port))
+l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+l.bind(("::", port))
 l.listen(1)
 l.settimeout(limit)
 sys.stderr.write("READY\n"); sys.stderr.flush()
@@ -125,10 +126,22 @@ struct Topology {
     b: Netns,
     rig: Rig,
     b_ip: String,
+    /// IPv6 instead of IPv4 between the stack and B (fd00:S::/64 on the
+    /// TUN, fd01:S::/64 on the veth; the IPv4 addresses stay).
+    v6: bool,
 }
 
 impl Topology {
     fn new(tag: &str, subnet: u8) -> Topology {
+        Topology::with(tag, subnet, false)
+    }
+
+    /// The same with IPv6 between the stack and B.
+    fn new_v6(tag: &str, subnet: u8) -> Topology {
+        Topology::with(tag, subnet, true)
+    }
+
+    fn with(tag: &str, subnet: u8, v6: bool) -> Topology {
         let rig = Rig::new(Medium::Tun, tag, subnet);
         let b = Netns::new(&format!("{tag}b"));
         let a = &rig.kernel;
@@ -169,15 +182,93 @@ impl Topology {
         ]);
         // A routes between the TUN and the veth (namespace-local sysctl).
         a.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        Topology {
-            b,
-            rig,
-            b_ip: format!("10.6.{subnet}.2"),
+        let mut b_ip = format!("10.6.{subnet}.2");
+        if v6 {
+            a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustkv0.disable_ipv6=0"]);
+            b.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustkv1.disable_ipv6=0"]);
+            a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+            a.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("fd01:{subnet}::1/64"),
+                "dev",
+                "ustkv0",
+                "nodad",
+            ]);
+            b.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("fd01:{subnet}::2/64"),
+                "dev",
+                "ustkv1",
+                "nodad",
+            ]);
+            b.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd01:{subnet}::1"),
+            ]);
+            b_ip = format!("fd01:{subnet}::2");
         }
+        Topology { b, rig, b_ip, v6 }
     }
 
     fn gateway(&self) -> String {
         self.rig.kernel_ip.clone()
+    }
+
+    /// The stack's IPv6 address (with `v6`).
+    fn stack_v6(&self) -> String {
+        format!("fd00:{}::2", self.subnet())
+    }
+
+    fn subnet(&self) -> u8 {
+        self.rig
+            .stack_ip
+            .split('.')
+            .nth(2)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The device flags beyond the rig's: the IPv6 address.
+    fn extra_addr(&self) -> Vec<String> {
+        if self.v6 {
+            vec!["--addr".into(), format!("{}/64", self.stack_v6())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After the tool started (and made the TUN): A's IPv6 side of it.
+    fn tun_up(&self) {
+        if self.v6 {
+            let a = &self.rig.kernel;
+            a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=0"]);
+            a.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("fd00:{}::1/64", self.subnet()),
+                "dev",
+                "ustk0",
+                "nodad",
+            ]);
+        }
+    }
+
+    /// IP and TCP headers.
+    fn headers(&self) -> usize {
+        if self.v6 {
+            60
+        } else {
+            40
+        }
     }
 }
 
@@ -194,17 +285,21 @@ fn progress_value(stderr: &str, key: &str) -> Option<usize> {
 }
 
 fn stack_sends() {
-    let mut t = Topology::new("pms", S_SEND);
+    stack_sends_on(Topology::new("pms", S_SEND));
+}
+
+fn stack_sends_on(mut t: Topology) {
     let mut sink = Tool::start(
         &t.b,
         ToolSpec::python_server(SINK, &["5001", &HALF.to_string(), "90"]),
     );
     let gw = t.gateway();
     let b_ip = t.b_ip.clone();
-    t.rig.launch(
-        ToolSpec::ucat(&["--progress", "--gateway", &gw, "connect", &b_ip, "5001"])
-            .stdin(Input::Pipe),
-    );
+    let extra = t.extra_addr();
+    let mut args: Vec<&str> = extra.iter().map(|x| x.as_str()).collect();
+    args.extend_from_slice(&["--progress", "--gateway", &gw, "connect", &b_ip, "5001"]);
+    t.rig.launch(ToolSpec::ucat(&args).stdin(Input::Pipe));
+    t.tun_up();
     let bytes = data(LEN, 50);
     let file = TempFile::new("pmtu-send");
     std::fs::write(&file.0, &bytes).expect("write data file");
@@ -244,7 +339,7 @@ fn stack_sends() {
     );
     assert_eq!(
         progress_value(&u.stderr, "mss"),
-        Some(1280 - 40 - 12),
+        Some(1280 - t.headers() - 12),
         "and its send MSS shrank (IP, TCP, timestamps)\n{ctx}"
     );
     eprintln!(
@@ -258,16 +353,26 @@ fn stack_sends() {
 }
 
 fn linux_sends() {
-    let mut t = Topology::new("pmr", S_RECV);
+    linux_sends_on(Topology::new("pmr", S_RECV));
+}
+
+fn linux_sends_on(mut t: Topology) {
     let gw = t.gateway();
     let got = TempFile::new("pmtu-recv");
-    t.rig
-        .launch(ToolSpec::ucat(&["--gateway", &gw, "listen", "5002"]).stdout_to(got.path()));
+    let extra = t.extra_addr();
+    let mut args: Vec<&str> = extra.iter().map(|x| x.as_str()).collect();
+    args.extend_from_slice(&["--gateway", &gw, "listen", "5002"]);
+    t.rig.launch(ToolSpec::ucat(&args).stdout_to(got.path()));
+    t.tun_up();
     let bytes = data(LEN, 51);
     let file = TempFile::new("pmtu-src");
     std::fs::write(&file.0, &bytes).expect("write data file");
     let want = sha256_file(file.path());
-    let stack_ip = t.rig.stack_ip.clone();
+    let stack_ip = if t.v6 {
+        t.stack_v6()
+    } else {
+        t.rig.stack_ip.clone()
+    };
     let mut sender = Tool::start(
         &t.b,
         ToolSpec::new(
@@ -303,7 +408,7 @@ fn linux_sends() {
     );
     let mss = result_field(&s.stdout, "mss").unwrap_or(u64::MAX);
     assert!(
-        mss <= 1280 - 40,
+        mss <= (1280 - t.headers()) as u64,
         "Linux's PMTUD should have shrunk its MSS (TCP_MAXSEG {mss})\n{ctx}"
     );
     assert!(
@@ -328,5 +433,23 @@ fn stack_sends_through_an_mtu_drop() {
 fn linux_sends_through_an_mtu_drop() {
     if preconditions("pmtu::linux_sends_through_an_mtu_drop", &["sha256sum"]) {
         linux_sends();
+    }
+}
+
+const S_SEND6: u8 = 52;
+const S_RECV6: u8 = 53;
+
+/// The same over IPv6: A answers with ICMPv6 Packet Too Big (RFC 8201).
+#[test]
+fn stack_sends_through_an_mtu_drop_v6() {
+    if preconditions("pmtu::stack_sends_through_an_mtu_drop_v6", &["sha256sum"]) {
+        stack_sends_on(Topology::new_v6("pms6", S_SEND6));
+    }
+}
+
+#[test]
+fn linux_sends_through_an_mtu_drop_v6() {
+    if preconditions("pmtu::linux_sends_through_an_mtu_drop_v6", &["sha256sum"]) {
+        linux_sends_on(Topology::new_v6("pmr6", S_RECV6));
     }
 }

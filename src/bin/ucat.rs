@@ -3,7 +3,7 @@
 //! half-closes (FIN) and keeps reading until the peer closes.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -276,6 +276,7 @@ fn main() {
         .unwrap_or_else(|e| fail("ucat", format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("ucat", e));
     config.tcp.congestion = args.cc.clone();
+    let has_v6 = !config.addrs_v6.is_empty();
     if let Some(b) = args.buffer {
         config.tcp.send_buffer = b as usize;
         config.tcp.recv_buffer = b as usize;
@@ -320,9 +321,31 @@ fn main() {
         (Mode::Listen { port }, false) => {
             let l = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
                 .unwrap_or_else(|e| fail("ucat", format!("listen on TCP port {port}: {e}")));
-            match l.accept() {
-                Ok((s, _)) => {
+            let accepted = if has_v6 {
+                // IPv4 and IPv6 listeners (the latter IPv6-only): the first
+                // connection on either, polled every 5 ms.
+                let l6 = TcpListener::bind(&stack, (Ipv6Addr::UNSPECIFIED, *port))
+                    .unwrap_or_else(|e| fail("ucat", format!("listen on TCP [::]:{port}: {e}")));
+                let _ = l.set_nonblocking(true);
+                let _ = l6.set_nonblocking(true);
+                loop {
+                    match l.accept().or_else(|e| match e.kind() {
+                        io::ErrorKind::WouldBlock => l6.accept(),
+                        _ => Err(e),
+                    }) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        r => break r,
+                    }
+                }
+            } else {
+                l.accept()
+            };
+            match accepted {
+                Ok((mut s, _)) => {
                     drop(l);
+                    let _ = s.set_nonblocking(false);
                     run_tcp(&stack, s, args.progress)
                 }
                 Err(e) => Err(describe(&e)),
