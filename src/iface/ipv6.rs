@@ -619,9 +619,10 @@ impl Interface {
     /// link address, resolving it by neighbour discovery first (the packet
     /// waits, bounded, like IPv4's behind ARP). Every destination in one
     /// of our prefixes (and link-local) is on-link; there is no IPv6
-    /// default router yet. Packets larger than the MTU are dropped and
-    /// counted (a host fragments only what it must; nothing here needs
-    /// it yet).
+    /// default router yet, so Ethernet reaches on-link hosts only. A
+    /// packet larger than the link MTU is fragmented at the source (RFC
+    /// 8200 §4.5; TCP never needs it, its MSS fits); one over 65,535
+    /// bytes of payload is dropped and counted.
     pub(crate) fn send_ipv6(
         &mut self,
         now: Instant,
@@ -633,13 +634,13 @@ impl Interface {
     ) {
         self.counters.ip6.out_requests += 1;
         let total = ipv6::HEADER_LEN + payload_len;
-        if self.config.medium == Medium::Ethernet {
-            if total > self.config.mtu || payload_len > 65535 {
-                self.counters.ip6.frag_fails += 1;
-                self.counters.ip6.out_discards += 1;
-                trace_drop!("ip6.frag_fails");
-                return;
-            }
+        if payload_len > 65535 {
+            self.counters.ip6.out_discards += 1;
+            trace_drop!("ip6.out_discards");
+            return;
+        }
+        let ethernet = self.config.medium == Medium::Ethernet;
+        if ethernet {
             let on_link = dst.is_multicast()
                 || (dst.segments()[0] & 0xffc0) == 0xfe80
                 || self.config.addrs_v6.iter().any(|c| c.contains(dst));
@@ -648,63 +649,97 @@ impl Interface {
                 trace_drop!("ip6.out_no_routes");
                 return;
             }
-            let mut pkt = std::mem::take(&mut self.scratch);
-            pkt.clear();
-            pkt.resize(total, 0);
-            ipv6::Repr {
-                src_addr: src,
-                dst_addr: dst,
-                next_header,
-                payload_len,
-                hop_limit: self.config.ttl,
-            }
-            .emit(&mut pkt[..ipv6::HEADER_LEN]);
-            fill(&mut pkt[ipv6::HEADER_LEN..]);
-            let ethertype = crate::wire::ethernet::ethertype::IPV6;
-            if dst.is_multicast() {
-                self.write_frame_typed(Some(ipv6::multicast_mac(dst)), ethertype, &pkt);
-            } else {
-                match self.neighbors6.resolve_or_queue(dst, now, || pkt.clone()) {
-                    super::Resolve::Known(hw) => self.write_frame_typed(Some(hw), ethertype, &pkt),
-                    super::Resolve::Queued {
-                        send_request,
-                        dropped,
-                    } => {
-                        if dropped {
-                            self.counters.ip6.out_discards += 1;
-                            trace_drop!("ip6.out_discards");
-                        }
-                        if send_request {
-                            self.send_neighbor_solicit(now, dst, false);
-                        }
-                    }
-                }
-            }
-            self.scratch = pkt;
-            return;
         }
-        if total > self.config.mtu || payload_len > 65535 {
-            self.counters.ip6.frag_fails += 1;
-            self.counters.ip6.out_discards += 1;
-            trace_drop!("ip6.frag_fails");
-            return;
-        }
-        let Some(buf) = self.tx.reserve(total) else {
-            self.counters.link.tx_queue_drops += 1;
-            trace_drop!("link.tx_queue_drops");
-            self.counters.ip6.out_discards += 1;
-            return;
-        };
-        ipv6::Repr {
+        let repr = ipv6::Repr {
             src_addr: src,
             dst_addr: dst,
             next_header,
             payload_len,
             hop_limit: self.config.ttl,
+        };
+        if !ethernet && total <= self.config.mtu {
+            // Fast path: straight into the transmit queue.
+            let Some(buf) = self.tx.reserve(total) else {
+                self.counters.link.tx_queue_drops += 1;
+                trace_drop!("link.tx_queue_drops");
+                self.counters.ip6.out_discards += 1;
+                return;
+            };
+            repr.emit(&mut buf[..ipv6::HEADER_LEN]);
+            fill(&mut buf[ipv6::HEADER_LEN..total]);
+            self.tx.commit(total);
+            return;
         }
-        .emit(&mut buf[..ipv6::HEADER_LEN]);
-        fill(&mut buf[ipv6::HEADER_LEN..total]);
-        self.tx.commit(total);
+        let mut pkt = std::mem::take(&mut self.scratch);
+        pkt.clear();
+        pkt.resize(total, 0);
+        repr.emit(&mut pkt[..ipv6::HEADER_LEN]);
+        fill(&mut pkt[ipv6::HEADER_LEN..]);
+        if total <= self.config.mtu {
+            self.output_v6(now, dst, &pkt);
+        } else {
+            self.fragment_v6(now, dst, &pkt);
+        }
+        self.scratch = pkt;
+    }
+
+    /// Splits `pkt` (fixed header, no extension headers) into fragments
+    /// that fit the MTU, each with a Fragment header, and sends them.
+    fn fragment_v6(&mut self, now: Instant, dst: Ipv6Addr, pkt: &[u8]) {
+        let hl = ipv6::HEADER_LEN;
+        let chunk = self.config.mtu.saturating_sub(hl + 8) & !7;
+        if chunk == 0 {
+            self.counters.ip6.frag_fails += 1;
+            trace_drop!("ip6.frag_fails");
+            return;
+        }
+        let ident = self.next_random() as u32;
+        let next_header = pkt[6];
+        let data = &pkt[hl..];
+        let mut frag = Vec::with_capacity(self.config.mtu);
+        let mut off = 0;
+        self.counters.ip6.frag_oks += 1;
+        while off < data.len() {
+            let end = (off + chunk).min(data.len());
+            let more = end < data.len();
+            frag.clear();
+            frag.extend_from_slice(&pkt[..hl]);
+            frag[4..6].copy_from_slice(&((8 + end - off) as u16).to_be_bytes());
+            frag[6] = ipv6::next_header::FRAGMENT;
+            frag.extend_from_slice(&[next_header, 0]);
+            frag.extend_from_slice(&((off as u16) | more as u16).to_be_bytes());
+            frag.extend_from_slice(&ident.to_be_bytes());
+            frag.extend_from_slice(&data[off..end]);
+            self.counters.ip6.frag_creates += 1;
+            self.output_v6(now, dst, &frag);
+            off = end;
+        }
+    }
+
+    /// Puts one finished IPv6 packet that fits the MTU on the link.
+    fn output_v6(&mut self, now: Instant, dst: Ipv6Addr, pkt: &[u8]) {
+        let ethertype = crate::wire::ethernet::ethertype::IPV6;
+        if self.config.medium != Medium::Ethernet {
+            self.write_frame_typed(None, ethertype, pkt);
+        } else if dst.is_multicast() {
+            self.write_frame_typed(Some(ipv6::multicast_mac(dst)), ethertype, pkt);
+        } else {
+            match self.neighbors6.resolve_or_queue(dst, now, || pkt.to_vec()) {
+                super::Resolve::Known(hw) => self.write_frame_typed(Some(hw), ethertype, pkt),
+                super::Resolve::Queued {
+                    send_request,
+                    dropped,
+                } => {
+                    if dropped {
+                        self.counters.ip6.out_discards += 1;
+                        trace_drop!("ip6.out_discards");
+                    }
+                    if send_request {
+                        self.send_neighbor_solicit(now, dst, false);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -615,7 +615,6 @@ fn packet_too_big_shrinks_the_mss() {
 fn reassembles_ipv6_fragments() {
     let mut i = iface6(ME, 1);
     let t = Instant::from_millis(3);
-    // (The reply must fit the MTU: IPv6 output is not fragmented yet.)
     let body: Vec<u8> = (0..1200u32).map(|x| x as u8).collect();
     let mut msg = vec![0u8; icmpv6::HEADER_LEN + body.len()];
     icmpv6::emit(&mut msg, a(PEER), a(ME), kind::ECHO_REQUEST, 0, 0x77, &body);
@@ -642,4 +641,49 @@ fn reassembles_ipv6_fragments() {
     i.handle_frame(t, &frag(800, false, 6, &msg[800..]));
     assert!(out(&mut i, t).is_empty());
     assert_eq!(i.counters().ip6.reasm_overlaps, 1);
+}
+
+/// Source fragmentation and reassembly end to end: a 20,000-byte UDP
+/// datagram over IPv6 leaves A in MTU-sized fragments with Fragment
+/// headers and arrives whole at B; and a 3,000-byte echo is answered in
+/// fragments.
+#[test]
+fn large_datagrams_are_fragmented_and_reassembled() {
+    let mut s = Sim::new(iface6(PEER, 1), iface6(ME, 2), link(), link(), 9);
+    let srv = s.b.udp_bind(sa("[::]:7")).unwrap();
+    let cli = s.a.udp_bind(sa("[::]:0")).unwrap();
+    let big: Vec<u8> = (0..20_000u32).map(|x| (x % 241) as u8).collect();
+    s.a.udp_send_to(cli, &big, sa("[fd00::2]:7")).unwrap();
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = s.b.udp_recv_from(srv, &mut buf).unwrap();
+    assert!(buf[..n] == big[..], "{n} bytes");
+    let frags = s.a.counters().ip6.frag_creates;
+    assert_eq!(frags, 20_008usize.div_ceil(1448) as u64);
+    assert_eq!(s.b.counters().ip6.reasm_oks, 1);
+
+    // An echo too big for one packet: the reply comes in fragments.
+    let mut i = iface6(ME, 1);
+    let t = Instant::from_millis(3);
+    let body: Vec<u8> = (0..3000u32).map(|x| x as u8).collect();
+    i.handle_frame(t, &icmp(a(PEER), a(ME), kind::ECHO_REQUEST, 5, &body));
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 3);
+    let mut whole = Vec::new();
+    for f in &frames {
+        assert!(f.len() <= 1500);
+        let p = ipv6::Packet::new_checked(&f[..]).unwrap();
+        match ipv6::walk(p.packet()) {
+            ipv6::Walk::Fragment(fi) => {
+                assert_eq!(fi.offset, whole.len());
+                assert_eq!(fi.next_header, next_header::ICMPV6);
+                whole.extend_from_slice(&p.packet()[fi.data_at..]);
+            }
+            w => panic!("{w:?}"),
+        }
+    }
+    icmpv6::verify(a(ME), a(PEER), &whole).unwrap();
+    assert_eq!(whole[0], kind::ECHO_REPLY);
+    assert_eq!(&whole[8..], &body[..]);
 }
