@@ -687,3 +687,51 @@ fn large_datagrams_are_fragmented_and_reassembled() {
     assert_eq!(whole[0], kind::ECHO_REPLY);
     assert_eq!(&whole[8..], &body[..]);
 }
+
+/// `Config::bind_v6_only = false` (Linux's default bindv6only=0): a `[::]`
+/// listener and UDP socket take IPv4 too, with IPv4-mapped peers; a
+/// `0.0.0.0` socket on the same port then collides. The default (true)
+/// keeps them apart.
+#[test]
+fn dual_stack_sockets_with_v4_mapped_peers() {
+    let mut b = iface6(ME, 2);
+    b.config.bind_v6_only = false;
+    let mut s = Sim::new(iface6(PEER, 1), b, link(), link(), 9);
+    s.a.config.addrs[0] = "10.0.0.1/24".parse().unwrap();
+    let l = s.b.tcp_listen(sa("[::]:80"), 8).unwrap();
+    assert_eq!(
+        s.b.tcp_listen(sa("0.0.0.0:80"), 8).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse
+    );
+    let u = s.b.udp_bind(sa("[::]:7")).unwrap();
+    assert!(s.b.udp_bind(sa("0.0.0.0:7")).is_err());
+    let now = s.now();
+    let c = s.a.tcp_connect(sa("10.0.0.2:80"), None, now).unwrap();
+    let mut acc = None;
+    s.run_while(now + Duration::from_secs(5), |s| {
+        if let Ok(x) = s.b.tcp_accept(l) {
+            acc = Some(x);
+        }
+        acc.is_none()
+    });
+    let (h, peer) = acc.expect("IPv4 connection on [::]");
+    assert_eq!(peer.ip(), "::ffff:10.0.0.1".parse::<IpAddr>().unwrap());
+    s.a.tcp_send(c, b"mapped").unwrap();
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let mut buf = [0u8; 64];
+    assert_eq!(s.b.tcp_recv(h, &mut buf).unwrap(), 6);
+    // UDP: an IPv4 datagram to [::]:7, answered through the mapped address.
+    let cu = s.a.udp_bind(sa("0.0.0.0:0")).unwrap();
+    s.a.udp_send_to(cu, b"v4 to [::]", sa("10.0.0.2:7")).unwrap();
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let (n, from) = s.b.udp_recv_from(u, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"v4 to [::]");
+    assert_eq!(from.ip(), "::ffff:10.0.0.1".parse::<IpAddr>().unwrap());
+    s.b.udp_send_to(u, b"back", from).unwrap();
+    let until = s.now() + Duration::from_millis(100);
+    s.run_until(until);
+    let (n, from) = s.a.udp_recv_from(cu, &mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"back"[..], sa("10.0.0.2:7")));
+}

@@ -27,7 +27,7 @@ mod udp;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
@@ -117,6 +117,13 @@ pub struct Config {
     pub addrs: Vec<Ipv4Cidr>,
     /// Where off-link traffic goes.
     pub gateway: Option<Ipv4Addr>,
+    /// Sockets bound to `[::]` take IPv6 only (Linux's
+    /// `net.ipv6.bindv6only=1`; `IPV6_V6ONLY`), the default here so that
+    /// `0.0.0.0` and `[::]` can share a port. When false, a `[::]` TCP
+    /// listener or UDP socket also takes IPv4, and reports its peers as
+    /// IPv4-mapped addresses (`::ffff:a.b.c.d`), as `std::net` on Linux
+    /// does by default; a `0.0.0.0` socket on the same port then conflicts.
+    pub bind_v6_only: bool,
     /// The interface's IPv6 addresses and their on-link prefixes (on
     /// Ethernet a link-local address derived from the MAC is added).
     pub addrs_v6: Vec<Ipv6Cidr>,
@@ -154,6 +161,7 @@ impl Config {
             addrs: Vec::new(),
             gateway: None,
             addrs_v6: Vec::new(),
+            bind_v6_only: true,
             ttl: 64,
             neighbor: NeighborConfig::default(),
             reassembly: ReassemblyConfig::default(),
@@ -873,7 +881,37 @@ impl IpMeta<'_> {
     }
 }
 
+/// The IPv4-mapped form (`::ffff:a.b.c.d`) of an IPv4 socket address; an
+/// IPv6 one unchanged.
+pub(crate) fn v4_mapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(v) => SocketAddr::new(IpAddr::V6(v.ip().to_ipv6_mapped()), v.port()),
+        v6 => v6,
+    }
+}
+
+/// The IPv4 address inside an IPv4-mapped one; others unchanged.
+pub(crate) fn unmapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v) => match v.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(IpAddr::V4(ip), v.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
 impl Interface {
+    /// Whether a socket bound to `bound` takes traffic of `family_v4`
+    /// (IPv4 when true): its own family, and IPv4 too for `[::]` when
+    /// [`Config::bind_v6_only`] is off.
+    pub(crate) fn family_ok(&self, bound: SocketAddr, family_v4: bool) -> bool {
+        bound.is_ipv4() == family_v4
+            || (family_v4
+                && !self.config.bind_v6_only
+                && bound.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
+
     /// True when the datagram in `meta` went to an IPv4 broadcast address
     /// (IPv6 has none; its multicast is checked where it matters).
     fn meta_is_broadcast(&self, meta: &IpMeta) -> bool {

@@ -303,11 +303,16 @@ impl Interface {
 
     fn tcp_find_listener(&self, local: SocketAddr) -> Option<SocketHandle> {
         let list = self.tcp.listeners.get(&local.port())?;
-        let mut wildcard = None;
+        let (mut wildcard, mut dual) = (None, None);
         for &h in list {
             if let Some(Socket::TcpListener(l)) = self.sockets.get(h) {
                 if l.local.is_ipv4() != local.is_ipv4() {
-                    continue; // 0.0.0.0 listens to IPv4 only
+                    // 0.0.0.0 listens to IPv4 only; [::] to IPv4 as well
+                    // when bind_v6_only is off.
+                    if self.family_ok(l.local, local.is_ipv4()) {
+                        dual = Some(h);
+                    }
+                    continue;
                 }
                 if l.local.ip() == local.ip() {
                     return Some(h);
@@ -317,7 +322,7 @@ impl Interface {
                 }
             }
         }
-        wildcard
+        wildcard.or(dual)
     }
 
     fn tcp_listener_input(
@@ -834,10 +839,21 @@ impl Interface {
         self.tcp.listeners.get(&port).is_some_and(|l| {
             l.iter().any(|&h| {
                 matches!(self.sockets.get(h), Some(Socket::TcpListener(x))
-                if x.local.is_ipv4() == ip.is_ipv4()
+                if (x.local.is_ipv4() == ip.is_ipv4()
                     && (x.local.ip().is_unspecified() || ip.is_unspecified() || x.local.ip() == ip))
+                    || self.dual_conflict(x.local.ip(), ip))
             })
         })
+    }
+
+    /// With `bind_v6_only` off, a wildcard of one family and one of the
+    /// other on the same port collide (the `[::]` one takes IPv4 too).
+    pub(super) fn dual_conflict(&self, a: IpAddr, b: IpAddr) -> bool {
+        !self.config.bind_v6_only
+            && a.is_ipv4() != b.is_ipv4()
+            && (a == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                || b == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+            && (a.is_unspecified() || b.is_unspecified())
     }
 
     /// Listens on `local` (port 0: ephemeral) with an accept queue of
@@ -883,10 +899,18 @@ impl Interface {
             let Some(h) = l.accept_queue.pop_front() else {
                 return Err(io::ErrorKind::WouldBlock.into());
             };
+            let v6_listener = l.local.is_ipv6();
             if let Some(Socket::Tcp(c)) = self.sockets.get_mut(h) {
                 c.parent = None;
                 if !c.released {
-                    return Ok((h, c.tcb.remote));
+                    // An IPv4 peer of a dual-stack [::] listener is
+                    // reported IPv4-mapped, as std::net does.
+                    let peer = if v6_listener {
+                        super::v4_mapped(c.tcb.remote)
+                    } else {
+                        c.tcb.remote
+                    };
+                    return Ok((h, peer));
                 }
             }
         }

@@ -43,13 +43,20 @@ impl Interface {
         let data = pkt.payload();
         let broadcast = self.meta_is_broadcast(meta);
 
-        let mut best: Option<(u8, SocketHandle)> = None;
+        let mut best: Option<(u8, SocketHandle, SocketAddr)> = None;
         let mut delivered = false;
         let mut overflow = false;
+        let dual_ok = dst.is_ipv4() && !self.config.bind_v6_only;
         if let Some(list) = self.udp_ports.get(&repr.dst_port) {
             for &h in list {
                 let Some(Socket::Udp(s)) = self.sockets.get(h) else {
                     continue;
+                };
+                // A dual-stack [::] socket sees IPv4 as IPv4-mapped.
+                let (src, dst) = if dual_ok && s.local.is_ipv6() {
+                    (super::v4_mapped(src), super::v4_mapped(dst))
+                } else {
+                    (src, dst)
                 };
                 let Some(score) = s.match_score(src, dst) else {
                     continue;
@@ -64,12 +71,12 @@ impl Interface {
                             overflow = true;
                         }
                     }
-                } else if best.is_none_or(|(b, _)| score > b) {
-                    best = Some((score, h));
+                } else if best.is_none_or(|(b, ..)| score > b) {
+                    best = Some((score, h, src));
                 }
             }
         }
-        if let Some((_, h)) = best {
+        if let Some((_, h, src)) = best {
             if let Some(Socket::Udp(s)) = self.sockets.get_mut(h) {
                 if s.rx.push(src, data) {
                     delivered = true;
@@ -154,6 +161,8 @@ impl Interface {
     fn emit_udp(&mut self, now: Instant, local: SocketAddr, dst: SocketAddr, ttl: u8, data: &[u8]) {
         let (dst_ip, bound) = match (dst.ip(), local.ip()) {
             (IpAddr::V4(d), IpAddr::V4(b)) => (d, b),
+            // A dual-stack [::] socket sending to IPv4.
+            (IpAddr::V4(d), IpAddr::V6(b)) if b.is_unspecified() => (d, Ipv4Addr::UNSPECIFIED),
             (IpAddr::V6(d), IpAddr::V6(b)) => {
                 let src = if b.is_unspecified() {
                     match self.source_for_v6(d) {
@@ -243,8 +252,9 @@ impl Interface {
         self.udp_ports.get(&port).is_some_and(|list| {
             list.iter().any(|&h| {
                 matches!(self.sockets.get(h), Some(Socket::Udp(s))
-                    if s.local.is_ipv4() == ip.is_ipv4()
+                    if (s.local.is_ipv4() == ip.is_ipv4()
                         && (s.local.ip().is_unspecified() || ip.is_unspecified() || s.local.ip() == ip))
+                        || self.dual_conflict(s.local.ip(), ip))
             })
         })
     }
@@ -364,6 +374,13 @@ impl Interface {
         data: &[u8],
         dst: SocketAddr,
     ) -> io::Result<usize> {
+        // An IPv4-mapped destination from a dual-stack [::] socket is IPv4.
+        let dst = if self.udp_ref(h)?.local.is_ipv6() && !self.config.bind_v6_only {
+            super::unmapped(dst)
+        } else {
+            dst
+        };
+        let dual = dst.is_ipv4() && self.family_ok(self.udp_ref(h)?.local, true);
         let dip = match dst.ip() {
             IpAddr::V4(dip) => dip,
             IpAddr::V6(dip) => {
@@ -386,7 +403,7 @@ impl Interface {
                 return self.udp_queue(h, data, dst);
             }
         };
-        if self.udp_ref(h)?.local.is_ipv6() {
+        if self.udp_ref(h)?.local.is_ipv6() && !dual {
             return Err(v6_family());
         }
         if data.len() > MAX_PAYLOAD_V4 {
