@@ -1,16 +1,17 @@
 //! Reading a capture into TCP and UDP conversations: link types (Ethernet
 //! with VLAN tags, raw IP, Linux cooked SLL and SLL2, BSD loopback), IPv4
-//! with fragment reassembly, and the TCP/UDP headers. Checksums are not
+//! with fragment reassembly, IPv6 (extension headers walked; fragments
+//! are not reassembled), and the TCP/UDP headers. Checksums are not
 //! required to verify (captures taken on a sending host hold unfinished
 //! checksums because of offload); the replay recomputes them.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use crate::phy::pcap::Reader;
-use crate::wire::{ipv4, tcp, udp};
+use crate::wire::{ipv4, ipv6, tcp, udp};
 
 /// LINKTYPE_NULL (BSD loopback: a 4-byte address family).
 pub const LINKTYPE_NULL: u16 = 0;
@@ -22,11 +23,14 @@ pub const LINKTYPE_RAW: u16 = 101;
 pub const LINKTYPE_LINUX_SLL: u16 = 113;
 /// LINKTYPE_IPV4.
 pub const LINKTYPE_IPV4: u16 = 228;
+/// LINKTYPE_IPV6.
+pub const LINKTYPE_IPV6: u16 = 229;
 /// LINKTYPE_LINUX_SLL2 (Linux cooked capture v2).
 pub const LINKTYPE_LINUX_SLL2: u16 = 276;
 
-/// The IPv4 packet inside a captured frame of link type `linktype`, or
-/// `None` when the frame holds something else or does not parse.
+/// The IPv4 or IPv6 packet inside a captured frame of link type
+/// `linktype`, or `None` when the frame holds something else or does not
+/// parse.
 pub fn ip_of_frame(linktype: u16, data: &[u8]) -> Option<&[u8]> {
     let (ethertype, rest) = match linktype {
         LINKTYPE_ETHERNET => {
@@ -39,7 +43,12 @@ pub fn ip_of_frame(linktype: u16, data: &[u8]) -> Option<&[u8]> {
             }
             (et, data.get(off..)?)
         }
-        LINKTYPE_RAW | LINKTYPE_IPV4 | 12 | 14 => (0x0800, data),
+        LINKTYPE_RAW | 12 | 14 => match data.first()? >> 4 {
+            6 => (0x86dd, data),
+            _ => (0x0800, data),
+        },
+        LINKTYPE_IPV4 => (0x0800, data),
+        LINKTYPE_IPV6 => (0x86dd, data),
         LINKTYPE_LINUX_SLL => (
             u16::from_be_bytes([*data.get(14)?, *data.get(15)?]),
             data.get(16..)?,
@@ -52,17 +61,19 @@ pub fn ip_of_frame(linktype: u16, data: &[u8]) -> Option<&[u8]> {
             let fam = data.get(..4)?;
             let af = u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]]);
             let af_be = u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]]);
-            if af != 2 && af_be != 2 {
-                return None;
+            // AF_INET6 is 10 on Linux, 24/28/30 on the BSDs and macOS.
+            match (af, af_be) {
+                (2, _) | (_, 2) => (0x0800, data.get(4..)?),
+                (10 | 24 | 28 | 30, _) | (_, 10 | 24 | 28 | 30) => (0x86dd, data.get(4..)?),
+                _ => return None,
             }
-            (0x0800, data.get(4..)?)
         }
         _ => return None,
     };
-    if ethertype != 0x0800 || rest.first()? >> 4 != 4 {
-        return None;
+    match (ethertype, rest.first()? >> 4) {
+        (0x0800, 4) | (0x86dd, 6) => Some(rest),
+        _ => None,
     }
-    Some(rest)
 }
 
 /// What one captured frame turned out to be.
@@ -86,9 +97,9 @@ pub struct TcpPacket {
     /// Microseconds since the capture's first frame.
     pub t: u64,
     /// Source.
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Destination.
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// Sequence number.
     pub seq: u32,
     /// Acknowledgement number.
@@ -109,9 +120,9 @@ pub struct UdpPacket {
     /// Microseconds since the capture's first frame.
     pub t: u64,
     /// Source.
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Destination.
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// Payload.
     pub payload: Vec<u8>,
     /// The largest fragment payload, when the datagram came in fragments.
@@ -267,7 +278,25 @@ impl FragmentTable {
     }
 }
 
+/// An IPv6 packet: TCP or UDP after the extension headers; fragments
+/// and everything else are "other" (valid traffic the replay does not
+/// play), what does not parse is rejected.
+fn decode_ipv6(t: u64, ip: &[u8]) -> Frame {
+    let Ok(p) = ipv6::Packet::new_checked(ip) else {
+        return Frame::Rejected;
+    };
+    let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
+    let ipv6::Chain::Upper { protocol, offset } = ipv6::walk(p.packet()) else {
+        return Frame::Other;
+    };
+    let payload = &p.packet()[offset..];
+    transport(t, src, dst, protocol, payload, None)
+}
+
 fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
+    if ip.first().is_some_and(|b| b >> 4 == 6) {
+        return decode_ipv6(t, ip);
+    }
     let Ok(p) = ipv4::Packet::new_checked(ip) else {
         return Frame::Rejected;
     };
@@ -289,9 +318,27 @@ fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
     } else {
         (payload.to_vec(), None)
     };
-    match p.protocol() {
+    transport(
+        t,
+        IpAddr::V4(src),
+        IpAddr::V4(dst),
+        p.protocol(),
+        &payload,
+        frag_size,
+    )
+}
+
+fn transport(
+    t: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    payload: &[u8],
+    frag_size: Option<usize>,
+) -> Frame {
+    match protocol {
         ipv4::protocol::TCP => {
-            let Ok(tp) = tcp::Packet::new_checked(&payload[..]) else {
+            let Ok(tp) = tcp::Packet::new_checked(payload) else {
                 return Frame::Rejected;
             };
             let Ok(options) = tcp::Options::parse(tp.options()) else {
@@ -299,8 +346,8 @@ fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
             };
             Frame::Tcp(TcpPacket {
                 t,
-                src: SocketAddrV4::new(src, tp.src_port()),
-                dst: SocketAddrV4::new(dst, tp.dst_port()),
+                src: SocketAddr::new(src, tp.src_port()),
+                dst: SocketAddr::new(dst, tp.dst_port()),
                 seq: tp.seq_number(),
                 ack: tp.ack_number(),
                 flags: tp.flags(),
@@ -310,13 +357,13 @@ fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
             })
         }
         ipv4::protocol::UDP => {
-            let Ok(up) = udp::Packet::new_checked(&payload[..]) else {
+            let Ok(up) = udp::Packet::new_checked(payload) else {
                 return Frame::Rejected;
             };
             Frame::Udp(UdpPacket {
                 t,
-                src: SocketAddrV4::new(src, up.src_port()),
-                dst: SocketAddrV4::new(dst, up.dst_port()),
+                src: SocketAddr::new(src, up.src_port()),
+                dst: SocketAddr::new(dst, up.dst_port()),
                 payload: up.payload().to_vec(),
                 fragment_size: frag_size,
             })
@@ -331,9 +378,9 @@ pub struct ConversationKey {
     /// TCP (true) or UDP.
     pub tcp: bool,
     /// The end that spoke first (the client: it sent the SYN, when seen).
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The other end.
-    pub server: SocketAddrV4,
+    pub server: SocketAddr,
 }
 
 impl Capture {
@@ -446,6 +493,66 @@ mod tests {
                 other => panic!("linktype {lt}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn ipv6_tcp_and_udp_decode_fragments_are_other() {
+        let src: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+        let mut u = vec![0u8; 12];
+        udp::Repr {
+            src_port: 5000,
+            dst_port: 53,
+        }
+        .emit(
+            &mut udp::Packet::new_unchecked(&mut u[..]),
+            IpAddr::V6(src),
+            IpAddr::V6(dst),
+            b"ping",
+        );
+        // Behind a destination options header.
+        let mut ip = vec![0u8; 40];
+        ipv6::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: ipv6::next_header::DST_OPTS,
+            payload_len: 8 + u.len(),
+            hop_limit: 64,
+        }
+        .emit(&mut ip);
+        ip.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        ip.extend_from_slice(&u);
+        let mut frag = ip.clone();
+        frag[6] = ipv6::next_header::FRAGMENT;
+        frag[40] = 17;
+        frag[42..44].copy_from_slice(&[0, 1]);
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x86, 0xdd]);
+        eth.extend_from_slice(&ip);
+        let mut null = 10u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        for (lt, f) in [
+            (LINKTYPE_RAW, ip.clone()),
+            (LINKTYPE_IPV6, ip.clone()),
+            (LINKTYPE_ETHERNET, eth),
+            (LINKTYPE_NULL, null),
+        ] {
+            let mut w = Writer::new(Vec::new(), lt).unwrap();
+            w.write_packet(5, &f).unwrap();
+            let cap = Capture::from_bytes(&w.into_inner());
+            match &cap.frames[..] {
+                [Frame::Udp(u)] => {
+                    assert_eq!(u.payload, b"ping", "linktype {lt}");
+                    assert_eq!(u.src, SocketAddr::new(IpAddr::V6(src), 5000));
+                }
+                other => panic!("linktype {lt}: {other:?}"),
+            }
+        }
+        let mut w = Writer::new(Vec::new(), LINKTYPE_RAW).unwrap();
+        w.write_packet(5, &frag).unwrap();
+        w.write_packet(6, &ip[..30]).unwrap();
+        let cap = Capture::from_bytes(&w.into_inner());
+        assert_eq!(cap.frames, vec![Frame::Other, Frame::Rejected]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A conversation of a capture turned into a script: what the peer sent
 //! and when, and what the application on the stack's side did and when.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::capture::{Capture, ConversationKey, Frame, TcpPacket, UdpPacket};
 use crate::wire::tcp;
@@ -87,9 +87,9 @@ pub struct Plan {
     /// The conversation.
     pub key: ConversationKey,
     /// The peer's captured address (the end ustack does not play).
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
     /// The captured address of the end ustack plays.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The stack plays the client.
     pub stack_is_client: bool,
     /// The script.
