@@ -148,3 +148,49 @@ fn many_concurrent_connections() {
     }
     server.join().unwrap();
 }
+
+/// IPv6 end to end on an Ethernet pipe (neighbour discovery included),
+/// through the threaded API: a dual-stack `[::]` listener
+/// (`bind_v6_only` off) takes an IPv6 and an IPv4 client, and sees the
+/// IPv4 one as v4-mapped. (Adapted from the ipv6 helper's branch.)
+#[test]
+fn ipv6_and_ipv4_clients_of_one_dual_stack_listener() {
+    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let sa = Stack::builder(a)
+        .addr("10.7.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .configure(|c| c.addrs_v6.push("fd00:7::1/64".parse().unwrap()))
+        .build()
+        .unwrap();
+    let sb = Stack::builder(b)
+        .addr("10.7.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .configure(|c| {
+            c.addrs_v6.push("fd00:7::2/64".parse().unwrap());
+            c.bind_v6_only = false;
+        })
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind(&sb, "[::]:7").unwrap();
+    let server = std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            let (mut s, peer) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+            peers.push(peer);
+        }
+        peers
+    });
+    let payload = data(1 << 20);
+    for addr in ["[fd00:7::2]:7", "10.7.0.2:7"] {
+        let mut s = TcpStream::connect(&sa, addr).unwrap();
+        s.write_all(&payload).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        assert!(back == payload, "{addr}: the echo differs");
+    }
+    let peers = server.join().unwrap();
+    assert_eq!(peers[0].ip().to_string(), "fd00:7::1");
+    assert_eq!(peers[1].ip().to_string(), "::ffff:10.7.0.1");
+}

@@ -723,7 +723,8 @@ fn dual_stack_sockets_with_v4_mapped_peers() {
     assert_eq!(s.b.tcp_recv(h, &mut buf).unwrap(), 6);
     // UDP: an IPv4 datagram to [::]:7, answered through the mapped address.
     let cu = s.a.udp_bind(sa("0.0.0.0:0")).unwrap();
-    s.a.udp_send_to(cu, b"v4 to [::]", sa("10.0.0.2:7")).unwrap();
+    s.a.udp_send_to(cu, b"v4 to [::]", sa("10.0.0.2:7"))
+        .unwrap();
     let until = s.now() + Duration::from_millis(100);
     s.run_until(until);
     let (n, from) = s.b.udp_recv_from(u, &mut buf).unwrap();

@@ -286,7 +286,11 @@ fn decode_ipv6(t: u64, ip: &[u8]) -> Frame {
         return Frame::Rejected;
     };
     let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
-    let ipv6::Chain::Upper { protocol, offset } = ipv6::walk(p.packet()) else {
+    let ipv6::Walk::Upper {
+        next_header: protocol,
+        at: offset,
+    } = ipv6::walk(p.packet())
+    else {
         return Frame::Other;
     };
     let payload = &p.packet()[offset..];
