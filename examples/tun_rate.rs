@@ -109,8 +109,8 @@ fn main() {
     while Instant::now() < end {
         for _ in 0..64 {
             match tun.write(&f) {
-                Ok(_) => wrote += 1,
-                Err(_) => werr += 1,
+                Ok(n) if n == f.len() => wrote += 1,
+                _ => werr += 1,
             }
         }
     }

@@ -196,7 +196,14 @@ grep -E "segments retransmitted|outgoing packets dropped|transmit queue drops|ac
 
 # --- the table -----------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }'; }
-num() { [[ -n ${1:-} ]] && LC_ALL=C printf "%'.${2:-0}f" "$1" 2>/dev/null || echo "n/a"; }
+num() { # VALUE [DECIMALS] -> 12,345.6
+    [[ -n ${1:-} ]] || { echo "n/a"; return; }
+    awk -v x="$1" -v d="${2:-0}" 'BEGIN {
+        s = sprintf("%." d "f", x); n = split(s, p, "."); i = p[1]; o = ""
+        while (length(i) > 3) { o = "," substr(i, length(i) - 2) o; i = substr(i, 1, length(i) - 3) }
+        printf "%s%s%s", i, o, (n > 1 ? "." p[2] : "")
+    }'
+}
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ELAPSED=$(($(date +%s) - START))
 {
@@ -262,6 +269,9 @@ Raw TUN, one 1500-byte frame per system call (\`examples/tun_rate.rs\`, ${SECS} 
 | write (stack → kernel) | $(num "$TW") | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 | read (kernel → stack) | $(num "$TR") | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 
+ustack's bulk rates as a share of that ceiling: server → client (the stack
+writes the TUN) $(awk -v u="${V[udown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
+client → server (the stack reads the TUN) $(awk -v u="${V[uup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
 The TUN write rate is for UDP frames the kernel drops at once (no socket);
 the read rate is bounded by the kernel-side sender thread on the other core.
 <!-- bench.sh end -->
