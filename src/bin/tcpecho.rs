@@ -45,6 +45,9 @@ struct Args {
     source_port: Option<u16>,
 }
 
+/// What a `--source-port` connection is sent, over and over.
+static ZEROS: [u8; 16384] = [0; 16384];
+
 /// What a connection gets.
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -87,7 +90,8 @@ fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8])
                     return false;
                 }
             }
-            match iface.tcp_send(h, buf) {
+            // Zeros, never `buf`: it holds what other connections sent.
+            match iface.tcp_send(h, &ZEROS) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(_) => {
