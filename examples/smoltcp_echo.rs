@@ -3,7 +3,11 @@
 //! buffers (1 MiB each way per socket) and a pool of listening sockets, one
 //! per concurrent connection, as smoltcp needs.
 //!
-//! `smoltcp_echo TUN-NAME ADDR/PREFIX [PORT] [SOCKETS]`
+//! `smoltcp_echo TUN-NAME ADDR/PREFIX [PORT] [SOCKETS] [DISCARD-PORT SOURCE-PORT]`
+//!
+//! With the last two, four more sockets each discard what they receive
+//! (closing at the peer's FIN) or send zeros without end: the bulk sink and
+//! source of `scripts/bench.sh`.
 
 use std::os::fd::AsRawFd;
 
@@ -16,7 +20,9 @@ use smoltcp::wire::{HardwareAddress, IpCidr};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: smoltcp_echo TUN-NAME ADDR/PREFIX [PORT] [SOCKETS]");
+        eprintln!(
+            "usage: smoltcp_echo TUN-NAME ADDR/PREFIX [PORT] [SOCKETS] [DISCARD-PORT SOURCE-PORT]"
+        );
         std::process::exit(2);
     }
     let cidr: IpCidr = args[2].parse().unwrap_or_else(|_| {
@@ -32,23 +38,52 @@ fn main() {
     let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, Instant::now());
     iface.update_ip_addrs(|a| a.push(cidr).expect("one address"));
     let mut sockets = SocketSet::new(vec![]);
-    let handles: Vec<SocketHandle> = (0..count)
-        .map(|_| {
+    // (socket, port, kind): 0 echo, 1 discard, 2 source.
+    let mut plan: Vec<(u16, u8)> = vec![(port, 0); count];
+    if let (Some(d), Some(src)) = (
+        args.get(5).and_then(|p| p.parse::<u16>().ok()),
+        args.get(6).and_then(|p| p.parse::<u16>().ok()),
+    ) {
+        plan.extend([(d, 1); 4]);
+        plan.extend([(src, 2); 4]);
+    }
+    let handles: Vec<(SocketHandle, u16, u8)> = plan
+        .into_iter()
+        .map(|(port, kind)| {
             let mut s = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; 1 << 20]),
                 tcp::SocketBuffer::new(vec![0; 1 << 20]),
             );
             s.listen(port).expect("listen");
-            sockets.add(s)
+            (sockets.add(s), port, kind)
         })
         .collect();
     eprintln!("smoltcp_echo: echoing TCP port {port} on {cidr} with {count} sockets");
     let mut buf = vec![0u8; 65536];
     loop {
         iface.poll(Instant::now(), &mut dev, &mut sockets);
-        for &h in &handles {
+        for &(h, port, kind) in &handles {
             let s = sockets.get_mut::<tcp::Socket>(h);
-            while s.can_recv() && s.can_send() {
+            match kind {
+                1 => {
+                    while s.can_recv() {
+                        if s.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
+                            break;
+                        }
+                    }
+                }
+                2 => {
+                    while s.can_recv() && s.recv(|b| (b.len(), b.len())).unwrap_or(0) > 0 {}
+                    if s.may_send() {
+                        while s.send(|b| (b.len(), b.len())).unwrap_or(0) > 0 {}
+                    }
+                    if !s.may_recv() && s.state() == tcp::State::CloseWait {
+                        s.close();
+                    }
+                }
+                _ => {}
+            }
+            while kind == 0 && s.can_recv() && s.can_send() {
                 let room = (s.send_capacity() - s.send_queue()).min(buf.len());
                 let n = s.recv_slice(&mut buf[..room]).unwrap_or(0);
                 if n == 0 {

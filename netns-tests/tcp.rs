@@ -17,6 +17,7 @@ const S_UREFUSED: u8 = 27;
 const S_OPTIONS: u8 = 28;
 const S_IMPAIRED: u8 = 29;
 const S_FIT: u8 = 30;
+const S_SINKSRC: u8 = 58;
 
 const MIB: u64 = 1 << 20;
 
@@ -124,6 +125,62 @@ pub fn bulk_echo_64mib(medium: Medium) {
         .trim();
     eprintln!("bulk {medium:?}: {} ({retrans})", out.stdout.trim());
     timing("bulk_echo_64mib", medium, start);
+}
+
+/// tcpecho's benchmark ports (`--discard-port 9 --source-port 19`, used by
+/// scripts/bench.sh): 4 MiB into the discard port get no byte back and the
+/// connection closed at our FIN; the source port sends 4 MiB of zeros (and
+/// never another connection's data); the echo port still echoes.
+pub fn discard_and_source_ports(medium: Medium) {
+    const SCRIPT: &str = r#"
+import socket, sys, time
+host = sys.argv[1]
+deadline = time.monotonic() + 40
+s = socket.create_connection((host, 9), timeout=10)
+s.sendall(bytes(range(256)) * 16384)
+s.shutdown(socket.SHUT_WR)
+back = s.recv(64)
+discard_eof = int(back == b"")
+s.close()
+s = socket.create_connection((host, 19), timeout=10)
+n = nonzero = 0
+while n < (4 << 20) and time.monotonic() < deadline:
+    d = s.recv(1 << 16)
+    if not d:
+        break
+    n += len(d)
+    nonzero += len(d) - d.count(0)
+s.close()
+s = socket.create_connection((host, 7), timeout=10)
+s.sendall(b"ping")
+e = b""
+while len(e) < 4 and time.monotonic() < deadline:
+    d = s.recv(4 - len(e))
+    if not d:
+        break
+    e += d
+s.close()
+print("RESULT discard_eof=%d source_bytes=%d nonzero=%d echo=%d" % (discard_eof, n, nonzero, int(e == b"ping")))
+"#;
+    let mut rig = Rig::tcpecho(
+        medium,
+        "tsink",
+        S_SINKSRC,
+        &["--discard-port", "9", "--source-port", "19"],
+    );
+    let out = rig.python(SCRIPT, &[&rig.stack_ip], Duration::from_secs(60));
+    let f = |k| result_field(&out.stdout, k);
+    check(
+        out.success()
+            && f("discard_eof") == Some(1)
+            && f("source_bytes").is_some_and(|n| n >= 4 * MIB)
+            && f("nonzero") == Some(0)
+            && f("echo") == Some(1),
+        &mut rig,
+        "discard: no data back, closed at FIN; source: 4 MiB of zeros; echo: still echoes",
+        &out,
+    );
+    assert_tcpecho_exits_0(&rig.stop());
 }
 
 /// A counter line of tcpecho's report (`    N what`), as N.
@@ -507,6 +564,7 @@ tcp_tests!(
         ucat_connect_refused,
         options_negotiated,
         impaired_path_echoes,
+        discard_and_source_ports,
     ]
 );
 tcp_tests!(

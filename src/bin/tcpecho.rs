@@ -35,6 +35,26 @@ struct Args {
     /// Accept queue length.
     #[arg(long, default_value_t = 1024)]
     backlog: usize,
+    /// Also discard everything received on this TCP port (a bulk sink for
+    /// benchmarks; the connection is closed at the peer's FIN).
+    #[arg(long, value_name = "PORT")]
+    discard_port: Option<u16>,
+    /// Also send zeros without end to every connection on this TCP port (a
+    /// bulk source for benchmarks), until the peer closes.
+    #[arg(long, value_name = "PORT")]
+    source_port: Option<u16>,
+}
+
+/// What a `--source-port` connection is sent, over and over.
+static ZEROS: [u8; 16384] = [0; 16384];
+
+/// What a connection gets.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    #[default]
+    Echo,
+    Discard,
+    Source,
 }
 
 /// Bytes read from a connection and not yet accepted by its send buffer.
@@ -42,10 +62,45 @@ struct Args {
 struct Conn {
     pending: Vec<u8>,
     eof: bool,
+    kind: Kind,
 }
 
 /// Moves what the connection has into its send buffer; false when done.
 fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8]) -> bool {
+    match c.kind {
+        Kind::Echo => {}
+        Kind::Discard => loop {
+            match iface.tcp_recv(h, buf) {
+                Ok(0) => {
+                    let _ = iface.tcp_close(h);
+                    return false;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    let _ = iface.tcp_close(h);
+                    return false;
+                }
+            }
+        },
+        Kind::Source => loop {
+            while let Ok(n) = iface.tcp_recv(h, buf) {
+                if n == 0 {
+                    let _ = iface.tcp_close(h);
+                    return false;
+                }
+            }
+            // Zeros, never `buf`: it holds what other connections sent.
+            match iface.tcp_send(h, &ZEROS) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    let _ = iface.tcp_close(h);
+                    return false;
+                }
+            }
+        },
+    }
     loop {
         while !c.pending.is_empty() {
             match iface.tcp_send(h, &c.pending) {
@@ -112,7 +167,7 @@ fn main() {
     }
     let mut listeners = Vec::new();
     let mut udps = Vec::new();
-    for ip in any {
+    for &ip in &any {
         let at = SocketAddr::new(ip, args.port);
         listeners.push(
             iface
@@ -124,6 +179,21 @@ fn main() {
                 .udp_bind(at)
                 .unwrap_or_else(|e| fail("tcpecho", format!("cannot bind UDP {at}: {e}"))),
         );
+    }
+    let mut extra = Vec::new();
+    for (port, kind) in [
+        (args.discard_port, Kind::Discard),
+        (args.source_port, Kind::Source),
+    ] {
+        for &ip in &any {
+            if let Some(port) = port {
+                let at = SocketAddr::new(ip, port);
+                let l = iface
+                    .tcp_listen(at, args.backlog)
+                    .unwrap_or_else(|e| fail("tcpecho", format!("cannot listen on TCP {at}: {e}")));
+                extra.push((l, kind));
+            }
+        }
     }
     let mut driver = Driver::new(device, &iface);
     let mut stats = args.observe.stats_timer(clock.now());
@@ -155,6 +225,16 @@ fn main() {
             if listeners.contains(&h) {
                 while let Ok((c, _)) = iface.tcp_accept(h) {
                     let mut conn = Conn::default();
+                    if service(&mut iface, c, &mut conn, &mut buf) {
+                        conns.insert(c, conn);
+                    }
+                }
+            } else if let Some(&(l, kind)) = extra.iter().find(|(l, _)| *l == h) {
+                while let Ok((c, _)) = iface.tcp_accept(l) {
+                    let mut conn = Conn {
+                        kind,
+                        ..Conn::default()
+                    };
                     if service(&mut iface, c, &mut conn, &mut buf) {
                         conns.insert(c, conn);
                     }

@@ -144,14 +144,17 @@ impl FrameBatch {
     /// Appends a copy of `frame`; false (and nothing added) when the batch is
     /// full or the frame is longer than the batch's frame limit.
     pub fn push(&mut self, frame: &[u8]) -> bool {
-        match self.reserve(frame.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(frame);
-                self.commit(frame.len());
-                true
-            }
-            None => false,
+        if self.is_full() || frame.len() > self.max_frame_len {
+            return false;
         }
+        // Like reserve + commit, without zero-filling the slot first.
+        if let Some(start) = self.pending.take() {
+            self.buf.truncate(start);
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(frame);
+        self.frames.push((start, frame.len()));
+        true
     }
 
     /// Reserves `len` zeroed bytes for the next frame, to be written in place

@@ -21,7 +21,9 @@ use crate::wire::EthernetAddress;
 pub const DEFAULT_CAPACITY: usize = 1024;
 
 /// Buffers kept for reuse per direction.
-const FREE_LIST_MAX: usize = 64;
+/// (It never holds more than the queue held at its fullest: a burst of a
+/// full window would otherwise allocate a buffer per frame beyond it.)
+const FREE_LIST_MAX: usize = 1024;
 
 /// How to build a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

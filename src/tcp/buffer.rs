@@ -10,6 +10,63 @@
 /// The smallest storage a buffer allocates once it needs any, in bytes.
 const MIN_ALLOC: usize = 512;
 
+/// Storage given back by drained buffers, kept (per thread, bounded) for the
+/// next buffer that needs some: a connection that drains its buffer between
+/// bursts (every read of a bulk receiver, every acknowledged request) would
+/// otherwise free and re-grow its storage each time, paying the allocator,
+/// the zero-fill and the kernel's page faults per burst. Idle connections
+/// still hold nothing; the pool holds at most 16 MiB (16 buffers) per thread.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Buffers kept at most.
+    const POOL_MAX_BUFFERS: usize = 16;
+    /// Bytes kept at most.
+    pub(super) const POOL_MAX_BYTES: usize = 16 << 20;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The largest kept buffer whose size is in `[min, max]`, if any.
+    pub(super) fn take(min: usize, max: usize) -> Option<Vec<u8>> {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| (min..=max).contains(&v.len()))
+                .max_by_key(|(_, v)| v.len())
+                .map(|(i, _)| i)?;
+            Some(p.swap_remove(i))
+        })
+    }
+
+    /// Keeps `v` for reuse when there is room, else frees it.
+    pub(super) fn give(v: Vec<u8>) {
+        if v.is_empty() || v.len() > POOL_MAX_BYTES {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let total: usize = p.iter().map(Vec::len).sum();
+            if total + v.len() <= POOL_MAX_BYTES {
+                if p.len() == POOL_MAX_BUFFERS {
+                    // Replace the smallest: large buffers are the costly ones
+                    // to rebuild.
+                    if let Some((i, _)) = p.iter().enumerate().min_by_key(|(_, b)| b.len()) {
+                        if p[i].len() < v.len() {
+                            p[i] = v;
+                        }
+                    }
+                } else {
+                    p.push(v);
+                }
+            }
+        });
+    }
+}
+
 /// Size for grown storage: at least `needed`, at least double `old`, at least
 /// [`MIN_ALLOC`], never above `cap` (callers guarantee `needed <= cap`).
 fn grown_size(old: usize, needed: usize, cap: usize) -> usize {
@@ -52,17 +109,32 @@ impl Ring {
             return;
         }
         let new_size = grown_size(old, needed, cap);
-        let mut storage = Vec::with_capacity(new_size);
-        storage.extend_from_slice(&self.storage[self.head..]);
-        storage.extend_from_slice(&self.storage[..self.head]);
-        storage.resize(new_size, 0);
-        self.storage = storage;
+        // A kept buffer of at least that size (and never above the cap):
+        // its old contents are never read, every logical byte is written
+        // before it is readable.
+        let mut storage = match pool::take(new_size, cap.max(needed)) {
+            Some(mut v) => {
+                let n = old - self.head;
+                v[..n].copy_from_slice(&self.storage[self.head..]);
+                v[n..old].copy_from_slice(&self.storage[..self.head]);
+                v
+            }
+            None => {
+                let mut v = Vec::with_capacity(new_size);
+                v.extend_from_slice(&self.storage[self.head..]);
+                v.extend_from_slice(&self.storage[..self.head]);
+                v.resize(new_size, 0);
+                v
+            }
+        };
+        std::mem::swap(&mut self.storage, &mut storage);
+        pool::give(storage);
         self.head = 0;
     }
 
-    /// Releases the storage.
+    /// Releases the storage (to the per-thread pool of kept buffers).
     fn release(&mut self) {
-        self.storage = Vec::new();
+        pool::give(std::mem::take(&mut self.storage));
         self.head = 0;
     }
 
@@ -519,6 +591,37 @@ mod tests {
         b.consume(100); // clamps
         assert!(b.is_empty());
         assert_eq!(b.allocated(), 0);
+    }
+
+    #[test]
+    fn drained_storage_is_reused_within_the_cap() {
+        // Tests run one per thread: the pool starts empty here.
+        let mut r = ReceiveBuffer::new(1 << 20);
+        let data = bytes(0..200_000);
+        assert_eq!(r.write_at(0, &data).accepted, 200_000);
+        let grown = r.allocated();
+        assert!(grown >= 200_000);
+        let mut out = vec![0u8; 300_000];
+        assert_eq!(r.read(&mut out), 200_000);
+        assert_eq!(r.allocated(), 0, "drained: storage given back");
+        // A small buffer never takes a kept buffer above its capacity.
+        let mut small = SendBuffer::new(8);
+        assert_eq!(small.write(b"0123456789"), 8);
+        assert_eq!(small.allocated(), 8);
+        // The next buffer that needs storage gets the kept one, whole, and
+        // only the bytes written to it are readable (the old ones are not).
+        let mut s = SendBuffer::new(1 << 20);
+        assert_eq!(s.write(b"abc"), 3);
+        assert_eq!(s.allocated(), grown);
+        let mut buf = [0u8; 8];
+        assert_eq!(s.read_at(0, &mut buf), 3);
+        assert_eq!(&buf[..3], b"abc");
+        let mut r2 = ReceiveBuffer::new(1 << 20);
+        assert_eq!(r2.write_at(5, b"xyz").accepted, 3);
+        assert_eq!(r2.readable(), 0, "out of order: nothing readable yet");
+        assert_eq!(r2.write_at(0, b"01234").advanced, 8);
+        assert_eq!(r2.read(&mut buf), 8);
+        assert_eq!(&buf, b"01234xyz");
     }
 
     #[test]

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# The side-by-side performance harness (issue 8): ustack against smoltcp and
+# Linux, one namespace setup, every cell bounded in time, a markdown table
+# with absolute figures and ratios written into BENCHMARKS.md (between the
+# "bench.sh" markers; appended the first time) and printed on stdout.
+#
+#   sudo scripts/bench.sh [--no-write] [SECS=3]
+#
+# Cells (SECS each, after a 0.3 s warm-up where it applies):
+#   1. bulk, client -> server (discard port 9) and server -> client (source
+#      port 19), MB/s;
+#   2. 1-byte request/response on one connection (port 7 echo): tx/s, p50
+#      and p99 latency;
+#   3. connection rate: connect, 1 byte there and back, close;
+#      all three from the compiled client examples/tcp_bench.rs, against
+#      tcpecho on a TUN, examples/smoltcp_echo.rs on a TUN, and
+#      examples/tcp_bench.rs's Linux server on a veth pair;
+#   4. tcpecho's resident memory per idle established connection with 10,000
+#      and 100,000 connections;
+#   5. in memory, no device: examples/pipe_bench.rs (ustack over the pipe
+#      device vs smoltcp over an in-memory link, MTU 1500);
+#   6. the raw TUN rate, one 1500-byte frame per read()/write()
+#      (examples/tun_rate.rs).
+#
+# Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
+#   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
+#   s:  client (kernel 10.7.0.1) -- TUN ustk0 -- smoltcp_echo 10.7.0.2
+#   kc: client 10.6.0.1 -- veth -- ks: tcp_bench server 10.6.0.2
+#   t:  tun_rate (TUN ustk0, 10.99.0.1)
+# Progress on stderr.
+set -euo pipefail
+
+WRITE=1
+if [[ ${1:-} == --no-write ]]; then
+    WRITE=0
+    shift
+fi
+SECS=${1:-3}
+if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
+    echo "SECS: 1..30" >&2
+    exit 2
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+[[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root" >&2; exit 1; }
+export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+START=$(date +%s)
+
+echo "bench.sh: building" >&2
+cargo build --release --quiet --bin tcpecho >&2
+cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate >&2
+T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+TCPECHO="$T/tcpecho"
+SMOLECHO="$T/examples/smoltcp_echo"
+CLIENT="$T/examples/tcp_bench"
+
+NSU="ustk-perf-u-$$"
+NSS="ustk-perf-s-$$"
+NSKC="ustk-perf-kc-$$"
+NSKS="ustk-perf-ks-$$"
+NST="ustk-perf-t-$$"
+# shellcheck source=scripts/lib-bench.sh
+source "$ROOT/scripts/lib-bench.sh"
+
+waitfor() { # FILE PATTERN
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: '$2' not seen in $1:" >&2
+    cat "$1" >&2
+    exit 1
+}
+
+# --- one setup for everything ------------------------------------------------
+LIFETIME=$((60 * 5))
+mkns "$NSU"
+# Room for 100,000 client connections from 8 source addresses.
+ip netns exec "$NSU" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+ip netns exec "$NSU" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 \
+    --discard-port 9 --source-port 19 --backlog 4096 >"$OUT/echo.out" 2>"$OUT/echo.err" &
+PIDS+=($!)
+ECHO_PID=$!
+waitfor "$OUT/echo.err" "tcpecho: echoing"
+ip netns exec "$NSU" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSU" addr add 10.5.0.1/24 dev ustk0
+for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$a/24" dev ustk0; done
+# tcpecho runs under timeout(1): its pid is the child's.
+TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
+
+mkns "$NSS"
+ip netns exec "$NSS" timeout "$LIFETIME" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
+PIDS+=($!)
+waitfor "$OUT/smol.err" "smoltcp_echo: echoing"
+ip netns exec "$NSS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSS" link set ustk0 up txqueuelen 4096
+ip -n "$NSS" addr add 10.7.0.1/24 dev ustk0
+
+mkns "$NSKC"
+mkns "$NSKS"
+ip -n "$NSKC" link add ustkk0 type veth peer name ustks0 netns "$NSKS"
+ip -n "$NSKC" addr add 10.6.0.1/24 dev ustkk0
+ip -n "$NSKS" addr add 10.6.0.2/24 dev ustks0
+ip -n "$NSKC" link set ustkk0 up
+ip -n "$NSKS" link set ustks0 up
+ip netns exec "$NSKS" "$CLIENT" server 10.6.0.2 "$LIFETIME" 2>"$OUT/linux.err" &
+PIDS+=($!)
+waitfor "$OUT/linux.err" "tcp_bench server: serving"
+
+mkns "$NST"
+
+# --- 1-3: bulk, request/response, connection rate ----------------------------
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+declare -A V OK P50 P99
+cell() { # KEY NS MODE HOST PORT
+    local line
+    line=$(timeout $((SECS + 15)) ip netns exec "$2" "$CLIENT" "$3" "$4" "$5" "$SECS" 2>&1 | tail -1) || true
+    [[ $line == value=* ]] || line="value=0 ok=0 (client failed: $line)"
+    echo "  $1: $line" >&2
+    V[$1]=$(sed -E 's/^value=([0-9.]+).*/\1/' <<<"$line")
+    OK[$1]=$(sed -nE 's/.* ok=([01]).*/\1/p' <<<"$line")
+    P50[$1]=$(sed -nE 's/.* p50_us=([0-9.]+).*/\1/p' <<<"$line")
+    P99[$1]=$(sed -nE 's/.* p99_us=([0-9.]+).*/\1/p' <<<"$line")
+}
+for mode in up down rr cps; do
+    case $mode in up) port=9 ;; down) port=19 ;; *) port=7 ;; esac
+    cell "u$mode" "$NSU" "$mode" 10.5.0.2 "$port"
+    cell "s$mode" "$NSS" "$mode" 10.7.0.2 "$port"
+    cell "k$mode" "$NSKC" "$mode" 10.6.0.2 "$port"
+done
+
+# --- 4: memory per idle connection ------------------------------------------
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+declare -A MEM
+hold() { # N SRC...: one client process per source address (each below
+    # the 20,000-descriptor limit a container may impose), N split evenly.
+    local n=$1
+    shift
+    local per=$(((n + $# - 1) / $#))
+    local before fifo after src i=0 cpids=() held=0 line errs=""
+    before=$(rss_kib "$TCPECHO_PID")
+    fifo="$OUT/hold.$n"
+    mkfifo "$fifo"
+    for src in "$@"; do
+        # The client keeps its connections until its stdin (the fifo) closes.
+        timeout 120 ip netns exec "$NSU" "$CLIENT" hold 10.5.0.2 7 "$per" 90 "$src" <"$fifo" >"$OUT/hold.$n.$i.out" 2>&1 &
+        cpids+=($!)
+        PIDS+=($!)
+        i=$((i + 1))
+    done
+    exec 7>"$fifo"
+    for _ in $(seq 1200); do
+        local done=0 c
+        for ((c = 0; c < i; c++)); do
+            grep -q '^held=' "$OUT/hold.$n.$c.out" 2>/dev/null && done=$((done + 1))
+        done
+        ((done == i)) && break
+        sleep 0.1
+    done
+    sleep 1
+    after=$(rss_kib "$TCPECHO_PID")
+    for ((c = 0; c < i; c++)); do
+        line=$(grep '^held=' "$OUT/hold.$n.$c.out" || echo "held=0 err=$(tail -1 "$OUT/hold.$n.$c.out")")
+        held=$((held + $(sed -nE 's/^held=([0-9]+).*/\1/p' <<<"$line")))
+        grep -q 'err=None' <<<"$line" || errs="$errs $line;"
+    done
+    exec 7>&-
+    for c in "${cpids[@]}"; do wait "$c" 2>/dev/null || true; done
+    echo "  hold $n: held=$held in $i processes; tcpecho RSS $before -> $after KiB${errs:+; errors:$errs}" >&2
+    MEM[$n]="$before $after $held"
+    MEMLINE[$n]="held=$held${errs:+; errors:$errs}"
+    # Let the closes finish before the next step.
+    sleep 2
+}
+declare -A MEMLINE
+hold 10000 10.5.0.11 10.5.0.12 10.5.0.13 10.5.0.14
+hold 100000 10.5.0.21 10.5.0.22 10.5.0.23 10.5.0.24 10.5.0.25 10.5.0.26 10.5.0.27 10.5.0.28
+
+# --- 5: in memory ------------------------------------------------------------
+PIPE=$(timeout $((2 * SECS + 20)) "$T/examples/pipe_bench" both "$SECS" || true)
+echo "  pipe: $PIPE" >&2
+PU=$(sed -nE 's/^stack=ustack value=([0-9.]+).*/\1/p' <<<"$PIPE")
+PS=$(sed -nE 's/^stack=smoltcp value=([0-9.]+).*/\1/p' <<<"$PIPE")
+
+# --- 6: raw TUN rate -----------------------------------------------------------
+TUN=$(timeout $((2 * SECS + 20)) ip netns exec "$NST" "$T/examples/tun_rate" ustk0 "$SECS" || true)
+echo "  tun: $TUN" >&2
+TW=$(sed -nE 's/.*write_fps=([0-9]+).*/\1/p' <<<"$TUN")
+TR=$(sed -nE 's/.*read_fps=([0-9]+).*/\1/p' <<<"$TUN")
+
+# tcpecho's drop/retransmit counters (stdout at SIGINT).
+kill -INT "$TCPECHO_PID" 2>/dev/null || true
+for _ in $(seq 50); do kill -0 "$TCPECHO_PID" 2>/dev/null || break; sleep 0.1; done
+grep -E "segments retransmitted|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
+
+# --- the table -----------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }'; }
+num() { # VALUE [DECIMALS] -> 12,345.6
+    [[ -n ${1:-} ]] || { echo "n/a"; return; }
+    awk -v x="$1" -v d="${2:-0}" 'BEGIN {
+        s = sprintf("%." d "f", x); n = split(s, p, "."); i = p[1]; o = ""
+        while (length(i) > 3) { o = "," substr(i, length(i) - 2) o; i = substr(i, 1, length(i) - 3) }
+        printf "%s%s%s", i, o, (n > 1 ? "." p[2] : "")
+    }'
+}
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+ELAPSED=$(($(date +%s) - START))
+{
+    cat <<EOF
+<!-- bench.sh begin: written by scripts/bench.sh, replaced on every run -->
+## Side by side: ustack vs smoltcp vs Linux (scripts/bench.sh, issue 8)
+
+- Command: \`sudo scripts/bench.sh $SECS\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes')), ${ELAPSED} s in all
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the cells: $LOAD
+- Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
+- Client: \`examples/tcp_bench.rs\` (compiled, std::net on the kernel's TCP), the same for all three servers; ${SECS} s per cell.
+- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers), \`tcp_bench server\` (Linux TCP on a veth pair, a thread per connection).
+
+| test | ustack (TUN) | smoltcp (TUN) | Linux (veth) | ustack / smoltcp | ustack / Linux |
+| --- | ---: | ---: | ---: | ---: | ---: |
+EOF
+    row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${5:-0}")" "$(num "$3" "${5:-0}")" "$(num "$4" "${5:-0}")" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
+    row "bulk client → server (MB/s)" "${V[uup]}" "${V[sup]}" "${V[kup]}" 1
+    row "bulk server → client (MB/s)" "${V[udown]}" "${V[sdown]}" "${V[kdown]}" 1
+    row "1-byte request/response (tx/s)" "${V[urr]}" "${V[srr]}" "${V[krr]}"
+    row "request/response p50 (µs)" "${P50[urr]}" "${P50[srr]}" "${P50[krr]}" 1
+    row "request/response p99 (µs)" "${P99[urr]}" "${P99[srr]}" "${P99[krr]}" 1
+    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]}" "${V[scps]}" "${V[kcps]}"
+    for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps; do
+        if [[ ${OK[$key]:-0} != 1 ]]; then
+            echo
+            echo "**Warning:** cell $key had errors (see the run's stderr)."
+        fi
+    done
+    cat <<EOF
+
+Memory: tcpecho's resident set (VmRSS) before and while the client holds
+N idle established connections (each echoed one byte, then left open).
+
+| connections | held | RSS before | RSS with them | per connection |
+| ---: | ---: | ---: | ---: | ---: |
+EOF
+    for n in 10000 100000; do
+        read -r b a h <<<"${MEM[$n]:-0 0 0}"
+        per=$(awk -v b="$b" -v a="$a" -v h="$h" 'BEGIN { if (h > 0) printf "%.2f KiB", (a - b) / h; else print "n/a" }')
+        printf '| %s | %s | %s KiB | %s KiB | %s |\n' "$(num "$n")" "$(num "$h")" "$(num "$b")" "$(num "$a")" "$per"
+    done
+    for n in 10000 100000; do
+        read -r _ _ h <<<"${MEM[$n]:-0 0 0}"
+        if [[ $h != "$n" ]]; then
+            echo
+            echo "**$n connections not reached:** \`${MEMLINE[$n]:-no output}\`"
+        fi
+    done
+    cat <<EOF
+
+In memory, no device (\`examples/pipe_bench.rs\`, one connection, one thread
+driving both ends, MTU 1500, ${SECS} s):
+
+| bulk | ustack ↔ ustack (pipe device) | smoltcp ↔ smoltcp (in-memory link) | ustack / smoltcp |
+| --- | ---: | ---: | ---: |
+| MB/s | $(num "$PU" 1) | $(num "$PS" 1) | $(ratio "$PU" "$PS") |
+
+Raw TUN, one 1500-byte frame per system call (\`examples/tun_rate.rs\`, ${SECS} s each):
+
+| direction | frames/s | Gbit/s | × MSS 1460 (MB/s) |
+| --- | ---: | ---: | ---: |
+| write (stack → kernel) | $(num "$TW") | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
+| read (kernel → stack) | $(num "$TR") | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
+
+ustack's bulk rates as a share of that ceiling: server → client (the stack
+writes the TUN) $(awk -v u="${V[udown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
+client → server (the stack reads the TUN) $(awk -v u="${V[uup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
+The TUN write rate is for UDP frames the kernel drops at once (no socket);
+the read rate is bounded by the kernel-side sender thread on the other core.
+<!-- bench.sh end -->
+EOF
+} >"$OUT/table.md"
+
+cat "$OUT/table.md"
+if ((WRITE)); then
+    if grep -q '^<!-- bench.sh begin' BENCHMARKS.md; then
+        awk -v f="$OUT/table.md" '
+            /^<!-- bench.sh begin/ { while ((getline l < f) > 0) print l; skip = 1; next }
+            /^<!-- bench.sh end/ { skip = 0; next }
+            !skip' BENCHMARKS.md >"$OUT/B.md"
+        cat "$OUT/B.md" >BENCHMARKS.md
+    else
+        { echo; cat "$OUT/table.md"; } >>BENCHMARKS.md
+    fi
+    echo "bench.sh: written to BENCHMARKS.md (${ELAPSED} s)" >&2
+fi
