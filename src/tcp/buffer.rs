@@ -10,60 +10,83 @@
 /// The smallest storage a buffer allocates once it needs any, in bytes.
 const MIN_ALLOC: usize = 512;
 
-/// Storage given back by drained buffers, kept (per thread, bounded) for the
-/// next buffer that needs some: a connection that drains its buffer between
-/// bursts (every read of a bulk receiver, every acknowledged request) would
-/// otherwise free and re-grow its storage each time, paying the allocator,
-/// the zero-fill and the kernel's page faults per burst. Idle connections
-/// still hold nothing; the pool holds at most 16 MiB (16 buffers) per thread.
+/// Storage given back by drained buffers, kept (process-wide, bounded) for
+/// the next buffer that needs some: a connection that drains its buffer
+/// between bursts (every read of a bulk receiver, every acknowledged
+/// request) would otherwise free and re-grow its storage each time, paying
+/// the allocator, the zero-fill and the kernel's page faults per burst.
+/// Idle connections still hold nothing; the pool holds at most 16 MiB (16
+/// buffers). Process-wide rather than per thread: with the threaded
+/// runtime a receive buffer is filled on the stack thread and drained on
+/// the application's.
 mod pool {
-    use std::cell::RefCell;
+    use std::sync::Mutex;
 
     /// Buffers kept at most.
     const POOL_MAX_BUFFERS: usize = 16;
     /// Bytes kept at most.
-    pub(super) const POOL_MAX_BYTES: usize = 16 << 20;
+    const POOL_MAX_BYTES: usize = 16 << 20;
 
-    thread_local! {
-        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Kept buffers, bounded by count and bytes.
+    #[derive(Default)]
+    pub(super) struct Pool {
+        bufs: Vec<Vec<u8>>,
     }
 
-    /// The largest kept buffer whose size is in `[min, max]`, if any.
-    pub(super) fn take(min: usize, max: usize) -> Option<Vec<u8>> {
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let i = p
+    impl Pool {
+        /// The largest kept buffer whose size is in `[min, max]`, if any.
+        pub(super) fn take(&mut self, min: usize, max: usize) -> Option<Vec<u8>> {
+            let i = self
+                .bufs
                 .iter()
                 .enumerate()
                 .filter(|(_, v)| (min..=max).contains(&v.len()))
                 .max_by_key(|(_, v)| v.len())
                 .map(|(i, _)| i)?;
-            Some(p.swap_remove(i))
-        })
-    }
-
-    /// Keeps `v` for reuse when there is room, else frees it.
-    pub(super) fn give(v: Vec<u8>) {
-        if v.is_empty() || v.len() > POOL_MAX_BYTES {
-            return;
+            Some(self.bufs.swap_remove(i))
         }
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let total: usize = p.iter().map(Vec::len).sum();
-            if total + v.len() <= POOL_MAX_BYTES {
-                if p.len() == POOL_MAX_BUFFERS {
-                    // Replace the smallest: large buffers are the costly ones
-                    // to rebuild.
-                    if let Some((i, _)) = p.iter().enumerate().min_by_key(|(_, b)| b.len()) {
-                        if p[i].len() < v.len() {
-                            p[i] = v;
-                        }
-                    }
-                } else {
-                    p.push(v);
+
+        /// Keeps `v` for reuse when there is room, else frees it.
+        pub(super) fn give(&mut self, v: Vec<u8>) {
+            if v.is_empty() || v.len() > POOL_MAX_BYTES {
+                return;
+            }
+            let total: usize = self.bufs.iter().map(Vec::len).sum();
+            if total + v.len() > POOL_MAX_BYTES {
+                return;
+            }
+            if self.bufs.len() < POOL_MAX_BUFFERS {
+                self.bufs.push(v);
+            } else if let Some((i, _)) = self.bufs.iter().enumerate().min_by_key(|(_, b)| b.len()) {
+                // Replace the smallest: large buffers are the costly ones
+                // to rebuild.
+                if self.bufs[i].len() < v.len() {
+                    self.bufs[i] = v;
                 }
             }
-        });
+        }
+
+        /// Bytes kept.
+        #[cfg(test)]
+        pub(super) fn bytes(&self) -> usize {
+            self.bufs.iter().map(Vec::len).sum()
+        }
+    }
+
+    static POOL: Mutex<Pool> = Mutex::new(Pool { bufs: Vec::new() });
+
+    fn pool() -> std::sync::MutexGuard<'static, Pool> {
+        POOL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Pool::take`] on the process-wide pool.
+    pub(super) fn take(min: usize, max: usize) -> Option<Vec<u8>> {
+        pool().take(min, max)
+    }
+
+    /// [`Pool::give`] on the process-wide pool.
+    pub(super) fn give(v: Vec<u8>) {
+        pool().give(v)
     }
 }
 
@@ -594,25 +617,51 @@ mod tests {
     }
 
     #[test]
-    fn drained_storage_is_reused_within_the_cap() {
-        // Tests run one per thread: the pool starts empty here.
+    fn pool_keeps_bounded_and_hands_out_within_the_cap() {
+        let mut p = pool::Pool::default();
+        p.give(vec![1u8; 200_000]);
+        p.give(vec![2u8; 4096]);
+        p.give(Vec::new());
+        assert_eq!(p.bytes(), 204_096);
+        assert!(p.take(512, 8).is_none(), "nothing above the cap");
+        assert_eq!(
+            p.take(512, 1 << 20).map(|v| v.len()),
+            Some(200_000),
+            "largest first"
+        );
+        assert_eq!(p.take(512, 1 << 20).map(|v| v.len()), Some(4096));
+        assert!(p.take(1, 1 << 20).is_none());
+        // Bounded in bytes...
+        p.give(vec![0u8; 16 << 20]);
+        p.give(vec![0u8; 1]);
+        assert_eq!(p.bytes(), 16 << 20);
+        assert!(p.take(1, usize::MAX).is_some());
+        // ...and in count: beyond 16 buffers a larger one replaces the
+        // smallest, a smaller one is dropped.
+        for _ in 0..16 {
+            p.give(vec![0u8; 100]);
+        }
+        p.give(vec![0u8; 50]);
+        assert_eq!(p.bytes(), 1600);
+        p.give(vec![0u8; 1000]);
+        assert_eq!(p.bytes(), 2500);
+    }
+
+    #[test]
+    fn reused_storage_shows_only_what_was_written() {
+        // Whatever kept buffer these get (the pool is shared with tests
+        // running in parallel), old bytes in it are never readable.
         let mut r = ReceiveBuffer::new(1 << 20);
         let data = bytes(0..200_000);
         assert_eq!(r.write_at(0, &data).accepted, 200_000);
-        let grown = r.allocated();
-        assert!(grown >= 200_000);
         let mut out = vec![0u8; 300_000];
         assert_eq!(r.read(&mut out), 200_000);
         assert_eq!(r.allocated(), 0, "drained: storage given back");
-        // A small buffer never takes a kept buffer above its capacity.
         let mut small = SendBuffer::new(8);
         assert_eq!(small.write(b"0123456789"), 8);
-        assert_eq!(small.allocated(), 8);
-        // The next buffer that needs storage gets the kept one, whole, and
-        // only the bytes written to it are readable (the old ones are not).
+        assert_eq!(small.allocated(), 8, "never above the capacity");
         let mut s = SendBuffer::new(1 << 20);
         assert_eq!(s.write(b"abc"), 3);
-        assert_eq!(s.allocated(), grown);
         let mut buf = [0u8; 8];
         assert_eq!(s.read_at(0, &mut buf), 3);
         assert_eq!(&buf[..3], b"abc");
