@@ -12,7 +12,7 @@
 #   rcv-data-segments snd-syn socket-api rcv-icmp).
 #
 # Neither packetdrill nor the suite is fetched or built by this script.
-# Only IPv4 scripts run (IPv6 is not in the stack yet). Each script is
+# The IPv4 scripts run (IPV6=1: the IPv6 ones). Each script is
 # first rewritten by scripts/packetdrill-prep.py (the judging rules in
 # CONFORMANCE.md) and runs with a 20 s limit. Environment:
 #   SO_FLAGS   stack settings (default: FreeBSD's buffer sizes); each
@@ -28,6 +28,12 @@ shift 2
 dirs=("$@")
 ((${#dirs[@]})) || dirs=(state-event-engine snippets rcv-data-segments snd-syn socket-api rcv-icmp)
 so_flags=${SO_FLAGS:-rcvbuf=65536 sndbuf=32768}
+# IPV6=1: the IPv6 scripts (*ipv6*) instead of the IPv4 ones.
+if [[ ${IPV6:-0} == 1 ]]; then
+    name_filter=(-name '*ipv6*')
+else
+    name_filter=('!' -name '*ipv6*')
+fi
 jobs=${JOBS:-2}
 
 cargo build --release -p ustack-packetdrill >&2
@@ -46,7 +52,9 @@ run_one() {
     local tmp="$work/${name//\//_}"
     local extra
     extra=$(python3 scripts/packetdrill-prep.py "$f" "$tmp")
-    out=$(cd "$(dirname "$f")" && timeout 20 "$pd" --so_filename="$so" --local_ip=192.168.0.2 \
+    local local_ip=192.168.0.2
+    [[ $name == *ipv6* ]] && local_ip=fd3d:fa7b:d17d::2
+    out=$(cd "$(dirname "$f")" && timeout 20 "$pd" --so_filename="$so" --local_ip="$local_ip" \
         --so_flags="$so_flags $extra" "$tmp" 2>&1) && rc=0 || rc=$?
     if ((rc == 0)); then
         printf '%s\t%s\tPASS\t\n' "$dir" "$name"
@@ -59,7 +67,7 @@ export -f run_one
 export pd so so_flags suite work
 
 for d in "${dirs[@]}"; do
-    find "$suite/$d" -name '*.pkt' ! -name '*ipv6*' | sort | while read -r f; do printf '%s\0%s\0' "$d" "$f"; done
+    find "$suite/$d" -name '*.pkt' "${name_filter[@]}" | sort | while read -r f; do printf '%s\0%s\0' "$d" "$f"; done
 done | xargs -0 -n2 -P "$jobs" bash -c 'run_one "$0" "$1"' >>"$results"
 
 printf '%-22s %6s %6s %7s\n' directory passed total rate

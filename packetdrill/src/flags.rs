@@ -56,6 +56,9 @@ pub fn parse(flags: &str) -> Result<Config, String> {
     let mut ip = Ipv4Addr::new(192, 168, 0, 2);
     let mut prefix = 16u8;
     c.gateway = Some(Ipv4Addr::new(192, 168, 0, 1));
+    // IPv6 scripts (`--ip_version=ipv6`): the stack is fd3d:fa7b:d17d::2
+    // in packetdrill's local /48 (pass the same to `--local_ip`).
+    c.addrs_v6 = vec!["fd3d:fa7b:d17d::2/48".parse().expect("valid")];
     c.announce = false;
     for kv in flags
         .split(|ch: char| ch == ',' || ch.is_whitespace())

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::os::raw::{c_int, c_ulong};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use ustack::tcp::{Keepalive, State, TcpConfig};
 use ustack::time::Instant;
 
 /// An IPv4 socket address.
-pub type Addr = SocketAddrV4;
+pub type Addr = SocketAddr;
 
 /// `gettimeofday` reads this many microseconds at the stack's epoch.
 const EPOCH_MICROS: u64 = 1_000_000_000 * 1_000_000;
@@ -105,12 +105,16 @@ struct TcpFd {
     st: TcpSt,
     bound: Option<Addr>,
     opts: Opts,
+    /// AF_INET6.
+    v6: bool,
 }
 
 #[derive(Debug)]
 struct UdpFd {
     handle: Option<SocketHandle>,
     opts: Opts,
+    /// AF_INET6.
+    v6: bool,
 }
 
 #[derive(Debug, Default)]
@@ -270,8 +274,13 @@ impl Inner {
         r
     }
 
-    fn local_ip(&self) -> Ipv4Addr {
-        self.iface.config().addrs[0].addr
+    /// Whether `ip` is the unspecified address or one of the stack's.
+    fn is_local(&self, ip: IpAddr) -> bool {
+        ip.is_unspecified()
+            || match ip {
+                IpAddr::V4(a) => self.iface.has_addr(a),
+                IpAddr::V6(a) => self.iface.has_addr_v6(a),
+            }
     }
 
     /// `poll` bits for one descriptor.
@@ -340,9 +349,10 @@ impl Inner {
         if let Some(h) = u.handle {
             return Ok(h);
         }
+        let any = unspecified(u.v6);
         let h = self
             .iface
-            .udp_bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+            .udp_bind(SocketAddr::new(any, 0))
             .map_err(errno)?;
         if let Kind::Udp(u) = &mut self.fd(fd)?.kind {
             u.handle = Some(h);
@@ -354,12 +364,15 @@ impl Inner {
 const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
 fn v4(a: SocketAddr) -> Addr {
-    match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => SocketAddrV4::new(
-            a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-            a.port(),
-        ),
+    a
+}
+
+/// The unspecified address of a family.
+fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     }
 }
 
@@ -426,20 +439,22 @@ impl Harness {
 
     /// `socket(2)`.
     pub fn socket(&self, domain: c_int, ty: c_int, proto: c_int) -> Result<c_int, c_int> {
-        if domain != libc::AF_INET {
-            // IPv6 comes with the IPv6 work; say so rather than pretend.
+        if domain != libc::AF_INET && domain != libc::AF_INET6 {
             return Err(libc::EAFNOSUPPORT);
         }
+        let v6 = domain == libc::AF_INET6;
         let nonblocking = ty & libc::SOCK_NONBLOCK != 0;
         let kind = match (ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC), proto) {
             (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => Kind::Tcp(TcpFd {
                 st: TcpSt::Fresh,
                 bound: None,
                 opts: Opts::default(),
+                v6,
             }),
             (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Kind::Udp(UdpFd {
                 handle: None,
                 opts: Opts::default(),
+                v6,
             }),
             (libc::SOCK_STREAM | libc::SOCK_DGRAM, _) => return Err(libc::EPROTONOSUPPORT),
             _ => return Err(libc::ESOCKTNOSUPPORT),
@@ -458,8 +473,7 @@ impl Harness {
     /// `bind(2)`.
     pub fn bind(&self, fd: c_int, a: Addr) -> Result<(), c_int> {
         self.with(|g| {
-            let ip = *a.ip();
-            if !ip.is_unspecified() && ip != g.local_ip() {
+            if !g.is_local(a.ip()) {
                 return Err(libc::EADDRNOTAVAIL);
             }
             match &mut g.fd(fd)?.kind {
@@ -474,7 +488,7 @@ impl Harness {
                     if u.handle.is_some() {
                         return Err(libc::EINVAL);
                     }
-                    let h = g.iface.udp_bind(SocketAddr::V4(a)).map_err(errno)?;
+                    let h = g.iface.udp_bind(a).map_err(errno)?;
                     if let Kind::Udp(u) = &mut g.fd(fd)?.kind {
                         u.handle = Some(h);
                     }
@@ -495,18 +509,16 @@ impl Harness {
                 TcpSt::Listen(_) => return Ok(()),
                 TcpSt::Conn(_) => return Err(libc::EINVAL),
             }
-            let local = t
-                .bound
-                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            let local = t.bound.unwrap_or(SocketAddr::new(unspecified(t.v6), 0));
             let opts = t.opts.clone();
             let backlog = backlog.clamp(0, 65535) as usize + 1;
             let h = g
-                .with_opts(&opts, |i| i.tcp_listen(SocketAddr::V4(local), backlog))
+                .with_opts(&opts, |i| i.tcp_listen(local, backlog))
                 .map_err(errno)?;
             let port = g.iface.tcp_listener(h).map_err(errno)?.local_addr().port();
             let t = g.tcp(fd)?;
             t.st = TcpSt::Listen(h);
-            t.bound = Some(SocketAddrV4::new(*local.ip(), port));
+            t.bound = Some(SocketAddr::new(local.ip(), port));
             Ok(())
         })
     }
@@ -520,6 +532,7 @@ impl Harness {
                 return Err(libc::EINVAL);
             };
             let opts = t.opts.clone();
+            let v6 = t.v6;
             let (ch, peer) = g.iface.tcp_accept(h).map_err(errno)?;
             let nfd = g.alloc_fd(
                 Kind::Tcp(TcpFd {
@@ -529,6 +542,7 @@ impl Harness {
                         reuseaddr: false,
                         ..opts
                     },
+                    v6,
                 }),
                 false,
             );
@@ -543,10 +557,7 @@ impl Harness {
         let nonblocking = g.fd(fd)?.nonblocking;
         if let Kind::Udp(_) = g.fd(fd)?.kind {
             let h = g.udp_handle(fd)?;
-            let r = g
-                .iface
-                .udp_connect(h, SocketAddr::V4(remote))
-                .map_err(errno);
+            let r = g.iface.udp_connect(h, remote).map_err(errno);
             drop(g);
             return r;
         }
@@ -563,11 +574,11 @@ impl Harness {
                 };
             }
         }
-        let local = t.bound.map(SocketAddr::V4);
+        let local = t.bound;
         let opts = t.opts.clone();
         let now = g.now;
         let h = g
-            .with_opts(&opts, |i| i.tcp_connect(SocketAddr::V4(remote), local, now))
+            .with_opts(&opts, |i| i.tcp_connect(remote, local, now))
             .map_err(errno)?;
         g.tcp(fd)?.st = TcpSt::Conn(h);
         g.pump();
@@ -669,7 +680,7 @@ impl Harness {
                 drop(g);
                 self.block(nb, None, |g| {
                     match to {
-                        Some(a) => g.iface.udp_send_to(h, data, SocketAddr::V4(a)),
+                        Some(a) => g.iface.udp_send_to(h, data, a),
                         None => g.iface.udp_send(h, data),
                     }
                     .map_err(|e| match e.kind() {

@@ -205,7 +205,7 @@ mod ffi {
         }
     }
 
-    /// A `sockaddr` in, as an address (IPv4 only: `EAFNOSUPPORT` else).
+    /// A `sockaddr` in, as an address (IPv4 or IPv6; `EAFNOSUPPORT` else).
     unsafe fn addr_in(addr: *const sockaddr, len: socklen_t) -> Result<Addr, c_int> {
         if addr.is_null() {
             return Err(libc::EFAULT);
@@ -221,8 +221,18 @@ mod ffi {
                 }
                 let sin = unsafe { std::ptr::read_unaligned(addr as *const libc::sockaddr_in) };
                 Ok(Addr::new(
-                    u32::from_be(sin.sin_addr.s_addr).into(),
+                    std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into(),
                     u16::from_be(sin.sin_port),
+                ))
+            }
+            libc::AF_INET6 => {
+                if (len as usize) < std::mem::size_of::<libc::sockaddr_in6>() {
+                    return Err(libc::EINVAL);
+                }
+                let sin6 = unsafe { std::ptr::read_unaligned(addr as *const libc::sockaddr_in6) };
+                Ok(Addr::new(
+                    std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into(),
+                    u16::from_be(sin6.sin6_port),
                 ))
             }
             libc::AF_UNSPEC => Err(libc::EAFNOSUPPORT),
@@ -235,15 +245,39 @@ mod ffi {
         if addr.is_null() || len.is_null() {
             return;
         }
-        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = a.port().to_be();
-        sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-        let full = std::mem::size_of::<libc::sockaddr_in>();
-        let n = (unsafe { *len } as usize).min(full);
-        unsafe {
-            std::ptr::copy_nonoverlapping(&sin as *const _ as *const u8, addr as *mut u8, n);
-            *len = full as socklen_t;
+        match a {
+            std::net::SocketAddr::V4(a) => {
+                let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                let full = std::mem::size_of::<libc::sockaddr_in>();
+                let n = (unsafe { *len } as usize).min(full);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        &sin as *const _ as *const u8,
+                        addr as *mut u8,
+                        n,
+                    );
+                    *len = full as socklen_t;
+                }
+            }
+            std::net::SocketAddr::V6(a) => {
+                let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                let full = std::mem::size_of::<libc::sockaddr_in6>();
+                let n = (unsafe { *len } as usize).min(full);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        &sin6 as *const _ as *const u8,
+                        addr as *mut u8,
+                        n,
+                    );
+                    *len = full as socklen_t;
+                }
+            }
         }
     }
 
