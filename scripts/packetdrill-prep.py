@@ -59,9 +59,12 @@ ICMP_CODES = {"ttl_exceeded_in_transit": "code_0", "frag_reass_exceeded": "code_
 # outside-right scripts place a segment at or just beyond that 65,700-byte
 # edge; ustack's receive window is the one it advertised (RFC 9293 3.3.1),
 # so such segments are moved down by the 165-byte difference, to the same
-# place relative to ustack's window.
+# place relative to ustack's window. Over IPv6 the segments are 1,440
+# bytes, so FreeBSD's edge is 46 of them, 66,240 bytes (the scripts read
+# that back as SO_RCVBUF), and the shift is 705.
 name = sys.argv[1].rsplit("/", 1)[-1]
-EDGE_SHIFT = 65700 - 65535 if ("right-edge" in name or "outside-right" in name) else 0
+FREEBSD_EDGE = 66240 if "ipv6" in name else 65700
+EDGE_SHIFT = FREEBSD_EDGE - 65535 if ("right-edge" in name or "outside-right" in name) else 0
 if STRICT:
     EDGE_SHIFT = 0
 out = []
