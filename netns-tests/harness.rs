@@ -223,6 +223,18 @@ impl Netns {
         run_ok(&self.exec_argv(argv), CMD_LIMIT)
     }
 
+    /// Turns IPv6 on for `dev` (the namespaces start with it off) and
+    /// gives it `cidr` without duplicate address detection, so the
+    /// address works at once.
+    pub fn add_ipv6(&self, dev: &str, cidr: &str) {
+        self.exec_ok(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+        ]);
+        self.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+
     /// `ip -n NS ARGS...`, which must succeed.
     pub fn ip(&self, args: &[&str]) -> Output {
         let mut v = vec!["ip", "-n", self.name.as_str()];

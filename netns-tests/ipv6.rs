@@ -79,18 +79,7 @@ fn tcpecho_dual_stack(medium: Medium) {
     let v6 = format!("{net}::2");
     let kv6 = format!("{net}::1");
     rig.launch(ToolSpec::tcpecho(&["--addr", &format!("{v6}/64")]));
-    // The rig turned IPv6 off on the kernel side; this test wants it.
-    rig.kernel
-        .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=0"]);
-    rig.kernel.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{kv6}/64"),
-        "dev",
-        "ustk0",
-        "nodad",
-    ]);
+    rig.kernel.add_ipv6("ustk0", &format!("{kv6}/64"));
 
     let ping = rig.kernel.exec(
         &[
@@ -167,17 +156,7 @@ fn udpecho_over_ipv6(medium: Medium) {
     let net = format!("fd00:{}:{}", S_V6 + 1, medium as u8 + 1);
     let v6 = format!("{net}::2");
     rig.launch(ToolSpec::udpecho(&["--addr", &format!("{v6}/64")]));
-    rig.kernel
-        .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=0"]);
-    rig.kernel.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{net}::1/64"),
-        "dev",
-        "ustk0",
-        "nodad",
-    ]);
+    rig.kernel.add_ipv6("ustk0", &format!("{net}::1/64"));
     let out = rig.python(UDP_CLIENT, &[&v6], Duration::from_secs(60));
     let stopped = rig.stop();
     assert!(

@@ -184,27 +184,9 @@ impl Topology {
         a.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         let mut b_ip = format!("10.6.{subnet}.2");
         if v6 {
-            a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustkv0.disable_ipv6=0"]);
-            b.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustkv1.disable_ipv6=0"]);
             a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-            a.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("fd01:{subnet}::1/64"),
-                "dev",
-                "ustkv0",
-                "nodad",
-            ]);
-            b.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("fd01:{subnet}::2/64"),
-                "dev",
-                "ustkv1",
-                "nodad",
-            ]);
+            a.add_ipv6("ustkv0", &format!("fd01:{subnet}::1/64"));
+            b.add_ipv6("ustkv1", &format!("fd01:{subnet}::2/64"));
             b.ip(&[
                 "-6",
                 "route",
@@ -248,17 +230,8 @@ impl Topology {
     /// After the tool started (and made the TUN): A's IPv6 side of it.
     fn tun_up(&self) {
         if self.v6 {
-            let a = &self.rig.kernel;
-            a.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=0"]);
-            a.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("fd00:{}::1/64", self.subnet()),
-                "dev",
-                "ustk0",
-                "nodad",
-            ]);
+            let cidr = format!("fd00:{}::1/64", self.subnet());
+            self.rig.kernel.add_ipv6("ustk0", &cidr);
         }
     }
 

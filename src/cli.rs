@@ -3,7 +3,7 @@
 //! observability (log subscriber, periodic counters, SIGUSR1 reports).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
@@ -179,6 +179,17 @@ impl Drop for SignalFd {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
     }
+}
+
+/// The wildcard addresses the servers bind: `0.0.0.0`, and `[::]` too
+/// when the interface has IPv6 addresses (IPv6-only sockets by default, so
+/// the two share a port).
+pub fn wildcards(config: &Config) -> Vec<IpAddr> {
+    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+    if !config.addrs_v6.is_empty() {
+        any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    }
+    any
 }
 
 /// Parses the command line; a usage error is one line on stderr and exit

@@ -363,10 +363,6 @@ impl Inner {
 
 const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
-fn v4(a: SocketAddr) -> Addr {
-    a
-}
-
 /// The unspecified address of a family.
 fn unspecified(v6: bool) -> IpAddr {
     if v6 {
@@ -546,7 +542,7 @@ impl Harness {
                 }),
                 false,
             );
-            Ok((nfd, v4(peer)))
+            Ok((nfd, peer))
         })
     }
 
@@ -622,7 +618,7 @@ impl Harness {
                     } else {
                         g.iface.udp_recv_from(h, buf)
                     };
-                    r.map(|(n, a)| (n, Some(v4(a)))).map_err(errno)
+                    r.map(|(n, a)| (n, Some(a))).map_err(errno)
                 })
             }
             Kind::Tcp(t) => {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
@@ -161,10 +161,7 @@ fn main() {
     let mut iface = Interface::new(config, clock.now());
     // 0.0.0.0 for IPv4, and [::] too when the stack has IPv6 addresses
     // (IPv6-only sockets, so the two share the port).
-    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
-    if !iface.config().addrs_v6.is_empty() {
-        any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    }
+    let any = ustack::cli::wildcards(iface.config());
     let mut listeners = Vec::new();
     let mut udps = Vec::new();
     for &ip in &any {

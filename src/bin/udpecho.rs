@@ -1,7 +1,7 @@
 //! udpecho: echoes every UDP datagram it receives and answers ping, on a
 //! TUN, TAP or raw-socket device, using the single-threaded poll API.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
@@ -31,10 +31,7 @@ fn main() {
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("udpecho", e));
     let clock = RealClock::new();
     let mut iface = Interface::new(config, clock.now());
-    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
-    if !iface.config().addrs_v6.is_empty() {
-        any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    }
+    let any = ustack::cli::wildcards(iface.config());
     let socks: Vec<_> = any
         .into_iter()
         .map(|ip| {

@@ -230,14 +230,7 @@ impl Interface {
         // The unfragmentable part, with the field that named the fragment
         // header now naming what the fragments carry.
         let mut header = packet[..f.header_at].to_vec();
-        let nh_field = nh_field_before(packet, f.header_at);
-        if let Some(i) = nh_field {
-            header[i] = f.next_header;
-        } else {
-            self.counters.ip6.reasm_fails += 1;
-            trace_drop!("ip6.reasm_fails");
-            return;
-        }
+        header[f.nh_field] = f.next_header;
         let frag = super::reassembly::Fragment {
             key: super::reassembly::FragmentKey {
                 src: IpAddr::V6(p.src_addr()),
@@ -657,17 +650,35 @@ impl Interface {
             payload_len,
             hop_limit: self.config.ttl,
         };
-        if !ethernet && total <= self.config.mtu {
-            // Fast path: straight into the transmit queue.
-            let Some(buf) = self.tx.reserve(total) else {
+        // Fast path: the link address is known (or none is needed) and the
+        // packet fits: build it straight into the transmit queue, with no
+        // copy through the scratch buffer.
+        let known_hw = match (ethernet, dst.is_multicast()) {
+            (false, _) => Some(None),
+            (true, true) => Some(Some(ipv6::multicast_mac(dst))),
+            (true, false) => self.neighbors6.lookup(dst, now).map(Some),
+        };
+        if let (Some(hw), true) = (known_hw, total <= self.config.mtu) {
+            let link = self.link_header_len();
+            let Some(buf) = self.tx.reserve(link + total) else {
                 self.counters.link.tx_queue_drops += 1;
                 trace_drop!("link.tx_queue_drops");
                 self.counters.ip6.out_discards += 1;
                 return;
             };
-            repr.emit(&mut buf[..ipv6::HEADER_LEN]);
-            fill(&mut buf[ipv6::HEADER_LEN..total]);
-            self.tx.commit(total);
+            if let Some(dst_hw) = hw {
+                crate::wire::ethernet::Repr {
+                    src_addr: self.hardware_addr,
+                    dst_addr: dst_hw,
+                    ethertype: crate::wire::ethernet::ethertype::IPV6,
+                }
+                .emit(&mut crate::wire::ethernet::Frame::new_unchecked(
+                    &mut buf[..],
+                ));
+            }
+            repr.emit(&mut buf[link..link + ipv6::HEADER_LEN]);
+            fill(&mut buf[link + ipv6::HEADER_LEN..link + total]);
+            self.tx.commit(link + total);
             return;
         }
         let mut pkt = std::mem::take(&mut self.scratch);
@@ -741,30 +752,4 @@ impl Interface {
             }
         }
     }
-}
-
-/// Where the next-header field pointing at the header starting at `at`
-/// sits: byte 6 of the fixed header, or the first byte of the extension
-/// header before it.
-fn nh_field_before(packet: &[u8], at: usize) -> Option<usize> {
-    let mut field = 6usize;
-    let mut pos = ipv6::HEADER_LEN;
-    let mut nh = *packet.get(6)?;
-    for _ in 0..ipv6::MAX_EXT_HEADERS {
-        if pos == at {
-            return Some(field);
-        }
-        match nh {
-            ipv6::next_header::HOP_BY_HOP
-            | ipv6::next_header::DST_OPTS
-            | ipv6::next_header::ROUTING => {
-                let len = (*packet.get(pos + 1)? as usize + 1) * 8;
-                field = pos;
-                nh = *packet.get(pos)?;
-                pos += len;
-            }
-            _ => return None,
-        }
-    }
-    None
 }

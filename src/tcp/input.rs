@@ -500,7 +500,9 @@ impl Tcb {
             self.dup_ack(now);
         }
         let newly = self.rate.delivered() - delivered_before;
-        if newly > 0 {
+        // The flight (`pipe`, a scoreboard walk in recovery) only for the
+        // controllers that use it.
+        if newly > 0 && self.cc.model_based() {
             let rs = self.rate.this_ack();
             let (flight, total) = (self.cwnd_flight(), self.rate.delivered());
             self.cc

@@ -517,7 +517,7 @@ impl Tcb {
     /// state (it is set up on entry) it falls back to RFC 6675's
     /// `min(cwnd, ssthresh)`.
     pub(crate) fn recovery_cwnd(&self) -> usize {
-        if self.cc.owns_recovery() {
+        if self.cc.model_based() {
             return self.cc.cwnd();
         }
         match &self.prr {

@@ -158,6 +158,9 @@ pub struct FragmentInfo {
     pub next_header: u8,
     /// Where the fragment header starts (the unfragmentable part ends).
     pub header_at: usize,
+    /// Where the next-header field naming the fragment header sits (byte
+    /// 6 of the fixed header, or the first byte of the header before).
+    pub nh_field: usize,
 }
 
 /// What the extension-header walk found.
@@ -275,6 +278,7 @@ pub fn walk(pkt: &[u8]) -> Walk {
                     data_at: at + 8,
                     next_header: pkt[at],
                     header_at: at,
+                    nh_field,
                 });
             }
             _ => {
@@ -465,6 +469,7 @@ mod tests {
         match walk(&p) {
             Walk::Fragment(f) => {
                 assert_eq!((f.offset, f.more, f.ident, f.data_at), (0x500, true, 9, 48));
+                assert_eq!(f.nh_field, 6);
             }
             w => panic!("{w:?}"),
         }

@@ -386,7 +386,7 @@ impl CongestionControl for Bbr {
         self.cwnd = self.min_cwnd();
     }
 
-    fn owns_recovery(&self) -> bool {
+    fn model_based(&self) -> bool {
         true
     }
 

@@ -399,23 +399,6 @@ fn deep_buffer_bbr_keeps_rtt_low_cubic_fills_it() {
     }
 }
 
-/// A debugging aid, not a check: one bulk run of `CC` (default cubic) at
-/// `LOSS` (default 0.03) for 30 s, with its counters. For example
-/// `CC=reno LOSS=0.01 cargo test --release --lib cc_debug -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn cc_debug() {
-    let cc = std::env::var("CC").unwrap_or("cubic".into());
-    let loss: f64 = std::env::var("LOSS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.03);
-    let r = bulk(&cc, loss, 11, 30);
-    report(&cc, &r);
-    eprintln!("{cc} at {loss}: {:.2} Mbit/s, rto {:?} srtt {:?} timeouts {} tlps {} retrans {} undos {} dsacks {}", r.goodput(0, 30) * 1e-6, r.info.rto, r.info.srtt, r.info.timeouts, r.info.tlps, r.info.retransmits, r.info.undos, r.info.dsacks_received);
-    report("bbr", &r);
-}
-
 /// Pacing for CUBIC (`TcpConfig::pacing`): the window goes out spread
 /// over the round trip instead of in bursts as ACKs open it. The largest
 /// burst the sender hands the link at one instant shrinks to what the

@@ -72,8 +72,8 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// Every ACK that delivered data (cumulatively or by SACK), in or out
     /// of recovery: `rs` is its delivery-rate sample if it gave a valid
     /// one, `acked` the bytes it newly delivered, `in_flight` the flight
-    /// after it, `delivered` the connection's total. Model-based
-    /// algorithms (BBR) work from this; the default ignores it.
+    /// after it, `delivered` the connection's total. Called only for
+    /// [`model_based`](Self::model_based) algorithms.
     fn on_delivery(
         &mut self,
         _now: Instant,
@@ -83,10 +83,12 @@ pub trait CongestionControl: std::fmt::Debug + Send {
         _delivered: u64,
     ) {
     }
-    /// The algorithm sets the window during loss recovery itself (BBR's
-    /// packet conservation), instead of the connection's PRR. Default:
-    /// false.
-    fn owns_recovery(&self) -> bool {
+    /// A model-based algorithm (BBR): it works from
+    /// [`on_delivery`](Self::on_delivery), which the connection calls (and
+    /// computes the flight for) only when this is true, and it sets the
+    /// window during loss recovery itself (packet conservation) instead of
+    /// the connection's PRR. Default: false.
+    fn model_based(&self) -> bool {
         false
     }
     /// Pacing rate in bytes per second, if the algorithm paces. Default:
