@@ -2,9 +2,12 @@
 //! No threads, no locks: the program owns the [`Interface`] (the sans-IO
 //! core) and the device (inside a [`Driver`]) and runs one loop:
 //!
-//! 1. `driver.poll(&mut iface, now)`: read frames, run the core, write frames;
+//! 1. `driver.poll(&mut iface, now)`: read frames, run the core, write frames
+//!    (right after a sleep, the one frame that woke us: its answer goes out
+//!    before the device is read again);
 //! 2. `iface.drain_socket_events(..)`: the sockets that became readable,
-//!    writable or closed; service only those;
+//!    writable or closed; service only those, then `driver.flush(..)` sends
+//!    what they queued;
 //! 3. `driver.wait(now, deadline, fds)`: sleep on the device's fd, our own
 //!    fds (here a signalfd) and the earliest deadline (the core's timers and
 //!    our own stats timer).
@@ -137,6 +140,10 @@ fn main() {
                     conns.remove(&h);
                 }
             }
+        }
+        // What the sockets queued leaves now, before the device is read again.
+        if let Err(e) = driver.flush(&mut iface, now) {
+            fail(TOOL, format!("device error: {e}"));
         }
         // Our own timer shares the loop with the core's.
         let now = clock.now();

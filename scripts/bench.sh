@@ -5,6 +5,16 @@
 # "bench.sh" markers; appended the first time) and printed on stdout.
 #
 #   sudo scripts/bench.sh [--no-write] [SECS=3]
+#   sudo CELLS=rr,cps PIN=same scripts/bench.sh [SECS]
+#
+# CELLS (comma-separated, default all): up, down, rr, cps (cells 1-3), mem
+# (4), pipe (5), tun (6). With CELLS set, nothing is written to
+# BENCHMARKS.md: the cells' lines go to stderr and the table to stdout.
+# PIN: unset (the scheduler places everything), "same" (servers and client
+# all on CPU 0, taskset -c 0) or "cross" (servers on CPU 0, the client on
+# CPU 1). The kernel-side work runs where the process that enters the
+# kernel runs: the Linux server's on its CPU, the TUN's receive path in the
+# writing stack's.
 #
 # Cells (SECS each, after a 0.3 s warm-up where it applies):
 #   1. bulk, client -> server (discard port 9) and server -> client (source
@@ -36,6 +46,19 @@ if [[ ${1:-} == --no-write ]]; then
     shift
 fi
 SECS=${1:-3}
+CELLS=${CELLS:-}
+[[ -n $CELLS ]] && WRITE=0
+want() { [[ -z $CELLS || ,$CELLS, == *,$1,* ]]; }
+PIN=${PIN:-}
+case $PIN in
+    "") SRV_PIN=() CLI_PIN=() ;;
+    same) SRV_PIN=(taskset -c 0) CLI_PIN=(taskset -c 0) ;;
+    cross) SRV_PIN=(taskset -c 0) CLI_PIN=(taskset -c 1) ;;
+    *)
+        echo "PIN: same or cross" >&2
+        exit 2
+        ;;
+esac
 if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
     echo "SECS: 1..30" >&2
     exit 2
@@ -78,7 +101,7 @@ LIFETIME=$((60 * 5))
 mkns "$NSU"
 # Room for 100,000 client connections from 8 source addresses.
 ip netns exec "$NSU" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSU" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 \
+ip netns exec "$NSU" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 \
     --discard-port 9 --source-port 19 --backlog 4096 >"$OUT/echo.out" 2>"$OUT/echo.err" &
 PIDS+=($!)
 ECHO_PID=$!
@@ -90,7 +113,7 @@ for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$
 TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
 
 mkns "$NSS"
-ip netns exec "$NSS" timeout "$LIFETIME" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
+ip netns exec "$NSS" timeout "$LIFETIME" "${SRV_PIN[@]}" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
 PIDS+=($!)
 waitfor "$OUT/smol.err" "smoltcp_echo: echoing"
 ip netns exec "$NSS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
@@ -104,7 +127,7 @@ ip -n "$NSKC" addr add 10.6.0.1/24 dev ustkk0
 ip -n "$NSKS" addr add 10.6.0.2/24 dev ustks0
 ip -n "$NSKC" link set ustkk0 up
 ip -n "$NSKS" link set ustks0 up
-ip netns exec "$NSKS" "$CLIENT" server 10.6.0.2 "$LIFETIME" 2>"$OUT/linux.err" &
+ip netns exec "$NSKS" "${SRV_PIN[@]}" "$CLIENT" server 10.6.0.2 "$LIFETIME" 2>"$OUT/linux.err" &
 PIDS+=($!)
 waitfor "$OUT/linux.err" "tcp_bench server: serving"
 
@@ -115,7 +138,7 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A V OK P50 P99
 cell() { # KEY NS MODE HOST PORT
     local line
-    line=$(timeout $((SECS + 15)) ip netns exec "$2" "$CLIENT" "$3" "$4" "$5" "$SECS" 2>&1 | tail -1) || true
+    line=$(timeout $((SECS + 15)) ip netns exec "$2" "${CLI_PIN[@]}" "$CLIENT" "$3" "$4" "$5" "$SECS" 2>&1 | tail -1) || true
     [[ $line == value=* ]] || line="value=0 ok=0 (client failed: $line)"
     echo "  $1: $line" >&2
     V[$1]=$(sed -E 's/^value=([0-9.]+).*/\1/' <<<"$line")
@@ -124,6 +147,7 @@ cell() { # KEY NS MODE HOST PORT
     P99[$1]=$(sed -nE 's/.* p99_us=([0-9.]+).*/\1/p' <<<"$line")
 }
 for mode in up down rr cps; do
+    want $mode || continue
     case $mode in up) port=9 ;; down) port=19 ;; *) port=7 ;; esac
     cell "u$mode" "$NSU" "$mode" 10.5.0.2 "$port"
     cell "s$mode" "$NSS" "$mode" 10.7.0.2 "$port"
@@ -174,17 +198,21 @@ hold() { # N SRC...: one client process per source address (each below
     sleep 2
 }
 declare -A MEMLINE
+if want mem; then
 hold 10000 10.5.0.11 10.5.0.12 10.5.0.13 10.5.0.14
 hold 100000 10.5.0.21 10.5.0.22 10.5.0.23 10.5.0.24 10.5.0.25 10.5.0.26 10.5.0.27 10.5.0.28
+fi
 
 # --- 5: in memory ------------------------------------------------------------
-PIPE=$(timeout $((2 * SECS + 20)) "$T/examples/pipe_bench" both "$SECS" || true)
+PIPE=
+want pipe && PIPE=$(timeout $((2 * SECS + 20)) "$T/examples/pipe_bench" both "$SECS" || true)
 echo "  pipe: $PIPE" >&2
 PU=$(sed -nE 's/^stack=ustack value=([0-9.]+).*/\1/p' <<<"$PIPE")
 PS=$(sed -nE 's/^stack=smoltcp value=([0-9.]+).*/\1/p' <<<"$PIPE")
 
 # --- 6: raw TUN rate -----------------------------------------------------------
-TUN=$(timeout $((2 * SECS + 20)) ip netns exec "$NST" "$T/examples/tun_rate" ustk0 "$SECS" || true)
+TUN=
+want tun && TUN=$(timeout $((2 * SECS + 20)) ip netns exec "$NST" "$T/examples/tun_rate" ustk0 "$SECS" || true)
 echo "  tun: $TUN" >&2
 TW=$(sed -nE 's/.*write_fps=([0-9]+).*/\1/p' <<<"$TUN")
 TR=$(sed -nE 's/.*read_fps=([0-9]+).*/\1/p' <<<"$TUN")
@@ -228,7 +256,7 @@ EOF
     row "request/response p99 (µs)" "${P99[urr]}" "${P99[srr]}" "${P99[krr]}" 1
     row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]}" "${V[scps]}" "${V[kcps]}"
     for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps; do
-        if [[ ${OK[$key]:-0} != 1 ]]; then
+        if want "${key:1}" && [[ ${OK[$key]:-0} != 1 ]]; then
             echo
             echo "**Warning:** cell $key had errors (see the run's stderr)."
         fi

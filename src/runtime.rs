@@ -45,8 +45,17 @@ pub struct Readiness {
 pub struct Driver<D: Device> {
     device: D,
     rx: FrameBatch,
+    /// A one-frame batch for the first read after a sleep (see
+    /// [`Driver::poll`]).
+    rx_one: FrameBatch,
     tx: FrameBatch,
     counters: DriverCounters,
+    /// [`Driver::wait`] slept since the last receive: the next
+    /// [`Driver::poll`] takes one frame first.
+    woke: bool,
+    /// The last receive filled its batch without seeing the device empty:
+    /// more frames may be waiting ([`Driver::poll_at`] says "now").
+    rx_more: bool,
 }
 
 impl DriverCounters {
@@ -65,9 +74,12 @@ impl<D: Device> Driver<D> {
         let caps = device.caps();
         Driver {
             rx: FrameBatch::new(RX_BATCH, caps.max_frame_len()),
+            rx_one: FrameBatch::new(1, caps.max_frame_len()),
             tx: iface.new_tx_batch(),
             device,
             counters: DriverCounters::default(),
+            woke: false,
+            rx_more: false,
         }
     }
 
@@ -95,26 +107,61 @@ impl<D: Device> Driver<D> {
 
     /// Reads what the device has (one batch). Returns the frame count.
     pub fn receive(&mut self, now: Instant) -> io::Result<usize> {
+        self.receive_into(now, false)
+    }
+
+    /// Reads at most one frame: after a sleep, the frame that woke the
+    /// driver goes through the stack (and its answer out) before the device
+    /// is asked whether more wait. A device that polls readable (TUN, raw
+    /// socket) then costs one read per wake-up on the latency path, not a
+    /// read plus one that finds it empty. Returns the frame count.
+    pub fn receive_one(&mut self, now: Instant) -> io::Result<usize> {
+        self.receive_into(now, true)
+    }
+
+    fn receive_into(&mut self, now: Instant, one: bool) -> io::Result<usize> {
+        self.woke = false;
         self.device.service(now)?;
         self.rx.clear();
-        let n = match self.device.recv_batch(now, &mut self.rx) {
+        self.rx_one.clear();
+        let batch = if one { &mut self.rx_one } else { &mut self.rx };
+        let n = match self.device.recv_batch(now, batch) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
+        // A batch the device did not fill means it had no more (the
+        // `Device::recv_batch` contract: what is ready, up to the room).
+        self.rx_more = n > 0 && batch.is_full();
         self.counters.rx_frames += n as u64;
         Ok(n)
+    }
+
+    /// True when the last receive filled its batch: the device may hold
+    /// more frames now.
+    pub fn rx_more(&self) -> bool {
+        self.rx_more
     }
 
     /// Hands the received frames to `iface` and collects what it wants to
     /// send. Touches no file descriptor: the threaded runtime holds its lock
     /// only around this.
     pub fn process(&mut self, iface: &mut Interface, now: Instant) {
-        for f in self.rx.iter() {
+        for f in self.rx_one.iter().chain(self.rx.iter()) {
             iface.handle_frame(now, f);
         }
         self.rx.clear();
+        self.rx_one.clear();
         iface.poll_transmit(now, &mut self.tx);
+    }
+
+    /// Collects what the interface has to send now and writes it, without
+    /// reading the device: for after the application acted on its sockets
+    /// (a request/response server answers in the same wake-up, with no read
+    /// of an empty device before the answer). Returns the frames written.
+    pub fn flush(&mut self, iface: &mut Interface, now: Instant) -> io::Result<usize> {
+        iface.poll_transmit(now, &mut self.tx);
+        self.transmit(now)
     }
 
     /// Writes what is queued to the device; what the device cannot take now
@@ -151,27 +198,38 @@ impl<D: Device> Driver<D> {
         self.tx.len()
     }
 
-    /// One full round at `now`: receive until the device is drained (at most
-    /// `rounds` batches), process, transmit. Returns when the driver next
-    /// needs to run for timers (`None`: only on input).
+    /// One round at `now`: receive, process, transmit. Right after a
+    /// [`Driver::wait`] that slept, one frame only (see
+    /// [`Driver::receive_one`]), so that the application sees it at once;
+    /// otherwise batches until the device is drained (at most 16). When
+    /// frames may be left, [`Driver::poll_at`] returns a time already due,
+    /// so a loop that sleeps only until `poll_at` comes straight back.
+    /// Returns when the driver next needs to run (`None`: only on input).
     pub fn poll(&mut self, iface: &mut Interface, now: Instant) -> io::Result<Option<Instant>> {
-        for _ in 0..16 {
-            let n = self.receive(now)?;
+        if self.woke {
+            self.receive_one(now)?;
             self.process(iface, now);
-            if let Err(e) = self.transmit(now) {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    // Counted; a persistent device error shows in counters.
-                }
-            }
-            if n == 0 {
+            // Device errors are counted; a persistent one shows there.
+            let _ = self.transmit(now);
+            return Ok(self.poll_at(iface));
+        }
+        for _ in 0..16 {
+            self.receive(now)?;
+            self.process(iface, now);
+            let _ = self.transmit(now);
+            if !self.rx_more {
                 break;
             }
         }
         Ok(self.poll_at(iface))
     }
 
-    /// The next deadline of the interface and the device together.
+    /// The next deadline of the interface and the device together (`now`,
+    /// as [`Instant::ZERO`], when the device may hold unread frames).
     pub fn poll_at(&self, iface: &Interface) -> Option<Instant> {
+        if self.rx_more {
+            return Some(Instant::ZERO);
+        }
         [iface.poll_at(), self.device.poll_at()]
             .into_iter()
             .flatten()
@@ -182,7 +240,7 @@ impl<D: Device> Driver<D> {
     /// for it), one of `extra` descriptors is readable, or `deadline` passes.
     /// `now` is the current time on the same clock as `deadline`.
     pub fn wait(
-        &self,
+        &mut self,
         now: Instant,
         deadline: Option<Instant>,
         extra: &[RawFd],
@@ -209,6 +267,7 @@ impl<D: Device> Driver<D> {
             });
         }
         poll_fds(&mut fds, timeout)?;
+        self.woke = true;
         let mut r = Readiness::default();
         let mut it = fds.iter();
         if dev_fd.is_some() {
@@ -294,5 +353,64 @@ impl Drop for EventFd {
     fn drop(&mut self) {
         // SAFETY: we own the fd and close it once.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::Config;
+    use crate::phy::{Medium, PipeDevice};
+
+    /// Three frames waiting (not IP: the interface counts and drops them).
+    fn three_waiting() -> (Driver<PipeDevice>, Interface) {
+        let (mut a, b) = PipeDevice::pair(Medium::Ip, 1500);
+        for i in 0..3u8 {
+            assert!(a.send_frame(&[0x00, i, 0, 0]));
+        }
+        let iface = Interface::new(Config::new(Medium::Ip), Instant::ZERO);
+        (Driver::new(b, &iface), iface)
+    }
+
+    #[test]
+    fn after_a_wait_poll_takes_one_frame_then_says_more_may_wait() {
+        let (mut d, mut iface) = three_waiting();
+        let now = Instant::ZERO;
+        let r = d.wait(now, Some(now), &[]).unwrap();
+        assert!(r.device);
+        d.poll(&mut iface, now).unwrap();
+        assert_eq!(d.counters().rx_frames, 1);
+        assert!(d.rx_more());
+        assert_eq!(d.poll_at(&iface), Some(Instant::ZERO));
+        // Not after a wait: everything, until the device is empty.
+        d.poll(&mut iface, now).unwrap();
+        assert_eq!(d.counters().rx_frames, 3);
+        assert!(!d.rx_more());
+        assert_eq!(d.device().pending(), 0);
+    }
+
+    #[test]
+    fn without_a_wait_poll_drains_the_device() {
+        let (mut d, mut iface) = three_waiting();
+        d.poll(&mut iface, Instant::ZERO).unwrap();
+        assert_eq!(d.counters().rx_frames, 3);
+        assert!(!d.rx_more());
+        assert_ne!(d.poll_at(&iface), Some(Instant::ZERO));
+    }
+
+    #[test]
+    fn a_full_batch_means_more_may_wait() {
+        let (mut a, b) = PipeDevice::pair(Medium::Ip, 1500);
+        for _ in 0..RX_BATCH {
+            assert!(a.send_frame(&[0, 0, 0, 0]));
+        }
+        let mut iface = Interface::new(Config::new(Medium::Ip), Instant::ZERO);
+        let mut d = Driver::new(b, &iface);
+        assert_eq!(d.receive(Instant::ZERO).unwrap(), RX_BATCH);
+        assert!(d.rx_more());
+        assert_eq!(d.poll_at(&iface), Some(Instant::ZERO));
+        d.process(&mut iface, Instant::ZERO);
+        assert_eq!(d.receive(Instant::ZERO).unwrap(), 0);
+        assert!(!d.rx_more());
     }
 }

@@ -251,6 +251,10 @@ fn main() {
                 }
             }
         }
+        // Answers leave now, in this wake-up (no read of the device first).
+        if let Err(e) = driver.flush(&mut iface, now) {
+            fail("tcpecho", format!("device error: {e}"));
+        }
         let now = clock.now();
         if stats.due(now) {
             eprint!(

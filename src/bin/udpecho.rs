@@ -81,6 +81,9 @@ fn main() {
                 }
             }
         }
+        if let Err(e) = driver.flush(&mut iface, now) {
+            fail("udpecho", format!("device error: {e}"));
+        }
         let now = clock.now();
         if stats.due(now) {
             eprint!(
