@@ -137,6 +137,11 @@ impl<D: Device> Driver<D> {
         Ok(n)
     }
 
+    /// True when [`Driver::wait`] has slept since the last receive.
+    pub fn woke(&self) -> bool {
+        self.woke
+    }
+
     /// True when the last receive filled its batch: the device may hold
     /// more frames now.
     pub fn rx_more(&self) -> bool {

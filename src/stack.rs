@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -20,10 +20,22 @@ use crate::socket::SocketHandle;
 use crate::time::{Clock, Instant, RealClock};
 use crate::wire::EthernetAddress;
 
+/// The threads blocked on one socket (blocking API): its condition
+/// variable, and how many wait to read and to write (counted under the
+/// core's lock, so the stack thread wakes them only for the direction that
+/// became ready: a reader is not woken by ACKs that only make room for a
+/// writer).
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    pub cond: Arc<Condvar>,
+    pub readers: u32,
+    pub writers: u32,
+}
+
 /// The core and what the socket handles share with the stack thread.
 pub(crate) struct Core {
     pub iface: Interface,
-    pub waiters: HashMap<SocketHandle, Arc<Condvar>>,
+    pub waiters: HashMap<SocketHandle, Waiters>,
     /// Async tasks waiting on sockets (see `net::wake`).
     pub wakers: HashMap<SocketHandle, crate::net::wake::SocketWakers>,
     pub driver_counters: DriverCounters,
@@ -35,6 +47,24 @@ pub(crate) struct Shared {
     wake_pending: AtomicBool,
     pub shutdown: AtomicBool,
     pub clock: RealClock,
+    stack_wakes: AtomicU64,
+    app_wakes: AtomicU64,
+}
+
+/// The threaded runtime's cross-thread wake-ups, in total since the stack
+/// started ([`Stack::wake_counters`]). A blocking request/response costs at
+/// most one each way per transaction: the application's write wakes the
+/// stack thread once, the answer's arrival wakes the reader once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WakeCounters {
+    /// Times a socket call signalled the sleeping stack thread (its
+    /// eventfd); calls made while a signal is still pending are not counted
+    /// (they cost nothing).
+    pub stack_wakes: u64,
+    /// Times the stack thread woke threads blocked on a socket (one
+    /// condition-variable notification, which may wake several threads
+    /// blocked on that socket).
+    pub app_wakes: u64,
 }
 
 impl Shared {
@@ -44,9 +74,11 @@ impl Shared {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes the stack thread (once until it runs).
+    /// Wakes the stack thread (once until it runs). Best called without
+    /// the core's lock held: the stack thread's first act is to take it.
     pub fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.stack_wakes.fetch_add(1, Ordering::Relaxed);
             self.wake.signal();
         }
     }
@@ -141,6 +173,8 @@ impl StackBuilder {
             wake_pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             clock,
+            stack_wakes: AtomicU64::new(0),
+            app_wakes: AtomicU64::new(0),
         });
         let device = self.device;
         let s2 = shared.clone();
@@ -179,6 +213,14 @@ impl Stack {
         self.shared.lock().driver_counters.clone()
     }
 
+    /// Cross-thread wake-ups so far (see [`WakeCounters`]).
+    pub fn wake_counters(&self) -> WakeCounters {
+        WakeCounters {
+            stack_wakes: self.shared.stack_wakes.load(Ordering::Relaxed),
+            app_wakes: self.shared.app_wakes.load(Ordering::Relaxed),
+        }
+    }
+
     /// Every socket with its queues and TCP details (like `ss -tuani`).
     pub fn sockets(&self) -> Vec<crate::iface::SocketRow> {
         self.shared.lock().iface.socket_table()
@@ -209,8 +251,8 @@ impl Stack {
         let mut wake = Vec::new();
         {
             let mut core = self.shared.lock();
-            for c in core.waiters.values() {
-                c.notify_all();
+            for w in core.waiters.values() {
+                w.cond.notify_all();
             }
             crate::net::wake::take_all(&mut core.wakers, &mut wake);
         }
@@ -237,30 +279,47 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
     };
     let mut events = Vec::new();
     let mut to_wake = Vec::new();
+    let mut to_notify: Vec<Arc<Condvar>> = Vec::new();
     let wake_fd = shared.wake.as_raw_fd();
     let mut counters_at = Instant::ZERO;
+    // Whether the device may have frames: false only right after a wait
+    // that saw it unreadable (woken by a socket call or a timer), when a
+    // read would find nothing.
+    let mut device_ready = true;
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return Ok(());
         }
         let now = shared.clock.now();
-        // Device reads outside the lock; only processing holds it.
-        let mut received = driver.receive(now)?;
+        // Device reads outside the lock; only processing holds it. After a
+        // sleep, the one frame that woke us goes through first (its reader
+        // is woken before the device is read again).
+        let first = device_ready && driver.woke();
+        if first {
+            driver.receive_one(now)?;
+        } else if device_ready {
+            driver.receive(now)?;
+        }
         let deadline = {
             let mut core = shared.lock();
             loop {
                 driver.process(&mut core.iface, now);
                 core.iface.drain_socket_events(&mut events);
-                if received == 0 || events.len() > 1024 {
+                if first || !driver.rx_more() || events.len() > 1024 {
                     break;
                 }
                 // More may be waiting: keep the lock for one more batch.
-                received = driver.receive(now)?;
+                driver.receive(now)?;
             }
             let core = &mut *core;
             for h in events.drain(..) {
-                if let Some(c) = core.waiters.get(&h) {
-                    c.notify_all();
+                if let Some(w) = core.waiters.get(&h) {
+                    if w.readers > 0 || w.writers > 0 {
+                        let (r, wr) = crate::net::wake::readiness(&core.iface, h);
+                        if (r && w.readers > 0) || (wr && w.writers > 0) {
+                            to_notify.push(w.cond.clone());
+                        }
+                    }
                 }
                 crate::net::wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
             }
@@ -273,9 +332,15 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
             }
             driver.poll_at(&core.iface)
         };
-        // Tasks run once the lock is free.
+        // Threads and tasks run once the lock is free (a thread woken under
+        // it would block on it at once: a second wake-up).
+        shared
+            .app_wakes
+            .fetch_add(to_notify.len() as u64, Ordering::Relaxed);
+        to_notify.drain(..).for_each(|c| c.notify_all());
         to_wake.drain(..).for_each(std::task::Waker::wake);
         let _ = driver.transmit(now);
+        device_ready = true;
         // Anything for right now? Then go round again without sleeping.
         let now2 = shared.clock.now();
         if deadline.is_some_and(|d| d <= now2) && driver.tx_pending() == 0 {
@@ -289,5 +354,10 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
             shared.wake.drain();
             shared.wake_pending.store(false, Ordering::Release);
         }
+        // A device that polled unreadable has nothing to read now, unless
+        // it keeps frames of its own for a time (the impairment layer).
+        device_ready = r.device
+            || driver.device().as_raw_fd().is_none()
+            || driver.device().poll_at().is_some();
     }
 }

@@ -15,7 +15,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Condvar;
 use std::time::{Duration, Instant as StdInstant};
 
+use crate::socket::SocketHandle;
 use crate::stack::{Core, Shared};
+use wake::Direction;
 
 /// Resolves `addr` to its first address, as `std::net` does for one-address
 /// calls.
@@ -41,10 +43,16 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
 
 /// Waits on `cond` until `op` stops returning `WouldBlock` (or the timeout
 /// passes: `WouldBlock` for reads and writes, as std gives for socket
-/// timeouts; connect uses its own kind).
+/// timeouts; connect uses its own kind). While it waits it is counted as a
+/// waiter on `h` in direction `dir`, so that the stack thread wakes it only
+/// when that direction is ready. When `op` left something to send, the
+/// stack thread is woken after the lock is released.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn block_on<T>(
     shared: &Shared,
     cond: &Condvar,
+    h: SocketHandle,
+    dir: Direction,
     nonblocking: bool,
     timeout: Option<Duration>,
     timeout_kind: io::ErrorKind,
@@ -55,24 +63,55 @@ pub(crate) fn block_on<T>(
     loop {
         shared.check_running()?;
         let r = op(&mut core);
-        if core.iface.poll_at() == Some(crate::time::Instant::ZERO) {
-            shared.wake();
-        }
+        let wake = core.iface.poll_at() == Some(crate::time::Instant::ZERO);
         match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {}
-            r => return r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {
+                if wake {
+                    shared.wake();
+                }
+            }
+            r => {
+                drop(core);
+                if wake {
+                    shared.wake();
+                }
+                return r;
+            }
         }
-        core = match deadline {
-            None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+        let left = match deadline {
+            None => None,
             Some(d) => {
                 let left = d.saturating_duration_since(StdInstant::now());
                 if left.is_zero() {
                     return Err(io::Error::new(timeout_kind, "timed out"));
                 }
+                Some(left)
+            }
+        };
+        count_waiter(&mut core, h, dir, true);
+        core = match left {
+            None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+            Some(left) => {
                 cond.wait_timeout(core, left)
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
+        };
+        count_waiter(&mut core, h, dir, false);
+    }
+}
+
+/// Counts a thread in (`add`) or out of the waiters on `h` for `dir`.
+fn count_waiter(core: &mut Core, h: SocketHandle, dir: Direction, add: bool) {
+    if let Some(w) = core.waiters.get_mut(&h) {
+        let n = match dir {
+            Direction::Read => &mut w.readers,
+            Direction::Write => &mut w.writers,
+        };
+        *n = if add {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
         };
     }
 }

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
+use super::wake::Direction;
 use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
-use crate::stack::{Core, Shared, Stack};
+use crate::stack::{Core, Shared, Stack, Waiters};
 use crate::tcp::{Keepalive, State, TcpInfo};
 
 fn register(core: &mut Core, h: SocketHandle) -> Arc<Condvar> {
-    let c = Arc::new(Condvar::new());
-    core.waiters.insert(h, c.clone());
+    let w = Waiters::default();
+    let c = w.cond.clone();
+    core.waiters.insert(h, w);
     c
 }
 
@@ -66,6 +68,8 @@ impl TcpListener {
         let (ch, peer, cond) = block_on(
             &self.shared,
             &self.cond,
+            h,
+            Direction::Read,
             self.nonblocking.load(Ordering::Relaxed),
             None,
             io::ErrorKind::WouldBlock,
@@ -201,6 +205,8 @@ impl TcpStream {
         block_on(
             &shared,
             &cond,
+            h,
+            Direction::Write,
             false,
             timeout,
             io::ErrorKind::TimedOut,
@@ -221,12 +227,15 @@ impl TcpStream {
 
     fn op<T>(
         &self,
+        dir: Direction,
         timeout: Option<Duration>,
         f: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
         block_on(
             &self.inner.shared,
             &self.inner.cond,
+            self.inner.handle,
+            dir,
             self.nonblocking,
             timeout,
             io::ErrorKind::WouldBlock,
@@ -245,7 +254,9 @@ impl TcpStream {
     /// Reads without consuming.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.inner.handle;
-        self.op(self.read_timeout, |c| c.iface.tcp_peek(h, buf))
+        self.op(Direction::Read, self.read_timeout, |c| {
+            c.iface.tcp_peek(h, buf)
+        })
     }
 
     /// Shuts down one or both directions.
@@ -370,14 +381,18 @@ impl TcpStream {
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.inner.handle;
-        self.op(self.read_timeout, |c| c.iface.tcp_recv(h, buf))
+        self.op(Direction::Read, self.read_timeout, |c| {
+            c.iface.tcp_recv(h, buf)
+        })
     }
 }
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.inner.handle;
-        self.op(self.read_timeout, |c| c.iface.tcp_recv(h, buf))
+        self.op(Direction::Read, self.read_timeout, |c| {
+            c.iface.tcp_recv(h, buf)
+        })
     }
 }
 
@@ -393,7 +408,9 @@ impl Write for TcpStream {
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let h = self.inner.handle;
-        self.op(self.write_timeout, |c| c.iface.tcp_send(h, buf))
+        self.op(Direction::Write, self.write_timeout, |c| {
+            c.iface.tcp_send(h, buf)
+        })
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
+use super::wake::Direction;
 use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
 use crate::stack::{Core, Shared, Stack};
@@ -38,11 +39,12 @@ impl UdpSocket {
         let addr = first_addr(addr)?;
         let shared = stack.shared.clone();
         shared.check_running()?;
-        let cond = Arc::new(Condvar::new());
+        let waiters = crate::stack::Waiters::default();
+        let cond = waiters.cond.clone();
         let handle = {
             let mut core = shared.lock();
             let h = core.iface.udp_bind(addr)?;
-            core.waiters.insert(h, cond.clone());
+            core.waiters.insert(h, waiters);
             h
         };
         Ok(UdpSocket {
@@ -59,12 +61,15 @@ impl UdpSocket {
     /// in between unless non-blocking; a timeout gives `WouldBlock` like std.
     fn blocking<T>(
         &self,
+        dir: Direction,
         timeout: Option<Duration>,
         op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
         block_on(
             &self.shared,
             &self.cond,
+            self.handle,
+            dir,
             self.nonblocking,
             timeout,
             io::ErrorKind::WouldBlock,
@@ -75,13 +80,17 @@ impl UdpSocket {
     /// Receives a datagram and its sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let h = self.handle;
-        self.blocking(self.read_timeout, |c| c.iface.udp_recv_from(h, buf))
+        self.blocking(Direction::Read, self.read_timeout, |c| {
+            c.iface.udp_recv_from(h, buf)
+        })
     }
 
     /// Like `recv_from` but leaves the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let h = self.handle;
-        self.blocking(self.read_timeout, |c| c.iface.udp_peek_from(h, buf))
+        self.blocking(Direction::Read, self.read_timeout, |c| {
+            c.iface.udp_peek_from(h, buf)
+        })
     }
 
     /// Receives a datagram from the connected peer.
@@ -93,7 +102,9 @@ impl UdpSocket {
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
         let addr = first_addr(addr)?;
         let h = self.handle;
-        let r = self.blocking(self.write_timeout, |c| c.iface.udp_send_to(h, buf, addr));
+        let r = self.blocking(Direction::Write, self.write_timeout, |c| {
+            c.iface.udp_send_to(h, buf, addr)
+        });
         if r.is_ok() {
             self.shared.wake();
         }
@@ -103,7 +114,9 @@ impl UdpSocket {
     /// Sends a datagram to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         let h = self.handle;
-        let r = self.blocking(self.write_timeout, |c| c.iface.udp_send(h, buf));
+        let r = self.blocking(Direction::Write, self.write_timeout, |c| {
+            c.iface.udp_send(h, buf)
+        });
         if r.is_ok() {
             self.shared.wake();
         }

@@ -24,7 +24,6 @@ use crate::tcp::State;
 
 /// Which way a task waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) enum Direction {
     /// Readable data, end of stream, an error, or (listener) a connection
     /// to accept.
@@ -98,7 +97,7 @@ pub(crate) fn take_all(wakers: &mut HashMap<SocketHandle, SocketWakers>, out: &m
 
 /// Whether a waiter on `h` should be woken: (read side, write side). A
 /// socket that is gone is ready both ways (its waiters then see the error).
-fn readiness(iface: &Interface, h: SocketHandle) -> (bool, bool) {
+pub(crate) fn readiness(iface: &Interface, h: SocketHandle) -> (bool, bool) {
     match iface.sockets.get(h) {
         Some(Socket::Tcp(c)) if !c.released => {
             let t = &c.tcb;
