@@ -14,8 +14,10 @@
 //!                                     SRC addresses), 1 byte echoed on each, print
 //!                                     `held=N`, keep them open until stdin closes
 //!                                     or SECS pass
-//! tcp_bench server ADDR SECS          Linux reference: echo on 7, discard on 9,
-//!                                     source on 19, one thread per connection,
+//! tcp_bench server ADDR SECS          Linux reference: echo on 7 (one thread,
+//!                                     epoll, every connection), echo on 8 (a
+//!                                     thread per connection), discard on 9,
+//!                                     source on 19 (a thread per connection),
 //!                                     exits after SECS
 //! ```
 
@@ -331,9 +333,98 @@ fn sock_connect(fd: i32, to: SocketAddr) -> std::io::Result<TcpStream> {
     }
 }
 
+/// The echo server of port 7: one thread, level-triggered epoll over the
+/// listener and every connection, as an event-driven Linux server is
+/// written (no thread to start per connection: the fair reference for
+/// ustack's event loop in the connection-rate cell). A readable connection
+/// gets one read and its echo written back in blocking mode (the echo of
+/// what one read returns fits the socket buffer of a reading peer).
+fn epoll_echo(l: TcpListener) -> std::io::Result<()> {
+    use std::collections::HashMap;
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    l.set_nonblocking(true)?;
+    // SAFETY: plain epoll syscalls on descriptors we own; `events` is a
+    // live array of the length passed.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let add = |fd: RawFd| {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: see above.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) }
+    };
+    let lfd = l.as_raw_fd();
+    add(lfd);
+    let mut conns: HashMap<RawFd, TcpStream> = HashMap::new();
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: see above.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in &events[..n as usize] {
+            let fd = ev.u64 as RawFd;
+            if fd == lfd {
+                loop {
+                    // SAFETY: accept4 on our listener; a new descriptor is
+                    // owned by the TcpStream made from it.
+                    let c = unsafe {
+                        libc::accept4(
+                            lfd,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                            libc::SOCK_CLOEXEC,
+                        )
+                    };
+                    if c < 0 {
+                        break;
+                    }
+                    // SAFETY: c is a fresh descriptor we own.
+                    let s = unsafe { TcpStream::from_raw_fd(c) };
+                    let _ = s.set_nodelay(true);
+                    add(c);
+                    conns.insert(c, s);
+                }
+                continue;
+            }
+            let Some(s) = conns.get_mut(&fd) else {
+                continue;
+            };
+            let done = match s.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => s.write_all(&buf[..n]).is_err(),
+                Err(e) => e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted,
+            };
+            if done {
+                // Closing the descriptor takes it out of the epoll set.
+                conns.remove(&fd);
+            }
+        }
+    }
+}
+
 fn server(addr: IpAddr, secs: f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    for (port, kind) in [(7u16, 0u8), (9, 1), (19, 2)] {
+    let l = TcpListener::bind((addr, 7)).unwrap_or_else(|e| {
+        eprintln!("tcp_bench server: bind {addr}:7: {e}");
+        std::process::exit(1)
+    });
+    std::thread::spawn(move || {
+        if let Err(e) = epoll_echo(l) {
+            eprintln!("tcp_bench server: epoll echo: {e}");
+        }
+    });
+    for (port, kind) in [(8u16, 0u8), (9, 1), (19, 2)] {
         let l = TcpListener::bind((addr, port)).unwrap_or_else(|e| {
             eprintln!("tcp_bench server: bind {addr}:{port}: {e}");
             std::process::exit(1)
@@ -359,7 +450,9 @@ fn server(addr: IpAddr, secs: f64) {
             }
         });
     }
-    eprintln!("tcp_bench server: serving 7 (echo), 9 (discard), 19 (source) on {addr}");
+    eprintln!(
+        "tcp_bench server: serving 7 (echo, epoll), 8 (echo, thread per connection), 9 (discard), 19 (source) on {addr}"
+    );
     std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
 }
 

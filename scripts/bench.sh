@@ -24,7 +24,11 @@
 #   3. connection rate: connect, 1 byte there and back, close;
 #      all three from the compiled client examples/tcp_bench.rs, against
 #      tcpecho on a TUN, examples/smoltcp_echo.rs on a TUN, and
-#      examples/tcp_bench.rs's Linux server on a veth pair;
+#      examples/tcp_bench.rs's Linux server on a veth pair (port 7: one
+#      thread, epoll); request/response and connection rate also against
+#      the Linux server's thread-per-connection echo (port 8) and ustack's
+#      threaded API (examples/threaded_echo.rs on a TUN), listed under the
+#      table;
 #   4. tcpecho's resident memory per idle established connection with 10,000
 #      and 100,000 connections;
 #   5. in memory, no device: examples/pipe_bench.rs (ustack over the pipe
@@ -35,6 +39,7 @@
 # Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
 #   s:  client (kernel 10.7.0.1) -- TUN ustk0 -- smoltcp_echo 10.7.0.2
+#   ut: client (kernel 10.8.0.1) -- TUN ustk0 -- threaded_echo 10.8.0.2
 #   kc: client 10.6.0.1 -- veth -- ks: tcp_bench server 10.6.0.2
 #   t:  tun_rate (TUN ustk0, 10.99.0.1)
 # Progress on stderr.
@@ -72,7 +77,7 @@ START=$(date +%s)
 
 echo "bench.sh: building" >&2
 cargo build --release --quiet --bin tcpecho >&2
-cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate >&2
+cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 TCPECHO="$T/tcpecho"
 SMOLECHO="$T/examples/smoltcp_echo"
@@ -80,6 +85,7 @@ CLIENT="$T/examples/tcp_bench"
 
 NSU="ustk-perf-u-$$"
 NSS="ustk-perf-s-$$"
+NSUT="ustk-perf-ut-$$"
 NSKC="ustk-perf-kc-$$"
 NSKS="ustk-perf-ks-$$"
 NST="ustk-perf-t-$$"
@@ -120,6 +126,14 @@ ip netns exec "$NSS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
 ip -n "$NSS" link set ustk0 up txqueuelen 4096
 ip -n "$NSS" addr add 10.7.0.1/24 dev ustk0
 
+mkns "$NSUT"
+ip netns exec "$NSUT" timeout "$LIFETIME" "${SRV_PIN[@]}" "$T/examples/threaded_echo" --tun ustk0 --addr 10.8.0.2/24 \
+    >"$OUT/techo.out" 2>"$OUT/techo.err" &
+PIDS+=($!)
+waitfor "$OUT/techo.err" "threaded_echo: echoing"
+ip netns exec "$NSUT" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSUT" addr add 10.8.0.1/24 dev ustk0
+
 mkns "$NSKC"
 mkns "$NSKS"
 ip -n "$NSKC" link add ustkk0 type veth peer name ustks0 netns "$NSKS"
@@ -152,6 +166,10 @@ for mode in up down rr cps; do
     cell "u$mode" "$NSU" "$mode" 10.5.0.2 "$port"
     cell "s$mode" "$NSS" "$mode" 10.7.0.2 "$port"
     cell "k$mode" "$NSKC" "$mode" 10.6.0.2 "$port"
+    if [[ $mode == rr || $mode == cps ]]; then
+        cell "t$mode" "$NSUT" "$mode" 10.8.0.2 7
+        cell "k8$mode" "$NSKC" "$mode" 10.6.0.2 8
+    fi
 done
 
 # --- 4: memory per idle connection ------------------------------------------
@@ -234,6 +252,11 @@ num() { # VALUE [DECIMALS] -> 12,345.6
 }
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ELAPSED=$(($(date +%s) - START))
+case $PIN in
+    same) PLACE="PIN=same: servers and client all on CPU 0 (taskset -c 0)" ;;
+    cross) PLACE="PIN=cross: servers on CPU 0, the client on CPU 1 (taskset)" ;;
+    *) PLACE="not pinned (the scheduler's choice)" ;;
+esac
 {
     cat <<EOF
 <!-- bench.sh begin: written by scripts/bench.sh, replaced on every run -->
@@ -243,20 +266,30 @@ ELAPSED=$(($(date +%s) - START))
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the cells: $LOAD
 - Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
 - Client: \`examples/tcp_bench.rs\` (compiled, std::net on the kernel's TCP), the same for all three servers; ${SECS} s per cell.
-- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers), \`tcp_bench server\` (Linux TCP on a veth pair, a thread per connection).
+- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers), \`tcp_bench server\` (Linux TCP on a veth pair: echo in one epoll thread, bulk a thread per connection).
+- Placement: $PLACE.
 
 | test | ustack (TUN) | smoltcp (TUN) | Linux (veth) | ustack / smoltcp | ustack / Linux |
 | --- | ---: | ---: | ---: | ---: | ---: |
 EOF
     row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${5:-0}")" "$(num "$3" "${5:-0}")" "$(num "$4" "${5:-0}")" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
-    row "bulk client → server (MB/s)" "${V[uup]}" "${V[sup]}" "${V[kup]}" 1
-    row "bulk server → client (MB/s)" "${V[udown]}" "${V[sdown]}" "${V[kdown]}" 1
-    row "1-byte request/response (tx/s)" "${V[urr]}" "${V[srr]}" "${V[krr]}"
-    row "request/response p50 (µs)" "${P50[urr]}" "${P50[srr]}" "${P50[krr]}" 1
-    row "request/response p99 (µs)" "${P99[urr]}" "${P99[srr]}" "${P99[krr]}" 1
-    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]}" "${V[scps]}" "${V[kcps]}"
-    for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps; do
-        if want "${key:1}" && [[ ${OK[$key]:-0} != 1 ]]; then
+    row "bulk client → server (MB/s)" "${V[uup]:-}" "${V[sup]:-}" "${V[kup]:-}" 1
+    row "bulk server → client (MB/s)" "${V[udown]:-}" "${V[sdown]:-}" "${V[kdown]:-}" 1
+    row "1-byte request/response (tx/s)" "${V[urr]:-}" "${V[srr]:-}" "${V[krr]:-}"
+    row "request/response p50 (µs)" "${P50[urr]:-}" "${P50[srr]:-}" "${P50[krr]:-}" 1
+    row "request/response p99 (µs)" "${P99[urr]:-}" "${P99[srr]:-}" "${P99[krr]:-}" 1
+    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]:-}" "${V[scps]:-}" "${V[kcps]:-}"
+    cat <<EOF
+
+Also measured (request/response; connection rate): ustack's threaded API
+(\`examples/threaded_echo.rs\`, a thread per connection on \`ustack::net\`)
+$(num "${V[trr]:-}") tx/s, p50 $(num "${P50[trr]:-}" 1) µs, p99 $(num "${P99[trr]:-}" 1) µs; $(num "${V[tcps]:-}") conn/s.
+Linux with a thread per connection (port 8): $(num "${V[k8rr]:-}") tx/s, p50 $(num "${P50[k8rr]:-}" 1) µs, p99 $(num "${P99[k8rr]:-}" 1) µs; $(num "${V[k8cps]:-}") conn/s.
+EOF
+    for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps trr tcps k8rr k8cps; do
+        m=${key#k8}
+        m=${m#[uskt]}
+        if want "$m" && [[ ${OK[$key]:-0} != 1 ]]; then
             echo
             echo "**Warning:** cell $key had errors (see the run's stderr)."
         fi
@@ -276,7 +309,7 @@ EOF
     done
     for n in 10000 100000; do
         read -r _ _ h <<<"${MEM[$n]:-0 0 0}"
-        if [[ $h != "$n" ]]; then
+        if want mem && [[ $h != "$n" ]]; then
             echo
             echo "**$n connections not reached:** \`${MEMLINE[$n]:-no output}\`"
         fi
