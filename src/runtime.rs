@@ -160,6 +160,13 @@ impl<D: Device> Driver<D> {
         iface.poll_transmit(now, &mut self.tx);
     }
 
+    /// Collects what the interface has to send now into the transmit
+    /// batch, without reading or writing the device (the threaded runtime
+    /// collects under the core's lock and writes after releasing it).
+    pub fn collect(&mut self, iface: &mut Interface, now: Instant) {
+        iface.poll_transmit(now, &mut self.tx);
+    }
+
     /// Collects what the interface has to send now and writes it, without
     /// reading the device: for after the application acted on its sockets
     /// (a request/response server answers in the same wake-up, with no read

@@ -39,16 +39,30 @@ pub(crate) struct Core {
     /// Async tasks waiting on sockets (see `net::wake`).
     pub wakers: HashMap<SocketHandle, crate::net::wake::SocketWakers>,
     pub driver_counters: DriverCounters,
+    /// The deadline the stack thread sleeps (or is about to sleep) until,
+    /// `None` for no deadline: a socket call that sends from its own thread
+    /// wakes the stack thread only when it made a timer due earlier.
+    pub sleep_until: Option<Instant>,
 }
+
+/// The device and its frame batches, shared by the stack thread and the
+/// application threads that send from their own thread
+/// ([`Shared::send_now`]).
+pub(crate) type SharedDriver = Driver<Box<dyn Device + Send>>;
 
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
+    /// Taken by the stack thread for its device reads and writes (never
+    /// while it sleeps), and tried by application threads that send.
+    /// `None` once the stack thread has stopped (the device is closed).
+    driver: Mutex<Option<SharedDriver>>,
     wake: EventFd,
     wake_pending: AtomicBool,
     pub shutdown: AtomicBool,
     pub clock: RealClock,
     stack_wakes: AtomicU64,
     app_wakes: AtomicU64,
+    direct_sends: AtomicU64,
 }
 
 /// The threaded runtime's cross-thread wake-ups, in total since the stack
@@ -65,6 +79,9 @@ pub struct WakeCounters {
     /// condition-variable notification, which may wake several threads
     /// blocked on that socket).
     pub app_wakes: u64,
+    /// Times a socket call wrote its frames to the device from its own
+    /// thread (no stack-thread wake-up).
+    pub direct_sends: u64,
 }
 
 impl Shared {
@@ -80,6 +97,36 @@ impl Shared {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.stack_wakes.fetch_add(1, Ordering::Relaxed);
             self.wake.signal();
+        }
+    }
+
+    /// After a socket call queued something to send: writes it to the
+    /// device from the calling thread, as a kernel's send path runs in the
+    /// sender's context, when the stack thread is not using the device;
+    /// else wakes the stack thread to do it. The stack thread is woken too
+    /// when the call armed a timer earlier than its sleep's deadline, or
+    /// frames wait for the device to take them. Consumes the core's lock
+    /// (released before the device write).
+    pub fn send_now(&self, mut core: MutexGuard<'_, Core>) {
+        let Ok(mut guard) = self.driver.try_lock() else {
+            drop(core);
+            self.wake();
+            return;
+        };
+        let Some(d) = guard.as_mut() else {
+            return; // the stack has stopped
+        };
+        let now = self.clock.now();
+        d.collect(&mut core.iface, now);
+        let next = d.poll_at(&core.iface);
+        let sleeping_until = core.sleep_until;
+        drop(core);
+        let _ = d.transmit(now);
+        let waiting = d.tx_pending() > 0;
+        drop(guard);
+        self.direct_sends.fetch_add(1, Ordering::Relaxed);
+        if waiting || next.is_some_and(|t| sleeping_until.is_none_or(|s| t < s)) {
+            self.wake();
         }
     }
 
@@ -162,12 +209,15 @@ impl StackBuilder {
         }
         let clock = RealClock::new();
         let iface = Interface::new(config, clock.now());
+        let driver = Driver::new(self.device, &iface);
         let shared = Arc::new(Shared {
+            driver: Mutex::new(Some(driver)),
             core: Mutex::new(Core {
                 iface,
                 waiters: HashMap::new(),
                 wakers: HashMap::new(),
                 driver_counters: DriverCounters::default(),
+                sleep_until: None,
             }),
             wake: EventFd::new()?,
             wake_pending: AtomicBool::new(false),
@@ -175,12 +225,12 @@ impl StackBuilder {
             clock,
             stack_wakes: AtomicU64::new(0),
             app_wakes: AtomicU64::new(0),
+            direct_sends: AtomicU64::new(0),
         });
-        let device = self.device;
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ustack".into())
-            .spawn(move || stack_thread(s2, device))?;
+            .spawn(move || stack_thread(s2))?;
         Ok(Stack {
             shared,
             thread: Some(thread),
@@ -218,6 +268,7 @@ impl Stack {
         WakeCounters {
             stack_wakes: self.shared.stack_wakes.load(Ordering::Relaxed),
             app_wakes: self.shared.app_wakes.load(Ordering::Relaxed),
+            direct_sends: self.shared.direct_sends.load(Ordering::Relaxed),
         }
     }
 
@@ -272,82 +323,134 @@ impl Drop for Stack {
     }
 }
 
-fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Result<()> {
-    let mut driver = {
-        let core = shared.lock();
-        Driver::new(device, &core.iface)
-    };
+fn stack_thread(shared: Arc<Shared>) -> io::Result<()> {
+    let r = stack_loop(&shared);
+    // The device closes with the thread, as before it was shared.
+    let driver = shared
+        .driver
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    drop(driver);
+    r
+}
+
+fn stack_loop(shared: &Shared) -> io::Result<()> {
     let mut events = Vec::new();
     let mut to_wake = Vec::new();
     let mut to_notify: Vec<Arc<Condvar>> = Vec::new();
     let wake_fd = shared.wake.as_raw_fd();
+    let dev_fd = {
+        let d = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+        d.as_ref().and_then(|d| d.device().as_raw_fd())
+    };
     let mut counters_at = Instant::ZERO;
-    // Whether the device may have frames: false only right after a wait
+    // Whether the device may have frames: false only right after a sleep
     // that saw it unreadable (woken by a socket call or a timer), when a
     // read would find nothing.
     let mut device_ready = true;
+    // Just back from a sleep: take the one frame that woke us first (its
+    // reader is woken before the device is read again).
+    let mut slept = false;
+    let mut fds = Vec::with_capacity(2);
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return Ok(());
         }
         let now = shared.clock.now();
-        // Device reads outside the lock; only processing holds it. After a
-        // sleep, the one frame that woke us goes through first (its reader
-        // is woken before the device is read again).
-        let first = device_ready && driver.woke();
-        if first {
-            driver.receive_one(now)?;
-        } else if device_ready {
-            driver.receive(now)?;
-        }
-        let deadline = {
-            let mut core = shared.lock();
-            loop {
-                driver.process(&mut core.iface, now);
-                core.iface.drain_socket_events(&mut events);
-                if first || !driver.rx_more() || events.len() > 1024 {
-                    break;
-                }
-                // More may be waiting: keep the lock for one more batch.
+        let (deadline, tx_pending, wants_writable, dev_timed) = {
+            let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(driver) = guard.as_mut() else {
+                return Ok(());
+            };
+            // Device reads outside the core's lock; only processing holds it.
+            let first = device_ready && slept;
+            if first {
+                driver.receive_one(now)?;
+            } else if device_ready {
                 driver.receive(now)?;
             }
-            let core = &mut *core;
-            for h in events.drain(..) {
-                if let Some(w) = core.waiters.get(&h) {
-                    if w.readers > 0 || w.writers > 0 {
-                        let (r, wr) = crate::net::wake::readiness(&core.iface, h);
-                        if (r && w.readers > 0) || (wr && w.writers > 0) {
-                            to_notify.push(w.cond.clone());
+            slept = false;
+            let deadline = {
+                let mut core = shared.lock();
+                loop {
+                    driver.process(&mut core.iface, now);
+                    core.iface.drain_socket_events(&mut events);
+                    if first || !driver.rx_more() || events.len() > 1024 {
+                        break;
+                    }
+                    // More may be waiting: keep the lock for one more batch.
+                    driver.receive(now)?;
+                }
+                let core = &mut *core;
+                for h in events.drain(..) {
+                    if let Some(w) = core.waiters.get(&h) {
+                        if w.readers > 0 || w.writers > 0 {
+                            let (r, wr) = crate::net::wake::readiness(&core.iface, h);
+                            if (r && w.readers > 0) || (wr && w.writers > 0) {
+                                to_notify.push(w.cond.clone());
+                            }
                         }
                     }
+                    crate::net::wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
                 }
-                crate::net::wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
-            }
-            if now >= counters_at {
-                // The device's drop count may cost a syscall: once a second.
-                core.driver_counters = driver.refresh_counters().clone();
-                counters_at = now + crate::time::Duration::from_secs(1);
-            } else {
-                core.driver_counters = driver.counters().clone();
-            }
-            driver.poll_at(&core.iface)
+                if now >= counters_at {
+                    // The device's drop count may cost a syscall: once a second.
+                    core.driver_counters = driver.refresh_counters().clone();
+                    counters_at = now + crate::time::Duration::from_secs(1);
+                } else {
+                    core.driver_counters = driver.counters().clone();
+                }
+                let deadline = driver.poll_at(&core.iface);
+                core.sleep_until = deadline;
+                deadline
+            };
+            let _ = driver.transmit(now);
+            (
+                deadline,
+                driver.tx_pending() > 0,
+                driver.device().wants_writable(),
+                driver.device().poll_at().is_some(),
+            )
         };
-        // Threads and tasks run once the lock is free (a thread woken under
-        // it would block on it at once: a second wake-up).
+        // Threads and tasks run once the locks are free (a thread woken
+        // under one would block on it at once: a second wake-up; and a
+        // thread that answers at once finds the device free to send on).
         shared
             .app_wakes
             .fetch_add(to_notify.len() as u64, Ordering::Relaxed);
         to_notify.drain(..).for_each(|c| c.notify_all());
         to_wake.drain(..).for_each(std::task::Waker::wake);
-        let _ = driver.transmit(now);
         device_ready = true;
         // Anything for right now? Then go round again without sleeping.
         let now2 = shared.clock.now();
-        if deadline.is_some_and(|d| d <= now2) && driver.tx_pending() == 0 {
+        if deadline.is_some_and(|d| d <= now2) && !tx_pending {
             continue;
         }
-        let r = driver.wait(now2, deadline, &[wake_fd])?;
-        if r.extra & 1 != 0 {
+        fds.clear();
+        if let Some(fd) = dev_fd {
+            let mut events = libc::POLLIN;
+            if tx_pending || wants_writable {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        }
+        fds.push(libc::pollfd {
+            fd: wake_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        crate::runtime::poll_fds(
+            &mut fds,
+            deadline.map(|d| d.saturating_duration_since(now2)),
+        )?;
+        slept = true;
+        let device_polled = dev_fd.is_some() && fds[0].revents != 0;
+        if fds.last().is_some_and(|p| p.revents != 0) {
             // Drain first, then re-arm: a wake that lands between the two
             // finds the flag still set and skips its signal, but its work is
             // seen because processing follows; the other order would lose it.
@@ -356,8 +459,6 @@ fn stack_thread(shared: Arc<Shared>, device: Box<dyn Device + Send>) -> io::Resu
         }
         // A device that polled unreadable has nothing to read now, unless
         // it keeps frames of its own for a time (the impairment layer).
-        device_ready = r.device
-            || driver.device().as_raw_fd().is_none()
-            || driver.device().poll_at().is_some();
+        device_ready = device_polled || dev_fd.is_none() || dev_timed;
     }
 }

@@ -195,12 +195,14 @@ fn ipv6_and_ipv4_clients_of_one_dual_stack_listener() {
     assert_eq!(peers[1].ip().to_string(), "::ffff:10.7.0.1");
 }
 
-/// Issue 8: a blocking request/response costs at most one cross-thread
-/// wake-up each way per transaction: the write wakes the stack thread once,
-/// the answer wakes the reader once (no second wake-up for the lock, none
-/// for ACKs).
+/// Issue 8: a blocking request/response costs one cross-thread wake-up per
+/// transaction on each stack (the answer's arrival wakes the blocked
+/// reader: no second wake-up for the lock, none for ACKs), and a write
+/// sends its segment from the writing thread instead of waking the stack
+/// thread (it wakes it only when the stack thread holds the device at that
+/// moment).
 #[test]
-fn request_response_wakes_each_thread_once_per_transaction() {
+fn request_response_wakes_one_thread_per_transaction() {
     let (sa, sb) = pair();
     let listener = TcpListener::bind(&sb, "0.0.0.0:7").unwrap();
     let server = std::thread::spawn(move || {
@@ -230,14 +232,15 @@ fn request_response_wakes_each_thread_once_per_transaction() {
     let (a1, b1) = (sa.wake_counters(), sb.wake_counters());
     drop(c);
     server.join().unwrap();
-    // Each side: one stack wake per write, one reader wake per answer (a
-    // few more for delayed-ACK timers and the like are allowed).
     for (side, w0, w1) in [("client", a0, a1), ("server", b0, b1)] {
         let stack = w1.stack_wakes - w0.stack_wakes;
         let app = w1.app_wakes - w0.app_wakes;
+        let direct = w1.direct_sends - w0.direct_sends;
+        // Each write went out directly or woke the stack thread, never
+        // both; most went out directly (here: all of them, run after run).
         assert!(
-            stack <= N + N / 20,
-            "{side}: {stack} stack-thread wake-ups for {N} transactions"
+            stack + direct <= N + N / 20 && direct >= N / 2,
+            "{side}: {direct} direct sends, {stack} stack-thread wake-ups for {N} writes"
         );
         assert!(
             app <= N + N / 20,

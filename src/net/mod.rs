@@ -45,8 +45,8 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
 /// passes: `WouldBlock` for reads and writes, as std gives for socket
 /// timeouts; connect uses its own kind). While it waits it is counted as a
 /// waiter on `h` in direction `dir`, so that the stack thread wakes it only
-/// when that direction is ready. When `op` left something to send, the
-/// stack thread is woken after the lock is released.
+/// when that direction is ready. When `op` left something to send, it is
+/// sent from this thread ([`Shared::send_now`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn block_on<T>(
     shared: &Shared,
@@ -71,9 +71,8 @@ pub(crate) fn block_on<T>(
                 }
             }
             r => {
-                drop(core);
                 if wake {
-                    shared.wake();
+                    shared.send_now(core);
                 }
                 return r;
             }

@@ -130,8 +130,7 @@ impl Drop for StreamInner {
             core.iface.tcp_close(self.handle)
         };
         core.waiters.remove(&self.handle);
-        drop(core);
-        self.shared.wake();
+        self.shared.send_now(core);
     }
 }
 
@@ -198,9 +197,10 @@ impl TcpStream {
             let now = shared.clock_now();
             let h = core.iface.tcp_connect(addr, None, now)?;
             let c = register(&mut core, h);
+            // The SYN leaves from this thread.
+            shared.send_now(core);
             (h, c)
         };
-        shared.wake();
         let s = TcpStream::from_parts(shared.clone(), h, cond.clone());
         block_on(
             &shared,
@@ -246,8 +246,9 @@ impl TcpStream {
     fn with<T>(&self, f: impl FnOnce(&mut Core) -> io::Result<T>) -> io::Result<T> {
         let mut core = self.inner.shared.lock();
         let r = f(&mut core);
-        drop(core);
-        self.inner.shared.wake();
+        // A FIN to send, a timer armed: sent from here, or the stack
+        // thread told.
+        self.inner.shared.send_now(core);
         r
     }
 

@@ -105,9 +105,6 @@ impl UdpSocket {
         let r = self.blocking(Direction::Write, self.write_timeout, |c| {
             c.iface.udp_send_to(h, buf, addr)
         });
-        if r.is_ok() {
-            self.shared.wake();
-        }
         r
     }
 
@@ -117,9 +114,6 @@ impl UdpSocket {
         let r = self.blocking(Direction::Write, self.write_timeout, |c| {
             c.iface.udp_send(h, buf)
         });
-        if r.is_ok() {
-            self.shared.wake();
-        }
         r
     }
 
