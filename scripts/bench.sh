@@ -79,7 +79,9 @@ echo "bench.sh: building" >&2
 cargo build --release --quiet --bin tcpecho >&2
 cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-TCPECHO="$T/tcpecho"
+# TCPECHO, THREADED: other builds of the two ustack servers (A/B runs).
+TCPECHO=${TCPECHO:-$T/tcpecho}
+THREADED=${THREADED:-$T/examples/threaded_echo}
 SMOLECHO="$T/examples/smoltcp_echo"
 CLIENT="$T/examples/tcp_bench"
 
@@ -127,7 +129,7 @@ ip -n "$NSS" link set ustk0 up txqueuelen 4096
 ip -n "$NSS" addr add 10.7.0.1/24 dev ustk0
 
 mkns "$NSUT"
-ip netns exec "$NSUT" timeout "$LIFETIME" "${SRV_PIN[@]}" "$T/examples/threaded_echo" --tun ustk0 --addr 10.8.0.2/24 \
+ip netns exec "$NSUT" timeout "$LIFETIME" "${SRV_PIN[@]}" "$THREADED" --tun ustk0 --addr 10.8.0.2/24 \
     >"$OUT/techo.out" 2>"$OUT/techo.err" &
 PIDS+=($!)
 waitfor "$OUT/techo.err" "threaded_echo: echoing"

@@ -102,19 +102,18 @@ impl UdpSocket {
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
         let addr = first_addr(addr)?;
         let h = self.handle;
-        let r = self.blocking(Direction::Write, self.write_timeout, |c| {
+        // The datagram leaves from this thread (see `block_on`).
+        self.blocking(Direction::Write, self.write_timeout, |c| {
             c.iface.udp_send_to(h, buf, addr)
-        });
-        r
+        })
     }
 
     /// Sends a datagram to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         let h = self.handle;
-        let r = self.blocking(Direction::Write, self.write_timeout, |c| {
+        self.blocking(Direction::Write, self.write_timeout, |c| {
             c.iface.udp_send(h, buf)
-        });
-        r
+        })
     }
 
     /// Sets the default peer and receives only from it.
