@@ -73,9 +73,10 @@ fn main() {
     while ustack::runtime::poll_fds(&mut fds, None).map_or(true, |n| n == 0) {}
     let w = stack.wake_counters();
     println!(
-        "stack_wakes={} app_wakes={} rx_frames={} tx_frames={}",
+        "stack_wakes={} app_wakes={} direct_sends={} rx_frames={} tx_frames={}",
         w.stack_wakes,
         w.app_wakes,
+        w.direct_sends,
         stack.driver_counters().rx_frames,
         stack.driver_counters().tx_frames
     );
