@@ -29,13 +29,21 @@ cargo build --release --quiet --bin tcpecho >&2
 cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example threaded_echo >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 case ${PIN:-} in
-    "") S=() C=() ;;
+    "" | none) S=() C=() ;;
     same) S=(taskset -c 0) C=(taskset -c 0) ;;
     cross) S=(taskset -c 0) C=(taskset -c 1) ;;
     *) echo "PIN: same or cross" >&2; exit 2 ;;
 esac
 # shellcheck source=scripts/lib-bench.sh
 source "$ROOT/scripts/lib-bench.sh"
+
+# Every client namespace gets the same ephemeral port range (bench.sh's):
+# the connection-rate client leaves thousands of TIME-WAIT sockets behind,
+# and connect() slows down as they fill a narrower range.
+mkns_wide() {
+    mkns "$1"
+    ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+}
 
 # tun NAME CMD...: CMD on a TUN ustk0 at 10.5.0.2 in namespace NAME; the
 # kernel side is 10.5.0.1. ip netns exec and taskset exec the server, so
@@ -44,7 +52,7 @@ declare -A SPID
 tun() {
     local ns=$1
     shift
-    mkns "$ns"
+    mkns_wide "$ns"
     ip netns exec "$ns" timeout 900 "${S[@]}" "$@" >"$OUT/$ns.out" 2>"$OUT/$ns.err" &
     PIDS+=($!)
     for _ in $(seq 100); do
@@ -69,7 +77,7 @@ tun "$NT" "$T/examples/threaded_echo" --tun ustk0 --addr 10.5.0.2/24
 SERVERS+=("ustack-threaded:$NT:10.5.0.2:7")
 tun "$NS" "$T/examples/smoltcp_echo" ustk0 10.5.0.2/24 7 8
 SERVERS+=("smoltcp:$NS:10.5.0.2:7")
-mkns "$NKC"
+mkns_wide "$NKC"
 mkns "$NKS"
 ip -n "$NKC" link add ustkk0 type veth peer name ustks0 netns "$NKS"
 ip -n "$NKC" addr add 10.6.0.1/24 dev ustkk0
