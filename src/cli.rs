@@ -54,6 +54,21 @@ pub struct DeviceArgs {
     /// Seed of the impairment layer and of the stack's randomness.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// TCP offload on a TUN/TAP device (virtio-net header: the kernel cuts
+    /// the stack's 64 KiB super-segments, hands over its own uncut, and
+    /// completes checksums). Default: on where the device allows it and no
+    /// --impair is given; `on` fails when the kernel refuses it.
+    #[arg(long, value_name = "on|off")]
+    pub offload: Option<OnOff>,
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// A device as the tools use it.
@@ -64,10 +79,16 @@ impl DeviceArgs {
     /// returns it with an interface configuration matching it.
     pub fn open(&self) -> io::Result<(BoxDevice, Config)> {
         let mut dev: BoxDevice = if let Some(name) = &self.tun {
-            Box::new(TunDevice::open(name, TunKind::Tun, &self.tun_options())?)
+            Box::new(self.open_tun(name, TunKind::Tun)?)
         } else if let Some(name) = &self.tap {
-            Box::new(TunDevice::open(name, TunKind::Tap, &self.tun_options())?)
+            Box::new(self.open_tun(name, TunKind::Tap)?)
         } else if let Some(name) = &self.raw {
+            if self.offload == Some(OnOff::On) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--offload on: offload is for TUN/TAP devices (a raw socket has none)",
+                ));
+            }
             Box::new(RawSocket::open(
                 name,
                 &RawOptions {
@@ -92,6 +113,7 @@ impl DeviceArgs {
         let caps = dev.caps();
         let mut config = Config::new(caps.medium);
         config.mtu = caps.mtu;
+        config.offload = caps.offload;
         config.hardware_addr = self.mac.or(caps.hardware_addr);
         config.addrs = self
             .addr
@@ -114,12 +136,39 @@ impl DeviceArgs {
         Ok((dev, config))
     }
 
-    fn tun_options(&self) -> TunOptions {
+    fn tun_options(&self, offload: bool) -> TunOptions {
         TunOptions {
             mtu: self.mtu,
             hardware_addr: self.mac,
             tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
-            ..TunOptions::default()
+            offload,
+        }
+    }
+
+    /// True when the impairment layer will do anything.
+    fn impaired(&self) -> bool {
+        self.impair.is_some_and(|s| !s.is_passthrough())
+    }
+
+    /// Opens the TUN/TAP device with offload as asked: `on` insists,
+    /// `off` does without, the default tries and falls back.
+    fn open_tun(&self, name: &str, kind: TunKind) -> io::Result<TunDevice> {
+        match self.offload {
+            Some(OnOff::On) if self.impaired() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--offload on cannot go with --impair (impairment works on wire frames, not super-segments)",
+            )),
+            Some(OnOff::On) => TunDevice::open(name, kind, &self.tun_options(true)),
+            Some(OnOff::Off) => TunDevice::open(name, kind, &self.tun_options(false)),
+            None if self.impaired() => TunDevice::open(name, kind, &self.tun_options(false)),
+            None => match TunDevice::open(name, kind, &self.tun_options(true)) {
+                Ok(d) => Ok(d),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    tracing::warn!("offload unavailable ({e}); going on without it");
+                    TunDevice::open(name, kind, &self.tun_options(false))
+                }
+                Err(e) => Err(e),
+            },
         }
     }
 }

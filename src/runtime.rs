@@ -64,7 +64,7 @@ impl<D: Device> Driver<D> {
     pub fn new(device: D, iface: &Interface) -> Driver<D> {
         let caps = device.caps();
         Driver {
-            rx: FrameBatch::new(RX_BATCH, caps.max_frame_len()),
+            rx: FrameBatch::new(RX_BATCH, caps.max_rx_frame_len()),
             tx: iface.new_tx_batch(),
             device,
             counters: DriverCounters::default(),
@@ -110,8 +110,8 @@ impl<D: Device> Driver<D> {
     /// send. Touches no file descriptor: the threaded runtime holds its lock
     /// only around this.
     pub fn process(&mut self, iface: &mut Interface, now: Instant) {
-        for f in self.rx.iter() {
-            iface.handle_frame(now, f);
+        for (f, meta) in self.rx.iter_meta() {
+            iface.handle_frame_meta(now, f, meta);
         }
         self.rx.clear();
         iface.poll_transmit(now, &mut self.tx);

@@ -121,6 +121,13 @@ pub struct LinkCounters {
     pub arp_errors: u64,
     /// Packets dropped while waiting for ARP (queue full or no answer).
     pub arp_pending_drops: u64,
+    /// TCP super-segments handed to the device to cut (TSO/GSO).
+    pub gso_frames_out: u64,
+    /// TCP super-segments received whole from the device (GRO).
+    pub gro_frames_in: u64,
+    /// Super-segments dropped because they could not go straight to the
+    /// device (next hop's link address unknown); TCP retransmits the data.
+    pub gso_drops: u64,
 }
 
 /// All of the interface's counters.
@@ -161,6 +168,9 @@ impl Counters {
             ("ARP replies out", l.arp_replies_out),
             ("ARP errors", l.arp_errors),
             ("ARP pending drops", l.arp_pending_drops),
+            ("super-segments out (TSO)", l.gso_frames_out),
+            ("super-segments in (GRO)", l.gro_frames_in),
+            ("super-segments dropped", l.gso_drops),
         ] {
             let _ = writeln!(s, "    {v} {n}");
         }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{Interface, IpMeta};
+use super::{Interface, IpMeta, TxOffload};
 use crate::socket::{Socket, SocketHandle};
 use crate::tcp::{
     cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, SynFin, Tcb,
@@ -106,6 +106,17 @@ impl TcpState {
     }
 }
 
+/// The super-segment payload limit for TCP on an interface with `config`
+/// ([`TcpConfig::segment_offload`]): 64 KiB less the largest IP and TCP
+/// headers when the device segments (and so completes checksums), else 0.
+pub(crate) fn segment_offload_for(config: &super::Config) -> usize {
+    if config.offload.tso && config.offload.tx_checksum {
+        crate::phy::GSO_MAX_PACKET - 120
+    } else {
+        0
+    }
+}
+
 fn no_socket() -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, "no such TCP socket")
 }
@@ -147,7 +158,7 @@ impl Interface {
                 return;
             }
         };
-        let repr = match tcp::Repr::parse(&pkt, src, dst, true) {
+        let repr = match tcp::Repr::parse(&pkt, src, dst, !meta.csum_trusted) {
             Ok(r) => r,
             Err(e) => {
                 self.tcp.counters.in_errs += 1;
@@ -213,6 +224,7 @@ impl Interface {
                         &OutSegment {
                             repr: ack,
                             payload: (&[], &[]),
+                            gso_size: 0,
                         },
                     );
                 }
@@ -447,6 +459,7 @@ impl Interface {
             &OutSegment {
                 repr,
                 payload: (&[], &[]),
+                gso_size: 0,
             },
         );
     }
@@ -566,6 +579,7 @@ impl Interface {
             &OutSegment {
                 repr,
                 payload: (&[], &[]),
+                gso_size: 0,
             },
         );
     }
@@ -584,19 +598,32 @@ impl Interface {
         }
         let hlen = seg.repr.header_len();
         let (a, b) = seg.payload;
+        // The header, options and payload are all written below: the
+        // transmit slot need not be cleared first.
+        let off = TxOffload {
+            partial_csum_at: self.config.offload.tx_checksum.then_some(16),
+            gso_size: if self.config.offload.tso {
+                seg.gso_size
+            } else {
+                0
+            },
+            writes_all: true,
+        };
+        let partial = off.partial_csum_at.is_some();
         let (src, dst) = match (local.ip(), remote.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 self.tcp.counters.out_segs += 1;
                 let len = hlen + a.len() + b.len();
-                self.send_ipv6(now, s, d, ipv4::protocol::TCP, len, |buf| {
+                self.send_ipv6_meta(now, s, d, ipv4::protocol::TCP, len, off, |buf| {
                     buf[hlen..hlen + a.len()].copy_from_slice(a);
                     buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-                    seg.repr.emit(
-                        &mut tcp::Packet::new_unchecked(buf),
-                        IpAddr::V6(s),
-                        IpAddr::V6(d),
-                    );
+                    let mut p = tcp::Packet::new_unchecked(buf);
+                    if partial {
+                        seg.repr.emit_partial(&mut p, IpAddr::V6(s), IpAddr::V6(d));
+                    } else {
+                        seg.repr.emit(&mut p, IpAddr::V6(s), IpAddr::V6(d));
+                    }
                 });
                 return true;
             }
@@ -613,14 +640,16 @@ impl Interface {
             dont_frag: true,
         };
         self.tcp.counters.out_segs += 1;
-        self.send_ipv4(now, repr, |buf| {
+        self.send_ipv4_meta(now, repr, off, |buf| {
             buf[hlen..hlen + a.len()].copy_from_slice(a);
             buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-            seg.repr.emit(
-                &mut tcp::Packet::new_unchecked(buf),
-                IpAddr::V4(src),
-                IpAddr::V4(dst),
-            );
+            let mut p = tcp::Packet::new_unchecked(buf);
+            if partial {
+                seg.repr
+                    .emit_partial(&mut p, IpAddr::V4(src), IpAddr::V4(dst));
+            } else {
+                seg.repr.emit(&mut p, IpAddr::V4(src), IpAddr::V4(dst));
+            }
         });
         true
     }
@@ -1230,7 +1259,8 @@ impl Interface {
     }
 
     /// Changes the TCP settings for sockets created from now on.
-    pub fn set_tcp_config(&mut self, config: TcpConfig) {
+    pub fn set_tcp_config(&mut self, mut config: TcpConfig) {
+        config.segment_offload = segment_offload_for(&self.config);
         self.tcp.config = Arc::new(config);
     }
 }

@@ -625,6 +625,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             self.set_checksum(checksum::finish(s));
         }
     }
+
+    /// Stores the pseudo-header sum (folded, not complemented) in the
+    /// checksum field, for a device that completes the checksum over the
+    /// segment (checksum offload, `CHECKSUM_PARTIAL` in Linux's terms).
+    pub fn fill_partial_checksum(&mut self, src: IpAddr, dst: IpAddr) {
+        let len = self.buffer.as_ref().len() as u32;
+        let ph = checksum::pseudo_header(src, dst, protocol::TCP, len).unwrap_or(0);
+        self.set_checksum(checksum::fold(ph));
+    }
 }
 
 /// A parsed TCP segment.
@@ -711,6 +720,27 @@ impl<'a> Repr<'a> {
         self.options.emit(packet.options_mut());
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         packet.fill_checksum(src, dst);
+    }
+
+    /// [`Repr::emit`] leaving the checksum to the device: the field gets
+    /// the pseudo-header sum only (see [`Packet::fill_partial_checksum`]).
+    pub fn emit_partial<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) {
+        packet.set_src_port(self.src_port);
+        packet.set_dst_port(self.dst_port);
+        packet.set_seq_number(self.seq_number);
+        packet.set_ack_number(self.ack_number);
+        packet.set_header_len(self.header_len());
+        packet.set_flags(self.flags);
+        packet.set_window_len(self.window_len);
+        packet.set_urgent_at(self.urgent_at);
+        self.options.emit(packet.options_mut());
+        packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
+        packet.fill_partial_checksum(src, dst);
     }
 }
 
