@@ -218,6 +218,8 @@ pub struct Interface {
     /// The frame being handled came from a device that verified (or need
     /// not verify) its transport checksum.
     rx_csum_trusted: bool,
+    /// A received frame whose offloaded checksum is completed in software.
+    rx_scratch: Vec<u8>,
 }
 
 impl Interface {
@@ -266,6 +268,7 @@ impl Interface {
             rng,
             started: false,
             rx_csum_trusted: false,
+            rx_scratch: Vec::new(),
             config,
         }
     }
@@ -377,8 +380,38 @@ impl Interface {
     /// the transport checksum; a GRO super-segment is taken whole.
     pub fn handle_frame_meta(&mut self, now: Instant, frame: &[u8], meta: FrameMeta) {
         self.rx_csum_trusted = meta.checksum_trusted();
+        if let Checksum::Partial { start, offset } = meta.checksum {
+            if !self.carries_tcp(frame) {
+                // A datagram the stack may quote in an ICMP error or hand
+                // to an application as it stands: complete its checksum
+                // (TCP segments, the bulk of such frames, skip this).
+                let mut buf = std::mem::take(&mut self.rx_scratch);
+                buf.clear();
+                buf.extend_from_slice(frame);
+                let (start, at) = (start as usize, start as usize + offset as usize);
+                if buf.len() >= at + 2 && start <= at {
+                    let c =
+                        crate::wire::checksum::finish(crate::wire::checksum::sum(&buf[start..]));
+                    buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                }
+                self.handle_frame_inner(now, &buf);
+                self.rx_scratch = buf;
+                self.rx_csum_trusted = false;
+                return;
+            }
+        }
         self.handle_frame_inner(now, frame);
         self.rx_csum_trusted = false;
+    }
+
+    /// True when `frame` holds an IP packet whose (first) next header is TCP.
+    fn carries_tcp(&self, frame: &[u8]) -> bool {
+        let ip = frame.get(self.link_header_len()..).unwrap_or(&[]);
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => ip.get(9) == Some(&ipv4::protocol::TCP),
+            Some(6) => ip.get(6) == Some(&ipv4::protocol::TCP),
+            _ => false,
+        }
     }
 
     fn handle_frame_inner(&mut self, now: Instant, frame: &[u8]) {
@@ -852,8 +885,8 @@ impl Interface {
             std::mem::swap(out, &mut self.tx);
         } else {
             let mut taken = 0;
-            for f in self.tx.iter() {
-                if !out.push(f) {
+            for (f, meta) in self.tx.iter_meta() {
+                if !out.push_meta(f, meta) {
                     break;
                 }
                 taken += 1;

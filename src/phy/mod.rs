@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+pub mod gso;
 pub mod impair;
 pub mod pcap;
 pub mod pipe;
