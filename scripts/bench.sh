@@ -24,6 +24,8 @@
 #
 # Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
+#       (TUN offload on, the tools' default)
+#   o:  client (kernel 10.4.0.1) -- TUN ustk0 -- tcpecho --offload off 10.4.0.2
 #   s:  client (kernel 10.7.0.1) -- TUN ustk0 -- smoltcp_echo 10.7.0.2
 #   kc: client 10.6.0.1 -- veth -- ks: tcp_bench server 10.6.0.2
 #   t:  tun_rate (TUN ustk0, 10.99.0.1)
@@ -56,6 +58,7 @@ SMOLECHO="$T/examples/smoltcp_echo"
 CLIENT="$T/examples/tcp_bench"
 
 NSU="ustk-perf-u-$$"
+NSO="ustk-perf-o-$$"
 NSS="ustk-perf-s-$$"
 NSKC="ustk-perf-kc-$$"
 NSKS="ustk-perf-ks-$$"
@@ -88,6 +91,14 @@ ip -n "$NSU" addr add 10.5.0.1/24 dev ustk0
 for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$a/24" dev ustk0; done
 # tcpecho runs under timeout(1): its pid is the child's.
 TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
+
+mkns "$NSO"
+ip netns exec "$NSO" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr 10.4.0.2/24 \
+    --discard-port 9 --source-port 19 --offload off >"$OUT/echo-off.out" 2>"$OUT/echo-off.err" &
+PIDS+=($!)
+waitfor "$OUT/echo-off.err" "tcpecho: echoing"
+ip netns exec "$NSO" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSO" addr add 10.4.0.1/24 dev ustk0
 
 mkns "$NSS"
 ip netns exec "$NSS" timeout "$LIFETIME" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
@@ -126,6 +137,7 @@ cell() { # KEY NS MODE HOST PORT
 for mode in up down rr cps; do
     case $mode in up) port=9 ;; down) port=19 ;; *) port=7 ;; esac
     cell "u$mode" "$NSU" "$mode" 10.5.0.2 "$port"
+    cell "o$mode" "$NSO" "$mode" 10.4.0.2 "$port"
     cell "s$mode" "$NSS" "$mode" 10.7.0.2 "$port"
     cell "k$mode" "$NSKC" "$mode" 10.6.0.2 "$port"
 done
@@ -215,19 +227,19 @@ ELAPSED=$(($(date +%s) - START))
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the cells: $LOAD
 - Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
 - Client: \`examples/tcp_bench.rs\` (compiled, std::net on the kernel's TCP), the same for all three servers; ${SECS} s per cell.
-- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers), \`tcp_bench server\` (Linux TCP on a veth pair, a thread per connection).
+- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), with TUN offload (the default: TSO/GRO/checksum through the virtio-net header) and with \`--offload off\` (one frame per system call); \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers); \`tcp_bench server\` (Linux TCP on a veth pair, a thread per connection).
 
-| test | ustack (TUN) | smoltcp (TUN) | Linux (veth) | ustack / smoltcp | ustack / Linux |
-| --- | ---: | ---: | ---: | ---: | ---: |
+| test | ustack, offload (TUN) | ustack, no offload (TUN) | smoltcp (TUN) | Linux (veth) | offload / smoltcp | no offload / smoltcp | offload / Linux |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 EOF
-    row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${5:-0}")" "$(num "$3" "${5:-0}")" "$(num "$4" "${5:-0}")" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
-    row "bulk client → server (MB/s)" "${V[uup]}" "${V[sup]}" "${V[kup]}" 1
-    row "bulk server → client (MB/s)" "${V[udown]}" "${V[sdown]}" "${V[kdown]}" 1
-    row "1-byte request/response (tx/s)" "${V[urr]}" "${V[srr]}" "${V[krr]}"
-    row "request/response p50 (µs)" "${P50[urr]}" "${P50[srr]}" "${P50[krr]}" 1
-    row "request/response p99 (µs)" "${P99[urr]}" "${P99[srr]}" "${P99[krr]}" 1
-    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]}" "${V[scps]}" "${V[kcps]}"
-    for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps; do
+    row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${6:-0}")" "$(num "$3" "${6:-0}")" "$(num "$4" "${6:-0}")" "$(num "$5" "${6:-0}")" "$(ratio "$2" "$4")" "$(ratio "$3" "$4")" "$(ratio "$2" "$5")"; }
+    row "bulk client → server (MB/s)" "${V[uup]}" "${V[oup]}" "${V[sup]}" "${V[kup]}" 1
+    row "bulk server → client (MB/s)" "${V[udown]}" "${V[odown]}" "${V[sdown]}" "${V[kdown]}" 1
+    row "1-byte request/response (tx/s)" "${V[urr]}" "${V[orr]}" "${V[srr]}" "${V[krr]}"
+    row "request/response p50 (µs)" "${P50[urr]}" "${P50[orr]}" "${P50[srr]}" "${P50[krr]}" 1
+    row "request/response p99 (µs)" "${P99[urr]}" "${P99[orr]}" "${P99[srr]}" "${P99[krr]}" 1
+    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]}" "${V[ocps]}" "${V[scps]}" "${V[kcps]}"
+    for key in uup oup sup kup udown odown sdown kdown urr orr srr krr ucps ocps scps kcps; do
         if [[ ${OK[$key]:-0} != 1 ]]; then
             echo
             echo "**Warning:** cell $key had errors (see the run's stderr)."
@@ -269,9 +281,10 @@ Raw TUN, one 1500-byte frame per system call (\`examples/tun_rate.rs\`, ${SECS} 
 | write (stack → kernel) | $(num "$TW") | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 | read (kernel → stack) | $(num "$TR") | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 
-ustack's bulk rates as a share of that ceiling: server → client (the stack
-writes the TUN) $(awk -v u="${V[udown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
-client → server (the stack reads the TUN) $(awk -v u="${V[uup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
+ustack's bulk rates without offload (one frame per system call, the path
+this ceiling bounds) as a share of it: server → client (the stack
+writes the TUN) $(awk -v u="${V[odown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
+client → server (the stack reads the TUN) $(awk -v u="${V[oup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
 The TUN write rate is for UDP frames the kernel drops at once (no socket);
 the read rate is bounded by the kernel-side sender thread on the other core.
 <!-- bench.sh end -->
