@@ -1585,6 +1585,14 @@ fn whole_super_segments_are_received() {
             b.gro_frames_in > 0,
             "loss {loss}: B should see super-segments: {b:?}"
         );
+        // Each holds many full-sized segments: ACKed at once, not after
+        // the next one or a delayed-ACK timer.
+        let acks = s.b.tcp_counters().out_segs;
+        assert!(
+            acks >= b.gro_frames_in,
+            "loss {loss}: {acks} ACKs for {} super-segments",
+            b.gro_frames_in
+        );
         let a = s.a.tcp_info(c).unwrap();
         assert!(
             a.timeouts <= 2,
