@@ -17,7 +17,7 @@ use crate::tcp::{
 };
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
-use crate::wire::{ipv4, Error};
+use crate::wire::{checksum, ipv4, Error};
 
 /// TCP counters (RFC 4022 names, as `netstat -s` prints them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +115,31 @@ pub(crate) fn segment_offload_for(config: &super::Config) -> usize {
     } else {
         0
     }
+}
+
+/// Writes `seg` into `buf` (exactly the IP payload): header, options and
+/// the payload copied from the send buffer's two slices. The checksum is
+/// summed as the payload is copied (one pass over it), or, with checksum
+/// offload, left to the device (the pseudo-header sum only).
+fn fill_segment(buf: &mut [u8], seg: &OutSegment, src: IpAddr, dst: IpAddr, partial: bool) {
+    let hlen = seg.repr.header_len();
+    let (a, b) = seg.payload;
+    let (pa, pb) = buf[hlen..hlen + a.len() + b.len()].split_at_mut(a.len());
+    if partial {
+        pa.copy_from_slice(a);
+        pb.copy_from_slice(b);
+        let mut p = tcp::Packet::new_unchecked(buf);
+        seg.repr.emit_partial(&mut p, src, dst);
+        return;
+    }
+    let sa = checksum::copy_and_sum(pa, a);
+    let mut sb = checksum::copy_and_sum(pb, b);
+    if (hlen + a.len()) % 2 == 1 {
+        sb = checksum::at_odd_offset(sb);
+    }
+    let mut p = tcp::Packet::new_unchecked(buf);
+    seg.repr
+        .emit_with_payload_sum(&mut p, src, dst, checksum::combine(&[sa, sb]));
 }
 
 fn no_socket() -> io::Error {
@@ -616,14 +641,7 @@ impl Interface {
                 self.tcp.counters.out_segs += 1;
                 let len = hlen + a.len() + b.len();
                 self.send_ipv6_meta(now, s, d, ipv4::protocol::TCP, len, off, |buf| {
-                    buf[hlen..hlen + a.len()].copy_from_slice(a);
-                    buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-                    let mut p = tcp::Packet::new_unchecked(buf);
-                    if partial {
-                        seg.repr.emit_partial(&mut p, IpAddr::V6(s), IpAddr::V6(d));
-                    } else {
-                        seg.repr.emit(&mut p, IpAddr::V6(s), IpAddr::V6(d));
-                    }
+                    fill_segment(buf, seg, IpAddr::V6(s), IpAddr::V6(d), partial)
                 });
                 return true;
             }
@@ -641,15 +659,7 @@ impl Interface {
         };
         self.tcp.counters.out_segs += 1;
         self.send_ipv4_meta(now, repr, off, |buf| {
-            buf[hlen..hlen + a.len()].copy_from_slice(a);
-            buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-            let mut p = tcp::Packet::new_unchecked(buf);
-            if partial {
-                seg.repr
-                    .emit_partial(&mut p, IpAddr::V4(src), IpAddr::V4(dst));
-            } else {
-                seg.repr.emit(&mut p, IpAddr::V4(src), IpAddr::V4(dst));
-            }
+            fill_segment(buf, seg, IpAddr::V4(src), IpAddr::V4(dst), partial)
         });
         true
     }

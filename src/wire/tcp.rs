@@ -722,6 +722,40 @@ impl<'a> Repr<'a> {
         packet.fill_checksum(src, dst);
     }
 
+    /// [`Repr::emit`] for a payload already in place behind the header
+    /// (not copied from `self.payload`) whose partial sum is `payload_sum`
+    /// (from [`checksum::copy_and_sum`] as it was copied in): the checksum
+    /// then only sums the header.
+    pub fn emit_with_payload_sum<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+        payload_sum: u32,
+    ) {
+        packet.set_src_port(self.src_port);
+        packet.set_dst_port(self.dst_port);
+        packet.set_seq_number(self.seq_number);
+        packet.set_ack_number(self.ack_number);
+        packet.set_header_len(self.header_len());
+        packet.set_flags(self.flags);
+        packet.set_window_len(self.window_len);
+        packet.set_urgent_at(self.urgent_at);
+        self.options.emit(packet.options_mut());
+        packet.set_checksum(0);
+        let hl = self.header_len();
+        let len = packet.buffer.as_ref().len() as u32;
+        let Some(ph) = checksum::pseudo_header(src, dst, protocol::TCP, len) else {
+            return;
+        };
+        let head = checksum::sum(&packet.buffer.as_ref()[..hl]);
+        packet.set_checksum(checksum::finish(checksum::combine(&[
+            ph,
+            head,
+            payload_sum,
+        ])));
+    }
+
     /// [`Repr::emit`] leaving the checksum to the device: the field gets
     /// the pseudo-header sum only (see [`Packet::fill_partial_checksum`]).
     pub fn emit_partial<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
