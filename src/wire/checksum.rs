@@ -194,7 +194,7 @@ mod tests {
             assert_eq!(fold(s), fold(sum(&src)), "len {len}");
             // Split at an odd point: the second part's sum is swapped.
             if len > 3 {
-                let k = len / 2 | 1;
+                let k = (len / 2) | 1;
                 let a = sum(&src[..k]);
                 let b = at_odd_offset(sum(&src[k..]));
                 assert_eq!(
