@@ -701,7 +701,10 @@ impl Interface {
 
     /// True when the transmit queue has room for `frames` more frames.
     pub(crate) fn tx_has_room(&self, frames: usize) -> bool {
-        self.tx.len() + frames <= self.tx.max_frames()
+        // Frames, and bytes: super-segments are up to 64 KiB each, and the
+        // queue holds no more bytes than a queue of full-MTU frames would.
+        let max_bytes = self.tx.max_frames() * (self.config.mtu + self.link_header_len());
+        self.tx.len() + frames <= self.tx.max_frames() && self.tx.bytes() < max_bytes
     }
 
     /// Sends an IPv4 datagram whose payload (`repr.payload_len` bytes) is
