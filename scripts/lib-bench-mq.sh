@@ -1,0 +1,100 @@
+# Multi-queue cells of the benchmarks (sourced, not run; issue 8): bulk
+# throughput of tcpecho with 1 and with 2 queues of a multi-queue TUN
+# (`--queues N`, one stack thread per queue), with several parallel
+# connections from examples/tcp_bench.rs, both directions. Used by
+# scripts/bench.sh and, on its own, by scripts/bench-mq.sh.
+#
+# Needs from the caller: lib-bench.sh sourced (mkns, PIDS, OUT), TCPECHO and
+# CLIENT (paths of the release binaries), SECS. Optional: MQ_QUEUES (default
+# "1 2"), MQ_CONNS (default "4 8"), MQ_ROUNDS (default 1: each figure is the
+# median of the rounds; the queue counts alternate within a round).
+#
+# Namespace ustk-perf-mq-$$: client (kernel 10.8.0.1) -- TUN ustk0 (multi-
+# queue, made by tcpecho, gone when it exits) -- tcpecho 10.8.0.2.
+#
+# mq_cells fills MQV[Q,MODE,CONNS] (MB/s) and MQSPLIT[Q,MODE,CONNS] (the
+# connections each queue accepted); mq_table prints the markdown section.
+
+declare -A MQV MQSPLIT
+
+mq_one() { # NS QUEUES MODE CONNS -> MQ_LAST_V (MB/s), MQ_LAST_S (connections per queue)
+    local ns=$1 q=$2 mode=$3 conns=$4 port pid line split
+    case $mode in up) port=9 ;; *) port=19 ;; esac
+    ip netns exec "$ns" timeout 120 "$TCPECHO" --tun ustk0 --addr 10.8.0.2/24 --queues "$q" \
+        --discard-port 9 --source-port 19 >"$OUT/mq.out" 2>"$OUT/mq.err" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+        grep -q "tcpecho: echoing" "$OUT/mq.err" 2>/dev/null && break
+        sleep 0.1
+    done
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1 2>/dev/null || true
+    ip -n "$ns" addr add 10.8.0.1/24 dev ustk0 2>/dev/null || true
+    line=$(timeout $((SECS + 20)) ip netns exec "$ns" "$CLIENT" "$mode" 10.8.0.2 "$port" "$SECS" "$conns" 2>&1 | tail -1) || true
+    [[ $line == value=* ]] || line="value=0 ok=0 (client failed: $line)"
+    # tcpecho runs under timeout(1): signal the child.
+    kill -INT "$(pgrep -P "$pid" -x tcpecho || echo "$pid")" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    split=$(sed -nE 's/^ *queue [0-9]+: ([0-9]+) passive.*/\1/p' "$OUT/mq.out" | paste -sd/ -)
+    echo "  mq queues=$q $mode conns=$conns: $line${split:+ (connections per queue $split)}" >&2
+    MQ_LAST_V=$(sed -E 's/^value=([0-9.]+).*/\1/' <<<"$line")
+    MQ_LAST_S=${split:-$conns}
+}
+
+mq_cells() {
+    local ns="ustk-perf-mq-$$" round q mode conns r
+    local queues=${MQ_QUEUES:-1 2} connss=${MQ_CONNS:-4 8} rounds=${MQ_ROUNDS:-1}
+    local -A vals
+    mkns "$ns"
+    for ((round = 1; round <= rounds; round++)); do
+        for mode in up down; do
+            for conns in $connss; do
+                for q in $queues; do
+                    mq_one "$ns" "$q" "$mode" "$conns"
+                    vals[$q,$mode,$conns]="${vals[$q,$mode,$conns]:-} $MQ_LAST_V"
+                    MQSPLIT[$q,$mode,$conns]="${MQSPLIT[$q,$mode,$conns]:+${MQSPLIT[$q,$mode,$conns]}; }$MQ_LAST_S"
+                done
+            done
+        done
+    done
+    for r in "${!vals[@]}"; do
+        MQV[$r]=$(tr ' ' '\n' <<<"${vals[$r]}" | grep . | sort -n | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')
+    done
+}
+
+mq_table() {
+    local queues=${MQ_QUEUES:-1 2} connss=${MQ_CONNS:-4 8} rounds=${MQ_ROUNDS:-1}
+    local first=${queues%% *} q mode conns head="" sep="" row
+    for q in $queues; do
+        head="$head | $q queue$( ((q > 1)) && echo s || true)"
+        sep="$sep | ---:"
+    done
+    for q in $queues; do
+        [[ $q == "$first" ]] && continue
+        head="$head | $q / $first"
+        sep="$sep | ---:"
+    done
+    cat <<EOF
+
+Multi-queue TUN (\`tcpecho --queues N\`: one stack thread per queue, flows
+hashed to queues by the kernel), bulk MB/s with parallel connections from
+\`tcp_bench up|down HOST PORT ${SECS} CONNS\`; ${SECS} s per cell, median of ${rounds} round(s);
+in brackets, the connections each queue accepted (per round).
+
+| direction | connections$head |
+| --- | ---:$sep |
+EOF
+    for mode in up down; do
+        for conns in $connss; do
+            if [[ $mode == up ]]; then row="| client → server | $conns"; else row="| server → client | $conns"; fi
+            for q in $queues; do
+                row="$row | ${MQV[$q,$mode,$conns]:-n/a} (${MQSPLIT[$q,$mode,$conns]:-?})"
+            done
+            for q in $queues; do
+                [[ $q == "$first" ]] && continue
+                row="$row | $(awk -v a="${MQV[$q,$mode,$conns]:-}" -v b="${MQV[$first,$mode,$conns]:-}" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }')"
+            done
+            echo "$row |"
+        done
+    done
+}
