@@ -386,8 +386,8 @@ fn main() {
         conns += q.conns.len();
     }
     print!("{}", counters.report());
-    print!(
-        "{}    {conns} connections being echoed\n",
+    println!(
+        "{}    {conns} connections being echoed",
         ustack::cli::tcp_report_from(&tcp, estab, time_wait)
     );
     print!("{}", device.report());
