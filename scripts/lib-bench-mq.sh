@@ -34,14 +34,28 @@ mq_one() { # NS QUEUES MODE CONNS -> MQ_LAST_V (MB/s), MQ_LAST_S (connections
     local hz
     hz=$(getconf CLK_TCK)
     case $mode in up) port=9 ;; *) port=19 ;; esac
+    # The previous cell's device goes away when its tcpecho exits; a new
+    # tcpecho must not find it (a single-queue one refuses --queues 2).
+    for _ in $(seq 50); do
+        ip -n "$ns" link show ustk0 >/dev/null 2>&1 || break
+        sleep 0.1
+    done
     ip netns exec "$ns" timeout 120 "$TCPECHO" --tun ustk0 --addr 10.8.0.2/24 --queues "$q" \
         --discard-port 9 --source-port 19 >"$OUT/mq.out" 2>"$OUT/mq.err" &
     pid=$!
     PIDS+=("$pid")
     for _ in $(seq 100); do
         grep -q "tcpecho: echoing" "$OUT/mq.err" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    if ! grep -q "tcpecho: echoing" "$OUT/mq.err" 2>/dev/null; then
+        echo "  mq queues=$q $mode conns=$conns: tcpecho did not start: $(tail -1 "$OUT/mq.err")" >&2
+        kill -INT "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        MQ_LAST_V="" MQ_LAST_S="failed" MQ_LAST_CPU="" MQ_LAST_BUSY=""
+        return
+    fi
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1 2>/dev/null || true
     ip -n "$ns" addr add 10.8.0.1/24 dev ustk0 2>/dev/null || true
     # tcpecho runs under timeout(1): its pid is the child's.
@@ -61,8 +75,13 @@ mq_one() { # NS QUEUES MODE CONNS -> MQ_LAST_V (MB/s), MQ_LAST_S (connections
     MQ_LAST_CPU=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="${secs:-0}" -v w="$([[ $mode == down ]] && echo 0.3 || echo 0)" 'BEGIN { if (s > 0) printf "%.0f", 100 * (b - a) / hz / (s + w); else print "" }')
     MQ_LAST_BUSY=$(awk -v a="$m0" -v b="$m1" -v x="$s0" -v y="$s1" 'BEGIN { if (y > x) printf "%.0f", 100 * (b - a) / (y - x); else print "" }')
     echo "  mq queues=$q $mode conns=$conns: $line${split:+ (connections per queue $split)}; tcpecho CPU ${MQ_LAST_CPU}% of a core, machine ${MQ_LAST_BUSY}% busy" >&2
-    MQ_LAST_V=$(sed -E 's/^value=([0-9.]+).*/\1/' <<<"$line")
-    MQ_LAST_S=${split:-$conns}
+    if grep -q ' ok=1' <<<"$line"; then
+        MQ_LAST_V=$(sed -E 's/^value=([0-9.]+).*/\1/' <<<"$line")
+        MQ_LAST_S=${split:-$conns}
+    else
+        # A failed cell counts for nothing (not as 0 in the medians).
+        MQ_LAST_V="" MQ_LAST_S="failed" MQ_LAST_CPU="" MQ_LAST_BUSY=""
+    fi
 }
 
 mq_cells() {
