@@ -47,7 +47,7 @@ fn exited_0(stopped: &Stopped) {
 /// its own message exactly; the totals count 32 passive opens, and both
 /// queues carried some (32 connections hashed to one of two queues: 1 in
 /// 2^31); no segment reached a stack that did not own its connection (no
-/// segment for no socket, no reset sent).
+/// segment for no socket, no reset sent); SIGUSR1 makes each queue report.
 pub fn tcpecho_two_queues(medium: Medium) {
     const CONNS: u64 = 32;
     let mut rig = Rig::tcpecho(medium, "tmq", S_MQ_TCP, &["--queues", "2"]);
@@ -56,7 +56,19 @@ pub fn tcpecho_two_queues(medium: Medium) {
         &[&rig.stack_ip, "7", &CONNS.to_string(), "77", "40"],
         Duration::from_secs(50),
     );
+    // SIGUSR1: every queue's stack reports, under its own header (the
+    // main thread holds the signals and tells each stack thread).
+    rig.tool().signal(libc::SIGUSR1);
+    let reported = rig
+        .tool()
+        .wait_stderr("tcpecho: queue 1:", Duration::from_secs(5));
     let stopped = rig.stop();
+    for q in 0..2 {
+        assert!(
+            reported && stopped.stderr.contains(&format!("tcpecho: queue {q}:\n")),
+            "{medium:?}: SIGUSR1 should make queue {q} report\n{stopped}"
+        );
+    }
     let f = |k| result_field(&out.stdout, k);
     assert!(
         out.success()

@@ -44,22 +44,22 @@ mq_one() { # NS QUEUES MODE CONNS -> MQ_LAST_V (MB/s), MQ_LAST_S (connections
         --discard-port 9 --source-port 19 >"$OUT/mq.out" 2>"$OUT/mq.err" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         grep -q "tcpecho: echoing" "$OUT/mq.err" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    # tcpecho runs under timeout(1): its pid is the child's.
+    tpid=$(pgrep -P "$pid" -x tcpecho || echo "$pid")
     if ! grep -q "tcpecho: echoing" "$OUT/mq.err" 2>/dev/null; then
-        echo "  mq queues=$q $mode conns=$conns: tcpecho did not start: $(tail -1 "$OUT/mq.err")" >&2
-        kill -INT "$pid" 2>/dev/null || true
+        echo "  mq queues=$q $mode conns=$conns: tcpecho did not start in 30 s: $(tail -1 "$OUT/mq.err") (pid $tpid in $(cat "/proc/$tpid/wchan" 2>/dev/null || echo '?'))" >&2
+        kill -INT "$tpid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         MQ_LAST_V="" MQ_LAST_S="failed" MQ_LAST_CPU="" MQ_LAST_BUSY=""
         return
     fi
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1 2>/dev/null || true
     ip -n "$ns" addr add 10.8.0.1/24 dev ustk0 2>/dev/null || true
-    # tcpecho runs under timeout(1): its pid is the child's.
-    tpid=$(pgrep -P "$pid" -x tcpecho || echo "$pid")
     t0=$(mq_ticks "$tpid")
     read -r m0 s0 < <(mq_machine)
     line=$(timeout $((SECS + 20)) ip netns exec "$ns" "$CLIENT" "$mode" 10.8.0.2 "$port" "$SECS" "$conns" 2>&1 | tail -1) || true

@@ -280,9 +280,12 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
         }
         match driver.wait(now, deadline, &[control.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match control.read() {
-                Some(Command::Report) => {
-                    eprint!("{}{}", report(iface, conns.len()), iface.socket_report())
-                }
+                Some(Command::Report) => eprint!(
+                    "{}{}{}",
+                    header(label),
+                    report(iface, conns.len()),
+                    iface.socket_report()
+                ),
                 Some(Command::Stop) => break,
                 None => {}
             },
@@ -297,6 +300,15 @@ fn report(iface: &Interface, conns: usize) -> String {
         "{}    {conns} connections being echoed\n",
         ustack::cli::tcp_report(iface)
     )
+}
+
+/// The first line of a SIGUSR1 report: which queue's stack it is, when
+/// there are several (none with one, as before `--queues`).
+fn header(label: &str) -> String {
+    match label.strip_prefix("tcpecho queue ") {
+        Some(i) => format!("tcpecho: queue {i}:\n"),
+        None => String::new(),
+    }
 }
 
 fn main() {
