@@ -29,6 +29,6 @@ source "$ROOT/scripts/lib-bench.sh"
 source "$ROOT/scripts/lib-bench-mq.sh"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 mq_cells
-echo "- Command: \`sudo scripts/bench-mq.sh $SECS $MQ_ROUNDS\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(date -u '+%Y-%m-%d %H:%M UTC'), load average before: $LOAD"
+echo "- Command: \`sudo scripts/bench-mq.sh $SECS $MQ_ROUNDS\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes')), $(date -u '+%Y-%m-%d %H:%M UTC'), load average before: $LOAD"
 echo "- Machine: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 mq_table
