@@ -40,6 +40,11 @@ mq_one() { # NS QUEUES MODE CONNS -> MQ_LAST_V (MB/s), MQ_LAST_S (connections
         ip -n "$ns" link show ustk0 >/dev/null 2>&1 || break
         sleep 0.1
     done
+    # Emptied here, not only by the redirection below: that happens in the
+    # background child, maybe after the first grep for the ready line,
+    # which would then find the previous cell's.
+    : >"$OUT/mq.out"
+    : >"$OUT/mq.err"
     ip netns exec "$ns" timeout 120 "$TCPECHO" --tun ustk0 --addr 10.8.0.2/24 --queues "$q" \
         --discard-port 9 --source-port 19 >"$OUT/mq.out" 2>"$OUT/mq.err" &
     pid=$!
