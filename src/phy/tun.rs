@@ -205,7 +205,11 @@ impl TunDevice {
             dev.set_tx_queue_len(q)
                 .map_err(ctx(&format!("set txqueuelen {q}")))?;
         }
-        util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        // `open_queues` brings a multi-queue device up once every queue
+        // is there (a flow placed on fewer queues may move when more come).
+        if !multi_queue {
+            util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        }
         let mtu = util::interface_mtu(name).map_err(ctx("read MTU"))?;
         let (medium, hardware_addr) = match kind {
             TunKind::Tun => (Medium::Ip, None),
@@ -246,7 +250,11 @@ impl TunDevice {
     /// connection hash alike). The SYN of a new connection from Linux thus
     /// lands on a queue picked by its hash, and the rest of the connection
     /// follows it there, as long as the number of queues stays the same: a
-    /// stack that accepted a connection keeps getting its segments.
+    /// stack that accepted a connection keeps getting its segments. Hence
+    /// the link is brought up only once all `n` queues are attached; on a
+    /// device that is up already (made beforehand, with its address), a
+    /// connection that arrives while the queues attach, one after the
+    /// other, may be placed by a smaller count and move later.
     ///
     /// Errors: `n` of 0 or above [`MAX_QUEUES`]; an existing device of that
     /// name created without multi-queue (`ip tuntap add ... multi_queue`
@@ -303,6 +311,12 @@ impl TunDevice {
             queues.push(q);
         }
         queues.insert(0, first);
+        util::set_interface_up(name).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{} device '{name}': bring link up: {e}", kind.label()),
+            )
+        })?;
         Ok(queues)
     }
 
@@ -508,8 +522,8 @@ mod tests {
         assert_eq!(queues[0].caps(), queues[1].caps());
         assert_eq!(queues[1].caps().mtu, 1400);
         assert_ne!(queues[0].as_raw_fd(), queues[1].as_raw_fd());
+        // Up already: open_queues brought it up once both queues were there.
         ns.ip("addr add 10.9.2.1/24 dev ustkmq1");
-        ns.ip("link set ustkmq1 up");
         let per_queue = ns.run(move || {
             // A single-queue open of the multi-queue device is refused.
             let e = TunDevice::open("ustkmq1", TunKind::Tun, &TunOptions::default()).unwrap_err();
