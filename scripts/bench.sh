@@ -20,7 +20,10 @@
 #   5. in memory, no device: examples/pipe_bench.rs (ustack over the pipe
 #      device vs smoltcp over an in-memory link, MTU 1500);
 #   6. the raw TUN rate, one 1500-byte frame per read()/write()
-#      (examples/tun_rate.rs).
+#      (examples/tun_rate.rs);
+#   7. multi-queue: tcpecho --queues 1 vs 2 (one stack thread per queue of a
+#      multi-queue TUN), bulk both ways with 4 and 8 parallel connections
+#      (scripts/lib-bench-mq.sh; on its own: scripts/bench-mq.sh).
 #
 # Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
@@ -29,6 +32,7 @@
 #   s:  client (kernel 10.7.0.1) -- TUN ustk0 -- smoltcp_echo 10.7.0.2
 #   kc: client 10.6.0.1 -- veth -- ks: tcp_bench server 10.6.0.2
 #   t:  tun_rate (TUN ustk0, 10.99.0.1)
+#   mq: client (kernel 10.8.0.1) -- multi-queue TUN ustk0 -- tcpecho --queues N 10.8.0.2
 # Progress on stderr.
 set -euo pipefail
 
@@ -65,6 +69,10 @@ NSKS="ustk-perf-ks-$$"
 NST="ustk-perf-t-$$"
 # shellcheck source=scripts/lib-bench.sh
 source "$ROOT/scripts/lib-bench.sh"
+# --- multi-queue (7): its functions ---------------------------------------------
+# shellcheck source=scripts/lib-bench-mq.sh
+source "$ROOT/scripts/lib-bench-mq.sh"
+# --- end multi-queue ------------------------------------------------------------
 
 waitfor() { # FILE PATTERN
     for _ in $(seq 100); do
@@ -205,6 +213,10 @@ echo "  tun: $TUN" >&2
 TW=$(sed -nE 's/.*write_fps=([0-9]+).*/\1/p' <<<"$TUN")
 TR=$(sed -nE 's/.*read_fps=([0-9]+).*/\1/p' <<<"$TUN")
 
+# --- 7: multi-queue: 1 vs 2 queues, 4 and 8 parallel connections ---------------
+mq_cells
+# --- end multi-queue ------------------------------------------------------------
+
 # tcpecho's drop/retransmit counters (stdout at SIGINT).
 kill -INT "$TCPECHO_PID" 2>/dev/null || true
 for _ in $(seq 50); do kill -0 "$TCPECHO_PID" 2>/dev/null || break; sleep 0.1; done
@@ -294,8 +306,11 @@ writes the TUN) $(awk -v u="${V[odown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) 
 client → server (the stack reads the TUN) $(awk -v u="${V[oup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
 The TUN write rate is for UDP frames the kernel drops at once (no socket);
 the read rate is bounded by the kernel-side sender thread on the other core.
-<!-- bench.sh end -->
 EOF
+    # --- multi-queue (7): its table ---
+    mq_table
+    # --- end multi-queue ---
+    echo "<!-- bench.sh end -->"
 } >"$OUT/table.md"
 
 cat "$OUT/table.md"

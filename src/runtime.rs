@@ -50,6 +50,22 @@ pub struct Driver<D: Device> {
 }
 
 impl DriverCounters {
+    /// Adds `other`'s counts to these (several drivers' totals).
+    pub fn add(&mut self, other: &DriverCounters) {
+        let DriverCounters {
+            rx_frames,
+            tx_frames,
+            tx_errors,
+            tx_stalls,
+            device_drops,
+        } = other;
+        self.rx_frames += rx_frames;
+        self.tx_frames += tx_frames;
+        self.tx_errors += tx_errors;
+        self.tx_stalls += tx_stalls;
+        self.device_drops += device_drops;
+    }
+
     /// The counters as `netstat`-like text.
     pub fn report(&self) -> String {
         format!(

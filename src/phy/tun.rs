@@ -26,6 +26,9 @@
 //! One system call then moves up to 44 segments' worth of data instead of
 //! one. Captures taken on such a device show the super-segments and the
 //! partial checksums, as `tcpdump` does on a Linux host with offload.
+//!
+//! [`TunDevice::open_queues`] opens several queues of one multi-queue
+//! device (`IFF_MULTI_QUEUE`), one stack per queue.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -57,6 +60,10 @@ impl TunKind {
         }
     }
 }
+
+/// The most queues a multi-queue TUN/TAP device can have (the kernel's
+/// `MAX_TAP_QUEUES`); see [`TunDevice::open_queues`].
+pub const MAX_QUEUES: usize = 256;
 
 /// How to open a TUN/TAP device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -214,6 +221,16 @@ impl TunDevice {
     /// thread's network namespace) when absent; brings the link up and sets
     /// `opts.mtu` if given. See [`TunOptions`].
     pub fn open(name: &str, kind: TunKind, opts: &TunOptions) -> io::Result<TunDevice> {
+        Self::open_inner(name, kind, opts, false)
+    }
+
+    /// [`TunDevice::open`], with `IFF_MULTI_QUEUE` when `multi_queue`.
+    fn open_inner(
+        name: &str,
+        kind: TunKind,
+        opts: &TunOptions,
+        multi_queue: bool,
+    ) -> io::Result<TunDevice> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['\0', '/', ' ']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -248,6 +265,7 @@ impl TunDevice {
             .layer(layer)
             .packet_information(false)
             .offload(opts.offload)
+            .multi_queue(multi_queue)
             .build_sync()
             .map_err(|e| open_error(e, name, kind, exists))?;
         if opts.offload {
@@ -288,7 +306,11 @@ impl TunDevice {
             dev.set_tx_queue_len(q)
                 .map_err(ctx(&format!("set txqueuelen {q}")))?;
         }
-        util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        // `open_queues` brings a multi-queue device up once every queue
+        // is there (a flow placed on fewer queues may move when more come).
+        if !multi_queue {
+            util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        }
         let mtu = util::interface_mtu(name).map_err(ctx("read MTU"))?;
         let (medium, hardware_addr) = match kind {
             TunKind::Tun => (Medium::Ip, None),
@@ -332,6 +354,109 @@ impl TunDevice {
             TunKind::Tun => 0,
             TunKind::Tap => crate::wire::ethernet::HEADER_LEN,
         }
+    }
+
+    /// Opens `n` queues of one multi-queue (`IFF_MULTI_QUEUE`) TUN/TAP
+    /// device `name`, creating it when absent (see [`TunDevice::open`] for
+    /// the rest): one non-blocking descriptor per queue, each its own
+    /// [`TunDevice`] with the same caps, and on TAP the same MAC address for
+    /// the stack (every queue's stack answers for the same addresses). The
+    /// intended use is one stack ([`crate::iface::Interface`] and
+    /// [`crate::runtime::Driver`]) per queue, each on its own thread, sharing
+    /// nothing.
+    ///
+    /// How the kernel spreads packets over the queues (`tun_select_queue`
+    /// in drivers/net/tun.c, without a steering eBPF program): a packet of a
+    /// flow that one of the queues has written recently goes to that queue
+    /// (the device's flow table learns from writes; an entry expires after
+    /// 3 s without traffic), any other to queue `hash × n / 2³²` of the
+    /// flow's symmetric hash (addresses and ports, so both directions of a
+    /// connection hash alike). The SYN of a new connection from Linux thus
+    /// lands on a queue picked by its hash, and the rest of the connection
+    /// follows it there, as long as the number of queues stays the same: a
+    /// stack that accepted a connection keeps getting its segments. Hence
+    /// the link is brought up only once all `n` queues are attached; on a
+    /// device that is up already (made beforehand, with its address), a
+    /// connection that arrives while the queues attach, one after the
+    /// other, may be placed by a smaller count and move later.
+    ///
+    /// Errors: `n` of 0 or above [`MAX_QUEUES`]; an existing device of that
+    /// name created without multi-queue (`ip tuntap add ... multi_queue`
+    /// makes one with it); too many queues on the device altogether; and
+    /// everything [`TunDevice::open`] refuses.
+    pub fn open_queues(
+        name: &str,
+        kind: TunKind,
+        opts: &TunOptions,
+        n: usize,
+    ) -> io::Result<Vec<TunDevice>> {
+        if n == 0 || n > MAX_QUEUES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} device '{name}': {n} queues asked for, a multi-queue device has 1 to {MAX_QUEUES}",
+                    kind.label()
+                ),
+            ));
+        }
+        let exists = util::interface_exists(name);
+        let first = Self::open_inner(name, kind, opts, true).map_err(|e| {
+            if exists && e.kind() == io::ErrorKind::InvalidInput {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot attach {n} queues to {label} device '{name}': it exists but is not a multi-queue {label} device (made without IFF_MULTI_QUEUE, or of the other kind); delete it (`ip link del {name}`) or make it with `ip tuntap add dev {name} mode {mode} multi_queue`",
+                        label = kind.label(),
+                        mode = kind.label().to_lowercase(),
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        let mut queues = Vec::with_capacity(n);
+        for i in 1..n {
+            let q = first.open_another_queue().map_err(|e| {
+                let why = match e.raw_os_error() {
+                    Some(libc::E2BIG) => format!(
+                        "the device would have more than the kernel's {MAX_QUEUES} queues (others attached?)"
+                    ),
+                    _ => e.to_string(),
+                };
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} device '{name}': cannot open queue {} of {n}: {why}",
+                        kind.label(),
+                        i + 1
+                    ),
+                )
+            })?;
+            queues.push(q);
+        }
+        queues.insert(0, first);
+        util::set_interface_up(name).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{} device '{name}': bring link up: {e}", kind.label()),
+            )
+        })?;
+        Ok(queues)
+    }
+
+    /// One more queue of this multi-queue device, as its own device.
+    fn open_another_queue(&self) -> io::Result<TunDevice> {
+        let dev = self.dev.try_clone()?;
+        dev.set_nonblocking(true)?;
+        Ok(TunDevice {
+            dev,
+            name: self.name.clone(),
+            kind: self.kind,
+            created: false,
+            caps: self.caps,
+            vnet_hdr: self.vnet_hdr,
+            bad_vnet: 0,
+        })
     }
 
     /// The interface name.
@@ -531,6 +656,126 @@ mod tests {
         r[1] = 5; // VIRTIO_NET_HDR_GSO_UDP_L4
         assert_eq!(vnet_hdr_decode(&r), None);
         assert!(vnet_hdr_decode(&[0; 10]).is_some_and(|m| !m.checksum_trusted()));
+    }
+
+    #[test]
+    fn open_queues_refuses_bad_counts() {
+        for n in [0, MAX_QUEUES + 1] {
+            let e = TunDevice::open_queues("ustk-nope", TunKind::Tun, &TunOptions::default(), n)
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{n}: {e}");
+            assert!(
+                e.to_string().contains(&format!(
+                    "{n} queues asked for, a multi-queue device has 1 to 256"
+                )),
+                "{e}"
+            );
+        }
+        // The checks of `open` apply too.
+        let opts = TunOptions {
+            offload: true,
+            ..TunOptions::default()
+        };
+        let e = TunDevice::open_queues("ustk-nope", TunKind::Tun, &opts, 2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let e = TunDevice::open_queues("a/b", TunKind::Tap, &TunOptions::default(), 2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// Two queues of one TUN: datagrams of 64 flows (source ports) from
+    /// Linux are spread over both by the kernel's flow hash, each exactly
+    /// once; a single-queue device of the same name cannot be attached as
+    /// multi-queue, nor the other way round; TAP queues share one MAC.
+    #[test]
+    fn multi_queue_in_namespace() {
+        if !require_root("multi_queue_in_namespace") {
+            return;
+        }
+        let ns = NetNs::new("phymq");
+        ns.ip("tuntap add mode tun name ustkmq0");
+        let opts = TunOptions {
+            mtu: Some(1400),
+            ..TunOptions::default()
+        };
+        let queues = ns.run(move || {
+            let e = TunDevice::open_queues("ustkmq0", TunKind::Tun, &opts, 2).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().contains(
+                    "cannot attach 2 queues to TUN device 'ustkmq0': it exists but is not a multi-queue TUN device"
+                ),
+                "{e}"
+            );
+            TunDevice::open_queues("ustkmq1", TunKind::Tun, &opts, 2).unwrap()
+        });
+        assert_eq!(queues.len(), 2);
+        assert!(queues[0].created() && !queues[1].created());
+        assert_eq!(queues[0].caps(), queues[1].caps());
+        assert_eq!(queues[1].caps().mtu, 1400);
+        assert_ne!(queues[0].as_raw_fd(), queues[1].as_raw_fd());
+        // Up already: open_queues brought it up once both queues were there.
+        ns.ip("addr add 10.9.2.1/24 dev ustkmq1");
+        let per_queue = ns.run(move || {
+            // A single-queue open of the multi-queue device is refused.
+            let e = TunDevice::open("ustkmq1", TunKind::Tun, &TunOptions::default()).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("cannot attach to TUN device 'ustkmq1'"),
+                "{e}"
+            );
+            let mut queues = queues;
+            const FLOWS: usize = 64;
+            let socks: Vec<UdpSocket> = (0..FLOWS)
+                .map(|i| {
+                    let s = UdpSocket::bind("10.9.2.1:0").unwrap();
+                    s.send_to(format!("flow {i}").as_bytes(), "10.9.2.2:7777")
+                        .unwrap();
+                    s
+                })
+                .collect();
+            let mut seen = vec![None; FLOWS];
+            let mut per_queue = [0usize; 2];
+            let deadline = StdInstant::now() + Duration::from_secs(3);
+            let mut batch = FrameBatch::new(16, 1500);
+            while seen.iter().any(Option::is_none) {
+                assert!(
+                    StdInstant::now() < deadline,
+                    "timed out: {per_queue:?} so far, seen {seen:?}"
+                );
+                for (q, dev) in queues.iter_mut().enumerate() {
+                    wait_readable(dev.as_raw_fd().unwrap(), 10);
+                    batch.clear();
+                    dev.recv_batch(Instant::ZERO, &mut batch).unwrap();
+                    for p in batch.iter() {
+                        let Some((_, _, 7777, payload)) = pkt::parse_ipv4_udp(p) else {
+                            continue;
+                        };
+                        let i: usize = std::str::from_utf8(payload)
+                            .ok()
+                            .and_then(|t| t.strip_prefix("flow "))
+                            .and_then(|n| n.parse().ok())
+                            .expect("one of ours");
+                        assert_eq!(seen[i], None, "flow {i} arrived twice");
+                        seen[i] = Some(q);
+                        per_queue[q] += 1;
+                    }
+                }
+            }
+            drop(socks);
+            per_queue
+        });
+        // 64 flows all hashed to one of two queues: 1 in 2^63.
+        assert!(
+            per_queue[0] > 0 && per_queue[1] > 0,
+            "both queues should get flows: {per_queue:?}"
+        );
+        let taps = ns.run(|| {
+            TunDevice::open_queues("ustkmq2", TunKind::Tap, &TunOptions::default(), 3).unwrap()
+        });
+        assert_eq!(taps.len(), 3);
+        let mac = taps[0].caps().hardware_addr;
+        assert!(mac.is_some());
+        assert!(taps.iter().all(|t| t.caps().hardware_addr == mac));
     }
 
     #[test]
