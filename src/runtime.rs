@@ -16,6 +16,17 @@ use crate::time::{Duration, Instant};
 /// Frames received per device call.
 pub const RX_BATCH: usize = 64;
 
+/// Frames received per device call for a device with `caps`: [`RX_BATCH`],
+/// or fewer when frames may be 64 KiB super-segments (GRO), so that a full
+/// batch stays near 1 MiB.
+pub fn rx_batch_frames(caps: &crate::phy::DeviceCaps) -> usize {
+    (RX_BATCH_BYTES / caps.max_rx_frame_len().max(1)).clamp(8, RX_BATCH)
+}
+
+/// What a batch of received frames may hold, in bytes (see
+/// [`rx_batch_frames`]).
+const RX_BATCH_BYTES: usize = 1 << 20;
+
 /// Counters of the driver itself (device-level events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverCounters {
@@ -80,7 +91,7 @@ impl<D: Device> Driver<D> {
     pub fn new(device: D, iface: &Interface) -> Driver<D> {
         let caps = device.caps();
         Driver {
-            rx: FrameBatch::new(RX_BATCH, caps.max_rx_frame_len()),
+            rx: FrameBatch::new(rx_batch_frames(&caps), caps.max_rx_frame_len()),
             tx: iface.new_tx_batch(),
             device,
             counters: DriverCounters::default(),
