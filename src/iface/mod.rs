@@ -220,6 +220,8 @@ pub struct Interface {
     rx_csum_trusted: bool,
     /// A received frame whose offloaded checksum is completed in software.
     rx_scratch: Vec<u8>,
+    /// The Ethernet source of the IPv4 datagram being handled.
+    rx_src_hw: Option<EthernetAddress>,
 }
 
 impl Interface {
@@ -269,6 +271,7 @@ impl Interface {
             started: false,
             rx_csum_trusted: false,
             rx_scratch: Vec::new(),
+            rx_src_hw: None,
             config,
         }
     }
@@ -449,7 +452,11 @@ impl Interface {
                 }
                 match eth.ethertype() {
                     ethernet::ethertype::ARP => self.process_arp(now, eth.payload()),
-                    ethernet::ethertype::IPV4 => self.process_ipv4(now, eth.payload(), false),
+                    ethernet::ethertype::IPV4 => {
+                        self.rx_src_hw = Some(eth.src_addr()).filter(|a| a.is_unicast());
+                        self.process_ipv4(now, eth.payload(), false);
+                        self.rx_src_hw = None;
+                    }
                     ethernet::ethertype::IPV6 => self.process_ipv6(now, eth.payload()),
                     _ => {
                         self.counters.link.unknown_ethertype += 1;
@@ -541,6 +548,18 @@ impl Interface {
             self.counters.ip.in_addr_errors += 1;
             trace_drop!("ip.in_addr_errors");
             return;
+        }
+        if let Some(hw) = self.rx_src_hw.take() {
+            // An on-link sender's link address, from the frame itself: the
+            // answer to it needs no ARP round trip (smoltcp does the same).
+            // With several queues of one TAP this is also how a stack
+            // learns a peer whose ARP reply went to another queue.
+            if self.config.addrs.iter().any(|c| c.contains(src)) {
+                let released = self.neighbors.learn(src, hw, now);
+                for pkt in released {
+                    self.write_frame(Some(hw), &pkt);
+                }
+            }
         }
         if pkt.more_frags() || pkt.frag_offset() != 0 {
             self.counters.ip.reasm_reqds += 1;
