@@ -700,15 +700,8 @@ impl<'a> Repr<'a> {
         self.payload.len() + self.flags.syn() as usize + self.flags.fin() as usize
     }
 
-    /// Writes header, options and payload and fills the checksum. The buffer
-    /// must be exactly [`Repr::buffer_len`] bytes (the checksum covers all of
-    /// it); panics if it is shorter.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
-        &self,
-        packet: &mut Packet<&mut T>,
-        src: IpAddr,
-        dst: IpAddr,
-    ) {
+    /// Writes the header and options (not the payload, not the checksum).
+    fn emit_header<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Packet<&mut T>) {
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);
@@ -718,6 +711,18 @@ impl<'a> Repr<'a> {
         packet.set_window_len(self.window_len);
         packet.set_urgent_at(self.urgent_at);
         self.options.emit(packet.options_mut());
+    }
+
+    /// Writes header, options and payload and fills the checksum. The buffer
+    /// must be exactly [`Repr::buffer_len`] bytes (the checksum covers all of
+    /// it); panics if it is shorter.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) {
+        self.emit_header(packet);
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         packet.fill_checksum(src, dst);
     }
@@ -733,15 +738,7 @@ impl<'a> Repr<'a> {
         dst: IpAddr,
         payload_sum: u32,
     ) {
-        packet.set_src_port(self.src_port);
-        packet.set_dst_port(self.dst_port);
-        packet.set_seq_number(self.seq_number);
-        packet.set_ack_number(self.ack_number);
-        packet.set_header_len(self.header_len());
-        packet.set_flags(self.flags);
-        packet.set_window_len(self.window_len);
-        packet.set_urgent_at(self.urgent_at);
-        self.options.emit(packet.options_mut());
+        self.emit_header(packet);
         packet.set_checksum(0);
         let hl = self.header_len();
         let len = packet.buffer.as_ref().len() as u32;
@@ -764,15 +761,7 @@ impl<'a> Repr<'a> {
         src: IpAddr,
         dst: IpAddr,
     ) {
-        packet.set_src_port(self.src_port);
-        packet.set_dst_port(self.dst_port);
-        packet.set_seq_number(self.seq_number);
-        packet.set_ack_number(self.ack_number);
-        packet.set_header_len(self.header_len());
-        packet.set_flags(self.flags);
-        packet.set_window_len(self.window_len);
-        packet.set_urgent_at(self.urgent_at);
-        self.options.emit(packet.options_mut());
+        self.emit_header(packet);
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         packet.fill_partial_checksum(src, dst);
     }
