@@ -155,9 +155,7 @@ impl DeviceArgs {
 
     /// The interface configuration for a device with `caps`.
     fn config_for(&self, caps: crate::phy::DeviceCaps) -> Config {
-        let mut config = Config::new(caps.medium);
-        config.mtu = caps.mtu;
-        config.offload = caps.offload;
+        let mut config = Config::for_device(caps);
         config.hardware_addr = self.mac.or(caps.hardware_addr);
         config.addrs = self
             .addr

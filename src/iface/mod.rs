@@ -159,6 +159,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Defaults for a device: its medium, MTU, offloads and (Ethernet) MAC
+    /// address, with no IP address yet. Prefer this to [`Config::new`]
+    /// when a device is at hand: an interface that does not know the
+    /// device offloads TCP segmentation sends one segment per frame.
+    pub fn for_device(caps: crate::phy::DeviceCaps) -> Config {
+        let mut c = Config::new(caps.medium);
+        c.mtu = caps.mtu;
+        c.offload = caps.offload;
+        c.hardware_addr = caps.hardware_addr;
+        c
+    }
+
     /// Defaults for a medium, with no address yet.
     pub fn new(medium: Medium) -> Config {
         Config {
