@@ -6,7 +6,16 @@
 //! instead). One connection, the client writes as fast as it can, the
 //! server reads and discards; prints one `key=value` line per stack.
 //!
-//! `pipe_bench [ustack|smoltcp|both] [SECS] [MSS-CHUNK]`
+//! Both applications copy their data in and out (ustack's `tcp_send` /
+//! `tcp_recv`; smoltcp's `send_slice` / `recv_slice`), as a `std::net`
+//! application does. Further rows: smoltcp with its zero-copy closures
+//! (`send(|buf| ..)`, `recv(|buf| ..)`: no application copy at all), and
+//! both stacks with 64 KiB frames — ustack's pipe with offload (TCP
+//! super-segments, checksums left partial, as a TUN with the virtio-net
+//! header or Linux's loopback), smoltcp with a 65,535-byte MTU.
+//!
+//! `pipe_bench [ustack|ustack-offload|smoltcp|smoltcp-zerocopy|smoltcp-64k|both|all] [SECS]`
+//! (`both`: ustack and smoltcp; `all`: every row)
 //!
 //! Bounded in time (SECS, default 3) and in memory.
 
@@ -17,18 +26,22 @@ use std::rc::Rc;
 use std::time::{Duration, Instant as StdInstant};
 
 use ustack::iface::{Config, Interface};
-use ustack::phy::{Medium, PipeDevice};
+use ustack::phy::{Medium, PipeDevice, PipeOptions};
 use ustack::runtime::Driver;
 use ustack::time::{Clock, RealClock};
 
 const MTU: usize = 1500;
 
-fn ustack_bulk(secs: f64) -> String {
-    let (da, db) = PipeDevice::pair(Medium::Ip, MTU);
+fn ustack_bulk(secs: f64, offload: bool) -> String {
+    let mut opts = PipeOptions::new(Medium::Ip, MTU);
+    opts.offload = offload;
+    let (da, db) = PipeDevice::pair_with(opts).expect("pipe");
     let clock = RealClock::new();
+    let offload_caps = ustack::phy::Device::caps(&da).offload;
     let host = |addr: &str| {
         let mut c = Config::new(Medium::Ip);
         c.addrs.push(addr.parse().unwrap());
+        c.offload = offload_caps;
         Interface::new(c, clock.now())
     };
     let (mut a, mut b) = (host("10.0.0.1/24"), host("10.0.0.2/24"));
@@ -66,7 +79,8 @@ fn ustack_bulk(secs: f64) -> String {
     }
     let el = t0.elapsed().as_secs_f64();
     format!(
-        "stack=ustack value={:.1} unit=MB/s bytes={got} secs={el:.2} loops={iters} retransmits={}",
+        "stack={} value={:.1} unit=MB/s bytes={got} secs={el:.2} loops={iters} retransmits={}",
+        if offload { "ustack-offload" } else { "ustack" },
         got as f64 / el / 1e6,
         a.tcp_counters().retrans_segs
     )
@@ -77,6 +91,7 @@ fn ustack_bulk(secs: f64) -> String {
 struct Link {
     rx: Rc<RefCell<VecDeque<Vec<u8>>>>,
     tx: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    mtu: usize,
 }
 
 struct Rx(Vec<u8>);
@@ -116,12 +131,23 @@ impl smoltcp::phy::Device for Link {
     fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
         let mut c = smoltcp::phy::DeviceCapabilities::default();
         c.medium = smoltcp::phy::Medium::Ip;
-        c.max_transmission_unit = MTU;
+        c.max_transmission_unit = self.mtu;
         c
     }
 }
 
-fn smoltcp_bulk(secs: f64) -> String {
+/// How the smoltcp applications move their data.
+#[derive(Clone, Copy, PartialEq)]
+enum SmolMode {
+    /// `send_slice` / `recv_slice`, MTU 1500.
+    Copy,
+    /// The zero-copy closures, MTU 1500.
+    ZeroCopy,
+    /// `send_slice` / `recv_slice`, MTU 65,535.
+    Copy64k,
+}
+
+fn smoltcp_bulk(secs: f64, mode: SmolMode) -> String {
     use smoltcp::iface::{Config as SConfig, Interface as SIface, SocketSet};
     use smoltcp::socket::tcp;
     use smoltcp::time::Instant;
@@ -129,11 +155,23 @@ fn smoltcp_bulk(secs: f64) -> String {
 
     let q1 = Rc::new(RefCell::new(VecDeque::new()));
     let q2 = Rc::new(RefCell::new(VecDeque::new()));
+    let mtu = if mode == SmolMode::Copy64k {
+        65535
+    } else {
+        MTU
+    };
     let mut da = Link {
         rx: q1.clone(),
         tx: q2.clone(),
+        mtu,
     };
-    let mut db = Link { rx: q2, tx: q1 };
+    let mut db = Link {
+        rx: q2,
+        tx: q1,
+        mtu,
+    };
+    let chunk = vec![0x5au8; 1 << 16];
+    let mut buf = vec![0u8; 1 << 16];
     let mk = |dev: &mut Link, ip: [u8; 4]| {
         let mut i = SIface::new(SConfig::new(HardwareAddress::Ip), dev, Instant::now());
         i.update_ip_addrs(|a| {
@@ -168,10 +206,18 @@ fn smoltcp_bulk(secs: f64) -> String {
         ia.poll(now, &mut da, &mut sa);
         ib.poll(now, &mut db, &mut sb);
         let s = sa.get_mut::<tcp::Socket>(ha);
-        while s.can_send() && s.send(|b| (b.len(), b.len())).unwrap_or(0) > 0 {}
+        if mode == SmolMode::ZeroCopy {
+            while s.can_send() && s.send(|b| (b.len(), b.len())).unwrap_or(0) > 0 {}
+        } else {
+            while s.can_send() && s.send_slice(&chunk).unwrap_or(0) > 0 {}
+        }
         let s = sb.get_mut::<tcp::Socket>(hb);
         while s.can_recv() {
-            let n = s.recv(|b| (b.len(), b.len())).unwrap_or(0);
+            let n = if mode == SmolMode::ZeroCopy {
+                s.recv(|b| (b.len(), b.len())).unwrap_or(0)
+            } else {
+                s.recv_slice(&mut buf).unwrap_or(0)
+            };
             if n == 0 {
                 break;
             }
@@ -180,7 +226,12 @@ fn smoltcp_bulk(secs: f64) -> String {
     }
     let el = t0.elapsed().as_secs_f64();
     format!(
-        "stack=smoltcp value={:.1} unit=MB/s bytes={got} secs={el:.2} loops={iters}",
+        "stack={} value={:.1} unit=MB/s bytes={got} secs={el:.2} loops={iters}",
+        match mode {
+            SmolMode::Copy => "smoltcp",
+            SmolMode::ZeroCopy => "smoltcp-zerocopy",
+            SmolMode::Copy64k => "smoltcp-64k",
+        },
         got as f64 / el / 1e6
     )
 }
@@ -193,10 +244,19 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0f64)
         .clamp(0.1, 60.0);
-    if matches!(which, "ustack" | "both") {
-        println!("{}", ustack_bulk(secs));
+    if matches!(which, "ustack" | "both" | "all") {
+        println!("{}", ustack_bulk(secs, false));
     }
-    if matches!(which, "smoltcp" | "both") {
-        println!("{}", smoltcp_bulk(secs));
+    if matches!(which, "ustack-offload" | "all") {
+        println!("{}", ustack_bulk(secs, true));
+    }
+    if matches!(which, "smoltcp" | "both" | "all") {
+        println!("{}", smoltcp_bulk(secs, SmolMode::Copy));
+    }
+    if matches!(which, "smoltcp-zerocopy" | "all") {
+        println!("{}", smoltcp_bulk(secs, SmolMode::ZeroCopy));
+    }
+    if matches!(which, "smoltcp-64k" | "all") {
+        println!("{}", smoltcp_bulk(secs, SmolMode::Copy64k));
     }
 }

@@ -3,9 +3,13 @@
 //! is bounded in time and prints one `key=value` line on stdout.
 //!
 //! ```text
-//! tcp_bench up    HOST PORT SECS      bulk to a discard port: MB/s until the
+//! tcp_bench up    HOST PORT SECS [CONNS]
+//!                                     bulk to a discard port: MB/s until the
 //!                                     server has read everything (it closes at EOF)
-//! tcp_bench down  HOST PORT SECS      bulk from a source port: MB/s read
+//! tcp_bench down  HOST PORT SECS [CONNS]
+//!                                     bulk from a source port: MB/s read
+//!                                     (CONNS connections at once, one thread
+//!                                     each, 1 to 256, default 1: their sum)
 //! tcp_bench rr    HOST PORT SECS      1-byte request/response on one
 //!                                     connection (TCP_NODELAY): tx/s, p50, p99
 //! tcp_bench cps   HOST PORT SECS      connect, 1 byte there and back, close
@@ -26,7 +30,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: tcp_bench up|down|rr|cps HOST PORT SECS | hold HOST PORT N SECS SRC... | server ADDR SECS");
+    eprintln!("usage: tcp_bench up|down HOST PORT SECS [CONNS] | rr|cps HOST PORT SECS | hold HOST PORT N SECS SRC... | server ADDR SECS");
     std::process::exit(2)
 }
 
@@ -46,11 +50,26 @@ fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 /// Warm-up before counting starts.
 const WARMUP: Duration = Duration::from_millis(300);
 
-fn up(addr: SocketAddr, secs: f64) -> String {
-    let mut s = match connect(addr) {
-        Ok(s) => s,
-        Err(e) => return format!("value=0 unit=MB/s ok=0 err={e:?}"),
-    };
+/// What one bulk connection moved.
+struct Bulk {
+    bytes: u64,
+    secs: f64,
+    ok: bool,
+    err: Option<String>,
+}
+
+impl Bulk {
+    fn failed(e: impl std::fmt::Debug) -> Bulk {
+        Bulk {
+            bytes: 0,
+            secs: 0.0,
+            ok: false,
+            err: Some(format!("{e:?}")),
+        }
+    }
+}
+
+fn up(mut s: TcpStream, secs: f64) -> Bulk {
     let chunk = vec![0x5au8; 1 << 16];
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
@@ -58,7 +77,7 @@ fn up(addr: SocketAddr, secs: f64) -> String {
     while Instant::now() < end {
         match s.write(&chunk) {
             Ok(n) => sent += n as u64,
-            Err(e) => return format!("value=0 unit=MB/s ok=0 err={e:?}"),
+            Err(e) => return Bulk::failed(e),
         }
     }
     // The rate counts until the server has read the last byte: it closes
@@ -66,19 +85,15 @@ fn up(addr: SocketAddr, secs: f64) -> String {
     let _ = s.shutdown(Shutdown::Write);
     let mut b = [0u8; 64];
     let ok = matches!(s.read(&mut b), Ok(0));
-    let el = t0.elapsed().as_secs_f64();
-    format!(
-        "value={:.1} unit=MB/s ok={} bytes={sent} secs={el:.2}",
-        sent as f64 / el / 1e6,
-        ok as u8
-    )
+    Bulk {
+        bytes: sent,
+        secs: t0.elapsed().as_secs_f64(),
+        ok,
+        err: None,
+    }
 }
 
-fn down(addr: SocketAddr, secs: f64) -> String {
-    let mut s = match connect(addr) {
-        Ok(s) => s,
-        Err(e) => return format!("value=0 unit=MB/s ok=0 err={e:?}"),
-    };
+fn down(mut s: TcpStream, secs: f64) -> Bulk {
     let mut buf = vec![0u8; 1 << 18];
     let start = Instant::now() + WARMUP;
     let end = start + Duration::from_secs_f64(secs);
@@ -94,16 +109,68 @@ fn down(addr: SocketAddr, secs: f64) -> String {
             got = 0;
         }
         match s.read(&mut buf) {
-            Ok(0) => return "value=0 unit=MB/s ok=0 err=eof".into(),
+            Ok(0) => return Bulk::failed("eof"),
             Ok(n) => got += n as u64,
-            Err(e) => return format!("value=0 unit=MB/s ok=0 err={e:?}"),
+            Err(e) => return Bulk::failed(e),
         }
     }
-    let el = t0.map_or(1.0, |t| t.elapsed().as_secs_f64());
-    format!(
-        "value={:.1} unit=MB/s ok=1 bytes={got} secs={el:.2}",
-        got as f64 / el / 1e6
-    )
+    Bulk {
+        bytes: got,
+        secs: t0.map_or(1.0, |t| t.elapsed().as_secs_f64()),
+        ok: true,
+        err: None,
+    }
+}
+
+/// `up` or `down` over `conns` connections at once, one thread each, all
+/// connected before any starts: the bytes of all over the longest
+/// connection's time, and each connection's own rate.
+fn bulk(addr: SocketAddr, secs: f64, conns: usize, f: fn(TcpStream, f64) -> Bulk) -> String {
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        match connect(addr) {
+            Ok(s) => streams.push(s),
+            Err(e) => return format!("value=0 unit=MB/s ok=0 conns={conns} err={e:?}"),
+        }
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(conns));
+    let threads: Vec<_> = streams
+        .into_iter()
+        .map(|s| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(s, secs)
+            })
+        })
+        .collect();
+    let results: Vec<Bulk> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| Bulk::failed("panic")))
+        .collect();
+    let bytes: u64 = results.iter().map(|b| b.bytes).sum();
+    let el = results.iter().map(|b| b.secs).fold(0.0, f64::max);
+    let ok = results.iter().all(|b| b.ok);
+    let per: Vec<String> = results
+        .iter()
+        .map(|b| format!("{:.1}", b.bytes as f64 / b.secs.max(1e-9) / 1e6))
+        .collect();
+    let value = if el > 0.0 {
+        bytes as f64 / el / 1e6
+    } else {
+        0.0
+    };
+    let mut line = format!(
+        "value={value:.1} unit=MB/s ok={} conns={conns} bytes={bytes} secs={el:.2}",
+        ok as u8
+    );
+    if conns > 1 {
+        line.push_str(&format!(" per_conn={}", per.join(",")));
+    }
+    if let Some(e) = results.iter().find_map(|b| b.err.as_ref()) {
+        line.push_str(&format!(" err={e}"));
+    }
+    line
 }
 
 fn rr(addr: SocketAddr, secs: f64) -> String {
@@ -467,8 +534,14 @@ fn main() {
     let port: u16 = arg(&args, 3);
     let addr = SocketAddr::new(host, port);
     let line = match mode {
-        "up" => up(addr, arg(&args, 4)),
-        "down" => down(addr, arg(&args, 4)),
+        "up" | "down" => {
+            let conns: usize = args.get(5).map_or(1, |_| arg(&args, 5));
+            if !(1..=256).contains(&conns) {
+                usage()
+            }
+            let f = if mode == "up" { up } else { down };
+            bulk(addr, arg(&args, 4), conns, f)
+        }
         "rr" => rr(addr, arg(&args, 4)),
         "cps" => cps(addr, arg(&args, 4)),
         "hold" => {

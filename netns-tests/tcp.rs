@@ -18,6 +18,8 @@ const S_OPTIONS: u8 = 28;
 const S_IMPAIRED: u8 = 29;
 const S_FIT: u8 = 30;
 const S_SINKSRC: u8 = 58;
+const S_OFFLOAD: u8 = 59;
+const S_NOOFFLOAD: u8 = 57;
 
 const MIB: u64 = 1 << 20;
 
@@ -220,6 +222,50 @@ pub fn echo_segments_fit_the_mtu(medium: Medium) {
         out.stdout.trim()
     );
     timing("echo_segments_fit_the_mtu", medium, start);
+}
+
+/// TUN/TAP offload (the tools' default): 16 MiB echoed intact while the
+/// stack hands the kernel super-segments (TSO) and takes the kernel's uncut
+/// (GRO), with partial checksums both ways; `--offload off` echoes the same
+/// with none. The report's counters tell which path ran.
+pub fn offload_echo_both_ways(medium: Medium) {
+    let start = Instant::now();
+    for (tag, subnet, extra, want) in [
+        ("toff", S_OFFLOAD, &[][..], true),
+        ("tnooff", S_NOOFFLOAD, &["--offload", "off"][..], false),
+    ] {
+        let mut rig = Rig::tcpecho(medium, tag, subnet, extra);
+        let total = 16 * MIB;
+        let out = rig.python(
+            py::BULK,
+            &[&rig.stack_ip, "7", &total.to_string(), "16", "60"],
+            Duration::from_secs(75),
+        );
+        let stopped = rig.stop();
+        let f = |k| result_field(&out.stdout, k);
+        assert!(
+            out.success() && f("received") == Some(total) && f("match") == Some(1),
+            "{medium:?} {extra:?}: 16 MiB should echo intact\n{out}\n{stopped}"
+        );
+        assert_tcpecho_exits_0(&stopped);
+        let tso = counter(&stopped.stdout, "super-segments out (TSO)").unwrap_or(0);
+        let gro = counter(&stopped.stdout, "super-segments in (GRO)").unwrap_or(0);
+        let dropped = counter(&stopped.stdout, "super-segments dropped").unwrap_or(0);
+        if want {
+            assert!(
+                tso > 0 && gro > 0 && dropped == 0,
+                "{medium:?}: with offload the echo should go out as super-segments and come \
+                 in as them (TSO {tso}, GRO {gro}, dropped {dropped})\n{stopped}"
+            );
+        } else {
+            assert!(
+                tso == 0 && gro == 0,
+                "{medium:?}: --offload off yet TSO {tso}, GRO {gro}\n{stopped}"
+            );
+        }
+        eprintln!("offload {medium:?} {extra:?}: TSO {tso}, GRO {gro}");
+    }
+    timing("offload_echo_both_ways", medium, start);
 }
 
 /// 2: 100 concurrent connections, distinct messages of 2000..5700 bytes.
@@ -565,6 +611,7 @@ tcp_tests!(
         options_negotiated,
         impaired_path_echoes,
         discard_and_source_ports,
+        offload_echo_both_ways,
     ]
 );
 tcp_tests!(
@@ -578,6 +625,7 @@ tcp_tests!(
         closed_port_refuses,
         ucat_connect_uploads,
         ucat_listen_downloads,
+        offload_echo_both_ways,
     ]
 );
 tcp_tests!(

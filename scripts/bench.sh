@@ -8,7 +8,7 @@
 #   sudo CELLS=rr,cps PIN=same scripts/bench.sh [SECS]
 #
 # CELLS (comma-separated, default all): up, down, rr, cps (cells 1-3), mem
-# (4), pipe (5), tun (6). With CELLS set, nothing is written to
+# (4), pipe (5), tun (6), mq (7). With CELLS set, nothing is written to
 # BENCHMARKS.md: the cells' lines go to stderr and the table to stdout.
 # PIN: unset (the scheduler places everything), "same" (servers and client
 # all on CPU 0, taskset -c 0) or "cross" (servers on CPU 0, the client on
@@ -34,14 +34,20 @@
 #   5. in memory, no device: examples/pipe_bench.rs (ustack over the pipe
 #      device vs smoltcp over an in-memory link, MTU 1500);
 #   6. the raw TUN rate, one 1500-byte frame per read()/write()
-#      (examples/tun_rate.rs).
+#      (examples/tun_rate.rs);
+#   7. multi-queue: tcpecho --queues 1 vs 2 (one stack thread per queue of a
+#      multi-queue TUN), bulk both ways with 4 and 8 parallel connections
+#      (scripts/lib-bench-mq.sh; on its own: scripts/bench-mq.sh).
 #
 # Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
+#       (TUN offload on, the tools' default)
+#   o:  client (kernel 10.4.0.1) -- TUN ustk0 -- tcpecho --offload off 10.4.0.2
 #   s:  client (kernel 10.7.0.1) -- TUN ustk0 -- smoltcp_echo 10.7.0.2
 #   ut: client (kernel 10.8.0.1) -- TUN ustk0 -- threaded_echo 10.8.0.2
 #   kc: client 10.6.0.1 -- veth -- ks: tcp_bench server 10.6.0.2
 #   t:  tun_rate (TUN ustk0, 10.99.0.1)
+#   mq: client (kernel 10.8.0.1) -- multi-queue TUN ustk0 -- tcpecho --queues N 10.8.0.2
 # Progress on stderr.
 set -euo pipefail
 
@@ -86,6 +92,7 @@ SMOLECHO="$T/examples/smoltcp_echo"
 CLIENT="$T/examples/tcp_bench"
 
 NSU="ustk-perf-u-$$"
+NSO="ustk-perf-o-$$"
 NSS="ustk-perf-s-$$"
 NSUT="ustk-perf-ut-$$"
 NSKC="ustk-perf-kc-$$"
@@ -93,6 +100,10 @@ NSKS="ustk-perf-ks-$$"
 NST="ustk-perf-t-$$"
 # shellcheck source=scripts/lib-bench.sh
 source "$ROOT/scripts/lib-bench.sh"
+# --- multi-queue (7): its functions ---------------------------------------------
+# shellcheck source=scripts/lib-bench-mq.sh
+source "$ROOT/scripts/lib-bench-mq.sh"
+# --- end multi-queue ------------------------------------------------------------
 
 waitfor() { # FILE PATTERN
     for _ in $(seq 100); do
@@ -119,6 +130,15 @@ ip -n "$NSU" addr add 10.5.0.1/24 dev ustk0
 for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$a/24" dev ustk0; done
 # tcpecho runs under timeout(1): its pid is the child's.
 TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
+
+mkns "$NSO"
+ip netns exec "$NSO" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+ip netns exec "$NSO" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.4.0.2/24 \
+    --discard-port 9 --source-port 19 --offload off >"$OUT/echo-off.out" 2>"$OUT/echo-off.err" &
+PIDS+=($!)
+waitfor "$OUT/echo-off.err" "tcpecho: echoing"
+ip netns exec "$NSO" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+ip -n "$NSO" addr add 10.4.0.1/24 dev ustk0
 
 mkns "$NSS"
 # Every client namespace gets the same ephemeral port range: connect()
@@ -173,6 +193,7 @@ for mode in up down rr cps; do
     want $mode || continue
     case $mode in up) port=9 ;; down) port=19 ;; *) port=7 ;; esac
     cell "u$mode" "$NSU" "$mode" 10.5.0.2 "$port"
+    cell "o$mode" "$NSO" "$mode" 10.4.0.2 "$port"
     cell "s$mode" "$NSS" "$mode" 10.7.0.2 "$port"
     cell "k$mode" "$NSKC" "$mode" 10.6.0.2 "$port"
     if [[ $mode == rr || $mode == cps ]]; then
@@ -232,10 +253,14 @@ fi
 
 # --- 5: in memory ------------------------------------------------------------
 PIPE=
-want pipe && PIPE=$(timeout $((2 * SECS + 20)) "$T/examples/pipe_bench" both "$SECS" || true)
+want pipe && PIPE=$(timeout $((5 * SECS + 30)) "$T/examples/pipe_bench" all "$SECS" || true)
 echo "  pipe: $PIPE" >&2
-PU=$(sed -nE 's/^stack=ustack value=([0-9.]+).*/\1/p' <<<"$PIPE")
-PS=$(sed -nE 's/^stack=smoltcp value=([0-9.]+).*/\1/p' <<<"$PIPE")
+pipev() { sed -nE "s/^stack=$1 value=([0-9.]+).*/\\1/p" <<<"$PIPE"; }
+PU=$(pipev ustack)
+PUO=$(pipev ustack-offload)
+PS=$(pipev smoltcp)
+PSZ=$(pipev smoltcp-zerocopy)
+PS64=$(pipev smoltcp-64k)
 
 # --- 6: raw TUN rate -----------------------------------------------------------
 TUN=
@@ -243,6 +268,10 @@ want tun && TUN=$(timeout $((2 * SECS + 20)) ip netns exec "$NST" "$T/examples/t
 echo "  tun: $TUN" >&2
 TW=$(sed -nE 's/.*write_fps=([0-9]+).*/\1/p' <<<"$TUN")
 TR=$(sed -nE 's/.*read_fps=([0-9]+).*/\1/p' <<<"$TUN")
+
+# --- 7: multi-queue: 1 vs 2 queues, 4 and 8 parallel connections ---------------
+want mq && mq_cells
+# --- end multi-queue ------------------------------------------------------------
 
 # tcpecho's drop/retransmit counters (stdout at SIGINT).
 kill -INT "$TCPECHO_PID" 2>/dev/null || true
@@ -275,19 +304,19 @@ esac
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the cells: $LOAD
 - Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
 - Client: \`examples/tcp_bench.rs\` (compiled, std::net on the kernel's TCP), the same for all three servers; ${SECS} s per cell.
-- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers), \`tcp_bench server\` (Linux TCP on a veth pair: echo in one epoll thread, bulk a thread per connection).
+- Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), with TUN offload (the default: TSO/GRO/checksum through the virtio-net header) and with \`--offload off\` (one frame per system call); \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers); \`tcp_bench server\` (Linux TCP on a veth pair: echo in one epoll thread, bulk a thread per connection).
 - Placement: $PLACE.
 
-| test | ustack (TUN) | smoltcp (TUN) | Linux (veth) | ustack / smoltcp | ustack / Linux |
-| --- | ---: | ---: | ---: | ---: | ---: |
+| test | ustack, offload (TUN) | ustack, no offload (TUN) | smoltcp (TUN) | Linux (veth) | offload / smoltcp | no offload / smoltcp | offload / Linux |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 EOF
-    row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${5:-0}")" "$(num "$3" "${5:-0}")" "$(num "$4" "${5:-0}")" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
-    row "bulk client → server (MB/s)" "${V[uup]:-}" "${V[sup]:-}" "${V[kup]:-}" 1
-    row "bulk server → client (MB/s)" "${V[udown]:-}" "${V[sdown]:-}" "${V[kdown]:-}" 1
-    row "1-byte request/response (tx/s)" "${V[urr]:-}" "${V[srr]:-}" "${V[krr]:-}"
-    row "request/response p50 (µs)" "${P50[urr]:-}" "${P50[srr]:-}" "${P50[krr]:-}" 1
-    row "request/response p99 (µs)" "${P99[urr]:-}" "${P99[srr]:-}" "${P99[krr]:-}" 1
-    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]:-}" "${V[scps]:-}" "${V[kcps]:-}"
+    row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(num "$2" "${6:-0}")" "$(num "$3" "${6:-0}")" "$(num "$4" "${6:-0}")" "$(num "$5" "${6:-0}")" "$(ratio "$2" "$4")" "$(ratio "$3" "$4")" "$(ratio "$2" "$5")"; }
+    row "bulk client → server (MB/s)" "${V[uup]:-}" "${V[oup]:-}" "${V[sup]:-}" "${V[kup]:-}" 1
+    row "bulk server → client (MB/s)" "${V[udown]:-}" "${V[odown]:-}" "${V[sdown]:-}" "${V[kdown]:-}" 1
+    row "1-byte request/response (tx/s)" "${V[urr]:-}" "${V[orr]:-}" "${V[srr]:-}" "${V[krr]:-}"
+    row "request/response p50 (µs)" "${P50[urr]:-}" "${P50[orr]:-}" "${P50[srr]:-}" "${P50[krr]:-}" 1
+    row "request/response p99 (µs)" "${P99[urr]:-}" "${P99[orr]:-}" "${P99[srr]:-}" "${P99[krr]:-}" 1
+    row "connect + 1 byte echoed + close (conn/s)" "${V[ucps]:-}" "${V[ocps]:-}" "${V[scps]:-}" "${V[kcps]:-}"
     cat <<EOF
 
 Also measured (request/response; connection rate): ustack's threaded API
@@ -295,9 +324,9 @@ Also measured (request/response; connection rate): ustack's threaded API
 $(num "${V[trr]:-}") tx/s, p50 $(num "${P50[trr]:-}" 1) µs, p99 $(num "${P99[trr]:-}" 1) µs; $(num "${V[tcps]:-}") conn/s.
 Linux with a thread per connection (port 8): $(num "${V[k8rr]:-}") tx/s, p50 $(num "${P50[k8rr]:-}" 1) µs, p99 $(num "${P99[k8rr]:-}" 1) µs; $(num "${V[k8cps]:-}") conn/s.
 EOF
-    for key in uup sup kup udown sdown kdown urr srr krr ucps scps kcps trr tcps k8rr k8cps; do
+    for key in uup oup sup kup udown odown sdown kdown urr orr srr krr ucps ocps scps kcps trr tcps k8rr k8cps; do
         m=${key#k8}
-        m=${m#[uskt]}
+        m=${m#[uskto]}
         if want "$m" && [[ ${OK[$key]:-0} != 1 ]]; then
             echo
             echo "**Warning:** cell $key had errors (see the run's stderr)."
@@ -325,12 +354,15 @@ EOF
     done
     cat <<EOF
 
-In memory, no device (\`examples/pipe_bench.rs\`, one connection, one thread
-driving both ends, MTU 1500, ${SECS} s):
+In memory, no device (\`examples/pipe_bench.rs all\`, one connection, one
+thread driving both ends, ${SECS} s each; both applications copy their data
+in and out, as a \`std::net\` application does, except in the zero-copy row):
 
-| bulk | ustack ↔ ustack (pipe device) | smoltcp ↔ smoltcp (in-memory link) | ustack / smoltcp |
+| bulk, MB/s | ustack ↔ ustack (pipe device) | smoltcp ↔ smoltcp (in-memory link) | ustack / smoltcp |
 | --- | ---: | ---: | ---: |
-| MB/s | $(num "$PU" 1) | $(num "$PS" 1) | $(ratio "$PU" "$PS") |
+| MTU 1500 | $(num "$PU" 1) | $(num "$PS" 1) | $(ratio "$PU" "$PS") |
+| 64 KiB frames (ustack: pipe with offload, super-segments; smoltcp: MTU 65,535) | $(num "$PUO" 1) | $(num "$PS64" 1) | $(ratio "$PUO" "$PS64") |
+| MTU 1500, smoltcp's zero-copy closures (its application copies nothing) | $(num "$PU" 1) | $(num "$PSZ" 1) | $(ratio "$PU" "$PSZ") |
 
 Raw TUN, one 1500-byte frame per system call (\`examples/tun_rate.rs\`, ${SECS} s each):
 
@@ -339,13 +371,17 @@ Raw TUN, one 1500-byte frame per system call (\`examples/tun_rate.rs\`, ${SECS} 
 | write (stack → kernel) | $(num "$TW") | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TW:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 | read (kernel → stack) | $(num "$TR") | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.2f", f * 1500 * 8 / 1e9 }') | $(awk -v f="${TR:-0}" 'BEGIN { printf "%.1f", f * 1460 / 1e6 }') |
 
-ustack's bulk rates as a share of that ceiling: server → client (the stack
-writes the TUN) $(awk -v u="${V[udown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
-client → server (the stack reads the TUN) $(awk -v u="${V[uup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
+ustack's bulk rates without offload (one frame per system call, the path
+this ceiling bounds) as a share of it: server → client (the stack
+writes the TUN) $(awk -v u="${V[odown]:-0}" -v f="${TW:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }'),
+client → server (the stack reads the TUN) $(awk -v u="${V[oup]:-0}" -v f="${TR:-0}" 'BEGIN { if (f > 0) printf "%.0f %%", 100 * u * 1e6 / (f * 1460); else print "n/a" }').
 The TUN write rate is for UDP frames the kernel drops at once (no socket);
 the read rate is bounded by the kernel-side sender thread on the other core.
-<!-- bench.sh end -->
 EOF
+    # --- multi-queue (7): its table ---
+    mq_table
+    # --- end multi-queue ---
+    echo "<!-- bench.sh end -->"
 } >"$OUT/table.md"
 
 cat "$OUT/table.md"

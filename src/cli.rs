@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-use crate::iface::{Config, Interface, IpCidr};
+use crate::iface::{Config, Interface, IpCidr, TcpCounters};
 use crate::phy::impair::{Impair, ImpairSpec};
 use crate::phy::pcap::PcapWriter;
 use crate::phy::raw::{RawOptions, RawSocket};
@@ -54,6 +54,21 @@ pub struct DeviceArgs {
     /// Seed of the impairment layer and of the stack's randomness.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// TCP offload on a TUN/TAP device (virtio-net header: the kernel cuts
+    /// the stack's 64 KiB super-segments, hands over its own uncut, and
+    /// completes checksums). Default: on where the device allows it and no
+    /// --impair is given; `on` fails when the kernel refuses it.
+    #[arg(long, value_name = "on|off")]
+    pub offload: Option<OnOff>,
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// A device as the tools use it.
@@ -64,10 +79,16 @@ impl DeviceArgs {
     /// returns it with an interface configuration matching it.
     pub fn open(&self) -> io::Result<(BoxDevice, Config)> {
         let mut dev: BoxDevice = if let Some(name) = &self.tun {
-            Box::new(TunDevice::open(name, TunKind::Tun, &self.tun_options())?)
+            Box::new(self.open_tun(name, TunKind::Tun)?)
         } else if let Some(name) = &self.tap {
-            Box::new(TunDevice::open(name, TunKind::Tap, &self.tun_options())?)
+            Box::new(self.open_tun(name, TunKind::Tap)?)
         } else if let Some(name) = &self.raw {
+            if self.offload == Some(OnOff::On) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--offload on: offload is for TUN/TAP devices (a raw socket has none)",
+                ));
+            }
             Box::new(RawSocket::open(
                 name,
                 &RawOptions {
@@ -89,9 +110,52 @@ impl DeviceArgs {
         if let Some(spec) = &self.impair {
             dev = Box::new(Impair::new(dev, *spec, self.seed));
         }
-        let caps = dev.caps();
-        let mut config = Config::new(caps.medium);
-        config.mtu = caps.mtu;
+        let config = self.config_for(dev.caps());
+        Ok((dev, config))
+    }
+
+    /// Opens `n` queues of one multi-queue TUN or TAP device
+    /// ([`TunDevice::open_queues`]), each with its own impairment layer
+    /// when asked (seeded `--seed` + queue index), and a configuration per
+    /// queue: the same addresses, and the stack's seed also plus the queue
+    /// index. `--raw` and `--pcap` are refused: one stack per queue is for
+    /// TUN/TAP, and a capture would need a file per queue.
+    pub fn open_queues(&self, n: usize) -> io::Result<Vec<(BoxDevice, Config)>> {
+        if self.pcap.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--pcap records a single device: not with several queues",
+            ));
+        }
+        let queues = if let Some(name) = &self.tun {
+            self.with_offload(|o| TunDevice::open_queues(name, TunKind::Tun, o, n))?
+        } else if let Some(name) = &self.tap {
+            self.with_offload(|o| TunDevice::open_queues(name, TunKind::Tap, o, n))?
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "several queues need a multi-queue device: --tun NAME or --tap NAME",
+            ));
+        };
+        Ok(queues
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let seed = self.seed.wrapping_add(i as u64);
+                let mut config = self.config_for(q.caps());
+                config.seed = seed;
+                let dev: BoxDevice = match &self.impair {
+                    Some(spec) => Box::new(Impair::new(q, *spec, seed)),
+                    None => Box::new(q),
+                };
+                (dev, config)
+            })
+            .collect())
+    }
+
+    /// The interface configuration for a device with `caps`.
+    fn config_for(&self, caps: crate::phy::DeviceCaps) -> Config {
+        let mut config = Config::for_device(caps);
         config.hardware_addr = self.mac.or(caps.hardware_addr);
         config.addrs = self
             .addr
@@ -111,15 +175,48 @@ impl DeviceArgs {
             .collect();
         config.gateway = self.gateway;
         config.seed = self.seed;
-        Ok((dev, config))
+        config
     }
 
-    fn tun_options(&self) -> TunOptions {
+    fn tun_options(&self, offload: bool) -> TunOptions {
         TunOptions {
             mtu: self.mtu,
             hardware_addr: self.mac,
             tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
-            ..TunOptions::default()
+            offload,
+        }
+    }
+
+    /// True when the impairment layer will do anything.
+    fn impaired(&self) -> bool {
+        self.impair.is_some_and(|s| !s.is_passthrough())
+    }
+
+    /// Opens the TUN/TAP device with offload as asked: `on` insists,
+    /// `off` does without, the default tries and falls back.
+    fn open_tun(&self, name: &str, kind: TunKind) -> io::Result<TunDevice> {
+        self.with_offload(|opts| TunDevice::open(name, kind, opts))
+    }
+
+    /// Runs `open` with the TUN options the offload choice asks for (see
+    /// [`DeviceArgs::open_tun`]).
+    fn with_offload<T>(&self, open: impl Fn(&TunOptions) -> io::Result<T>) -> io::Result<T> {
+        match self.offload {
+            Some(OnOff::On) if self.impaired() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--offload on cannot go with --impair (impairment works on wire frames, not super-segments)",
+            )),
+            Some(OnOff::On) => open(&self.tun_options(true)),
+            Some(OnOff::Off) => open(&self.tun_options(false)),
+            None if self.impaired() => open(&self.tun_options(false)),
+            None => match open(&self.tun_options(true)) {
+                Ok(d) => Ok(d),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    tracing::warn!("offload unavailable ({e}); going on without it");
+                    open(&self.tun_options(false))
+                }
+                Err(e) => Err(e),
+            },
         }
     }
 }
@@ -333,14 +430,23 @@ impl StatsTimer {
 
 /// The TCP counters as `netstat -s`-like text.
 pub fn tcp_report(iface: &Interface) -> String {
-    let t = iface.tcp_counters();
+    tcp_report_from(
+        iface.tcp_counters(),
+        iface.tcp_curr_estab(),
+        iface.tcp_time_wait_len(),
+    )
+}
+
+/// [`tcp_report`] from the counters and the two gauges (established
+/// connections, TIME-WAIT entries), e.g. totals over several interfaces.
+pub fn tcp_report_from(t: &TcpCounters, curr_estab: usize, time_wait: usize) -> String {
     format!(
         "Tcp:\n    {} active connection openings\n    {} passive connection openings\n    {} failed connection attempts\n    {} connection resets received\n    {} connections established\n    {} segments received\n    {} segments sent out\n    {} segments retransmitted\n    {} bad segments received\n    {} with bad checksum\n    {} resets sent\n    {} SYNs to LISTEN sockets dropped (accept queue full)\n    {} segments for no socket\n    {} SYN cookies sent\n    {} SYN cookies received\n    {} invalid SYN cookies received\n    {} connections in TIME-WAIT\n    {} path MTU updates (ICMP fragmentation needed / packet too big)\n    {} of those ignored: {} no connection, {} sequence not in flight, {} below the floor, {} not smaller\n",
         t.active_opens,
         t.passive_opens,
         t.attempt_fails,
         t.estab_resets,
-        iface.tcp_curr_estab(),
+        curr_estab,
         t.in_segs,
         t.out_segs,
         t.retrans_segs,
@@ -352,7 +458,7 @@ pub fn tcp_report(iface: &Interface) -> String {
         t.syncookies_sent,
         t.syncookies_recv,
         t.syncookies_failed,
-        iface.tcp_time_wait_len(),
+        time_wait,
         t.pmtu_updates,
         t.pmtu_unmatched + t.pmtu_bad_seq + t.pmtu_below_floor + t.pmtu_not_smaller,
         t.pmtu_unmatched,
@@ -427,4 +533,150 @@ pub fn spawn_monitor(
             }
         })?;
     Ok(())
+}
+
+/// What the main thread tells a stack loop (see [`Control`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Print the counters and the socket table to stderr (SIGUSR1).
+    Report,
+    /// Leave the loop (SIGINT, SIGTERM).
+    Stop,
+}
+
+/// Where a tool's stack loop learns of a [`Command`]: poll
+/// [`Control::as_raw_fd`] among the driver's extra descriptors, then call
+/// [`Control::read`]. With one stack it is the tool's [`SignalFd`]; with
+/// one stack per queue ([`run_queues`]) a pipe from the main thread, which
+/// holds the signals.
+pub struct Control<'a> {
+    fd: RawFd,
+    signals: Option<&'a SignalFd>,
+}
+
+impl<'a> Control<'a> {
+    /// Commands straight from the signals (one stack, on this thread).
+    pub fn signals(signals: &'a SignalFd) -> Control<'a> {
+        Control {
+            fd: signals.as_raw_fd(),
+            signals: Some(signals),
+        }
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The next command, if one is waiting.
+    pub fn read(&self) -> Option<Command> {
+        if let Some(s) = self.signals {
+            return match s.read()? {
+                libc::SIGUSR1 => Some(Command::Report),
+                _ => Some(Command::Stop),
+            };
+        }
+        let mut b = 0u8;
+        // SAFETY: reads one byte from our non-blocking pipe into a local.
+        let n = unsafe { libc::read(self.fd, &mut b as *mut u8 as *mut libc::c_void, 1) };
+        match n {
+            1 if b == b'r' => Some(Command::Report),
+            1 => Some(Command::Stop),
+            // The main thread's end is gone: stop too.
+            0 => Some(Command::Stop),
+            _ => None,
+        }
+    }
+}
+
+/// A non-blocking pipe: (read end, write end).
+fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array; on success both
+    // descriptors are ours and move into OwnedFd.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
+
+/// Runs `serve(index, queue, control)` for every queue, each on its own
+/// thread (`TOOL-qINDEX`) when there are several (one stack per queue of a
+/// multi-queue device), on the calling thread when there is one. The
+/// calling thread holds `signals` (created before any thread, so every
+/// thread has them blocked): SIGUSR1 becomes [`Command::Report`] for every
+/// queue, SIGINT and SIGTERM [`Command::Stop`]. Returns the queues, in
+/// order, once every `serve` has returned; a panic in one is resumed here.
+pub fn run_queues<Q: Send + 'static>(
+    tool: &str,
+    signals: &SignalFd,
+    mut queues: Vec<Q>,
+    serve: fn(usize, &mut Q, &Control<'_>),
+) -> io::Result<Vec<Q>> {
+    if queues.len() == 1 {
+        serve(0, &mut queues[0], &Control::signals(signals));
+        return Ok(queues);
+    }
+    let mut writers = Vec::with_capacity(queues.len());
+    let mut threads = Vec::with_capacity(queues.len());
+    for (i, mut q) in queues.into_iter().enumerate() {
+        let (r, w) = pipe()?;
+        writers.push(w);
+        let t = std::thread::Builder::new()
+            .name(format!("{tool}-q{i}"))
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                let control = Control {
+                    fd: r.as_raw_fd(),
+                    signals: None,
+                };
+                serve(i, &mut q, &control);
+                drop(r);
+                q
+            })?;
+        threads.push(t);
+    }
+    let tell = |c: u8| {
+        for w in &writers {
+            use std::os::fd::AsRawFd;
+            // SAFETY: writes one byte from a local to our pipe; a full pipe
+            // (EAGAIN) already holds commands enough.
+            unsafe { libc::write(w.as_raw_fd(), &c as *const u8 as *const libc::c_void, 1) };
+        }
+    };
+    loop {
+        let mut fds = [libc::pollfd {
+            fd: signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // Wakes now and then to notice queues that ended by themselves.
+        crate::runtime::poll_fds(&mut fds, Some(std::time::Duration::from_secs(1)))?;
+        let mut stop = threads.iter().any(|t| t.is_finished());
+        while let Some(sig) = signals.read() {
+            if sig == libc::SIGUSR1 {
+                tell(b'r');
+            } else {
+                stop = true;
+            }
+        }
+        if stop {
+            tell(b's');
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(threads.len());
+    for t in threads {
+        match t.join() {
+            Ok(q) => out.push(q),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    Ok(out)
 }

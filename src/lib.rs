@@ -120,6 +120,16 @@
 //! * **In-memory pipe** ([`phy::PipeDevice`]): two stacks in one process,
 //!   for tests and simulations; no privileges needed.
 //!
+//! **Offload.** A TUN or TAP opened with [`phy::TunOptions::offload`]
+//! exchanges frames with the kernel behind the virtio-net header: TCP
+//! hands it 64 KiB super-segments to cut (TSO), takes its own uncut (GRO),
+//! and neither side computes TCP checksums the other trusts — several
+//! times the throughput of one frame per system call. Build the
+//! interface's configuration with [`iface::Config::for_device`] (or copy
+//! [`phy::DeviceCaps::offload`] into [`iface::Config::offload`]) so TCP
+//! knows; [`stack::StackBuilder`] does it itself. [`phy::PipeDevice`] can
+//! offer the same ([`phy::PipeOptions::offload`]).
+//!
 //! Any of them can be wrapped by [`phy::PcapWriter`] (capture for
 //! Wireshark) and [`phy::Impair`] (loss, delay, reordering, rate limit).
 //! TUN/TAP/raw need `CAP_NET_ADMIN`/`CAP_NET_RAW`: run in a network
@@ -130,7 +140,7 @@
 //! [`tcp::TcpConfig::congestion`] names the controller for new connections
 //! ([`tcp::cc::AVAILABLE`]): `cubic` (RFC 9438 with HyStart++; the
 //! default, as on Linux, and better on long fat paths: high bandwidth ×
-//! RTT) or `reno` (NewReno, RFC 5681/6582). Set it on the interface's
+//! RTT), `reno` (NewReno, RFC 5681/6582) or `bbr` (BBR v1, paced). Set it on the interface's
 //! [`iface::Config::tcp`] before building, or change it for sockets
 //! created later with [`iface::Interface::set_tcp_config`]. The tools take
 //! `--cc`.

@@ -16,6 +16,17 @@ use crate::time::{Duration, Instant};
 /// Frames received per device call.
 pub const RX_BATCH: usize = 64;
 
+/// Frames received per device call for a device with `caps`: [`RX_BATCH`],
+/// or fewer when frames may be 64 KiB super-segments (GRO), so that a full
+/// batch stays near 1 MiB.
+pub fn rx_batch_frames(caps: &crate::phy::DeviceCaps) -> usize {
+    (RX_BATCH_BYTES / caps.max_rx_frame_len().max(1)).clamp(8, RX_BATCH)
+}
+
+/// What a batch of received frames may hold, in bytes (see
+/// [`rx_batch_frames`]).
+const RX_BATCH_BYTES: usize = 1 << 20;
+
 /// Counters of the driver itself (device-level events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverCounters {
@@ -59,6 +70,22 @@ pub struct Driver<D: Device> {
 }
 
 impl DriverCounters {
+    /// Adds `other`'s counts to these (several drivers' totals).
+    pub fn add(&mut self, other: &DriverCounters) {
+        let DriverCounters {
+            rx_frames,
+            tx_frames,
+            tx_errors,
+            tx_stalls,
+            device_drops,
+        } = other;
+        self.rx_frames += rx_frames;
+        self.tx_frames += tx_frames;
+        self.tx_errors += tx_errors;
+        self.tx_stalls += tx_stalls;
+        self.device_drops += device_drops;
+    }
+
     /// The counters as `netstat`-like text.
     pub fn report(&self) -> String {
         format!(
@@ -73,8 +100,8 @@ impl<D: Device> Driver<D> {
     pub fn new(device: D, iface: &Interface) -> Driver<D> {
         let caps = device.caps();
         Driver {
-            rx: FrameBatch::new(RX_BATCH, caps.max_frame_len()),
-            rx_one: FrameBatch::new(1, caps.max_frame_len()),
+            rx: FrameBatch::new(rx_batch_frames(&caps), caps.max_rx_frame_len()),
+            rx_one: FrameBatch::new(1, caps.max_rx_frame_len()),
             tx: iface.new_tx_batch(),
             device,
             counters: DriverCounters::default(),
@@ -152,8 +179,8 @@ impl<D: Device> Driver<D> {
     /// send. Touches no file descriptor: the threaded runtime holds its lock
     /// only around this.
     pub fn process(&mut self, iface: &mut Interface, now: Instant) {
-        for f in self.rx_one.iter().chain(self.rx.iter()) {
-            iface.handle_frame(now, f);
+        for (f, meta) in self.rx_one.iter_meta().chain(self.rx.iter_meta()) {
+            iface.handle_frame_meta(now, f, meta);
         }
         self.rx.clear();
         self.rx_one.clear();

@@ -198,6 +198,7 @@ impl StackBuilder {
             .unwrap_or_else(|| Config::new(caps.medium));
         config.medium = caps.medium;
         config.mtu = caps.mtu;
+        config.offload = caps.offload;
         if config.hardware_addr.is_none() {
             config.hardware_addr = caps.hardware_addr;
         }

@@ -1,15 +1,21 @@
 //! tcpecho: echoes every TCP connection (thousands at once) and UDP port 7
 //! datagrams, on a TUN, TAP or raw-socket device. The echo logic runs on the
 //! stack's own thread, event-driven through the poll API: no thread per
-//! connection, no cross-thread wake-ups.
+//! connection, no cross-thread wake-ups. With `--queues N` it opens N
+//! queues of a multi-queue TUN/TAP device and runs N such stacks, one per
+//! thread, sharing nothing: the kernel spreads the connections over the
+//! queues by flow hash.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 
-use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
-use ustack::iface::Interface;
-use ustack::runtime::Driver;
+use ustack::cli::{
+    fail, parse_args, run_queues, stats_report, BoxDevice, Command, Control, DeviceArgs,
+    ObserveArgs, SignalFd, StatsTimer,
+};
+use ustack::iface::{Config, Counters, Interface, TcpCounters};
+use ustack::runtime::{Driver, DriverCounters};
 use ustack::socket::SocketHandle;
 use ustack::time::{Clock, RealClock};
 
@@ -43,6 +49,14 @@ struct Args {
     /// bulk source for benchmarks), until the peer closes.
     #[arg(long, value_name = "PORT")]
     source_port: Option<u16>,
+    /// Open N queues of a multi-queue TUN/TAP device (IFF_MULTI_QUEUE,
+    /// created so when absent) and run one stack per queue, each on its
+    /// own thread with the same addresses and listeners; the kernel hashes
+    /// each connection to a queue. 1 (the default) opens an ordinary
+    /// single-queue device. At exit the counters are the queues' totals,
+    /// followed by a line per queue.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    queues: u16,
 }
 
 /// What a `--source-port` connection is sent, over and over.
@@ -127,11 +141,178 @@ fn service(iface: &mut Interface, h: SocketHandle, c: &mut Conn, buf: &mut [u8])
     }
 }
 
+/// One stack: an interface on one device (one queue), its listeners and
+/// its connections.
+struct Queue {
+    iface: Interface,
+    driver: Driver<BoxDevice>,
+    listeners: Vec<SocketHandle>,
+    udps: Vec<SocketHandle>,
+    extra: Vec<(SocketHandle, Kind)>,
+    conns: HashMap<SocketHandle, Conn>,
+    stats: StatsTimer,
+    clock: RealClock,
+    label: String,
+}
+
+impl Queue {
+    /// The interface on `device`, listening on every port asked for.
+    fn new(args: &Args, device: BoxDevice, mut config: Config, label: String) -> Queue {
+        config.tcp.congestion = args.cc.clone();
+        if let Some(b) = args.buffer {
+            config.tcp.send_buffer = b as usize;
+            config.tcp.recv_buffer = b as usize;
+        }
+        let clock = RealClock::new();
+        let mut iface = Interface::new(config, clock.now());
+        // 0.0.0.0 for IPv4, and [::] too when the stack has IPv6 addresses
+        // (IPv6-only sockets, so the two share the port).
+        let any = ustack::cli::wildcards(iface.config());
+        let mut listeners = Vec::new();
+        let mut udps = Vec::new();
+        for &ip in &any {
+            let at = SocketAddr::new(ip, args.port);
+            listeners.push(
+                iface
+                    .tcp_listen(at, args.backlog)
+                    .unwrap_or_else(|e| fail("tcpecho", format!("cannot listen on TCP {at}: {e}"))),
+            );
+            udps.push(
+                iface
+                    .udp_bind(at)
+                    .unwrap_or_else(|e| fail("tcpecho", format!("cannot bind UDP {at}: {e}"))),
+            );
+        }
+        let mut extra = Vec::new();
+        for (port, kind) in [
+            (args.discard_port, Kind::Discard),
+            (args.source_port, Kind::Source),
+        ] {
+            for &ip in &any {
+                if let Some(port) = port {
+                    let at = SocketAddr::new(ip, port);
+                    let l = iface.tcp_listen(at, args.backlog).unwrap_or_else(|e| {
+                        fail("tcpecho", format!("cannot listen on TCP {at}: {e}"))
+                    });
+                    extra.push((l, kind));
+                }
+            }
+        }
+        let driver = Driver::new(device, &iface);
+        Queue {
+            iface,
+            driver,
+            listeners,
+            udps,
+            extra,
+            conns: HashMap::new(),
+            stats: args.observe.stats_timer(clock.now()),
+            clock,
+            label,
+        }
+    }
+}
+
+/// The echo loop of one stack, until `control` says stop.
+fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
+    let Queue {
+        iface,
+        driver,
+        listeners,
+        udps,
+        extra,
+        conns,
+        stats,
+        clock,
+        label,
+    } = q;
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let now = clock.now();
+        if let Err(e) = driver.poll(iface, now) {
+            fail("tcpecho", format!("device error: {e}"));
+        }
+        iface.drain_socket_events(&mut events);
+        for h in events.drain(..) {
+            if listeners.contains(&h) {
+                while let Ok((c, _)) = iface.tcp_accept(h) {
+                    let mut conn = Conn::default();
+                    if service(iface, c, &mut conn, &mut buf) {
+                        conns.insert(c, conn);
+                    }
+                }
+            } else if let Some(&(l, kind)) = extra.iter().find(|(l, _)| *l == h) {
+                while let Ok((c, _)) = iface.tcp_accept(l) {
+                    let mut conn = Conn {
+                        kind,
+                        ..Conn::default()
+                    };
+                    if service(iface, c, &mut conn, &mut buf) {
+                        conns.insert(c, conn);
+                    }
+                }
+            } else if udps.contains(&h) {
+                while iface
+                    .udp_socket(h)
+                    .is_ok_and(|s| s.can_recv() && s.can_send(65536))
+                {
+                    if let Ok((n, from)) = iface.udp_recv_from(h, &mut buf) {
+                        let _ = iface.udp_send_to(h, &buf[..n], from);
+                    }
+                }
+            } else if let Some(c) = conns.get_mut(&h) {
+                if !service(iface, h, c, &mut buf) {
+                    conns.remove(&h);
+                }
+            }
+        }
+        // Answers leave now, in this wake-up (no read of the device first).
+        if let Err(e) = driver.flush(iface, now) {
+            fail("tcpecho", format!("device error: {e}"));
+        }
+        let now = clock.now();
+        if stats.due(now) {
+            eprint!("{}", stats_report(label, stats.elapsed_secs(now), iface));
+        }
+        let deadline = [driver.poll_at(iface), stats.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
+            continue;
+        }
+        match driver.wait(now, deadline, &[control.as_raw_fd()]) {
+            Ok(r) if r.extra & 1 != 0 => match control.read() {
+                Some(Command::Report) => eprint!(
+                    "{}{}{}",
+                    header(label),
+                    report(iface, conns.len()),
+                    iface.socket_report()
+                ),
+                Some(Command::Stop) => break,
+                None => {}
+            },
+            Ok(_) => {}
+            Err(e) => fail("tcpecho", format!("wait failed: {e}")),
+        }
+    }
+}
+
 fn report(iface: &Interface, conns: usize) -> String {
     format!(
         "{}    {conns} connections being echoed\n",
         ustack::cli::tcp_report(iface)
     )
+}
+
+/// The first line of a SIGUSR1 report: which queue's stack it is, when
+/// there are several (none with one, as before `--queues`).
+fn header(label: &str) -> String {
+    match label.strip_prefix("tcpecho queue ") {
+        Some(i) => format!("tcpecho: queue {i}:\n"),
+        None => String::new(),
+    }
 }
 
 fn main() {
@@ -151,51 +332,29 @@ fn main() {
     }
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail("tcpecho", format!("cannot set up signals: {e}")));
-    let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("tcpecho", e));
-    config.tcp.congestion = args.cc.clone();
-    if let Some(b) = args.buffer {
-        config.tcp.send_buffer = b as usize;
-        config.tcp.recv_buffer = b as usize;
-    }
-    let clock = RealClock::new();
-    let mut iface = Interface::new(config, clock.now());
-    // 0.0.0.0 for IPv4, and [::] too when the stack has IPv6 addresses
-    // (IPv6-only sockets, so the two share the port).
-    let any = ustack::cli::wildcards(iface.config());
-    let mut listeners = Vec::new();
-    let mut udps = Vec::new();
-    for &ip in &any {
-        let at = SocketAddr::new(ip, args.port);
-        listeners.push(
-            iface
-                .tcp_listen(at, args.backlog)
-                .unwrap_or_else(|e| fail("tcpecho", format!("cannot listen on TCP {at}: {e}"))),
-        );
-        udps.push(
-            iface
-                .udp_bind(at)
-                .unwrap_or_else(|e| fail("tcpecho", format!("cannot bind UDP {at}: {e}"))),
-        );
-    }
-    let mut extra = Vec::new();
-    for (port, kind) in [
-        (args.discard_port, Kind::Discard),
-        (args.source_port, Kind::Source),
-    ] {
-        for &ip in &any {
-            if let Some(port) = port {
-                let at = SocketAddr::new(ip, port);
-                let l = iface
-                    .tcp_listen(at, args.backlog)
-                    .unwrap_or_else(|e| fail("tcpecho", format!("cannot listen on TCP {at}: {e}")));
-                extra.push((l, kind));
-            }
-        }
-    }
-    let mut driver = Driver::new(device, &iface);
-    let mut stats = args.observe.stats_timer(clock.now());
+    let n = usize::from(args.queues);
+    let devices = if n == 1 {
+        vec![args.device.open().unwrap_or_else(|e| fail("tcpecho", e))]
+    } else {
+        args.device
+            .open_queues(n)
+            .unwrap_or_else(|e| fail("tcpecho", e))
+    };
+    let queues: Vec<Queue> = devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, (device, config))| {
+            let label = if n == 1 {
+                "tcpecho".to_string()
+            } else {
+                format!("tcpecho queue {i}")
+            };
+            Queue::new(&args, device, config, label)
+        })
+        .collect();
+    let iface = &queues[0].iface;
     eprintln!(
-        "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {})",
+        "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {}{})",
         args.port,
         iface
             .config()
@@ -207,81 +366,46 @@ fn main() {
             .join(", "),
         iface.config().medium,
         iface.config().mtu,
-        args.cc
+        args.cc,
+        if n > 1 {
+            format!(", {n} queues")
+        } else {
+            String::new()
+        }
     );
-    let mut conns: HashMap<SocketHandle, Conn> = HashMap::new();
-    let mut events = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let now = clock.now();
-        if let Err(e) = driver.poll(&mut iface, now) {
-            fail("tcpecho", format!("device error: {e}"));
-        }
-        iface.drain_socket_events(&mut events);
-        for h in events.drain(..) {
-            if listeners.contains(&h) {
-                while let Ok((c, _)) = iface.tcp_accept(h) {
-                    let mut conn = Conn::default();
-                    if service(&mut iface, c, &mut conn, &mut buf) {
-                        conns.insert(c, conn);
-                    }
-                }
-            } else if let Some(&(l, kind)) = extra.iter().find(|(l, _)| *l == h) {
-                while let Ok((c, _)) = iface.tcp_accept(l) {
-                    let mut conn = Conn {
-                        kind,
-                        ..Conn::default()
-                    };
-                    if service(&mut iface, c, &mut conn, &mut buf) {
-                        conns.insert(c, conn);
-                    }
-                }
-            } else if udps.contains(&h) {
-                while iface
-                    .udp_socket(h)
-                    .is_ok_and(|s| s.can_recv() && s.can_send(65536))
-                {
-                    if let Ok((n, from)) = iface.udp_recv_from(h, &mut buf) {
-                        let _ = iface.udp_send_to(h, &buf[..n], from);
-                    }
-                }
-            } else if let Some(c) = conns.get_mut(&h) {
-                if !service(&mut iface, h, c, &mut buf) {
-                    conns.remove(&h);
-                }
-            }
-        }
-        // Answers leave now, in this wake-up (no read of the device first).
-        if let Err(e) = driver.flush(&mut iface, now) {
-            fail("tcpecho", format!("device error: {e}"));
-        }
-        let now = clock.now();
-        if stats.due(now) {
-            eprint!(
-                "{}",
-                stats_report("tcpecho", stats.elapsed_secs(now), &iface)
-            );
-        }
-        let deadline = [driver.poll_at(&iface), stats.deadline()]
-            .into_iter()
-            .flatten()
-            .min();
-        if deadline.is_some_and(|d| d <= now) && driver.tx_pending() == 0 {
-            continue;
-        }
-        match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
-            Ok(r) if r.extra & 1 != 0 => match signals.read() {
-                Some(libc::SIGUSR1) => {
-                    eprint!("{}{}", report(&iface, conns.len()), iface.socket_report())
-                }
-                Some(_) => break,
-                None => {}
-            },
-            Ok(_) => {}
-            Err(e) => fail("tcpecho", format!("wait failed: {e}")),
-        }
+    let mut queues = run_queues("tcpecho", &signals, queues, serve)
+        .unwrap_or_else(|e| fail("tcpecho", format!("cannot run the queues: {e}")));
+    if let [q] = &mut queues[..] {
+        print!("{}", q.iface.counters().report());
+        print!("{}", report(&q.iface, q.conns.len()));
+        print!("{}", q.driver.refresh_counters().report());
+        return;
     }
-    print!("{}", iface.counters().report());
-    print!("{}", report(&iface, conns.len()));
-    print!("{}", driver.refresh_counters().report());
+    // Several stacks: their totals, in the same format, then each queue.
+    let mut counters = Counters::default();
+    let mut tcp = TcpCounters::default();
+    let mut device = DriverCounters::default();
+    let (mut estab, mut time_wait, mut conns) = (0, 0, 0);
+    let mut lines = String::new();
+    for (i, q) in queues.iter_mut().enumerate() {
+        let t = q.iface.tcp_counters();
+        let d = q.driver.refresh_counters().clone();
+        lines.push_str(&format!(
+            "    queue {i}: {} passive connection openings, {} segments received, {} segments sent out, {} frames read, {} frames written\n",
+            t.passive_opens, t.in_segs, t.out_segs, d.rx_frames, d.tx_frames
+        ));
+        counters.add(q.iface.counters());
+        tcp.add(t);
+        device.add(&d);
+        estab += q.iface.tcp_curr_estab();
+        time_wait += q.iface.tcp_time_wait_len();
+        conns += q.conns.len();
+    }
+    print!("{}", counters.report());
+    println!(
+        "{}    {conns} connections being echoed",
+        ustack::cli::tcp_report_from(&tcp, estab, time_wait)
+    );
+    print!("{}", device.report());
+    print!("Queues ({n}):\n{lines}");
 }

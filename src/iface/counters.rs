@@ -121,6 +121,13 @@ pub struct LinkCounters {
     pub arp_errors: u64,
     /// Packets dropped while waiting for ARP (queue full or no answer).
     pub arp_pending_drops: u64,
+    /// TCP super-segments handed to the device to cut (TSO/GSO).
+    pub gso_frames_out: u64,
+    /// TCP super-segments received whole from the device (GRO).
+    pub gro_frames_in: u64,
+    /// Super-segments dropped because they could not go straight to the
+    /// device (next hop's link address unknown); TCP retransmits the data.
+    pub gso_drops: u64,
 }
 
 /// All of the interface's counters.
@@ -161,6 +168,9 @@ impl Counters {
             ("ARP replies out", l.arp_replies_out),
             ("ARP errors", l.arp_errors),
             ("ARP pending drops", l.arp_pending_drops),
+            ("super-segments out (TSO)", l.gso_frames_out),
+            ("super-segments in (GRO)", l.gro_frames_in),
+            ("super-segments dropped", l.gso_drops),
         ] {
             let _ = writeln!(s, "    {v} {n}");
         }
@@ -258,5 +268,193 @@ fn icmp_type_name(t: u8) -> &'static str {
         11 => "time exceeded",
         12 => "parameter problem",
         _ => "other",
+    }
+}
+
+use super::TcpCounters;
+
+/// Adds the named `u64` fields of `$other` to `$into`; the pattern is
+/// exhaustive, so a counter added to the struct and not here fails to build.
+macro_rules! add_fields {
+    ($into:expr, $other:expr, $T:ident { $($f:ident),* $(,)? }) => {{
+        let $T { $($f),* } = $other;
+        $( $into.$f += *$f; )*
+    }};
+}
+
+impl Counters {
+    /// Adds `other`'s counts to these (the totals of several interfaces,
+    /// e.g. one stack per queue of a multi-queue device).
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            link,
+            ip,
+            icmp,
+            udp,
+            ip6,
+            icmp6,
+        } = other;
+        add_fields!(
+            self.link,
+            link,
+            LinkCounters {
+                frames_in,
+                frames_out,
+                frames_malformed,
+                frames_not_for_us,
+                unknown_ethertype,
+                tx_queue_drops,
+                arp_requests_in,
+                arp_requests_out,
+                arp_replies_in,
+                arp_replies_out,
+                arp_errors,
+                arp_pending_drops,
+                gso_frames_out,
+                gro_frames_in,
+                gso_drops,
+            }
+        );
+        add_ip(&mut self.ip, ip);
+        add_ip(&mut self.ip6, ip6);
+        add_icmp(&mut self.icmp, icmp);
+        add_icmp(&mut self.icmp6, icmp6);
+        add_fields!(
+            self.udp,
+            udp,
+            UdpCounters {
+                in_datagrams,
+                no_ports,
+                in_errors,
+                in_csum_errors,
+                rcvbuf_errors,
+                out_datagrams,
+            }
+        );
+    }
+}
+
+fn add_ip(into: &mut IpCounters, other: &IpCounters) {
+    add_fields!(
+        into,
+        other,
+        IpCounters {
+            in_receives,
+            in_hdr_errors,
+            in_addr_errors,
+            in_unknown_protos,
+            in_discards,
+            in_delivers,
+            out_requests,
+            out_discards,
+            out_no_routes,
+            reasm_reqds,
+            reasm_oks,
+            reasm_fails,
+            reasm_timeout,
+            reasm_overlaps,
+            frag_oks,
+            frag_creates,
+            frag_fails,
+            dad_conflicts,
+        }
+    );
+}
+
+fn add_icmp(into: &mut IcmpCounters, other: &IcmpCounters) {
+    let IcmpCounters {
+        in_msgs,
+        in_errors,
+        in_csum_errors,
+        in_type,
+        out_msgs,
+        out_type,
+        out_rate_limited,
+    } = other;
+    into.in_msgs += in_msgs;
+    into.in_errors += in_errors;
+    into.in_csum_errors += in_csum_errors;
+    into.out_msgs += out_msgs;
+    into.out_rate_limited += out_rate_limited;
+    for (a, b) in into.in_type.iter_mut().zip(in_type) {
+        *a += b;
+    }
+    for (a, b) in into.out_type.iter_mut().zip(out_type) {
+        *a += b;
+    }
+}
+
+impl TcpCounters {
+    /// Adds `other`'s counts to these (see [`Counters::add`]).
+    pub fn add(&mut self, other: &TcpCounters) {
+        add_fields!(
+            self,
+            other,
+            TcpCounters {
+                active_opens,
+                passive_opens,
+                attempt_fails,
+                estab_resets,
+                in_segs,
+                out_segs,
+                retrans_segs,
+                in_errs,
+                in_csum_errors,
+                out_rsts,
+                listen_overflows,
+                no_socket,
+                syn_fin_drops,
+                icmp_ignored,
+                syncookies_sent,
+                syncookies_recv,
+                syncookies_failed,
+                pmtu_updates,
+                pmtu_unmatched,
+                pmtu_bad_seq,
+                pmtu_below_floor,
+                pmtu_not_smaller,
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_up() {
+        let mut a = Counters::default();
+        a.link.frames_in = 3;
+        a.ip.in_receives = 5;
+        a.icmp.in_type[8] = 2;
+        a.udp.no_ports = 1;
+        let mut b = Counters::default();
+        b.link.frames_in = 4;
+        b.ip6.out_requests = 7;
+        b.icmp.in_type[8] = 1;
+        b.icmp6.out_type[129] = 9;
+        b.udp.no_ports = 2;
+        a.add(&b);
+        assert_eq!(a.link.frames_in, 7);
+        assert_eq!(a.ip.in_receives, 5);
+        assert_eq!(a.ip6.out_requests, 7);
+        assert_eq!(a.icmp.in_type[8], 3);
+        assert_eq!(a.icmp6.out_type[129], 9);
+        assert_eq!(a.udp.no_ports, 3);
+        let mut t = TcpCounters {
+            passive_opens: 10,
+            pmtu_not_smaller: 1,
+            ..TcpCounters::default()
+        };
+        t.add(&TcpCounters {
+            passive_opens: 6,
+            out_rsts: 2,
+            ..TcpCounters::default()
+        });
+        assert_eq!(
+            (t.passive_opens, t.out_rsts, t.pmtu_not_smaller),
+            (16, 2, 1)
+        );
     }
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::{Interface, IpMeta, Ipv4Cidr};
+use super::{Interface, IpMeta, Ipv4Cidr, TxOffload};
 use crate::phy::Medium;
 use crate::time::Instant;
 use crate::wire::icmpv6::{self, kind};
@@ -207,6 +207,7 @@ impl Interface {
             protocol: next_header,
             packet,
             header_len: at,
+            csum_trusted: self.rx_csum_trusted,
         };
         let payload = &packet[at..];
         self.counters.ip6.in_delivers += 1;
@@ -248,6 +249,7 @@ impl Interface {
                 self.counters.ip6.reasm_oks += 1;
                 // Counted once already as received.
                 self.counters.ip6.in_receives -= 1;
+                self.rx_csum_trusted = false;
                 self.process_ipv6(now, &datagram);
             }
             Ok(_) => {}
@@ -625,6 +627,30 @@ impl Interface {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) {
+        self.send_ipv6_meta(
+            now,
+            src,
+            dst,
+            next_header,
+            payload_len,
+            TxOffload::NONE,
+            fill,
+        )
+    }
+
+    /// [`Interface::send_ipv6`] with offload (see
+    /// [`Interface::send_ipv4_meta`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_ipv6_meta(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        next_header: u8,
+        payload_len: usize,
+        off: TxOffload,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
         self.counters.ip6.out_requests += 1;
         let total = ipv6::HEADER_LEN + payload_len;
         if payload_len > 65535 {
@@ -658,9 +684,21 @@ impl Interface {
             (true, true) => Some(Some(ipv6::multicast_mac(dst))),
             (true, false) => self.neighbors6.lookup(dst, now).map(Some),
         };
-        if let (Some(hw), true) = (known_hw, total <= self.config.mtu) {
+        let oversize = total > self.config.mtu;
+        if oversize && off.gso_size > 0 && known_hw.is_none() {
+            self.counters.link.gso_drops += 1;
+            trace_drop!("link.gso_drops");
+            self.counters.ip6.out_discards += 1;
+            return;
+        }
+        if let (Some(hw), true) = (known_hw, !oversize || off.gso_size > 0) {
             let link = self.link_header_len();
-            let Some(buf) = self.tx.reserve(link + total) else {
+            let slot = if off.writes_all {
+                self.tx.reserve_with_headroom(0, link + total)
+            } else {
+                self.tx.reserve(link + total)
+            };
+            let Some(buf) = slot else {
                 self.counters.link.tx_queue_drops += 1;
                 trace_drop!("link.tx_queue_drops");
                 self.counters.ip6.out_discards += 1;
@@ -678,7 +716,11 @@ impl Interface {
             }
             repr.emit(&mut buf[link..link + ipv6::HEADER_LEN]);
             fill(&mut buf[link + ipv6::HEADER_LEN..link + total]);
-            self.tx.commit(link + total);
+            let meta = off.meta(link + ipv6::HEADER_LEN, oversize);
+            if meta.gso_size > 0 {
+                self.counters.link.gso_frames_out += 1;
+            }
+            self.tx.commit_meta(link + total, meta);
             return;
         }
         let mut pkt = std::mem::take(&mut self.scratch);
@@ -686,6 +728,7 @@ impl Interface {
         pkt.resize(total, 0);
         repr.emit(&mut pkt[..ipv6::HEADER_LEN]);
         fill(&mut pkt[ipv6::HEADER_LEN..]);
+        off.complete_checksum(&mut pkt[ipv6::HEADER_LEN..]);
         if total <= self.config.mtu {
             self.output_v6(now, dst, &pkt);
         } else {

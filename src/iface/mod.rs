@@ -39,7 +39,7 @@ use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
 
-use crate::phy::{FrameBatch, Medium};
+use crate::phy::{Checksum, FrameBatch, FrameMeta, Medium, Offload, GSO_MAX_PACKET};
 use crate::socket::{SocketHandle, SocketSet};
 use crate::time::Instant;
 use crate::udp::UdpConfig;
@@ -149,9 +149,28 @@ pub struct Config {
     pub announce: bool,
     /// Seed of the core's randomness (ephemeral ports, IP identification).
     pub seed: u64,
+    /// What the device does for the stack, from
+    /// [`crate::phy::DeviceCaps::offload`] (the tools and
+    /// [`crate::stack::StackBuilder`] copy it): with `tso`, TCP hands the
+    /// device super-segments of up to 64 KiB; with `tx_checksum`, it leaves
+    /// TCP checksums to the device. Received frames say for themselves
+    /// whether their checksum needs verifying ([`Interface::handle_frame_meta`]).
+    pub offload: Offload,
 }
 
 impl Config {
+    /// Defaults for a device: its medium, MTU, offloads and (Ethernet) MAC
+    /// address, with no IP address yet. Prefer this to [`Config::new`]
+    /// when a device is at hand: an interface that does not know the
+    /// device offloads TCP segmentation sends one segment per frame.
+    pub fn for_device(caps: crate::phy::DeviceCaps) -> Config {
+        let mut c = Config::new(caps.medium);
+        c.mtu = caps.mtu;
+        c.offload = caps.offload;
+        c.hardware_addr = caps.hardware_addr;
+        c
+    }
+
     /// Defaults for a medium, with no address yet.
     pub fn new(medium: Medium) -> Config {
         Config {
@@ -173,6 +192,7 @@ impl Config {
             ephemeral_ports: (32768, 60999),
             announce: true,
             seed: 0x5eed,
+            offload: Offload::default(),
         }
     }
 }
@@ -207,6 +227,13 @@ pub struct Interface {
     ident: u16,
     rng: u64,
     started: bool,
+    /// The frame being handled came from a device that verified (or need
+    /// not verify) its transport checksum.
+    rx_csum_trusted: bool,
+    /// A received frame whose offloaded checksum is completed in software.
+    rx_scratch: Vec<u8>,
+    /// The Ethernet source of the IPv4 datagram being handled.
+    rx_src_hw: Option<EthernetAddress>,
 }
 
 impl Interface {
@@ -230,8 +257,15 @@ impl Interface {
                 config.addrs_v6.push(Ipv6Cidr::new(ll, 64).expect("/64"));
             }
         }
+        let max_tx = if config.offload.tso {
+            link + GSO_MAX_PACKET.max(config.mtu)
+        } else {
+            link + config.mtu
+        };
+        let mut tcp_config = config.tcp.clone();
+        tcp_config.segment_offload = tcp::segment_offload_for(&config);
         Interface {
-            tx: FrameBatch::new(config.tx_queue_frames, config.mtu + link),
+            tx: FrameBatch::new(config.tx_queue_frames, max_tx),
             neighbors: NeighborCache::new(config.neighbor),
             neighbors6: NeighborCache::new(config.neighbor),
             reasm: Reassembler::new(config.reassembly),
@@ -242,11 +276,14 @@ impl Interface {
             sockets: SocketSet::new(),
             udp_ports: HashMap::new(),
             udp_tx_pending: Vec::new(),
-            tcp: tcp::TcpState::new(config.tcp.clone(), config.seed),
+            tcp: tcp::TcpState::new(tcp_config, config.seed),
             scratch: Vec::new(),
             ident,
             rng,
             started: false,
+            rx_csum_trusted: false,
+            rx_scratch: Vec::new(),
+            rx_src_hw: None,
             config,
         }
     }
@@ -349,7 +386,54 @@ impl Interface {
     /// Processes one frame received at `now`. Never panics; anything
     /// rejected is counted.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.handle_frame_meta(now, frame, FrameMeta::default());
+    }
+
+    /// [`Interface::handle_frame`] for a frame with device metadata: a
+    /// frame whose checksum the device verified, or left partial because
+    /// the local kernel made it ([`FrameMeta::checksum_trusted`]), skips
+    /// the transport checksum; a GRO super-segment is taken whole.
+    pub fn handle_frame_meta(&mut self, now: Instant, frame: &[u8], meta: FrameMeta) {
+        self.rx_csum_trusted = meta.checksum_trusted();
+        if let Checksum::Partial { start, offset } = meta.checksum {
+            if !self.carries_tcp(frame) {
+                // A datagram the stack may quote in an ICMP error or hand
+                // to an application as it stands: complete its checksum
+                // (TCP segments, the bulk of such frames, skip this).
+                let mut buf = std::mem::take(&mut self.rx_scratch);
+                buf.clear();
+                buf.extend_from_slice(frame);
+                let (start, at) = (start as usize, start as usize + offset as usize);
+                if buf.len() >= at + 2 && start <= at {
+                    let c =
+                        crate::wire::checksum::finish(crate::wire::checksum::sum(&buf[start..]));
+                    buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                }
+                self.handle_frame_inner(now, &buf);
+                self.rx_scratch = buf;
+                self.rx_csum_trusted = false;
+                return;
+            }
+        }
+        self.handle_frame_inner(now, frame);
+        self.rx_csum_trusted = false;
+    }
+
+    /// True when `frame` holds an IP packet whose (first) next header is TCP.
+    fn carries_tcp(&self, frame: &[u8]) -> bool {
+        let ip = frame.get(self.link_header_len()..).unwrap_or(&[]);
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => ip.get(9) == Some(&ipv4::protocol::TCP),
+            Some(6) => ip.get(6) == Some(&ipv4::protocol::TCP),
+            _ => false,
+        }
+    }
+
+    fn handle_frame_inner(&mut self, now: Instant, frame: &[u8]) {
         self.start(now);
+        if frame.len() > self.config.mtu + self.link_header_len() {
+            self.counters.link.gro_frames_in += 1;
+        }
         self.counters.link.frames_in += 1;
         match self.config.medium {
             Medium::Ip => match frame.first().map(|b| b >> 4) {
@@ -380,7 +464,11 @@ impl Interface {
                 }
                 match eth.ethertype() {
                     ethernet::ethertype::ARP => self.process_arp(now, eth.payload()),
-                    ethernet::ethertype::IPV4 => self.process_ipv4(now, eth.payload(), false),
+                    ethernet::ethertype::IPV4 => {
+                        self.rx_src_hw = Some(eth.src_addr()).filter(|a| a.is_unicast());
+                        self.process_ipv4(now, eth.payload(), false);
+                        self.rx_src_hw = None;
+                    }
                     ethernet::ethertype::IPV6 => self.process_ipv6(now, eth.payload()),
                     _ => {
                         self.counters.link.unknown_ethertype += 1;
@@ -473,6 +561,18 @@ impl Interface {
             trace_drop!("ip.in_addr_errors");
             return;
         }
+        if let Some(hw) = self.rx_src_hw.take() {
+            // An on-link sender's link address, from the frame itself: the
+            // answer to it needs no ARP round trip (smoltcp does the same).
+            // With several queues of one TAP this is also how a stack
+            // learns a peer whose ARP reply went to another queue.
+            if self.config.addrs.iter().any(|c| c.contains(src)) {
+                let released = self.neighbors.learn(src, hw, now);
+                for pkt in released {
+                    self.write_frame(Some(hw), &pkt);
+                }
+            }
+        }
         if pkt.more_frags() || pkt.frag_offset() != 0 {
             self.counters.ip.reasm_reqds += 1;
             let frag = reassembly::Fragment {
@@ -490,6 +590,7 @@ impl Interface {
             match self.reasm.add(now, frag) {
                 Ok(Outcome::Complete(datagram)) => {
                     self.counters.ip.reasm_oks += 1;
+                    self.rx_csum_trusted = false;
                     self.process_ipv4(now, &datagram, true);
                 }
                 Ok(Outcome::Held) | Ok(Outcome::Duplicate) => {}
@@ -509,6 +610,7 @@ impl Interface {
             protocol: pkt.protocol(),
             packet: &bytes[..pkt.total_len()],
             header_len: pkt.header_len(),
+            csum_trusted: self.rx_csum_trusted,
         };
         match meta.protocol {
             ipv4::protocol::ICMP => {
@@ -630,7 +732,10 @@ impl Interface {
 
     /// True when the transmit queue has room for `frames` more frames.
     pub(crate) fn tx_has_room(&self, frames: usize) -> bool {
-        self.tx.len() + frames <= self.tx.max_frames()
+        // Frames, and bytes: super-segments are up to 64 KiB each, and the
+        // queue holds no more bytes than a queue of full-MTU frames would.
+        let max_bytes = self.tx.max_frames() * (self.config.mtu + self.link_header_len());
+        self.tx.len() + frames <= self.tx.max_frames() && self.tx.bytes() < max_bytes
     }
 
     /// Sends an IPv4 datagram whose payload (`repr.payload_len` bytes) is
@@ -639,7 +744,21 @@ impl Interface {
     pub(crate) fn send_ipv4(
         &mut self,
         now: Instant,
+        repr: ipv4::Repr,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        self.send_ipv4_meta(now, repr, TxOffload::NONE, fill)
+    }
+
+    /// [`Interface::send_ipv4`] with offload: `fill` writes the whole
+    /// payload (the slot is not cleared first) and, for a partial
+    /// checksum, the pseudo-header sum only; a super-segment (`gso_size`)
+    /// may exceed the MTU and is cut by the device.
+    pub(crate) fn send_ipv4_meta(
+        &mut self,
+        now: Instant,
         mut repr: ipv4::Repr,
+        off: TxOffload,
         fill: impl FnOnce(&mut [u8]),
     ) {
         self.counters.ip.out_requests += 1;
@@ -656,7 +775,7 @@ impl Interface {
             return;
         }
         let link = self.link_header_len();
-        if total <= self.config.mtu {
+        if total <= self.config.mtu || off.gso_size > 0 {
             let dst_hw = match (self.config.medium, hop) {
                 (Medium::Ip, _) => Some(None),
                 (Medium::Ethernet, NextHop::Broadcast) => Some(Some(EthernetAddress::BROADCAST)),
@@ -667,7 +786,12 @@ impl Interface {
             if let Some(dst_hw) = dst_hw {
                 // Fast path: build the frame in place.
                 let hw = self.hardware_addr;
-                let Some(buf) = self.tx.reserve(link + total) else {
+                let slot = if off.writes_all {
+                    self.tx.reserve_with_headroom(0, link + total)
+                } else {
+                    self.tx.reserve(link + total)
+                };
+                let Some(buf) = slot else {
                     self.counters.link.tx_queue_drops += 1;
                     trace_drop!("link.tx_queue_drops");
                     self.counters.ip.out_discards += 1;
@@ -683,7 +807,19 @@ impl Interface {
                 }
                 repr.emit(&mut ipv4::Packet::new_unchecked(&mut buf[link..]));
                 fill(&mut buf[link + ipv4::HEADER_LEN..]);
-                self.tx.commit(link + total);
+                let meta = off.meta(link + ipv4::HEADER_LEN, total > self.config.mtu);
+                if meta.gso_size > 0 {
+                    self.counters.link.gso_frames_out += 1;
+                }
+                self.tx.commit_meta(link + total, meta);
+                return;
+            }
+            if total > self.config.mtu {
+                // A super-segment cannot wait for the neighbour in the
+                // pending queue (it holds plain packets): TCP resends it.
+                self.counters.link.gso_drops += 1;
+                trace_drop!("link.gso_drops");
+                self.counters.ip.out_discards += 1;
                 return;
             }
         } else if repr.dont_frag {
@@ -699,6 +835,7 @@ impl Interface {
         pkt.resize(total, 0);
         repr.emit(&mut ipv4::Packet::new_unchecked(&mut pkt[..]));
         fill(&mut pkt[ipv4::HEADER_LEN..]);
+        off.complete_checksum(&mut pkt[ipv4::HEADER_LEN..]);
         self.output_packet(now, hop, &pkt);
         self.scratch = pkt;
     }
@@ -782,8 +919,8 @@ impl Interface {
             std::mem::swap(out, &mut self.tx);
         } else {
             let mut taken = 0;
-            for f in self.tx.iter() {
-                if !out.push(f) {
+            for (f, meta) in self.tx.iter_meta() {
+                if !out.push_meta(f, meta) {
                     break;
                 }
                 taken += 1;
@@ -860,6 +997,56 @@ impl Interface {
     }
 }
 
+/// Offload of one datagram the stack sends (see
+/// [`Interface::send_ipv4_meta`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxOffload {
+    /// The transport checksum field (at this offset into the transport
+    /// header) holds the pseudo-header sum only: the device completes it.
+    pub partial_csum_at: Option<u16>,
+    /// Cut the payload into segments of this many bytes (TSO/GSO).
+    pub gso_size: u16,
+    /// The fill function writes every byte of the payload.
+    pub writes_all: bool,
+}
+
+impl TxOffload {
+    pub const NONE: TxOffload = TxOffload {
+        partial_csum_at: None,
+        gso_size: 0,
+        writes_all: false,
+    };
+
+    /// The frame metadata, the transport header starting at `l4_start`
+    /// in the frame; `oversize`: the packet exceeds the MTU.
+    pub(super) fn meta(&self, l4_start: usize, oversize: bool) -> FrameMeta {
+        FrameMeta {
+            checksum: match self.partial_csum_at {
+                Some(offset) => Checksum::Partial {
+                    start: l4_start as u16,
+                    offset,
+                },
+                None => Checksum::Complete,
+            },
+            gso_size: if oversize { self.gso_size } else { 0 },
+        }
+    }
+
+    /// Completes a partial checksum in software (a packet that takes the
+    /// slow path: fragmentation or the neighbour queue carries no
+    /// metadata). The field holds the pseudo-header sum, so the sum over
+    /// the transport segment as it stands is the whole sum.
+    pub fn complete_checksum(&self, l4: &mut [u8]) {
+        if let Some(at) = self.partial_csum_at {
+            let at = at as usize;
+            if l4.len() >= at + 2 {
+                let c = crate::wire::checksum::finish(crate::wire::checksum::sum(l4));
+                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+}
+
 /// What the transport layer needs to know about the datagram carrying it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IpMeta<'a> {
@@ -870,6 +1057,9 @@ pub(crate) struct IpMeta<'a> {
     pub packet: &'a [u8],
     #[allow(dead_code)]
     pub header_len: usize,
+    /// The device verified the transport checksum, or it is partial from
+    /// the local kernel: do not verify it.
+    pub csum_trusted: bool,
 }
 
 impl IpMeta<'_> {

@@ -124,6 +124,17 @@ impl<A: Copy + Eq + Hash> NeighborCache<A> {
             .unwrap_or_default()
     }
 
+    /// Learns `ip` at `hw` from a datagram it sent us, only when nothing is
+    /// known of it yet (a cached or answered entry is never overridden by a
+    /// mere datagram, which anyone can forge) and the cache has room (no
+    /// eviction on this path). Returns the packets that were waiting.
+    pub fn learn(&mut self, ip: A, hw: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
+        if self.lookup(ip, now).is_some() || self.entries.len() >= self.config.max_entries {
+            return Vec::new();
+        }
+        self.fill(ip, hw, now)
+    }
+
     /// Updates `ip` only when it is already cached (RFC 826's merge step for
     /// packets not addressed to us).
     pub fn refresh(&mut self, ip: A, hw: EthernetAddress, now: Instant) -> bool {

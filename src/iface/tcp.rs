@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{Interface, IpMeta};
+use super::{Interface, IpMeta, TxOffload};
 use crate::socket::{Socket, SocketHandle};
 use crate::tcp::{
     cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, SynFin, Tcb,
@@ -17,7 +17,7 @@ use crate::tcp::{
 };
 use crate::time::Instant;
 use crate::wire::tcp::{self, Flags};
-use crate::wire::{ipv4, Error};
+use crate::wire::{checksum, ipv4, Error};
 
 /// TCP counters (RFC 4022 names, as `netstat -s` prints them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,6 +106,42 @@ impl TcpState {
     }
 }
 
+/// The super-segment payload limit for TCP on an interface with `config`
+/// ([`TcpConfig::segment_offload`]): 64 KiB less the largest IP and TCP
+/// headers when the device segments (and so completes checksums), else 0.
+pub(crate) fn segment_offload_for(config: &super::Config) -> usize {
+    if config.offload.tso && config.offload.tx_checksum {
+        crate::phy::GSO_MAX_PACKET - 120
+    } else {
+        0
+    }
+}
+
+/// Writes `seg` into `buf` (exactly the IP payload): header, options and
+/// the payload copied from the send buffer's two slices. The checksum is
+/// summed as the payload is copied (one pass over it), or, with checksum
+/// offload, left to the device (the pseudo-header sum only).
+fn fill_segment(buf: &mut [u8], seg: &OutSegment, src: IpAddr, dst: IpAddr, partial: bool) {
+    let hlen = seg.repr.header_len();
+    let (a, b) = seg.payload;
+    let (pa, pb) = buf[hlen..hlen + a.len() + b.len()].split_at_mut(a.len());
+    if partial {
+        pa.copy_from_slice(a);
+        pb.copy_from_slice(b);
+        let mut p = tcp::Packet::new_unchecked(buf);
+        seg.repr.emit_partial(&mut p, src, dst);
+        return;
+    }
+    let sa = checksum::copy_and_sum(pa, a);
+    let mut sb = checksum::copy_and_sum(pb, b);
+    if (hlen + a.len()) % 2 == 1 {
+        sb = checksum::at_odd_offset(sb);
+    }
+    let mut p = tcp::Packet::new_unchecked(buf);
+    seg.repr
+        .emit_with_payload_sum(&mut p, src, dst, checksum::combine(&[sa, sb]));
+}
+
 fn no_socket() -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, "no such TCP socket")
 }
@@ -147,7 +183,7 @@ impl Interface {
                 return;
             }
         };
-        let repr = match tcp::Repr::parse(&pkt, src, dst, true) {
+        let repr = match tcp::Repr::parse(&pkt, src, dst, !meta.csum_trusted) {
             Ok(r) => r,
             Err(e) => {
                 self.tcp.counters.in_errs += 1;
@@ -213,6 +249,7 @@ impl Interface {
                         &OutSegment {
                             repr: ack,
                             payload: (&[], &[]),
+                            gso_size: 0,
                         },
                     );
                 }
@@ -447,6 +484,7 @@ impl Interface {
             &OutSegment {
                 repr,
                 payload: (&[], &[]),
+                gso_size: 0,
             },
         );
     }
@@ -566,6 +604,7 @@ impl Interface {
             &OutSegment {
                 repr,
                 payload: (&[], &[]),
+                gso_size: 0,
             },
         );
     }
@@ -584,19 +623,25 @@ impl Interface {
         }
         let hlen = seg.repr.header_len();
         let (a, b) = seg.payload;
+        // The header, options and payload are all written below: the
+        // transmit slot need not be cleared first.
+        let off = TxOffload {
+            partial_csum_at: self.config.offload.tx_checksum.then_some(16),
+            gso_size: if self.config.offload.tso {
+                seg.gso_size
+            } else {
+                0
+            },
+            writes_all: true,
+        };
+        let partial = off.partial_csum_at.is_some();
         let (src, dst) = match (local.ip(), remote.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 self.tcp.counters.out_segs += 1;
                 let len = hlen + a.len() + b.len();
-                self.send_ipv6(now, s, d, ipv4::protocol::TCP, len, |buf| {
-                    buf[hlen..hlen + a.len()].copy_from_slice(a);
-                    buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-                    seg.repr.emit(
-                        &mut tcp::Packet::new_unchecked(buf),
-                        IpAddr::V6(s),
-                        IpAddr::V6(d),
-                    );
+                self.send_ipv6_meta(now, s, d, ipv4::protocol::TCP, len, off, |buf| {
+                    fill_segment(buf, seg, IpAddr::V6(s), IpAddr::V6(d), partial)
                 });
                 return true;
             }
@@ -613,14 +658,8 @@ impl Interface {
             dont_frag: true,
         };
         self.tcp.counters.out_segs += 1;
-        self.send_ipv4(now, repr, |buf| {
-            buf[hlen..hlen + a.len()].copy_from_slice(a);
-            buf[hlen + a.len()..hlen + a.len() + b.len()].copy_from_slice(b);
-            seg.repr.emit(
-                &mut tcp::Packet::new_unchecked(buf),
-                IpAddr::V4(src),
-                IpAddr::V4(dst),
-            );
+        self.send_ipv4_meta(now, repr, off, |buf| {
+            fill_segment(buf, seg, IpAddr::V4(src), IpAddr::V4(dst), partial)
         });
         true
     }
@@ -1230,7 +1269,8 @@ impl Interface {
     }
 
     /// Changes the TCP settings for sockets created from now on.
-    pub fn set_tcp_config(&mut self, config: TcpConfig) {
+    pub fn set_tcp_config(&mut self, mut config: TcpConfig) {
+        config.segment_offload = segment_offload_for(&self.config);
         self.tcp.config = Arc::new(config);
     }
 }

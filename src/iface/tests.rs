@@ -147,6 +147,42 @@ fn arp_request_answered_and_ping_resolves() {
     assert_eq!(f.dst_addr(), PEER_HW);
 }
 
+/// A datagram from an on-link sender teaches its link address: the answer
+/// goes out without an ARP round trip. A datagram never overrides what is
+/// known (a forged source MAC would otherwise redirect the peer's traffic),
+/// and an off-link source teaches nothing.
+#[test]
+fn on_link_datagram_teaches_its_sender() {
+    let mut i = iface(Medium::Ethernet);
+    let t = Instant::from_millis(1);
+    i.handle_frame(
+        t,
+        &eth(MY_HW, ethernet::ethertype::IPV4, &echo_request(1, b"x")),
+    );
+    let frames = out(&mut i, t);
+    assert_eq!(frames.len(), 1, "the echo reply, no ARP request");
+    let f = ethernet::Frame::new_checked(&frames[0][..]).unwrap();
+    assert_eq!(f.ethertype(), ethernet::ethertype::IPV4);
+    assert_eq!(f.dst_addr(), PEER_HW);
+    assert_eq!(i.counters().link.arp_requests_out, 0);
+    // Another MAC claiming the same source: ignored, replies still go to
+    // the first.
+    let mut forged = eth(MY_HW, ethernet::ethertype::IPV4, &echo_request(2, b"y"));
+    forged[6..12].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+    i.handle_frame(t, &forged);
+    let frames = out(&mut i, t);
+    let f = ethernet::Frame::new_checked(&frames[0][..]).unwrap();
+    assert_eq!(f.dst_addr(), PEER_HW);
+    // Off-link source (no gateway configured: no route, nothing learned).
+    let far = Ipv4Addr::new(192, 0, 2, 7);
+    let mut e = echo_request(3, b"z");
+    e[12..16].copy_from_slice(&far.octets());
+    let mut p = ipv4::Packet::new_unchecked(&mut e[..]);
+    p.fill_checksum();
+    i.handle_frame(t, &eth(MY_HW, ethernet::ethertype::IPV4, &e));
+    assert!(i.neighbors.lookup(far, t).is_none());
+}
+
 #[test]
 fn unresolved_neighbour_queues_then_flushes_or_expires() {
     let mut i = iface(Medium::Ethernet);

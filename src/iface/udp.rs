@@ -24,9 +24,9 @@ fn v6_family() -> io::Error {
 
 impl Interface {
     pub(super) fn process_udp(&mut self, now: Instant, meta: &IpMeta, payload: &[u8]) {
-        let repr = match udp::Packet::new_checked(payload)
-            .and_then(|p| udp::Repr::parse(&p, meta.src_ip(), meta.dst_ip(), true).map(|r| (r, p)))
-        {
+        let repr = match udp::Packet::new_checked(payload).and_then(|p| {
+            udp::Repr::parse(&p, meta.src_ip(), meta.dst_ip(), !meta.csum_trusted).map(|r| (r, p))
+        }) {
             Ok(r) => r,
             Err(e) => {
                 self.counters.udp.in_errors += 1;

@@ -640,7 +640,14 @@ impl<D: Device> Device for Impair<D> {
     }
 
     fn caps(&self) -> DeviceCaps {
-        self.inner.caps()
+        let mut caps = self.inner.caps();
+        if !self.spec.is_passthrough() {
+            // Impairment works on wire frames one at a time: super-segments
+            // and partial checksums would bypass it (open the device
+            // without offload under an impairment).
+            caps.offload = super::Offload::default();
+        }
+        caps
     }
 
     fn recv_batch(&mut self, now: Instant, batch: &mut FrameBatch) -> io::Result<usize> {

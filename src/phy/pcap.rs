@@ -14,8 +14,9 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Device, DeviceCaps, FrameBatch, Medium};
+use super::{Checksum, Device, DeviceCaps, FrameBatch, FrameMeta, Medium};
 use crate::time::Instant;
+use crate::wire::checksum;
 
 /// LINKTYPE_ETHERNET.
 pub const LINKTYPE_ETHERNET: u16 = 1;
@@ -100,6 +101,8 @@ pub struct PcapWriter<D: Device, W: Write = BufWriter<File>> {
     wall_start_micros: u64,
     first_now: Option<Instant>,
     error: Option<io::Error>,
+    /// A frame with its offloaded checksum completed, as recorded.
+    scratch: Vec<u8>,
 }
 
 impl<D: Device> PcapWriter<D> {
@@ -133,6 +136,7 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
             wall_start_micros,
             first_now: None,
             error: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -164,17 +168,40 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
         self.wall_start_micros + (now - first).as_micros() as u64
     }
 
-    fn record<'a>(&mut self, now: Instant, frames: impl Iterator<Item = &'a [u8]>) {
+    fn record<'a>(&mut self, now: Instant, frames: impl Iterator<Item = (&'a [u8], FrameMeta)>) {
         let ts = self.timestamp(now);
-        for f in frames {
+        for (f, meta) in frames {
             if self.error.is_some() {
                 return;
             }
+            let f = match completed(f, meta, &mut self.scratch) {
+                true => &self.scratch[..],
+                false => f,
+            };
             if let Err(e) = self.writer.write_packet(ts, f) {
                 self.error = Some(e);
             }
         }
     }
+}
+
+/// A frame whose transport checksum the device completes (offload) is
+/// recorded as it will be on the wire: with the checksum filled in (into
+/// `scratch`; true). A super-segment is recorded whole, as `tcpdump` on a
+/// Linux host with offload shows it.
+fn completed(frame: &[u8], meta: FrameMeta, scratch: &mut Vec<u8>) -> bool {
+    let Checksum::Partial { start, offset } = meta.checksum else {
+        return false;
+    };
+    let (start, at) = (start as usize, start as usize + offset as usize);
+    if frame.len() < at + 2 {
+        return false;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(frame);
+    let c = checksum::finish(checksum::sum(&scratch[start..]));
+    scratch[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 impl<D: Device, W: Write> Device for PcapWriter<D, W> {
@@ -194,22 +221,14 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         let before = batch.len();
         let n = self.inner.recv_batch(now, batch)?;
         let end = batch.len();
-        let ts = self.timestamp(now);
-        for i in before..end {
-            if self.error.is_some() {
-                break;
-            }
-            let f = batch.get(i).expect("index in range");
-            if let Err(e) = self.writer.write_packet(ts, f) {
-                self.error = Some(e);
-            }
-        }
+        let frames = (before..end).filter_map(|i| Some((batch.get(i)?, batch.meta(i)?)));
+        self.record(now, frames);
         Ok(n)
     }
 
     fn send_batch(&mut self, now: Instant, batch: &FrameBatch) -> io::Result<usize> {
         let n = self.inner.send_batch(now, batch)?;
-        self.record(now, batch.iter().take(n));
+        self.record(now, batch.iter_meta().take(n));
         Ok(n)
     }
 

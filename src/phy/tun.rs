@@ -3,10 +3,32 @@
 //!
 //! [`TunDevice::open`] attaches to an existing device of the given name or
 //! creates it in the calling thread's network namespace, without the
-//! packet-information header (IFF_NO_PI) and without offloads. It then brings
-//! the link up and applies the requested MTU. The kernel-side IP address is
-//! not assigned here: that is the caller's (or its scripts') business.
-//! The descriptor is non-blocking.
+//! packet-information header (IFF_NO_PI). It then brings the link up and
+//! applies the requested MTU. The kernel-side IP address is not assigned
+//! here: that is the caller's (or its scripts') business. The descriptor is
+//! non-blocking.
+//!
+//! ## Offload
+//!
+//! With [`TunOptions::offload`] the device is opened with the virtio-net
+//! header (IFF_VNET_HDR) and TCP offloads (`TUN_F_CSUM | TUN_F_TSO4 |
+//! TUN_F_TSO6`, not UDP's). Every frame then crosses the descriptor behind a
+//! 10-byte `virtio_net_hdr`, which this module turns into [`FrameMeta`] and
+//! back:
+//! - transmit: the stack may hand over a TCP super-segment of up to 64 KiB
+//!   (`gso_size` set: the kernel cuts it into MSS-sized segments, fixing
+//!   lengths, IP IDs, checksums and the PSH/FIN flags) and leaves transport
+//!   checksums to the kernel ([`Checksum::Partial`]);
+//! - receive: the kernel hands over what its TCP sent without cutting it
+//!   (up to 64 KiB in one read) with the checksum left partial, or frames
+//!   it has verified; the stack then skips the transport checksum.
+//!
+//! One system call then moves up to 44 segments' worth of data instead of
+//! one. Captures taken on such a device show the super-segments and the
+//! partial checksums, as `tcpdump` does on a Linux host with offload.
+//!
+//! [`TunDevice::open_queues`] opens several queues of one multi-queue
+//! device (`IFF_MULTI_QUEUE`), one stack per queue.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -14,7 +36,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
 use super::util;
-use super::{Device, DeviceCaps, FrameBatch, Medium, Offload};
+use super::{Checksum, Device, DeviceCaps, FrameBatch, FrameMeta, Medium, Offload};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -39,6 +61,10 @@ impl TunKind {
     }
 }
 
+/// The most queues a multi-queue TUN/TAP device can have (the kernel's
+/// `MAX_TAP_QUEUES`); see [`TunDevice::open_queues`].
+pub const MAX_QUEUES: usize = 256;
+
 /// How to open a TUN/TAP device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TunOptions {
@@ -48,8 +74,10 @@ pub struct TunOptions {
     /// `None` picks a random locally administered unicast address
     /// (02:xx:xx:xx:xx:xx). Ignored for TUN.
     pub hardware_addr: Option<EthernetAddress>,
-    /// Reserved for virtio-net-header offloads (TSO/GSO, checksum); must be
-    /// false for now: [`TunDevice::open`] refuses `true` as unsupported.
+    /// Open with the virtio-net header and TCP offloads (TSO/GSO, GRO,
+    /// checksum; see the [module documentation](self)). `open` fails when
+    /// the kernel refuses them; the tools then fall back to no offload
+    /// unless `--offload on` was given.
     pub offload: bool,
     /// Length of the kernel's queue of frames waiting for the stack to read
     /// (`txqueuelen`), set when `open` creates the device. `None` keeps the
@@ -71,6 +99,77 @@ pub struct TunDevice {
     kind: TunKind,
     created: bool,
     caps: DeviceCaps,
+    /// Frames cross the descriptor behind a virtio-net header.
+    vnet_hdr: bool,
+    /// Frames read with a header too short or a GSO kind the stack did not
+    /// ask for (UDP), dropped.
+    bad_vnet: u64,
+}
+
+/// Length of `struct virtio_net_hdr` (without `num_buffers`).
+pub const VNET_HDR_LEN: usize = 10;
+
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// The metadata of a frame read behind a virtio-net header; `None` for a
+/// header the stack cannot take (a UDP GSO frame, which it never enables).
+pub fn vnet_hdr_decode(h: &[u8; VNET_HDR_LEN]) -> Option<FrameMeta> {
+    let flags = h[0];
+    let gso_type = h[1] & !VIRTIO_NET_HDR_GSO_ECN;
+    let gso_size = u16::from_le_bytes([h[4], h[5]]);
+    let start = u16::from_le_bytes([h[6], h[7]]);
+    let offset = u16::from_le_bytes([h[8], h[9]]);
+    let gso_size = match gso_type {
+        VIRTIO_NET_HDR_GSO_NONE => 0,
+        VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_TCPV6 => gso_size,
+        _ => return None,
+    };
+    let checksum = if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+        Checksum::Partial { start, offset }
+    } else if flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
+        Checksum::Verified
+    } else {
+        Checksum::Complete
+    };
+    Some(FrameMeta { checksum, gso_size })
+}
+
+/// The virtio-net header that tells the kernel what to do with `frame`
+/// (`link` bytes of link header in front of its IP packet): complete a
+/// partial checksum, cut a TCP super-segment.
+pub fn vnet_hdr_encode(frame: &[u8], link: usize, meta: FrameMeta) -> [u8; VNET_HDR_LEN] {
+    let mut h = [0u8; VNET_HDR_LEN];
+    if let Checksum::Partial { start, offset } = meta.checksum {
+        h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h[6..8].copy_from_slice(&start.to_le_bytes());
+        h[8..10].copy_from_slice(&offset.to_le_bytes());
+        if meta.gso_size > 0 {
+            let v6 = frame.get(link).is_some_and(|b| b >> 4 == 6);
+            h[1] = if v6 {
+                VIRTIO_NET_HDR_GSO_TCPV6
+            } else {
+                VIRTIO_NET_HDR_GSO_TCPV4
+            };
+            let tcp_hlen = frame
+                .get(start as usize + 12)
+                .map_or(20, |b| ((b >> 4) as usize) * 4);
+            let hdr_len = (start as usize + tcp_hlen).min(u16::MAX as usize) as u16;
+            h[2..4].copy_from_slice(&hdr_len.to_le_bytes());
+            h[4..6].copy_from_slice(&meta.gso_size.to_le_bytes());
+        }
+    }
+    h
 }
 
 impl std::fmt::Debug for TunDevice {
@@ -122,15 +221,16 @@ impl TunDevice {
     /// thread's network namespace) when absent; brings the link up and sets
     /// `opts.mtu` if given. See [`TunOptions`].
     pub fn open(name: &str, kind: TunKind, opts: &TunOptions) -> io::Result<TunDevice> {
-        if opts.offload {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "{} device '{name}': offload is not yet implemented (set TunOptions::offload to false)",
-                    kind.label()
-                ),
-            ));
-        }
+        Self::open_inner(name, kind, opts, false)
+    }
+
+    /// [`TunDevice::open`], with `IFF_MULTI_QUEUE` when `multi_queue`.
+    fn open_inner(
+        name: &str,
+        kind: TunKind,
+        opts: &TunOptions,
+        multi_queue: bool,
+    ) -> io::Result<TunDevice> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['\0', '/', ' ']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -164,9 +264,28 @@ impl TunDevice {
             .name(name)
             .layer(layer)
             .packet_information(false)
-            .offload(false)
+            .offload(opts.offload)
+            .multi_queue(multi_queue)
             .build_sync()
             .map_err(|e| open_error(e, name, kind, exists))?;
+        if opts.offload {
+            // tun-rs also asks for UDP segmentation offload where the kernel
+            // has it; the stack takes TCP super-segments only.
+            let mask = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+            // SAFETY: an ioctl on the descriptor we own, with an integer
+            // argument, as TUNSETOFFLOAD takes.
+            let rc = unsafe { libc::ioctl(dev.as_raw_fd(), TUNSETOFFLOAD as _, mask) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "{} device '{name}': the kernel refused TCP offloads (TUNSETOFFLOAD): {e}",
+                        kind.label()
+                    ),
+                ));
+            }
+        }
         let ctx = |what: &str| {
             let what = what.to_string();
             let name = name.to_string();
@@ -187,7 +306,11 @@ impl TunDevice {
             dev.set_tx_queue_len(q)
                 .map_err(ctx(&format!("set txqueuelen {q}")))?;
         }
-        util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        // `open_queues` brings a multi-queue device up once every queue
+        // is there (a flow placed on fewer queues may move when more come).
+        if !multi_queue {
+            util::set_interface_up(name).map_err(ctx("bring link up"))?;
+        }
         let mtu = util::interface_mtu(name).map_err(ctx("read MTU"))?;
         let (medium, hardware_addr) = match kind {
             TunKind::Tun => (Medium::Ip, None),
@@ -205,8 +328,134 @@ impl TunDevice {
                 medium,
                 mtu,
                 hardware_addr,
-                offload: Offload::default(),
+                offload: Offload {
+                    tx_checksum: opts.offload,
+                    tso: opts.offload,
+                    gro: opts.offload,
+                },
             },
+            vnet_hdr: opts.offload,
+            bad_vnet: 0,
+        })
+    }
+
+    /// True when the device was opened with offloads.
+    pub fn offload(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// Frames read with a virtio-net header the stack cannot take, dropped.
+    pub fn bad_vnet_frames(&self) -> u64 {
+        self.bad_vnet
+    }
+
+    fn link_len(&self) -> usize {
+        match self.kind {
+            TunKind::Tun => 0,
+            TunKind::Tap => crate::wire::ethernet::HEADER_LEN,
+        }
+    }
+
+    /// Opens `n` queues of one multi-queue (`IFF_MULTI_QUEUE`) TUN/TAP
+    /// device `name`, creating it when absent (see [`TunDevice::open`] for
+    /// the rest): one non-blocking descriptor per queue, each its own
+    /// [`TunDevice`] with the same caps, and on TAP the same MAC address for
+    /// the stack (every queue's stack answers for the same addresses). The
+    /// intended use is one stack ([`crate::iface::Interface`] and
+    /// [`crate::runtime::Driver`]) per queue, each on its own thread, sharing
+    /// nothing.
+    ///
+    /// How the kernel spreads packets over the queues (`tun_select_queue`
+    /// in drivers/net/tun.c, without a steering eBPF program): a packet of a
+    /// flow that one of the queues has written recently goes to that queue
+    /// (the device's flow table learns from writes; an entry expires after
+    /// 3 s without traffic), any other to queue `hash × n / 2³²` of the
+    /// flow's symmetric hash (addresses and ports, so both directions of a
+    /// connection hash alike). The SYN of a new connection from Linux thus
+    /// lands on a queue picked by its hash, and the rest of the connection
+    /// follows it there, as long as the number of queues stays the same: a
+    /// stack that accepted a connection keeps getting its segments. Hence
+    /// the link is brought up only once all `n` queues are attached; on a
+    /// device that is up already (made beforehand, with its address), a
+    /// connection that arrives while the queues attach, one after the
+    /// other, may be placed by a smaller count and move later.
+    ///
+    /// Errors: `n` of 0 or above [`MAX_QUEUES`]; an existing device of that
+    /// name created without multi-queue (`ip tuntap add ... multi_queue`
+    /// makes one with it); too many queues on the device altogether; and
+    /// everything [`TunDevice::open`] refuses.
+    pub fn open_queues(
+        name: &str,
+        kind: TunKind,
+        opts: &TunOptions,
+        n: usize,
+    ) -> io::Result<Vec<TunDevice>> {
+        if n == 0 || n > MAX_QUEUES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} device '{name}': {n} queues asked for, a multi-queue device has 1 to {MAX_QUEUES}",
+                    kind.label()
+                ),
+            ));
+        }
+        let exists = util::interface_exists(name);
+        let first = Self::open_inner(name, kind, opts, true).map_err(|e| {
+            if exists && e.kind() == io::ErrorKind::InvalidInput {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot attach {n} queues to {label} device '{name}': it exists but is not a multi-queue {label} device (made without IFF_MULTI_QUEUE, or of the other kind); delete it (`ip link del {name}`) or make it with `ip tuntap add dev {name} mode {mode} multi_queue`",
+                        label = kind.label(),
+                        mode = kind.label().to_lowercase(),
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        let mut queues = Vec::with_capacity(n);
+        for i in 1..n {
+            let q = first.open_another_queue().map_err(|e| {
+                let why = match e.raw_os_error() {
+                    Some(libc::E2BIG) => format!(
+                        "the device would have more than the kernel's {MAX_QUEUES} queues (others attached?)"
+                    ),
+                    _ => e.to_string(),
+                };
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} device '{name}': cannot open queue {} of {n}: {why}",
+                        kind.label(),
+                        i + 1
+                    ),
+                )
+            })?;
+            queues.push(q);
+        }
+        queues.insert(0, first);
+        util::set_interface_up(name).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{} device '{name}': bring link up: {e}", kind.label()),
+            )
+        })?;
+        Ok(queues)
+    }
+
+    /// One more queue of this multi-queue device, as its own device.
+    fn open_another_queue(&self) -> io::Result<TunDevice> {
+        let dev = self.dev.try_clone()?;
+        dev.set_nonblocking(true)?;
+        Ok(TunDevice {
+            dev,
+            name: self.name.clone(),
+            kind: self.kind,
+            created: false,
+            caps: self.caps,
+            vnet_hdr: self.vnet_hdr,
+            bad_vnet: 0,
         })
     }
 
@@ -250,14 +499,31 @@ impl Device for TunDevice {
     fn recv_batch(&mut self, _now: Instant, batch: &mut FrameBatch) -> io::Result<usize> {
         let mut n = 0;
         let len = batch.max_frame_len();
+        let head = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
         while !batch.is_full() {
-            let Some(slot) = batch.reserve(len) else {
+            let Some(slot) = batch.reserve_with_headroom(head, len) else {
                 break;
             };
             match self.dev.recv(slot) {
-                Ok(got) => {
+                Ok(got) if head == 0 => {
                     batch.commit(got);
                     n += 1;
+                }
+                Ok(got) => {
+                    let meta = slot
+                        .first_chunk::<VNET_HDR_LEN>()
+                        .filter(|_| got >= VNET_HDR_LEN)
+                        .and_then(vnet_hdr_decode);
+                    match meta {
+                        Some(meta) => {
+                            batch.commit_at(VNET_HDR_LEN, got - VNET_HDR_LEN, meta);
+                            n += 1;
+                        }
+                        None => {
+                            self.bad_vnet += 1;
+                            batch.abandon();
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => batch.abandon(),
                 Err(e) => {
@@ -274,9 +540,17 @@ impl Device for TunDevice {
 
     fn send_batch(&mut self, _now: Instant, batch: &FrameBatch) -> io::Result<usize> {
         let mut sent = 0;
-        for frame in batch.iter() {
+        let link = self.link_len();
+        for (frame, meta) in batch.iter_meta() {
+            let hdr = vnet_hdr_encode(frame, link, meta);
             loop {
-                match self.dev.send(frame) {
+                let r = if self.vnet_hdr {
+                    self.dev
+                        .send_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(frame)])
+                } else {
+                    self.dev.send(frame)
+                };
+                match r {
                     Ok(_) => {
                         sent += 1;
                         break;
@@ -324,17 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn offload_is_refused() {
-        let opts = TunOptions {
-            offload: true,
-            ..TunOptions::default()
-        };
-        let e = TunDevice::open("ustk-nope", TunKind::Tun, &opts).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-        assert!(
-            e.to_string().contains("offload is not yet implemented"),
-            "{e}"
-        );
+    fn bad_names_are_refused() {
         let e = TunDevice::open(
             "this-name-is-too-long",
             TunKind::Tun,
@@ -342,6 +606,171 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn vnet_header_both_ways() {
+        // A TCP super-segment over IPv4 on a TUN: 20-byte IP header, TCP
+        // header with timestamps (32 bytes).
+        let mut frame = vec![0u8; 20 + 32 + 2896];
+        frame[0] = 0x45;
+        frame[20 + 12] = 8 << 4;
+        let meta = FrameMeta {
+            checksum: Checksum::Partial {
+                start: 20,
+                offset: 16,
+            },
+            gso_size: 1448,
+        };
+        let h = vnet_hdr_encode(&frame, 0, meta);
+        assert_eq!(h[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(h[1], VIRTIO_NET_HDR_GSO_TCPV4);
+        assert_eq!(u16::from_le_bytes([h[2], h[3]]), 52); // hdr_len
+        assert_eq!(u16::from_le_bytes([h[4], h[5]]), 1448);
+        assert_eq!(u16::from_le_bytes([h[6], h[7]]), 20);
+        assert_eq!(u16::from_le_bytes([h[8], h[9]]), 16);
+        assert_eq!(vnet_hdr_decode(&h), Some(meta));
+        // IPv6 behind an Ethernet header.
+        let mut eth = vec![0u8; 14 + 40 + 20 + 100];
+        eth[14] = 0x60;
+        eth[14 + 40 + 12] = 5 << 4;
+        let meta6 = FrameMeta {
+            checksum: Checksum::Partial {
+                start: 54,
+                offset: 16,
+            },
+            gso_size: 1220,
+        };
+        let h = vnet_hdr_encode(&eth, 14, meta6);
+        assert_eq!(h[1], VIRTIO_NET_HDR_GSO_TCPV6);
+        assert_eq!(u16::from_le_bytes([h[2], h[3]]), 74);
+        // A complete frame needs nothing of the kernel.
+        assert_eq!(vnet_hdr_encode(&frame, 0, FrameMeta::default()), [0; 10]);
+        // Received: verified, ECN bit ignored, UDP GSO refused.
+        let mut r = [0u8; 10];
+        r[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+        assert_eq!(vnet_hdr_decode(&r).unwrap().checksum, Checksum::Verified);
+        r[1] = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+        r[4] = 100;
+        assert_eq!(vnet_hdr_decode(&r).unwrap().gso_size, 100);
+        r[1] = 5; // VIRTIO_NET_HDR_GSO_UDP_L4
+        assert_eq!(vnet_hdr_decode(&r), None);
+        assert!(vnet_hdr_decode(&[0; 10]).is_some_and(|m| !m.checksum_trusted()));
+    }
+
+    #[test]
+    fn open_queues_refuses_bad_counts() {
+        for n in [0, MAX_QUEUES + 1] {
+            let e = TunDevice::open_queues("ustk-nope", TunKind::Tun, &TunOptions::default(), n)
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{n}: {e}");
+            assert!(
+                e.to_string().contains(&format!(
+                    "{n} queues asked for, a multi-queue device has 1 to 256"
+                )),
+                "{e}"
+            );
+        }
+        // The checks of `open` apply too (without creating anything here,
+        // outside a namespace).
+        let e = TunDevice::open_queues("a/b", TunKind::Tap, &TunOptions::default(), 2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// Two queues of one TUN: datagrams of 64 flows (source ports) from
+    /// Linux are spread over both by the kernel's flow hash, each exactly
+    /// once; a single-queue device of the same name cannot be attached as
+    /// multi-queue, nor the other way round; TAP queues share one MAC.
+    #[test]
+    fn multi_queue_in_namespace() {
+        if !require_root("multi_queue_in_namespace") {
+            return;
+        }
+        let ns = NetNs::new("phymq");
+        ns.ip("tuntap add mode tun name ustkmq0");
+        let opts = TunOptions {
+            mtu: Some(1400),
+            ..TunOptions::default()
+        };
+        let queues = ns.run(move || {
+            let e = TunDevice::open_queues("ustkmq0", TunKind::Tun, &opts, 2).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().contains(
+                    "cannot attach 2 queues to TUN device 'ustkmq0': it exists but is not a multi-queue TUN device"
+                ),
+                "{e}"
+            );
+            TunDevice::open_queues("ustkmq1", TunKind::Tun, &opts, 2).unwrap()
+        });
+        assert_eq!(queues.len(), 2);
+        assert!(queues[0].created() && !queues[1].created());
+        assert_eq!(queues[0].caps(), queues[1].caps());
+        assert_eq!(queues[1].caps().mtu, 1400);
+        assert_ne!(queues[0].as_raw_fd(), queues[1].as_raw_fd());
+        // Up already: open_queues brought it up once both queues were there.
+        ns.ip("addr add 10.9.2.1/24 dev ustkmq1");
+        let per_queue = ns.run(move || {
+            // A single-queue open of the multi-queue device is refused.
+            let e = TunDevice::open("ustkmq1", TunKind::Tun, &TunOptions::default()).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("cannot attach to TUN device 'ustkmq1'"),
+                "{e}"
+            );
+            let mut queues = queues;
+            const FLOWS: usize = 64;
+            let socks: Vec<UdpSocket> = (0..FLOWS)
+                .map(|i| {
+                    let s = UdpSocket::bind("10.9.2.1:0").unwrap();
+                    s.send_to(format!("flow {i}").as_bytes(), "10.9.2.2:7777")
+                        .unwrap();
+                    s
+                })
+                .collect();
+            let mut seen = vec![None; FLOWS];
+            let mut per_queue = [0usize; 2];
+            let deadline = StdInstant::now() + Duration::from_secs(3);
+            let mut batch = FrameBatch::new(16, 1500);
+            while seen.iter().any(Option::is_none) {
+                assert!(
+                    StdInstant::now() < deadline,
+                    "timed out: {per_queue:?} so far, seen {seen:?}"
+                );
+                for (q, dev) in queues.iter_mut().enumerate() {
+                    wait_readable(dev.as_raw_fd().unwrap(), 10);
+                    batch.clear();
+                    dev.recv_batch(Instant::ZERO, &mut batch).unwrap();
+                    for p in batch.iter() {
+                        let Some((_, _, 7777, payload)) = pkt::parse_ipv4_udp(p) else {
+                            continue;
+                        };
+                        let i: usize = std::str::from_utf8(payload)
+                            .ok()
+                            .and_then(|t| t.strip_prefix("flow "))
+                            .and_then(|n| n.parse().ok())
+                            .expect("one of ours");
+                        assert_eq!(seen[i], None, "flow {i} arrived twice");
+                        seen[i] = Some(q);
+                        per_queue[q] += 1;
+                    }
+                }
+            }
+            drop(socks);
+            per_queue
+        });
+        // 64 flows all hashed to one of two queues: 1 in 2^63.
+        assert!(
+            per_queue[0] > 0 && per_queue[1] > 0,
+            "both queues should get flows: {per_queue:?}"
+        );
+        let taps = ns.run(|| {
+            TunDevice::open_queues("ustkmq2", TunKind::Tap, &TunOptions::default(), 3).unwrap()
+        });
+        assert_eq!(taps.len(), 3);
+        let mac = taps[0].caps().hardware_addr;
+        assert!(mac.is_some());
+        assert!(taps.iter().all(|t| t.caps().hardware_addr == mac));
     }
 
     #[test]

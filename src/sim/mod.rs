@@ -161,6 +161,11 @@ pub struct Sim {
     pub delay_filter: Option<DelayFilter>,
     /// A smaller-MTU hop per direction (0: from a, 1: from b).
     hops: [Option<MtuHop>; 2],
+    /// Super-segments from an interface configured for TSO cross the link
+    /// whole (checksum completed), as the kernel hands its own TCP's
+    /// super-segments to a TUN with offload (GRO on the receiving side);
+    /// off: the link cuts them into MSS-sized segments (TSO on the wire).
+    pub whole_super_segments: bool,
 }
 
 /// See [`Sim::delay_filter`].
@@ -191,6 +196,7 @@ impl Sim {
             drop_filter: None,
             delay_filter: None,
             hops: [None, None],
+            whole_super_segments: false,
         }
     }
 
@@ -276,7 +282,27 @@ impl Sim {
         self.batch.clear();
         let iface = if from == 0 { &mut self.a } else { &mut self.b };
         iface.poll_transmit(self.now, &mut self.batch);
-        let frames: Vec<Vec<u8>> = self.batch.iter().map(|f| f.to_vec()).collect();
+        let link = match iface.config().medium {
+            Medium::Ethernet => ethernet::HEADER_LEN,
+            Medium::Ip => 0,
+        };
+        // An interface configured for offload hands over super-segments and
+        // partial checksums: the simulated device does what the kernel does
+        // with them (a frame it cannot cut is lost, counted).
+        let mut frames: Vec<Vec<u8>> = Vec::with_capacity(self.batch.len());
+        for (f, meta) in self.batch.iter_meta() {
+            if meta == crate::phy::FrameMeta::default() {
+                frames.push(f.to_vec());
+            } else if self.whole_super_segments {
+                let mut f = f.to_vec();
+                crate::phy::gso::complete_checksum(&mut f, meta);
+                frames.push(f);
+            } else if crate::phy::gso::segment(f, link, meta, &mut |s| frames.push(s.to_vec()))
+                .is_err()
+            {
+                self.lanes[from].stats.lost += 1;
+            }
+        }
         for f in frames {
             self.offer(from, f);
         }

@@ -102,6 +102,11 @@ pub struct TcpConfig {
     /// Send no TCP options at all, not even MSS, and use none of the
     /// peer's (BSD's `TCP_NOOPT`): segments are then at most 536 bytes.
     pub no_options: bool,
+    /// Largest payload of one super-segment handed to a device that cuts
+    /// them itself (TSO/GSO); 0 or anything up to one MSS: none. The
+    /// interface sets it from [`crate::iface::Config::offload`] (what is
+    /// set here is replaced), so that it matches the device.
+    pub segment_offload: usize,
 }
 
 /// Handling of segments with both SYN and FIN set ([`TcpConfig::syn_fin`]).
@@ -150,6 +155,7 @@ impl Default for TcpConfig {
             syn_fin: SynFin::DropInListen,
             icmp_may_abort: true,
             no_options: false,
+            segment_offload: 0,
         }
     }
 }

@@ -711,7 +711,13 @@ impl Tcb {
                 // at once (RFC 5681 §4.2).
                 self.ack_now = true;
             } else {
-                self.segs_unacked += 1;
+                // Full-sized segments, not frames: a GRO super-segment from
+                // an offloading device holds many and is ACKed at once, as
+                // Linux ACKs more than one full frame's worth (a 40 ms
+                // delayed ACK behind every other 64 KiB would stall the
+                // sender).
+                let full = (self.our_mss as usize).saturating_sub(40).max(1);
+                self.segs_unacked += (payload.len() / full).max(1) as u32;
                 if self.segs_unacked >= 2 {
                     self.ack_now = true;
                 } else if self.delack_at.is_none() {

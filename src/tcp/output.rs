@@ -23,6 +23,9 @@ pub struct OutSegment<'a> {
     pub repr: tcp::Repr<'static>,
     /// The payload, in two parts.
     pub payload: (&'a [u8], &'a [u8]),
+    /// A super-segment for a device with TSO: cut it into segments of this
+    /// many payload bytes (each then fits the path). 0: an ordinary segment.
+    pub gso_size: u16,
 }
 
 impl OutSegment<'_> {
@@ -72,7 +75,10 @@ impl Tcb {
             .saturating_sub((nxt - self.snd_una).max(0) as usize))
         .min(self.send_cwnd().saturating_sub(self.cwnd_flight()));
         let mss = self.payload_room();
-        let len = unsent.min(usable).min(mss).min(self.sack_room(nxt));
+        let len = unsent
+            .min(usable)
+            .min(self.super_segment_max(mss))
+            .min(self.sack_room(nxt));
         let fin = self.fin_queued && off + len == buffered && self.fin_unsent_at(off + len);
         if len == 0 {
             if fin {
@@ -125,6 +131,24 @@ impl Tcb {
         let n = self.sack_blocks_to_send();
         let sack = if n > 0 { 4 + 8 * n } else { 0 };
         self.data_mss().saturating_sub(sack).max(1)
+    }
+
+    /// The most payload one segment of new data may carry: one `mss`, or
+    /// with segmentation offload a whole number of them up to the device's
+    /// limit — and, when the flow is paced, no more than about a
+    /// millisecond of its rate (Linux's TSO autosizing), so a super-segment
+    /// does not undo the pacing.
+    fn super_segment_max(&self, mss: usize) -> usize {
+        let max = self.config.segment_offload;
+        if max <= mss {
+            return mss;
+        }
+        let mut segs = max / mss;
+        if let Some(rate) = self.pacing_rate() {
+            let per_ms = (rate / 1000) as usize;
+            segs = segs.min((per_ms / mss).max(2));
+        }
+        segs * mss
     }
 
     /// True when a FIN placed after data offset `end` has not been sent yet
@@ -454,6 +478,7 @@ impl Tcb {
             if emit(&OutSegment {
                 repr: r,
                 payload: (&[], &[]),
+                gso_size: 0,
             }) {
                 self.rst_pending = false;
                 self.info.segs_out += 1;
@@ -475,6 +500,7 @@ impl Tcb {
                     if !emit(&OutSegment {
                         repr: r,
                         payload: (&[], &[]),
+                        gso_size: 0,
                     }) {
                         return 0;
                     }
@@ -506,6 +532,7 @@ impl Tcb {
                     if emit(&OutSegment {
                         repr: r,
                         payload: (&[], &[]),
+                        gso_size: 0,
                     }) {
                         self.info.segs_out += 1;
                         self.ack_sent(&r);
@@ -697,6 +724,7 @@ impl Tcb {
             if emit(&OutSegment {
                 repr: r,
                 payload: (&[], &[]),
+                gso_size: 0,
             }) {
                 sent += 1;
                 self.info.segs_out += 1;
@@ -712,6 +740,7 @@ impl Tcb {
             if emit(&OutSegment {
                 repr: r,
                 payload: (&[], &[]),
+                gso_size: 0,
             }) {
                 sent += 1;
                 self.info.segs_out += 1;
@@ -738,9 +767,11 @@ impl Tcb {
             flags |= Flags::FIN;
         }
         let r = self.build(now, seq, flags);
+        let room = self.payload_room();
         let seg = OutSegment {
             repr: r,
             payload: self.send_buf.slices_at(off, len),
+            gso_size: if len > room { room as u16 } else { 0 },
         };
         if !emit(&seg) {
             return false;

@@ -1492,3 +1492,111 @@ fn a_trickling_application_is_flagged_app_limited() {
     }
     assert!(flagged >= 18, "{flagged} of 20 samples flagged app-limited");
 }
+
+/// An interface whose device does TSO and checksum offload.
+fn offload_host(addr: &str, seed: u64) -> Interface {
+    let mut c = Config::new(Medium::Ip);
+    c.addrs
+        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
+    c.seed = seed;
+    c.offload = crate::phy::Offload {
+        tx_checksum: true,
+        tso: true,
+        gro: true,
+    };
+    Interface::new(c, Instant::ZERO)
+}
+
+/// TSO end to end: A hands its device super-segments (cut by the simulated
+/// device into MSS-sized wire segments, as the kernel does), over a clean
+/// link and a lossy, reordering one, in both directions at once; the data
+/// arrives intact, and the loss is repaired with ordinary segments.
+#[test]
+fn tso_super_segments_cut_on_the_wire() {
+    for (loss, jitter) in [(0.0, 0), (0.02, 3)] {
+        let link = LinkConfig {
+            loss,
+            jitter: Duration::from_millis(jitter),
+            rate_bps: 200_000_000,
+            queue_bytes: 400_000,
+            ..LinkConfig::default()
+        };
+        let mut s = Sim::new(offload_host(A, 11), host(B, 12), link, link, 11);
+        let (c, srv) = connect(&mut s);
+        let up = pattern(3_000_000, 5);
+        let got = transfer(&mut s, true, c, srv, &up, Duration::from_secs(300));
+        assert!(
+            got == up,
+            "loss {loss}: A→B arrived intact ({} of {} bytes)",
+            got.len(),
+            up.len()
+        );
+        let a = s.a.counters().link.clone();
+        let (ab, _) = s.stats();
+        assert!(
+            a.gso_frames_out > 0,
+            "loss {loss}: A should send super-segments: {a:?}"
+        );
+        // Each super-segment is at least two segments on the wire.
+        assert!(
+            ab.sent >= a.frames_out + a.gso_frames_out,
+            "loss {loss}: the wire should carry the cut segments \
+             ({} on the wire, {} frames, {} super-segments)",
+            ab.sent,
+            a.frames_out,
+            a.gso_frames_out
+        );
+        eprintln!(
+            "loss {loss}: {} frames ({} super-segments) became {} segments on the wire",
+            a.frames_out, a.gso_frames_out, ab.sent
+        );
+        let info = s.a.tcp_info(c).unwrap();
+        if loss > 0.0 {
+            assert!(info.retransmits > 0, "{info:?}");
+        }
+        assert_eq!(s.a.counters().link.gso_drops, 0);
+    }
+}
+
+/// GRO on the receiving side: super-segments of up to 64 KiB arrive whole
+/// (what the kernel's own TCP hands a TUN with offload) at a receiver whose
+/// device does no offload at all; it takes them, ACKs them and reads the
+/// data intact, also when some are lost.
+#[test]
+fn whole_super_segments_are_received() {
+    for loss in [0.0, 0.01] {
+        let link = LinkConfig {
+            loss,
+            ..LinkConfig::default()
+        };
+        let mut s = Sim::new(offload_host(A, 21), host(B, 22), link, link, 21);
+        s.whole_super_segments = true;
+        let (c, srv) = connect(&mut s);
+        let up = pattern(4_000_000, 6);
+        let got = transfer(&mut s, true, c, srv, &up, Duration::from_secs(300));
+        assert!(
+            got == up,
+            "loss {loss}: intact ({} of {})",
+            got.len(),
+            up.len()
+        );
+        let b = s.b.counters().link.clone();
+        assert!(
+            b.gro_frames_in > 0,
+            "loss {loss}: B should see super-segments: {b:?}"
+        );
+        // Each holds many full-sized segments: ACKed at once, not after
+        // the next one or a delayed-ACK timer.
+        let acks = s.b.tcp_counters().out_segs;
+        assert!(
+            acks >= b.gro_frames_in,
+            "loss {loss}: {acks} ACKs for {} super-segments",
+            b.gro_frames_in
+        );
+        let a = s.a.tcp_info(c).unwrap();
+        assert!(
+            a.timeouts <= 2,
+            "loss {loss}: recovery should not need RTOs: {a:?}"
+        );
+    }
+}

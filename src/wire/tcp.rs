@@ -625,6 +625,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             self.set_checksum(checksum::finish(s));
         }
     }
+
+    /// Stores the pseudo-header sum (folded, not complemented) in the
+    /// checksum field, for a device that completes the checksum over the
+    /// segment (checksum offload, `CHECKSUM_PARTIAL` in Linux's terms).
+    pub fn fill_partial_checksum(&mut self, src: IpAddr, dst: IpAddr) {
+        let len = self.buffer.as_ref().len() as u32;
+        let ph = checksum::pseudo_header(src, dst, protocol::TCP, len).unwrap_or(0);
+        self.set_checksum(checksum::fold(ph));
+    }
 }
 
 /// A parsed TCP segment.
@@ -691,15 +700,8 @@ impl<'a> Repr<'a> {
         self.payload.len() + self.flags.syn() as usize + self.flags.fin() as usize
     }
 
-    /// Writes header, options and payload and fills the checksum. The buffer
-    /// must be exactly [`Repr::buffer_len`] bytes (the checksum covers all of
-    /// it); panics if it is shorter.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
-        &self,
-        packet: &mut Packet<&mut T>,
-        src: IpAddr,
-        dst: IpAddr,
-    ) {
+    /// Writes the header and options (not the payload, not the checksum).
+    fn emit_header<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Packet<&mut T>) {
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);
@@ -709,8 +711,59 @@ impl<'a> Repr<'a> {
         packet.set_window_len(self.window_len);
         packet.set_urgent_at(self.urgent_at);
         self.options.emit(packet.options_mut());
+    }
+
+    /// Writes header, options and payload and fills the checksum. The buffer
+    /// must be exactly [`Repr::buffer_len`] bytes (the checksum covers all of
+    /// it); panics if it is shorter.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) {
+        self.emit_header(packet);
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         packet.fill_checksum(src, dst);
+    }
+
+    /// [`Repr::emit`] for a payload already in place behind the header
+    /// (not copied from `self.payload`) whose partial sum is `payload_sum`
+    /// (from [`checksum::copy_and_sum`] as it was copied in): the checksum
+    /// then only sums the header.
+    pub fn emit_with_payload_sum<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+        payload_sum: u32,
+    ) {
+        self.emit_header(packet);
+        packet.set_checksum(0);
+        let hl = self.header_len();
+        let len = packet.buffer.as_ref().len() as u32;
+        let Some(ph) = checksum::pseudo_header(src, dst, protocol::TCP, len) else {
+            return;
+        };
+        let head = checksum::sum(&packet.buffer.as_ref()[..hl]);
+        packet.set_checksum(checksum::finish(checksum::combine(&[
+            ph,
+            head,
+            payload_sum,
+        ])));
+    }
+
+    /// [`Repr::emit`] leaving the checksum to the device: the field gets
+    /// the pseudo-header sum only (see [`Packet::fill_partial_checksum`]).
+    pub fn emit_partial<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) {
+        self.emit_header(packet);
+        packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
+        packet.fill_partial_checksum(src, dst);
     }
 }
 
