@@ -4,14 +4,14 @@
 # cells against each in turn, so that the load of a shared machine falls on
 # all of them alike; prints every cell and the medians.
 #
-#   sudo [PIN=same|cross] [MODE=rr|cps] [OLD=path/to/other/tcpecho] \
+#   sudo [PIN=same|cross] [MODE=rr|cps] [OLD=path/to/other/tcpecho] [BUSY=USEC] \
 #        scripts/bench-rr.sh [ROUNDS=6] [SECS=1]
 #
 # Servers: tcpecho (ustack's poll API), examples/threaded_echo.rs (ustack's
 # threaded API), examples/smoltcp_echo.rs, each on a TUN in its own
 # namespace; tcp_bench's Linux server on a veth pair, port 7 (one epoll
 # thread) and port 8 (a thread per connection); OLD adds a second tcpecho
-# build (before/after runs). PIN as in bench.sh: same = servers and client
+# build (before/after runs), BUSY a tcpecho with --busy-poll USEC. PIN as in bench.sh: same = servers and client
 # on CPU 0, cross = servers on CPU 0 and the client on CPU 1.
 #
 # With COST=1 each server's CPU time, system calls and context switches per
@@ -72,6 +72,12 @@ SERVERS+=("ustack:$NA:10.5.0.2:7")
 if [[ -n ${OLD:-} ]]; then
     tun "$NO" "$OLD" --tun ustk0 --addr 10.5.0.2/24
     SERVERS+=("ustack-old:$NO:10.5.0.2:7")
+fi
+# BUSY=USEC adds tcpecho with --busy-poll USEC.
+NB="ustk-rr-b-$$"
+if [[ -n ${BUSY:-} ]]; then
+    tun "$NB" "$T/tcpecho" --tun ustk0 --addr 10.5.0.2/24 --busy-poll "$BUSY"
+    SERVERS+=("ustack-busy:$NB:10.5.0.2:7")
 fi
 tun "$NT" "$T/examples/threaded_echo" --tun ustk0 --addr 10.5.0.2/24
 SERVERS+=("ustack-threaded:$NT:10.5.0.2:7")
