@@ -698,6 +698,7 @@ impl Tcb {
             }
             let out = self.recv_buf.write_at(off, payload);
             if out.advanced > 0 {
+                self.last_data_at = Some(now);
                 self.rcv_nxt += out.advanced;
                 self.info.bytes_received += out.advanced as u64;
                 if self.read_closed {
@@ -737,6 +738,19 @@ impl Tcb {
     fn receive_fin(&mut self, now: Instant) {
         self.rcv_nxt += 1;
         self.fin_received = true;
+        match self.state {
+            State::Established if self.pingpong && !self.ack_now => {
+                // The application's FIN usually follows at once and will
+                // carry the ACK (three segments to close instead of four, as
+                // Linux in pingpong mode); if it does not, the ACK goes when
+                // the delayed-ACK timer fires.
+                let at = now + self.config.delayed_ack;
+                self.delack_at = Some(self.delack_at.map_or(at, |t| t.min(at)));
+                self.set_state(State::CloseWait);
+                return;
+            }
+            _ => {}
+        }
         self.ack_now = true;
         match self.state {
             State::SynReceived | State::Established => self.set_state(State::CloseWait),

@@ -229,6 +229,9 @@ impl Tcb {
         if due(self.delack_at) {
             self.delack_at = None;
             self.ack_now = true;
+            // The application did not answer within the delayed-ACK time:
+            // not an exchange of requests and answers after all.
+            self.pingpong = false;
         }
         let mut persist = false;
         if due(self.persist_at) {
@@ -778,6 +781,15 @@ impl Tcb {
         }
         self.info.segs_out += 1;
         self.ack_sent(&r);
+        if len > 0
+            && self
+                .last_data_at
+                .is_some_and(|t| now.saturating_duration_since(t) < self.config.delayed_ack)
+        {
+            // Data sent soon after data received: an exchange of requests
+            // and answers (Linux's "pingpong" mode).
+            self.pingpong = true;
+        }
         let end = seq + len + fin as usize;
         if seq < self.snd_max {
             let old = (end.min(self.snd_max) - seq) as usize;

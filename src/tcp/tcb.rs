@@ -297,6 +297,14 @@ pub struct Tcb {
     /// Send a RST and close (abort, or data arriving after close).
     pub(crate) rst_pending: bool,
     pub(crate) last_recv_at: Instant,
+    /// When data was last taken into the receive buffer.
+    pub(crate) last_data_at: Option<Instant>,
+    /// Requests and answers alternate on this connection (data went out
+    /// within the delayed-ACK time of data coming in, and no delayed ACK
+    /// has had to fire since): the peer's FIN is then ACKed with a short
+    /// delay, so that the application's own FIN, usually right behind it,
+    /// carries the ACK (Linux's pingpong mode, `tcp_event_data_sent`).
+    pub(crate) pingpong: bool,
 
     pub(crate) info: TcpInfo,
 }
@@ -409,6 +417,8 @@ impl Tcb {
             orphaned: false,
             rst_pending: false,
             last_recv_at: now,
+            last_data_at: None,
+            pingpong: false,
             info: TcpInfo::default(),
             ts_offset_seed: ts_offset,
             fin_seq: None,

@@ -1600,3 +1600,61 @@ fn whole_super_segments_are_received() {
         );
     }
 }
+
+/// Requests and answers, then the client closes: the server's FIN carries
+/// the ACK of the client's FIN when the application closes right away
+/// (three segments to close, as Linux in pingpong mode); when it does not
+/// close, the ACK goes on its own after the delayed-ACK time. A connection
+/// that only receives ACKs a FIN at once.
+#[test]
+fn fin_ack_rides_on_the_answering_fin() {
+    for app_closes in [true, false] {
+        let mut s = sim(LinkConfig::default(), 31);
+        let (c, srv) = connect(&mut s);
+        let mut buf = [0u8; 64];
+        let now = s.now();
+        s.a.tcp_send(c, b"request").unwrap();
+        s.run_while(now + Duration::from_secs(1), |s| {
+            s.b.tcp_recv(srv, &mut buf).is_err()
+        });
+        s.b.tcp_send(srv, b"answer").unwrap();
+        let now = s.now();
+        s.run_while(now + Duration::from_secs(1), |s| {
+            s.a.tcp_recv(c, &mut buf).is_err()
+        });
+        s.a.tcp_shutdown(c, Shutdown::Write).unwrap();
+        let before = s.b.tcp_counters().out_segs;
+        let t0 = s.now();
+        // Until the FIN has arrived (the server sees EOF).
+        s.run_while(t0 + Duration::from_secs(1), |s| {
+            !matches!(s.b.tcp_recv(srv, &mut buf), Ok(0))
+        });
+        if app_closes {
+            s.b.tcp_close(srv).unwrap();
+            let t1 = s.now();
+            s.run_until(t1 + Duration::from_millis(100));
+            assert_eq!(
+                s.b.tcp_counters().out_segs - before,
+                1,
+                "one segment, FIN and ACK together"
+            );
+            assert_eq!(state(&s.a, c), State::TimeWait);
+        } else {
+            let t1 = s.now();
+            s.run_until(t1 + Duration::from_millis(20));
+            assert_eq!(s.b.tcp_counters().out_segs, before, "no ACK yet");
+            s.run_until(t1 + Duration::from_millis(100));
+            assert_eq!(s.b.tcp_counters().out_segs - before, 1, "the delayed ACK");
+            assert_eq!(state(&s.a, c), State::FinWait2);
+        }
+    }
+    // One-way data: the FIN is ACKed at once.
+    let mut s = sim(LinkConfig::default(), 32);
+    let (c, srv) = connect(&mut s);
+    let data = pattern(10_000, 3);
+    let got = transfer(&mut s, true, c, srv, &data, Duration::from_secs(10));
+    assert_eq!(got, data);
+    let now = s.now();
+    s.run_until(now + Duration::from_millis(20)); // the link's delay, not 40 ms
+    assert_eq!(state(&s.a, c), State::FinWait2);
+}
