@@ -193,13 +193,17 @@ fn counter(report: &str, what: &str) -> Option<u64> {
     })
 }
 
-/// While echoing 16 MiB (the stack receiving and sending at once, so its
-/// data segments may carry SACK blocks when Linux's segments arrive out of
-/// order or are lost), the stack never builds a segment its own MTU cannot
-/// carry: no IP datagram dropped for "fragmentation needed, DF set".
-pub fn echo_segments_fit_the_mtu(medium: Medium) {
-    let start = Instant::now();
-    let mut rig = Rig::tcpecho(medium, "tfit", S_FIT, &[]);
+/// A counter line tcpecho's exit report must have.
+fn must_counter(stopped: &Stopped, what: &str) -> u64 {
+    counter(&stopped.stdout, what)
+        .unwrap_or_else(|| panic!("tcpecho's report has no '{what}' line:\n{stopped}"))
+}
+
+/// tcpecho (with `extra` flags) echoes 16 MiB from Linux, sent and read
+/// at once, intact (length and SHA-256), and exits 0 on SIGINT; returns the
+/// client's output and tcpecho's.
+fn echo_16mib_intact(medium: Medium, tag: &str, subnet: u8, extra: &[&str]) -> (Output, Stopped) {
+    let mut rig = Rig::tcpecho(medium, tag, subnet, extra);
     let total = 16 * MIB;
     let out = rig.python(
         py::BULK,
@@ -210,9 +214,19 @@ pub fn echo_segments_fit_the_mtu(medium: Medium) {
     let f = |k| result_field(&out.stdout, k);
     assert!(
         out.success() && f("received") == Some(total) && f("match") == Some(1),
-        "{medium:?}: 16 MiB should echo intact\n{out}\n{stopped}"
+        "{medium:?} {extra:?}: 16 MiB should echo intact\n{out}\n{stopped}"
     );
     assert_tcpecho_exits_0(&stopped);
+    (out, stopped)
+}
+
+/// While echoing 16 MiB (the stack receiving and sending at once, so its
+/// data segments may carry SACK blocks when Linux's segments arrive out of
+/// order or are lost), the stack never builds a segment its own MTU cannot
+/// carry: no IP datagram dropped for "fragmentation needed, DF set".
+pub fn echo_segments_fit_the_mtu(medium: Medium) {
+    let start = Instant::now();
+    let (out, stopped) = echo_16mib_intact(medium, "tfit", S_FIT, &[]);
     let df = counter(&stopped.stdout, "fragmentation failed (DF)");
     let dropped = counter(&stopped.stdout, "outgoing packets dropped");
     assert!(
@@ -234,23 +248,10 @@ pub fn offload_echo_both_ways(medium: Medium) {
         ("toff", S_OFFLOAD, &[][..], true),
         ("tnooff", S_NOOFFLOAD, &["--offload", "off"][..], false),
     ] {
-        let mut rig = Rig::tcpecho(medium, tag, subnet, extra);
-        let total = 16 * MIB;
-        let out = rig.python(
-            py::BULK,
-            &[&rig.stack_ip, "7", &total.to_string(), "16", "60"],
-            Duration::from_secs(75),
-        );
-        let stopped = rig.stop();
-        let f = |k| result_field(&out.stdout, k);
-        assert!(
-            out.success() && f("received") == Some(total) && f("match") == Some(1),
-            "{medium:?} {extra:?}: 16 MiB should echo intact\n{out}\n{stopped}"
-        );
-        assert_tcpecho_exits_0(&stopped);
-        let tso = counter(&stopped.stdout, "super-segments out (TSO)").unwrap_or(0);
-        let gro = counter(&stopped.stdout, "super-segments in (GRO)").unwrap_or(0);
-        let dropped = counter(&stopped.stdout, "super-segments dropped").unwrap_or(0);
+        let (_, stopped) = echo_16mib_intact(medium, tag, subnet, extra);
+        let tso = must_counter(&stopped, "super-segments out (TSO)");
+        let gro = must_counter(&stopped, "super-segments in (GRO)");
+        let dropped = must_counter(&stopped, "super-segments dropped");
         if want {
             assert!(
                 tso > 0 && gro > 0 && dropped == 0,

@@ -114,6 +114,17 @@ impl DeviceArgs {
         Ok((dev, config))
     }
 
+    /// Opens the device as one stack ([`DeviceArgs::open`], `n` = 1) or as
+    /// `n` queues of a multi-queue device ([`DeviceArgs::open_queues`]):
+    /// what the tools' `--queues N` opens.
+    pub fn open_n(&self, n: usize) -> io::Result<Vec<(BoxDevice, Config)>> {
+        if n == 1 {
+            Ok(vec![self.open()?])
+        } else {
+            self.open_queues(n)
+        }
+    }
+
     /// Opens `n` queues of one multi-queue TUN or TAP device
     /// ([`TunDevice::open_queues`]), each with its own impairment layer
     /// when asked (seeded `--seed` + queue index), and a configuration per
@@ -219,6 +230,27 @@ impl DeviceArgs {
             },
         }
     }
+}
+
+/// The name a tool's stack goes by in its messages: the tool's, and with
+/// several queues the queue's too.
+pub fn queue_label(tool: &str, i: usize, n: usize) -> String {
+    if n == 1 {
+        tool.to_string()
+    } else {
+        format!("{tool} queue {i}")
+    }
+}
+
+/// The interface's addresses, IPv4 then IPv6, as `a/p, b/q`.
+pub fn addr_list(config: &Config) -> String {
+    config
+        .addrs
+        .iter()
+        .map(|a| a.to_string())
+        .chain(config.addrs_v6.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Signals delivered through a file descriptor, so the tools' poll loop

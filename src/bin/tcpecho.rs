@@ -340,37 +340,24 @@ fn main() {
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail("tcpecho", format!("cannot set up signals: {e}")));
     let n = usize::from(args.queues);
-    let devices = if n == 1 {
-        vec![args.device.open().unwrap_or_else(|e| fail("tcpecho", e))]
-    } else {
-        args.device
-            .open_queues(n)
-            .unwrap_or_else(|e| fail("tcpecho", e))
-    };
+    let devices = args.device.open_n(n).unwrap_or_else(|e| fail("tcpecho", e));
     let queues: Vec<Queue> = devices
         .into_iter()
         .enumerate()
         .map(|(i, (device, config))| {
-            let label = if n == 1 {
-                "tcpecho".to_string()
-            } else {
-                format!("tcpecho queue {i}")
-            };
-            Queue::new(&args, device, config, label)
+            Queue::new(
+                &args,
+                device,
+                config,
+                ustack::cli::queue_label("tcpecho", i, n),
+            )
         })
         .collect();
     let iface = &queues[0].iface;
     eprintln!(
         "tcpecho: echoing TCP and UDP port {} on {} ({:?}, mtu {}, cc {}{})",
         args.port,
-        iface
-            .config()
-            .addrs
-            .iter()
-            .map(|a| a.to_string())
-            .chain(iface.config().addrs_v6.iter().map(|a| a.to_string()))
-            .collect::<Vec<_>>()
-            .join(", "),
+        ustack::cli::addr_list(iface.config()),
         iface.config().medium,
         iface.config().mtu,
         args.cc,

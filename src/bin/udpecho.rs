@@ -159,36 +159,24 @@ fn main() {
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail("udpecho", format!("cannot set up signals: {e}")));
     let n = usize::from(args.queues);
-    let devices = if n == 1 {
-        vec![args.device.open().unwrap_or_else(|e| fail("udpecho", e))]
-    } else {
-        args.device
-            .open_queues(n)
-            .unwrap_or_else(|e| fail("udpecho", e))
-    };
+    let devices = args.device.open_n(n).unwrap_or_else(|e| fail("udpecho", e));
     let queues: Vec<Queue> = devices
         .into_iter()
         .enumerate()
         .map(|(i, (device, config))| {
-            let label = if n == 1 {
-                "udpecho".to_string()
-            } else {
-                format!("udpecho queue {i}")
-            };
-            Queue::new(&args, device, config, label)
+            Queue::new(
+                &args,
+                device,
+                config,
+                ustack::cli::queue_label("udpecho", i, n),
+            )
         })
         .collect();
     let config = queues[0].iface.config();
-    let addrs: Vec<String> = config
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .chain(config.addrs_v6.iter().map(|a| a.to_string()))
-        .collect();
     eprintln!(
         "udpecho: echoing UDP port {} on {} ({:?}, mtu {}{})",
         args.port,
-        addrs.join(", "),
+        ustack::cli::addr_list(config),
         config.medium,
         config.mtu,
         if n > 1 {

@@ -234,6 +234,9 @@ pub struct Interface {
     rx_scratch: Vec<u8>,
     /// The Ethernet source of the IPv4 datagram being handled.
     rx_src_hw: Option<EthernetAddress>,
+    /// The last IPv4 sender seen on Ethernet and its link address (see
+    /// `output_one`).
+    last_sender: Option<(Ipv4Addr, EthernetAddress)>,
 }
 
 impl Interface {
@@ -245,10 +248,7 @@ impl Interface {
             // Locally administered, unicast.
             EthernetAddress([0x02, r[1], r[2], r[3], r[4], r[5]])
         });
-        let link = match config.medium {
-            Medium::Ethernet => ethernet::HEADER_LEN,
-            Medium::Ip => 0,
-        };
+        let link = config.medium.header_len();
         let ident = splitmix(&mut rng) as u16;
         let mut config = config;
         if config.medium == Medium::Ethernet && !config.addrs_v6.is_empty() {
@@ -284,6 +284,7 @@ impl Interface {
             rx_csum_trusted: false,
             rx_scratch: Vec::new(),
             rx_src_hw: None,
+            last_sender: None,
             config,
         }
     }
@@ -375,10 +376,7 @@ impl Interface {
     }
 
     fn link_header_len(&self) -> usize {
-        match self.config.medium {
-            Medium::Ethernet => ethernet::HEADER_LEN,
-            Medium::Ip => 0,
-        }
+        self.config.medium.header_len()
     }
 
     // ---------------------------------------------------------------- input
@@ -395,25 +393,18 @@ impl Interface {
     /// the transport checksum; a GRO super-segment is taken whole.
     pub fn handle_frame_meta(&mut self, now: Instant, frame: &[u8], meta: FrameMeta) {
         self.rx_csum_trusted = meta.checksum_trusted();
-        if let Checksum::Partial { start, offset } = meta.checksum {
-            if !self.carries_tcp(frame) {
-                // A datagram the stack may quote in an ICMP error or hand
-                // to an application as it stands: complete its checksum
-                // (TCP segments, the bulk of such frames, skip this).
-                let mut buf = std::mem::take(&mut self.rx_scratch);
-                buf.clear();
-                buf.extend_from_slice(frame);
-                let (start, at) = (start as usize, start as usize + offset as usize);
-                if buf.len() >= at + 2 && start <= at {
-                    let c =
-                        crate::wire::checksum::finish(crate::wire::checksum::sum(&buf[start..]));
-                    buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
-                }
-                self.handle_frame_inner(now, &buf);
-                self.rx_scratch = buf;
-                self.rx_csum_trusted = false;
-                return;
-            }
+        if matches!(meta.checksum, Checksum::Partial { .. }) && !self.carries_tcp(frame) {
+            // A datagram the stack may quote in an ICMP error or hand to an
+            // application as it stands: complete its checksum (TCP
+            // segments, the bulk of such frames, skip this).
+            let mut buf = std::mem::take(&mut self.rx_scratch);
+            buf.clear();
+            buf.extend_from_slice(frame);
+            crate::phy::gso::complete_checksum(&mut buf, meta);
+            self.handle_frame_inner(now, &buf);
+            self.rx_scratch = buf;
+            self.rx_csum_trusted = false;
+            return;
         }
         self.handle_frame_inner(now, frame);
         self.rx_csum_trusted = false;
@@ -562,16 +553,9 @@ impl Interface {
             return;
         }
         if let Some(hw) = self.rx_src_hw.take() {
-            // An on-link sender's link address, from the frame itself: the
-            // answer to it needs no ARP round trip (smoltcp does the same).
-            // With several queues of one TAP this is also how a stack
-            // learns a peer whose ARP reply went to another queue.
-            if self.config.addrs.iter().any(|c| c.contains(src)) {
-                let released = self.neighbors.learn(src, hw, now);
-                for pkt in released {
-                    self.write_frame(Some(hw), &pkt);
-                }
-            }
+            // Two stores per datagram; used only when an answer finds its
+            // next hop unresolved (`output_one`).
+            self.last_sender = Some((src, hw));
         }
         if pkt.more_frags() || pkt.frag_offset() != 0 {
             self.counters.ip.reasm_reqds += 1;
@@ -882,6 +866,17 @@ impl Interface {
                 self.write_frame(Some(EthernetAddress::BROADCAST), pkt)
             }
             (Medium::Ethernet, NextHop::Unicast(ip)) => {
+                if let Some((_, hw)) = self.last_sender.filter(|&(from, _)| from == ip) {
+                    // The next hop is the host whose datagram we are
+                    // answering: its link address is in that frame, so the
+                    // answer needs no ARP round trip (smoltcp does the
+                    // same). With several queues of one TAP this is also
+                    // how a stack learns a peer whose ARP reply went to
+                    // another queue. A known entry is never overridden.
+                    for p in self.neighbors.learn(ip, hw, now) {
+                        self.write_frame(Some(hw), &p);
+                    }
+                }
                 match self.neighbors.resolve_or_queue(ip, now, || pkt.to_vec()) {
                     Resolve::Known(hw) => self.write_frame(Some(hw), pkt),
                     Resolve::Queued {
@@ -1037,13 +1032,7 @@ impl TxOffload {
     /// metadata). The field holds the pseudo-header sum, so the sum over
     /// the transport segment as it stands is the whole sum.
     pub fn complete_checksum(&self, l4: &mut [u8]) {
-        if let Some(at) = self.partial_csum_at {
-            let at = at as usize;
-            if l4.len() >= at + 2 {
-                let c = crate::wire::checksum::finish(crate::wire::checksum::sum(l4));
-                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        crate::phy::gso::complete_checksum(l4, self.meta(0, false));
     }
 }
 

@@ -147,8 +147,8 @@ fn arp_request_answered_and_ping_resolves() {
     assert_eq!(f.dst_addr(), PEER_HW);
 }
 
-/// A datagram from an on-link sender teaches its link address: the answer
-/// goes out without an ARP round trip. A datagram never overrides what is
+/// The answer to an on-link sender takes its link address from the
+/// datagram being answered: no ARP round trip. A datagram never overrides what is
 /// known (a forged source MAC would otherwise redirect the peer's traffic),
 /// and an off-link source teaches nothing.
 #[test]

@@ -70,7 +70,7 @@ use std::str::FromStr;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Device, DeviceCaps, FrameBatch, Medium};
+use super::{Device, DeviceCaps, FrameBatch};
 use crate::time::{Duration, Instant};
 
 /// Default most frames held per direction.
@@ -564,10 +564,7 @@ impl<D: Device> Impair<D> {
     /// directions use independent streams of it).
     pub fn new(inner: D, spec: ImpairSpec, seed: u64) -> Impair<D> {
         let caps = inner.caps();
-        let link_hdr = match caps.medium {
-            Medium::Ethernet => crate::wire::ethernet::HEADER_LEN,
-            Medium::Ip => 0,
-        };
+        let link_hdr = caps.medium.header_len();
         Impair {
             inner,
             spec,
@@ -734,6 +731,7 @@ impl<D: Device> Device for Impair<D> {
 mod tests {
     use super::*;
     use crate::phy::pipe::{PipeDevice, PipeOptions};
+    use crate::phy::Medium;
 
     fn spec(s: &str) -> ImpairSpec {
         s.parse().unwrap()

@@ -36,6 +36,16 @@ pub enum Medium {
     Ip,
 }
 
+impl Medium {
+    /// Bytes of link header in front of each IP packet.
+    pub fn header_len(self) -> usize {
+        match self {
+            Medium::Ethernet => crate::wire::ethernet::HEADER_LEN,
+            Medium::Ip => 0,
+        }
+    }
+}
+
 /// Offloads a device can do for the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offload {
@@ -68,14 +78,14 @@ pub struct DeviceCaps {
 impl DeviceCaps {
     /// Largest frame on the wire, link header included.
     pub fn max_frame_len(&self) -> usize {
-        self.link_header_len() + self.mtu
+        self.medium.header_len() + self.mtu
     }
 
     /// Largest frame the device may hand the stack: a GRO super-segment
     /// when the device coalesces, else [`DeviceCaps::max_frame_len`].
     pub fn max_rx_frame_len(&self) -> usize {
         if self.offload.gro {
-            self.link_header_len() + GSO_MAX_PACKET.max(self.mtu)
+            self.medium.header_len() + GSO_MAX_PACKET.max(self.mtu)
         } else {
             self.max_frame_len()
         }
@@ -85,16 +95,9 @@ impl DeviceCaps {
     /// when the device segments, else [`DeviceCaps::max_frame_len`].
     pub fn max_tx_frame_len(&self) -> usize {
         if self.offload.tso {
-            self.link_header_len() + GSO_MAX_PACKET.max(self.mtu)
+            self.medium.header_len() + GSO_MAX_PACKET.max(self.mtu)
         } else {
             self.max_frame_len()
-        }
-    }
-
-    fn link_header_len(&self) -> usize {
-        match self.medium {
-            Medium::Ethernet => crate::wire::ethernet::HEADER_LEN,
-            Medium::Ip => 0,
         }
     }
 }

@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Checksum, Device, DeviceCaps, FrameBatch, FrameMeta, Medium};
 use crate::time::Instant;
-use crate::wire::checksum;
 
 /// LINKTYPE_ETHERNET.
 pub const LINKTYPE_ETHERNET: u16 = 1;
@@ -190,18 +189,12 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
 /// `scratch`; true). A super-segment is recorded whole, as `tcpdump` on a
 /// Linux host with offload shows it.
 fn completed(frame: &[u8], meta: FrameMeta, scratch: &mut Vec<u8>) -> bool {
-    let Checksum::Partial { start, offset } = meta.checksum else {
-        return false;
-    };
-    let (start, at) = (start as usize, start as usize + offset as usize);
-    if frame.len() < at + 2 {
+    if !matches!(meta.checksum, Checksum::Partial { .. }) {
         return false;
     }
     scratch.clear();
     scratch.extend_from_slice(frame);
-    let c = checksum::finish(checksum::sum(&scratch[start..]));
-    scratch[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
+    super::gso::complete_checksum(scratch, meta)
 }
 
 impl<D: Device, W: Write> Device for PcapWriter<D, W> {

@@ -349,13 +349,6 @@ impl TunDevice {
         self.bad_vnet
     }
 
-    fn link_len(&self) -> usize {
-        match self.kind {
-            TunKind::Tun => 0,
-            TunKind::Tap => crate::wire::ethernet::HEADER_LEN,
-        }
-    }
-
     /// Opens `n` queues of one multi-queue (`IFF_MULTI_QUEUE`) TUN/TAP
     /// device `name`, creating it when absent (see [`TunDevice::open`] for
     /// the rest): one non-blocking descriptor per queue, each its own
@@ -540,11 +533,11 @@ impl Device for TunDevice {
 
     fn send_batch(&mut self, _now: Instant, batch: &FrameBatch) -> io::Result<usize> {
         let mut sent = 0;
-        let link = self.link_len();
+        let link = self.caps.medium.header_len();
         for (frame, meta) in batch.iter_meta() {
-            let hdr = vnet_hdr_encode(frame, link, meta);
             loop {
                 let r = if self.vnet_hdr {
+                    let hdr = vnet_hdr_encode(frame, link, meta);
                     self.dev
                         .send_vectored(&[io::IoSlice::new(&hdr), io::IoSlice::new(frame)])
                 } else {

@@ -11,9 +11,9 @@ use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
 use crate::iface::Interface;
-use crate::phy::{FrameBatch, Medium};
+use crate::phy::FrameBatch;
 use crate::time::{Duration, Instant};
-use crate::wire::{ethernet, icmpv4, ipv4};
+use crate::wire::{icmpv4, ipv4};
 
 /// Impairments of one direction of a simulated link.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -214,10 +214,7 @@ impl Sim {
             return false;
         };
         let sender = if from == 0 { &self.a } else { &self.b };
-        let link = match sender.config().medium {
-            Medium::Ethernet => ethernet::HEADER_LEN,
-            Medium::Ip => 0,
-        };
+        let link = sender.config().medium.header_len();
         let Some(ip) = frame.get(link..) else {
             return false;
         };
@@ -282,10 +279,7 @@ impl Sim {
         self.batch.clear();
         let iface = if from == 0 { &mut self.a } else { &mut self.b };
         iface.poll_transmit(self.now, &mut self.batch);
-        let link = match iface.config().medium {
-            Medium::Ethernet => ethernet::HEADER_LEN,
-            Medium::Ip => 0,
-        };
+        let link = iface.config().medium.header_len();
         // An interface configured for offload hands over super-segments and
         // partial checksums: the simulated device does what the kernel does
         // with them (a frame it cannot cut is lost, counted).
