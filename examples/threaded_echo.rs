@@ -80,4 +80,6 @@ fn main() {
         stack.driver_counters().rx_frames,
         stack.driver_counters().tx_frames
     );
+    // The acceptor thread holds the stack: flush a --pcap capture.
+    ustack::cli::exit(0);
 }

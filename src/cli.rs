@@ -2,10 +2,12 @@
 //! (device, optional impairment, optional capture), signal handling, and
 //! observability (log subscriber, periodic counters, SIGUSR1 reports).
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::iface::{Config, Interface, IpCidr, TcpCounters};
 use crate::phy::impair::{Impair, ImpairSpec};
@@ -104,7 +106,7 @@ impl DeviceArgs {
         // Capture sits next to the device, so it shows what the wire sees
         // (after impairment on the way out, before it on the way in).
         if let Some(path) = &self.pcap {
-            let w = PcapWriter::create(dev, path)?;
+            let w = PcapWriter::new(dev, CaptureFile::create(path)?)?;
             dev = Box::new(w);
         }
         if let Some(spec) = &self.impair {
@@ -353,7 +355,72 @@ pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
 /// Prints `msg` as the tool's one-line error and exits with status 1.
 pub fn fail(tool: &str, msg: impl std::fmt::Display) -> ! {
     eprintln!("{tool}: {msg}");
-    std::process::exit(1)
+    exit(1)
+}
+
+/// Ends the process with `code` after flushing every open `--pcap`
+/// capture ([`flush_captures`]): what the tools call instead of
+/// `std::process::exit`, which runs no destructor, so a capture still
+/// owned by a stack thread would lose its buffered end.
+pub fn exit(code: i32) -> ! {
+    flush_captures();
+    let _ = io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// The capture files the tools opened (`--pcap`), flushed on every way
+/// out of the process.
+static CAPTURES: Mutex<Vec<Weak<Mutex<BufWriter<File>>>>> = Mutex::new(Vec::new());
+
+/// A `--pcap` file: a buffered file that the process can flush from any
+/// thread on its way out ([`flush_captures`], [`exit`], [`fail`]), while
+/// the thread that owns the device goes on writing. The capture writes
+/// each record in one call ([`crate::phy::pcap::Writer::write_packet`]),
+/// so a flush always ends the file on a record boundary.
+#[derive(Debug, Clone)]
+pub struct CaptureFile(Arc<Mutex<BufWriter<File>>>);
+
+impl CaptureFile {
+    /// Creates (or truncates) the file at `path` and registers it.
+    pub fn create(path: &Path) -> io::Result<CaptureFile> {
+        let file = File::create(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create capture file {}: {e}", path.display()),
+            )
+        })?;
+        let f = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, file)));
+        let mut all = CAPTURES.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&f));
+        Ok(CaptureFile(f))
+    }
+
+    fn file(&self) -> std::sync::MutexGuard<'_, BufWriter<File>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Write for CaptureFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file().write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+/// Flushes every capture file the process has open (see [`CaptureFile`]).
+pub fn flush_captures() {
+    let all = CAPTURES.lock().unwrap_or_else(|e| e.into_inner());
+    for f in all.iter().filter_map(Weak::upgrade) {
+        let _ = f.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
 }
 
 /// The `--help` epilogue of the poll-loop tools and the examples: what
@@ -510,18 +577,43 @@ pub fn stats_report(tool: &str, elapsed_secs: f64, iface: &Interface) -> String 
     )
 }
 
+/// What a tool's monitor thread ([`spawn_monitor_with`]) does on SIGINT
+/// or SIGTERM (when its signals include them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStop {
+    /// Print the counters to stdout and exit with status 0 (the servers).
+    Report,
+    /// Exit with status 128 + the signal's number, as a shell reports a
+    /// process killed by it, printing nothing to stdout (`ucat`, whose
+    /// stdout is the connection's data).
+    SignalStatus,
+}
+
 /// For tools on the threaded [`Stack`]: a thread that prints the socket
 /// table and counters to stderr on SIGUSR1 and the counters every
 /// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
 /// prints the counters to stdout and exits the process with status 0 on
-/// them. `signals` must have been created before the stack's thread (or
-/// any other) was spawned, so that every thread has them blocked. Runs
-/// until the process exits.
+/// them ([`OnStop::Report`]; see [`spawn_monitor_with`]). `signals` must
+/// have been created before the stack's thread (or any other) was spawned,
+/// so that every thread has them blocked. Runs until the process exits.
 pub fn spawn_monitor(
     tool: &'static str,
     stack: std::sync::Arc<Stack>,
     signals: SignalFd,
     observe: &ObserveArgs,
+) -> io::Result<()> {
+    spawn_monitor_with(tool, stack, signals, observe, OnStop::Report)
+}
+
+/// [`spawn_monitor`] with a choice of what SIGINT and SIGTERM do. Either
+/// way the `--pcap` capture is flushed before the process exits
+/// ([`exit`]).
+pub fn spawn_monitor_with(
+    tool: &'static str,
+    stack: std::sync::Arc<Stack>,
+    signals: SignalFd,
+    observe: &ObserveArgs,
+    on_stop: OnStop,
 ) -> io::Result<()> {
     let mut timer = observe.stats_timer(stack.now());
     std::thread::Builder::new()
@@ -545,11 +637,16 @@ pub fn spawn_monitor(
             }
             while let Some(sig) = signals.read() {
                 if sig == libc::SIGINT || sig == libc::SIGTERM {
-                    let r = stack
-                        .with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
-                    print!("{r}");
-                    let _ = io::Write::flush(&mut io::stdout());
-                    std::process::exit(0);
+                    match on_stop {
+                        OnStop::Report => {
+                            let r = stack.with_interface(|i| {
+                                format!("{}{}", i.counters().report(), tcp_report(i))
+                            });
+                            print!("{r}");
+                            exit(0);
+                        }
+                        OnStop::SignalStatus => exit(128 + sig),
+                    }
                 }
                 if sig == libc::SIGUSR1 {
                     let r = stack.with_interface(|i| {

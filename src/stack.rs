@@ -234,7 +234,7 @@ impl StackBuilder {
             .spawn(move || stack_thread(s2))?;
         Ok(Stack {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 }
@@ -242,7 +242,7 @@ impl StackBuilder {
 /// A running stack: one interface on one device, served by its own thread.
 pub struct Stack {
     pub(crate) shared: Arc<Shared>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
 
 impl Stack {
@@ -291,13 +291,12 @@ impl Stack {
         r
     }
 
-    /// Stops the stack thread and returns its result. Sockets still open
-    /// report `NotConnected` afterwards.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
+    /// Stops the stack thread, closes the device (a capture wrapping it is
+    /// flushed and closed) and returns the thread's result. Sockets still
+    /// open report `NotConnected` afterwards. Takes `&self`, so a tool that
+    /// shares the stack (`Arc<Stack>`) can stop it on its way out, before
+    /// `std::process::exit`; a second call returns `Ok(())`.
+    pub fn shutdown(&self) -> io::Result<()> {
         self.shared.shutdown.store(true, Ordering::Release);
         self.shared.wake.signal();
         let mut wake = Vec::new();
@@ -309,7 +308,12 @@ impl Stack {
             crate::net::wake::take_all(&mut core.wakers, &mut wake);
         }
         wake.into_iter().for_each(std::task::Waker::wake);
-        match self.thread.take() {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match thread {
             Some(t) => t
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the stack thread panicked"))),
@@ -320,7 +324,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.stop();
+        let _ = self.shutdown();
     }
 }
 
@@ -358,12 +362,16 @@ fn stack_loop(shared: &Shared) -> io::Result<()> {
         if shared.shutdown.load(Ordering::Acquire) {
             return Ok(());
         }
-        let now = shared.clock.now();
         let (deadline, tx_pending, wants_writable, dev_timed) = {
             let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
             let Some(driver) = guard.as_mut() else {
                 return Ok(());
             };
+            // The clock is read with the device held: an application thread
+            // that sent directly (`Shared::send_now`) while this thread
+            // waited for the lock used a later time, and the device (its
+            // capture) and the core must not see time step back after it.
+            let now = shared.clock.now();
             // Device reads outside the core's lock; only processing holds it.
             let first = device_ready && slept;
             if first {

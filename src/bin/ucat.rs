@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use ustack::cli::{fail, parse_args, spawn_monitor, DeviceArgs, ObserveArgs, SignalFd};
+use ustack::cli::{
+    exit, fail, parse_args, spawn_monitor_with, DeviceArgs, ObserveArgs, OnStop, SignalFd,
+};
 use ustack::net::{TcpListener, TcpStream, UdpSocket};
 use ustack::stack::Stack;
 use ustack::tcp::State;
@@ -272,7 +274,7 @@ fn main() {
         fail("ucat", e);
     }
     // Before any thread starts, so that they all inherit the blocked mask.
-    let signals = SignalFd::new(&[libc::SIGUSR1])
+    let signals = SignalFd::new(&[libc::SIGUSR1, libc::SIGINT, libc::SIGTERM])
         .unwrap_or_else(|e| fail("ucat", format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("ucat", e));
     config.tcp.congestion = args.cc.clone();
@@ -287,7 +289,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| fail("ucat", e)),
     );
-    spawn_monitor("ucat", stack.clone(), signals, &args.observe)
+    spawn_monitor_with("ucat", stack.clone(), signals, &args.observe, OnStop::SignalStatus)
         .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
@@ -355,4 +357,6 @@ fn main() {
     if let Err(e) = result {
         fail("ucat", e);
     }
+    // The monitor thread holds the stack: flush the capture explicitly.
+    exit(0);
 }

@@ -128,6 +128,10 @@ pub struct LinkCounters {
     /// Super-segments dropped because they could not go straight to the
     /// device (next hop's link address unknown); TCP retransmits the data.
     pub gso_drops: u64,
+    /// Calls into the interface with a `now` earlier than one it was given
+    /// before (several threads reading the clock); the core kept the later
+    /// time, so its own clock never went backwards.
+    pub clock_regressions: u64,
 }
 
 /// All of the interface's counters.
@@ -171,6 +175,7 @@ impl Counters {
             ("super-segments out (TSO)", l.gso_frames_out),
             ("super-segments in (GRO)", l.gro_frames_in),
             ("super-segments dropped", l.gso_drops),
+            ("clock readings behind the core's time", l.clock_regressions),
         ] {
             let _ = writeln!(s, "    {v} {n}");
         }
@@ -313,6 +318,7 @@ impl Counters {
                 gso_frames_out,
                 gro_frames_in,
                 gso_drops,
+                clock_regressions,
             }
         );
         add_ip(&mut self.ip, ip);

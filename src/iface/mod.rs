@@ -237,6 +237,9 @@ pub struct Interface {
     /// The last IPv4 sender seen on Ethernet and its link address (see
     /// `output_one`).
     last_sender: Option<(Ipv4Addr, EthernetAddress)>,
+    /// The latest `now` any entry point was given: time as the core sees
+    /// it never goes backwards (see [`Interface::monotonic`]).
+    latest: Instant,
 }
 
 impl Interface {
@@ -285,7 +288,28 @@ impl Interface {
             rx_scratch: Vec::new(),
             rx_src_hw: None,
             last_sender: None,
+            latest: now,
             config,
+        }
+    }
+
+    /// Time as the core sees it: `now`, or the latest time an entry point
+    /// was given when `now` is earlier. Several threads may read the clock
+    /// and then call the interface in another order (the threaded runtime's
+    /// stack thread and an application thread that sends directly); a core
+    /// that took such a `now` as it is would send a TCP timestamp lower
+    /// than one it sent before (RFC 7323 §5.4 wants them monotonic: a Linux
+    /// peer drops the segment by PAWS) and date RACK's send times out of
+    /// order. Every public entry point that takes a `now` goes through
+    /// here; regressions are counted
+    /// ([`LinkCounters::clock_regressions`]).
+    pub(crate) fn monotonic(&mut self, now: Instant) -> Instant {
+        if now < self.latest {
+            self.counters.link.clock_regressions += 1;
+            self.latest
+        } else {
+            self.latest = now;
+            now
         }
     }
 
@@ -392,6 +416,7 @@ impl Interface {
     /// the local kernel made it ([`FrameMeta::checksum_trusted`]), skips
     /// the transport checksum; a GRO super-segment is taken whole.
     pub fn handle_frame_meta(&mut self, now: Instant, frame: &[u8], meta: FrameMeta) {
+        let now = self.monotonic(now);
         self.rx_csum_trusted = meta.checksum_trusted();
         if matches!(meta.checksum, Checksum::Partial { .. }) && !self.carries_tcp(frame) {
             // A datagram the stack may quote in an ICMP error or hand to an
@@ -901,6 +926,7 @@ impl Interface {
     /// the rest wait for the next call). Runs the timers due at `now` and
     /// drains the sockets' send queues first. Returns the frames added.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut FrameBatch) -> usize {
+        let now = self.monotonic(now);
         self.start(now);
         self.run_timers(now);
         self.flush_udp(now);

@@ -1001,6 +1001,7 @@ impl Interface {
         local: Option<SocketAddr>,
         now: Instant,
     ) -> io::Result<SocketHandle> {
+        let now = self.monotonic(now);
         let rip = match remote.ip() {
             IpAddr::V4(rip) => rip,
             IpAddr::V6(rip6) => return self.tcp_connect_v6(remote, rip6, local, now),

@@ -27,6 +27,12 @@ pub const SNAPLEN: u32 = 262_144;
 /// corrupt files).
 const MAX_RECORD: usize = 64 << 20;
 
+/// How often a [`PcapWriter`] that recorded something flushes its writer
+/// (measured in the `now` it is given): a process that dies without
+/// dropping it (killed, or `exit` with the device still owned by another
+/// thread) loses at most this much of the capture's end.
+pub const FLUSH_EVERY: crate::time::Duration = crate::time::Duration::from_millis(200);
+
 /// The pcap link type for a medium.
 pub fn linktype_for(medium: Medium) -> u16 {
     match medium {
@@ -40,6 +46,8 @@ pub fn linktype_for(medium: Medium) -> u16 {
 #[derive(Debug)]
 pub struct Writer<W: Write> {
     out: W,
+    /// One record (header and data), written with one call.
+    rec: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
@@ -53,12 +61,21 @@ impl<W: Write> Writer<W> {
         h[16..20].copy_from_slice(&SNAPLEN.to_ne_bytes());
         h[20..24].copy_from_slice(&u32::from(linktype).to_ne_bytes());
         out.write_all(&h)?;
-        Ok(Writer { out })
+        Ok(Writer {
+            out,
+            rec: Vec::new(),
+        })
     }
 
     /// Writes one packet with a timestamp in microseconds since the Unix
     /// epoch. Packets longer than the snaplen are truncated in the file
     /// (the original length is kept in the record).
+    ///
+    /// The record goes to the underlying writer in one `write_all`, so a
+    /// `BufWriter` (which writes its buffer out before a record that does
+    /// not fit) leaves the file ending on a record boundary: a process
+    /// killed between two writes leaves a capture that reads to its end,
+    /// not one "cut short" in the middle of a record.
     pub fn write_packet(&mut self, timestamp_micros: u64, data: &[u8]) -> io::Result<()> {
         let incl = data.len().min(SNAPLEN as usize);
         let mut h = [0u8; 16];
@@ -68,8 +85,10 @@ impl<W: Write> Writer<W> {
         h[8..12].copy_from_slice(&(incl as u32).to_ne_bytes());
         let orig = u32::try_from(data.len()).unwrap_or(u32::MAX);
         h[12..16].copy_from_slice(&orig.to_ne_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&data[..incl])
+        self.rec.clear();
+        self.rec.extend_from_slice(&h);
+        self.rec.extend_from_slice(&data[..incl]);
+        self.out.write_all(&self.rec)
     }
 
     /// Flushes the underlying writer.
@@ -99,6 +118,12 @@ pub struct PcapWriter<D: Device, W: Write = BufWriter<File>> {
     writer: Writer<W>,
     wall_start_micros: u64,
     first_now: Option<Instant>,
+    /// The last timestamp written: timestamps never go backwards.
+    last_ts: u64,
+    /// When the capture was last flushed, and whether anything was
+    /// recorded since (see [`FLUSH_EVERY`]).
+    flushed_at: Option<Instant>,
+    unflushed: bool,
     error: Option<io::Error>,
     /// A frame with its offloaded checksum completed, as recorded.
     scratch: Vec<u8>,
@@ -134,6 +159,9 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
             writer: Writer::new(out, linktype)?,
             wall_start_micros,
             first_now: None,
+            last_ts: 0,
+            flushed_at: None,
+            unflushed: false,
             error: None,
             scratch: Vec::new(),
         })
@@ -162,13 +190,32 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
         &self.writer
     }
 
+    /// The timestamp of frames seen at `now`: never below the last one
+    /// written (a caller that passes an earlier `now` than before gets the
+    /// previous timestamp, so the capture's time never steps back).
     fn timestamp(&mut self, now: Instant) -> u64 {
         let first = *self.first_now.get_or_insert(now);
-        self.wall_start_micros + (now - first).as_micros() as u64
+        let ts = self.wall_start_micros + (now - first).as_micros() as u64;
+        self.last_ts = self.last_ts.max(ts);
+        self.last_ts
+    }
+
+    /// Flushes the capture when something was recorded and
+    /// [`FLUSH_EVERY`] has passed since the last flush.
+    fn flush_due(&mut self, now: Instant) {
+        let at = *self.flushed_at.get_or_insert(now);
+        if self.unflushed && now >= at + FLUSH_EVERY && self.error.is_none() {
+            if let Err(e) = self.writer.flush() {
+                self.error = Some(e);
+            }
+            self.unflushed = false;
+            self.flushed_at = Some(now);
+        }
     }
 
     fn record<'a>(&mut self, now: Instant, frames: impl Iterator<Item = (&'a [u8], FrameMeta)>) {
         let ts = self.timestamp(now);
+        self.unflushed = true;
         for (f, meta) in frames {
             if self.error.is_some() {
                 return;
@@ -216,12 +263,14 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         let end = batch.len();
         let frames = (before..end).filter_map(|i| Some((batch.get(i)?, batch.meta(i)?)));
         self.record(now, frames);
+        self.flush_due(now);
         Ok(n)
     }
 
     fn send_batch(&mut self, now: Instant, batch: &FrameBatch) -> io::Result<usize> {
         let n = self.inner.send_batch(now, batch)?;
         self.record(now, batch.iter_meta().take(n));
+        self.flush_due(now);
         Ok(n)
     }
 
@@ -229,11 +278,18 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         self.inner.as_raw_fd()
     }
 
+    /// The inner device's deadline, or the next periodic flush of a
+    /// capture with unflushed records, whichever is first.
     fn poll_at(&self) -> Option<Instant> {
-        self.inner.poll_at()
+        let flush = match (self.unflushed, self.flushed_at) {
+            (true, Some(at)) => Some(at + FLUSH_EVERY),
+            _ => None,
+        };
+        [self.inner.poll_at(), flush].into_iter().flatten().min()
     }
 
     fn service(&mut self, now: Instant) -> io::Result<()> {
+        self.flush_due(now);
         self.inner.service(now)
     }
 }
