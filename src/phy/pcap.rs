@@ -688,6 +688,7 @@ impl<R: Read> Iterator for Reader<R> {
 mod tests {
     use super::*;
     use crate::phy::PipeDevice;
+    use crate::time::Duration;
     use proptest::prelude::*;
 
     fn read_all(bytes: &[u8]) -> io::Result<Vec<Record>> {
@@ -868,6 +869,69 @@ mod tests {
         assert_eq!(recs[0].data, vec![1; 60]);
         assert_eq!(recs[2].data, vec![3; 64]);
         assert_eq!(recs[2].timestamp_micros - recs[0].timestamp_micros, 250_000);
+    }
+
+    /// A sink that keeps what reached it, shared with the test.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn bytes(&self) -> Vec<u8> {
+            self.0.lock().unwrap().concat()
+        }
+    }
+
+    #[test]
+    fn a_buffered_capture_ends_on_a_record_boundary_after_every_write() {
+        // A process killed at any moment leaves what the BufWriter wrote
+        // so far: that must always read as whole records (before, a
+        // record's 16-byte header could be written without its data).
+        let sink = Sink::default();
+        let mut w = Writer::new(io::BufWriter::with_capacity(100, sink.clone()), 1).unwrap();
+        for i in 0..40usize {
+            w.write_packet(i as u64, &vec![i as u8; (i * 7) % 90]).unwrap();
+        }
+        let writes = sink.0.lock().unwrap().clone();
+        assert!(writes.len() > 5, "the buffer was written out several times");
+        let mut so_far = Vec::new();
+        for chunk in &writes {
+            so_far.extend_from_slice(chunk);
+            let recs = read_all(&so_far).expect("whole records after every write");
+            assert!(recs.iter().enumerate().all(|(i, r)| r.timestamp_micros == i as u64));
+        }
+    }
+
+    #[test]
+    fn capture_time_never_steps_back_and_is_flushed_while_running() {
+        let (a, _b) = PipeDevice::pair(Medium::Ethernet, 1500);
+        let sink = Sink::default();
+        let mut cap = PcapWriter::new(a, io::BufWriter::new(sink.clone())).unwrap();
+        let mut out = FrameBatch::new(4, 1514);
+        out.push(&[1; 60]);
+        let t = Instant::from_secs(5);
+        cap.send_batch(t, &out).unwrap();
+        // A caller that read its clock earlier than the last one.
+        cap.send_batch(t - Duration::from_millis(9), &out).unwrap();
+        cap.send_batch(t + Duration::from_millis(1), &out).unwrap();
+        assert!(sink.bytes().is_empty(), "still buffered");
+        assert_eq!(cap.poll_at(), Some(t + FLUSH_EVERY), "a flush is due");
+        cap.service(t + FLUSH_EVERY).unwrap();
+        let recs = read_all(&sink.bytes()).unwrap();
+        assert_eq!(recs.len(), 3, "flushed by service() with nothing else to do");
+        let ts: Vec<u64> = recs.iter().map(|r| r.timestamp_micros).collect();
+        assert_eq!(ts[1], ts[0], "an earlier reading keeps the last timestamp");
+        assert_eq!(ts[2] - ts[0], 1_000);
+        assert_eq!(cap.poll_at(), None, "nothing left to flush");
     }
 
     #[test]
