@@ -308,11 +308,7 @@ impl Stack {
             crate::net::wake::take_all(&mut core.wakers, &mut wake);
         }
         wake.into_iter().for_each(std::task::Waker::wake);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         match thread {
             Some(t) => t
                 .join()

@@ -296,12 +296,15 @@ fn acks_do_not_wake_a_blocked_reader() {
     );
 }
 
-/// TCP timestamps (TSval) by sender port, and capture timestamps, from a
-/// capture of Ethernet frames.
-fn capture_times(path: &std::path::Path) -> (Vec<u64>, std::collections::HashMap<u16, Vec<u32>>) {
+/// TCP timestamps (TSval) by connection and direction (source and
+/// destination port), and capture timestamps, from a capture of Ethernet
+/// frames.
+type TsVals = std::collections::HashMap<(u16, u16), Vec<u32>>;
+
+fn capture_times(path: &std::path::Path) -> (Vec<u64>, TsVals) {
     use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
     let mut stamps = Vec::new();
-    let mut tsvals: std::collections::HashMap<u16, Vec<u32>> = Default::default();
+    let mut tsvals = TsVals::default();
     for rec in ustack::phy::pcap::Reader::open(path).unwrap() {
         let rec = rec.expect("the capture reads to its end");
         stamps.push(rec.timestamp_micros);
@@ -311,7 +314,10 @@ fn capture_times(path: &std::path::Path) -> (Vec<u64>, std::collections::HashMap
         if let Some(TransportSlice::Tcp(t)) = p.transport {
             for o in t.options_iterator().flatten() {
                 if let TcpOptionElement::Timestamp(val, _) = o {
-                    tsvals.entry(t.source_port()).or_default().push(val);
+                    tsvals
+                        .entry((t.source_port(), t.destination_port()))
+                        .or_default()
+                        .push(val);
                 }
             }
         }
@@ -341,10 +347,13 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
         .addr("10.6.0.2/24".parse::<Ipv4Cidr>().unwrap())
         .build()
         .unwrap();
-    const N: usize = 24 << 20;
+    // Four connections, each sending both ways at once in small writes
+    // (each a direct send from its thread): more threads than cores, so
+    // the stack thread is often preempted between reading the clock and
+    // taking the device.
+    const N: usize = 8 << 20;
+    const CONNS: u16 = 4;
     let l = TcpListener::bind(&sb, "0.0.0.0:9").unwrap();
-    let c = TcpStream::connect(&sa, "10.6.0.2:9").unwrap();
-    let (s, _) = l.accept().unwrap();
     let both = |st: TcpStream| {
         let mut rd = st.try_clone().unwrap();
         let reader = std::thread::spawn(move || {
@@ -359,7 +368,7 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
         });
         let payload = data(N);
         let writer = std::thread::spawn(move || {
-            for chunk in payload.chunks(4096) {
+            for chunk in payload.chunks(1024) {
                 (&st).write_all(chunk).unwrap();
             }
             st.shutdown(Shutdown::Write).unwrap();
@@ -367,13 +376,27 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
         });
         (reader, writer)
     };
-    let (ra, wa) = both(c);
-    let (rb, wb) = both(s);
-    assert_eq!(ra.join().unwrap(), N);
-    assert_eq!(rb.join().unwrap(), N);
-    let (c, s) = (wa.join().unwrap(), wb.join().unwrap());
-    let (ic, is) = (c.info().unwrap(), s.info().unwrap());
-    drop((c, s));
+    let mut threads = Vec::new();
+    for _ in 0..CONNS {
+        let c = TcpStream::connect(&sa, "10.6.0.2:9").unwrap();
+        let (s, _) = l.accept().unwrap();
+        threads.push(both(c));
+        threads.push(both(s));
+    }
+    // Every retransmission must be a tail-loss probe (RFC 8985 sends one,
+    // new data when it can, when an ACK is 2·SRTT late, which a starved
+    // CPU can make it here), and no probe may repair a loss: nothing is
+    // lost on this link.
+    let (mut retransmits, mut tlps, mut fast, mut rtos, mut repaired) = (0, 0, 0, 0, 0);
+    for (r, w) in threads {
+        assert_eq!(r.join().unwrap(), N);
+        let i = w.join().unwrap().info().unwrap();
+        retransmits += i.retransmits;
+        tlps += i.tlps;
+        fast += i.fast_retransmits;
+        rtos += i.timeouts;
+        repaired += i.tlp_loss_repaired;
+    }
     let regressions = sa.counters().link.clock_regressions;
     sa.shutdown().unwrap(); // closes the device: the capture is complete
     let (stamps, tsvals) = capture_times(&path);
@@ -381,14 +404,23 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
     assert!(stamps.len() > 1000, "{} frames captured", stamps.len());
     let back = stamps.windows(2).filter(|w| w[1] < w[0]).count();
     assert_eq!(back, 0, "capture timestamps stepped back {back} times");
-    for (port, v) in &tsvals {
+    assert_eq!(tsvals.len(), 2 * CONNS as usize, "both directions of each");
+    for ((from, to), v) in &tsvals {
         let back = v.windows(2).filter(|w| w[1] < w[0]).count();
-        assert_eq!(back, 0, "TSval from port {port} went backwards {back} times");
+        assert_eq!(back, 0, "TSval {from} -> {to} went backwards {back} times");
     }
     assert_eq!(
-        (ic.retransmits, is.retransmits),
+        (fast, rtos),
         (0, 0),
-        "retransmissions on a clean link"
+        "fast retransmits and timeouts on a clean link"
     );
-    eprintln!("clock readings behind the core's time: {regressions}");
+    assert!(
+        retransmits <= tlps,
+        "{retransmits} retransmissions, {tlps} probes"
+    );
+    assert_eq!(
+        repaired, 0,
+        "a tail-loss probe repaired a loss on a clean link"
+    );
+    eprintln!("clock readings behind the core's time: {regressions}; tail-loss probes: {tlps}, retransmissions: {retransmits}");
 }

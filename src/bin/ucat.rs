@@ -289,8 +289,14 @@ fn main() {
             .build()
             .unwrap_or_else(|e| fail("ucat", e)),
     );
-    spawn_monitor_with("ucat", stack.clone(), signals, &args.observe, OnStop::SignalStatus)
-        .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
+    spawn_monitor_with(
+        "ucat",
+        stack.clone(),
+        signals,
+        &args.observe,
+        OnStop::SignalStatus,
+    )
+    .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
             let addr = (host.as_str(), *port)

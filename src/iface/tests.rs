@@ -615,5 +615,9 @@ fn time_never_goes_backwards_in_the_core() {
     assert_eq!(a.counters().link.clock_regressions, 1);
     let mut buf = [0u8; 64];
     let n = b.tcp_recv(hb, &mut buf).unwrap();
-    assert_eq!(&buf[..n], b"firstsecond", "the peer took both (no PAWS drop)");
+    assert_eq!(
+        &buf[..n],
+        b"firstsecond",
+        "the peer took both (no PAWS drop)"
+    );
 }

@@ -899,7 +899,8 @@ mod tests {
         let sink = Sink::default();
         let mut w = Writer::new(io::BufWriter::with_capacity(100, sink.clone()), 1).unwrap();
         for i in 0..40usize {
-            w.write_packet(i as u64, &vec![i as u8; (i * 7) % 90]).unwrap();
+            w.write_packet(i as u64, &vec![i as u8; (i * 7) % 90])
+                .unwrap();
         }
         let writes = sink.0.lock().unwrap().clone();
         assert!(writes.len() > 5, "the buffer was written out several times");
@@ -907,7 +908,10 @@ mod tests {
         for chunk in &writes {
             so_far.extend_from_slice(chunk);
             let recs = read_all(&so_far).expect("whole records after every write");
-            assert!(recs.iter().enumerate().all(|(i, r)| r.timestamp_micros == i as u64));
+            assert!(recs
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.timestamp_micros == i as u64));
         }
     }
 
@@ -927,7 +931,11 @@ mod tests {
         assert_eq!(cap.poll_at(), Some(t + FLUSH_EVERY), "a flush is due");
         cap.service(t + FLUSH_EVERY).unwrap();
         let recs = read_all(&sink.bytes()).unwrap();
-        assert_eq!(recs.len(), 3, "flushed by service() with nothing else to do");
+        assert_eq!(
+            recs.len(),
+            3,
+            "flushed by service() with nothing else to do"
+        );
         let ts: Vec<u64> = recs.iter().map(|r| r.timestamp_micros).collect();
         assert_eq!(ts[1], ts[0], "an earlier reading keeps the last timestamp");
         assert_eq!(ts[2] - ts[0], 1_000);
