@@ -139,13 +139,17 @@ fn spawn_progress(stream: TcpStream, done: Arc<AtomicBool>) -> std::thread::Join
                 let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
                 let mbit = |b: u64| b as f64 * 8.0 / dt / 1e6;
                 eprintln!(
-                    "ucat: {:.1} s: sent {} B ({:.1} Mbit/s), received {} B ({:.1} Mbit/s), {} retransmits, srtt {:.1} ms, cwnd {} B, mss {} B, pmtu {} B",
+                    "ucat: {:.1} s: sent {} B ({:.1} Mbit/s), received {} B ({:.1} Mbit/s), {} retransmits ({} fast, {} timeouts, {} tail-loss probes, {} D-SACKs in), srtt {:.1} ms, cwnd {} B, mss {} B, pmtu {} B",
                     now.duration_since(start).as_secs_f64(),
                     i.bytes_acked,
                     mbit(i.bytes_acked.saturating_sub(last_tx)),
                     i.bytes_received,
                     mbit(i.bytes_received.saturating_sub(last_rx)),
                     i.retransmits,
+                    i.fast_retransmits,
+                    i.timeouts,
+                    i.tlps,
+                    i.dsacks_received,
                     i.srtt.map_or(0.0, |d| d.as_secs_f64() * 1e3),
                     i.cwnd,
                     i.mss,

@@ -409,8 +409,11 @@ pub(crate) struct Tlp {
 
 /// RFC 8985 §7.2 `TLP_calc_PTO`: `2·SRTT`, plus the peer's worst-case
 /// delayed-ACK time when only one segment is in flight (its ACK may be
-/// delayed), 1 s without an RTT sample; never beyond the RTO deadline
-/// (`rto_left`), and at least `floor`.
+/// delayed), else plus `floor` (as Linux adds `TCP_TIMEOUT_MIN`, 2 ms:
+/// on a sub-millisecond path an ACK a scheduler delayed by a millisecond
+/// or two is not a lost tail, and a probe then is a spurious
+/// retransmission); 1 s without an RTT sample; never beyond the RTO
+/// deadline (`rto_left`), and at least `floor`.
 pub(crate) fn pto(
     srtt: Option<Duration>,
     one_segment: bool,
@@ -424,7 +427,7 @@ pub(crate) fn pto(
             if one_segment {
                 p + max_ack_delay
             } else {
-                p
+                p + floor
             }
         }
         None => Duration::from_secs(1),
@@ -820,15 +823,15 @@ mod tests {
     fn pto_computation() {
         let d = Duration::from_millis;
         let floor = d(2);
-        // 2·SRTT.
-        assert_eq!(pto(Some(d(40)), false, d(200), d(1000), floor), d(80));
+        // 2·SRTT, plus the floor (Linux's TCP_TIMEOUT_MIN).
+        assert_eq!(pto(Some(d(40)), false, d(200), d(1000), floor), d(82));
         // One segment in flight: plus the worst-case delayed ACK.
         assert_eq!(pto(Some(d(40)), true, d(200), d(1000), floor), d(280));
         // Capped by the time left to the RTO.
         assert_eq!(pto(Some(d(40)), true, d(200), d(230), floor), d(230));
         // No sample: 1 s.
         assert_eq!(pto(None, false, d(200), d(3000), floor), d(1000));
-        // Never below the floor.
+        // A sub-millisecond path: 2·SRTT + the floor.
         assert_eq!(
             pto(
                 Some(Duration::from_micros(100)),
@@ -837,7 +840,9 @@ mod tests {
                 d(1000),
                 floor
             ),
-            floor
+            floor + Duration::from_micros(200)
         );
+        // Never below the floor, even when the RTO is nearer.
+        assert_eq!(pto(Some(d(40)), false, d(200), d(1), floor), floor);
     }
 }
