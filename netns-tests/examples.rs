@@ -62,17 +62,17 @@ pub fn example(name: &str) -> String {
 }
 
 /// A directory in the temp dir, removed (with its files) on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> TempDir {
+    pub(crate) fn new(what: &str) -> TempDir {
         let f = TempFile::new(what);
         let p = f.0.clone();
         drop(f);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
     }
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.0.to_str().expect("UTF-8 temp path")
     }
 }
@@ -117,15 +117,11 @@ fn docroot() -> (TempDir, TempDir) {
     (root, outer)
 }
 
-fn http_rig(subnet: u8, tag: &str, root: &str) -> Rig {
+pub(crate) fn http_rig(subnet: u8, tag: &str, root: &str, extra: &[&str]) -> Rig {
     let mut rig = Rig::new(Medium::Tun, tag, subnet);
-    rig.launch(
-        ToolSpec::new(
-            &example("http_server"),
-            &["--port", "80", "--root", root, "--cc", "cubic"],
-        )
-        .ready("http_server: serving"),
-    );
+    let mut args = vec!["--port", "80", "--root", root, "--cc", "cubic"];
+    args.extend_from_slice(extra);
+    rig.launch(ToolSpec::new(&example("http_server"), &args).ready("http_server: serving"));
     rig
 }
 
@@ -142,7 +138,7 @@ fn curl(rig: &Rig, args: &[&str]) -> (bool, String, String) {
 /// come back as they should.
 pub fn http_server_serves_files() {
     let (root, outer) = docroot();
-    let mut rig = http_rig(S_HTTP, "ehttp", root.path());
+    let mut rig = http_rig(S_HTTP, "ehttp", root.path(), &[]);
     let base = format!("http://{}", rig.stack_ip);
     let got = TempFile::new("http-got");
     let start = Instant::now();
@@ -213,7 +209,7 @@ pub fn http_server_serves_files() {
 /// responses, some requests done.
 pub fn http_server_survives_wrk() {
     let (root, _outer) = docroot();
-    let mut rig = http_rig(S_WRK, "ewrk", root.path());
+    let mut rig = http_rig(S_WRK, "ewrk", root.path(), &[]);
     let url = format!("http://{}/index.html", rig.stack_ip);
     let out = rig.kernel.exec(
         &[

@@ -12,6 +12,7 @@
 
 #[cfg(feature = "tokio")]
 mod async_api;
+mod capture;
 mod examples;
 mod harness;
 mod ipv6;
@@ -391,4 +392,31 @@ example_tests!(
     [stats_interval_prints_counters, "ping"],
     [sigusr1_prints_socket_table, "ping"],
     [ucat_progress_reports, "ping"],
+);
+
+/// `--pcap` captures complete on every way out (`capture.rs`).
+macro_rules! capture_tests {
+    ($([$test:ident, $($tool:literal),*]),* $(,)?) => {
+        mod capture_tests {
+            $(
+                #[test]
+                fn $test() {
+                    if crate::harness::preconditions(
+                        concat!("capture::", stringify!($test)),
+                        &["tshark", $($tool),*],
+                    ) {
+                        crate::capture::$test();
+                    }
+                }
+            )*
+        }
+    };
+}
+
+capture_tests!(
+    [ucat_capture_at_end_of_transfer,],
+    [ucat_capture_on_sigint,],
+    [ucat_capture_on_sigterm,],
+    [ucat_capture_on_error,],
+    [http_server_capture_on_sigterm, "curl"],
 );

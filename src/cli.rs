@@ -362,9 +362,12 @@ pub fn fail(tool: &str, msg: impl std::fmt::Display) -> ! {
 /// capture ([`flush_captures`]): what the tools call instead of
 /// `std::process::exit`, which runs no destructor, so a capture still
 /// owned by a stack thread would lose its buffered end.
+///
+/// It does not flush stdout: another thread may hold it locked (`ucat`'s
+/// receiving thread does for the whole transfer), so a caller that
+/// printed to stdout flushes it itself first.
 pub fn exit(code: i32) -> ! {
     flush_captures();
-    let _ = io::stdout().flush();
     std::process::exit(code)
 }
 
@@ -643,6 +646,7 @@ pub fn spawn_monitor_with(
                                 format!("{}{}", i.counters().report(), tcp_report(i))
                             });
                             print!("{r}");
+                            let _ = io::stdout().flush();
                             exit(0);
                         }
                         OnStop::SignalStatus => exit(128 + sig),
