@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use ustack::iface::Ipv4Cidr;
 use ustack::net::tokio::{TcpListener, TcpStream};
 use ustack::phy::tun::{TunDevice, TunKind, TunOptions};
 use ustack::stack::Stack;
@@ -118,7 +117,7 @@ fn stack_in_namespace(tag: &str, subnet: u8) -> (Netns, Stack, String) {
     ns.ip(&["link", "set", "ustk0", "up"]);
     let stack_ip = format!("10.1.{subnet}.2");
     let stack = Stack::builder(dev)
-        .addr(format!("{stack_ip}/24").parse::<Ipv4Cidr>().unwrap())
+        .addr(format!("{stack_ip}/24").parse().unwrap())
         .build()
         .expect("start the stack");
     (ns, stack, stack_ip)

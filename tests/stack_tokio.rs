@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use ustack::iface::Ipv4Cidr;
 use ustack::net::tokio::{TcpListener, TcpStream, UdpSocket};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
@@ -20,11 +19,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn pair() -> (Stack, Stack) {
     let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
     let sa = Stack::builder(a)
-        .addr("10.7.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.1/24".parse().unwrap())
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.7.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.2/24".parse().unwrap())
         .build()
         .unwrap();
     (sa, sb)
