@@ -241,7 +241,10 @@ fn ipv6_only_stacks_talk_tcp_and_udp() {
 #[test]
 fn a_stack_without_addresses_is_refused() {
     let (a, _b) = PipeDevice::pair(Medium::Ethernet, 1500);
-    let e = Stack::builder(a).build().err().expect("no address: refused");
+    let e = Stack::builder(a)
+        .build()
+        .err()
+        .expect("no address: refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("at least one address"), "{e}");
 }
