@@ -15,6 +15,7 @@ mod async_api;
 mod examples;
 mod harness;
 mod ipv6;
+mod ipv6_tools;
 mod multiqueue;
 mod pmtu;
 mod py;
