@@ -35,7 +35,9 @@ pub struct DeviceArgs {
     /// listen on every family given.
     #[arg(long, value_name = "IP/PREFIX", required = true)]
     pub addr: Vec<IpCidr>,
-    /// Default gateway for off-link destinations.
+    /// Default IPv4 gateway for off-link destinations (IPv6 has no default
+    /// router yet: on TAP and raw devices it reaches on-link destinations
+    /// only).
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// MTU to set on a created TUN/TAP device (default: the device's).

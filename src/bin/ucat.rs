@@ -62,7 +62,7 @@ enum Mode {
         port: u16,
     },
     /// Wait for one connection (or the first datagram) on PORT, on every
-    /// address family the stack has (0.0.0.0 and/or [::]).
+    /// address family the stack has (`0.0.0.0` and/or `[::]`).
     Listen {
         /// The local port.
         port: u16,
@@ -252,11 +252,11 @@ fn run_udp(
                 (None, _, _) => input_done = true,
             }
         }
-        for i in 0..socks.len() {
+        for (i, sock) in socks.iter().enumerate() {
             if chosen.is_some_and(|c| c != i) {
                 continue;
             }
-            match socks[i].recv_from(&mut buf) {
+            match sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     peer.get_or_insert(from);
                     chosen.get_or_insert(i);
