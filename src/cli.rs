@@ -738,3 +738,23 @@ pub fn run_queues<Q: Send + 'static>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::Medium;
+
+    #[test]
+    fn wildcards_follow_the_address_families() {
+        let mut c = Config::new(Medium::Ip);
+        let v4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let v6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(wildcards(&c), [v4]);
+        c.addrs.push("10.0.0.2/24".parse().unwrap());
+        assert_eq!(wildcards(&c), [v4]);
+        c.addrs_v6.push("fd00::2/64".parse().unwrap());
+        assert_eq!(wildcards(&c), [v4, v6]);
+        c.addrs.clear();
+        assert_eq!(wildcards(&c), [v6]);
+    }
+}
