@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! cargo run --release --features tokio --example async_echo -- \
-//!     --tun ustk0 --addr 10.0.0.2/24 --port 7
+//!     --tun ustk0 --addr 10.0.0.2/24 --addr fd00::2/64 --port 7
 //! ```
+//!
+//! It listens on every address family it was given (`0.0.0.0` and `[::]`).
 //!
 //! It prints `async_echo: echoing TCP port ...` on stderr when ready, and
 //! on SIGINT/SIGTERM a line of counters on stdout before exiting 0.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -60,9 +62,30 @@ async fn echo(mut s: TcpStream, stats: Arc<Stats>) -> std::io::Result<()> {
     s.shutdown().await
 }
 
+/// Accepts on one listener, a task per connection.
+async fn accept_loop(listener: TcpListener, stats: Arc<Stats>) {
+    loop {
+        match listener.accept().await {
+            Ok((s, _peer)) => {
+                let stats = stats.clone();
+                let open = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+                stats.peak.fetch_max(open, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let _ = echo(s, stats.clone()).await;
+                    stats.open.fetch_sub(1, Ordering::Relaxed);
+                    stats.served.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) => fail("async_echo", format!("accept: {e}")),
+        }
+    }
+}
+
 fn main() {
     let args: Args = parse_args("async_echo");
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("async_echo", e));
+    // 0.0.0.0 and/or [::]: every address family given is served.
+    let any = ustack::cli::wildcards(&config);
     let stack = Stack::builder(device)
         .config(config)
         .build()
@@ -76,9 +99,12 @@ fn main() {
     rt.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).unwrap_or_else(|e| fail("async_echo", e));
         let mut sigterm = signal(SignalKind::terminate()).unwrap_or_else(|e| fail("async_echo", e));
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
-        let listener = TcpListener::bind_with_backlog(&stack, addr, args.backlog)
-            .unwrap_or_else(|e| fail("async_echo", format!("cannot listen on {addr}: {e}")));
+        for ip in any {
+            let addr = SocketAddr::new(ip, args.port);
+            let listener = TcpListener::bind_with_backlog(&stack, addr, args.backlog)
+                .unwrap_or_else(|e| fail("async_echo", format!("cannot listen on {addr}: {e}")));
+            tokio::spawn(accept_loop(listener, stats.clone()));
+        }
         eprintln!(
             "async_echo: echoing TCP port {} on {}",
             args.port,
@@ -89,24 +115,9 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((s, _peer)) => {
-                        let stats = stats.clone();
-                        let open = stats.open.fetch_add(1, Ordering::Relaxed) + 1;
-                        stats.peak.fetch_max(open, Ordering::Relaxed);
-                        tokio::spawn(async move {
-                            let _ = echo(s, stats.clone()).await;
-                            stats.open.fetch_sub(1, Ordering::Relaxed);
-                            stats.served.fetch_add(1, Ordering::Relaxed);
-                        });
-                    }
-                    Err(e) => fail("async_echo", format!("accept: {e}")),
-                },
-                _ = sigint.recv() => break,
-                _ = sigterm.recv() => break,
-            }
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
         }
     });
     // Dropping the runtime drops the tasks and so closes their streams.

@@ -3,8 +3,9 @@
 //! thread per connection, blocking reads and writes.
 //!
 //! ```text
-//! http_server --tun ustk0 --addr 10.0.0.2/24 --port 80 --root ./public
+//! http_server --tun ustk0 --addr 10.0.0.2/24 --addr fd00::2/64 --port 80 --root ./public
 //! curl http://10.0.0.2/index.html
+//! curl 'http://[fd00::2]/index.html'
 //! ```
 //!
 //! GET and HEAD, `Content-Length` on every response, keep-alive (HTTP/1.1
@@ -17,7 +18,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown};
+use std::net::Shutdown;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -413,30 +414,44 @@ fn main() {
         .unwrap_or_else(|e| fail(TOOL, format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail(TOOL, e));
     config.tcp.congestion = args.cc.clone();
+    let families = config.clone();
     let stack = Arc::new(
         Stack::builder(device)
             .config(config)
             .build()
             .unwrap_or_else(|e| fail(TOOL, e)),
     );
-    let listener =
-        TcpListener::bind_with_backlog(&stack, (Ipv4Addr::UNSPECIFIED, args.port), args.backlog)
-            .unwrap_or_else(|e| fail(TOOL, format!("cannot listen on port {}: {e}", args.port)));
+    // 0.0.0.0 and/or [::]: every address family given is served.
+    let listeners = ustack::cli::listen_wildcards(&stack, &families, args.port, args.backlog)
+        .unwrap_or_else(|e| fail(TOOL, e));
     spawn_monitor(TOOL, stack.clone(), signals, &args.observe)
         .unwrap_or_else(|e| fail(TOOL, format!("cannot start the monitor thread: {e}")));
     eprintln!(
         "{TOOL}: serving {} on port {} ({})",
         root.display(),
         args.port,
-        args.device
-            .addr
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        ustack::cli::addr_list(&families)
     );
     let active = Arc::new(AtomicUsize::new(0));
     let idle = Duration::from_secs(args.idle_timeout.max(1));
+    let mut threads = Vec::new();
+    for listener in listeners {
+        let (root, active) = (root.clone(), active.clone());
+        let t = std::thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || accept_loop(listener, root, active, idle))
+            .unwrap_or_else(|e| fail(TOOL, format!("cannot start an accept thread: {e}")));
+        threads.push(t);
+    }
+    // The accept loops end only by failing the process.
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Accepts connections on one listener, a thread each (at most
+/// `MAX_CONNS` at once over all listeners: more get a 503).
+fn accept_loop(listener: TcpListener, root: Arc<Path>, active: Arc<AtomicUsize>, idle: Duration) {
     loop {
         let (mut stream, _) = match listener.accept() {
             Ok(c) => c,

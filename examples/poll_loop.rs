@@ -13,12 +13,12 @@
 //!    our own stats timer).
 //!
 //! ```text
-//! poll_loop --tun ustk0 --addr 10.0.0.2/24 --port 7
+//! poll_loop --tun ustk0 --addr 10.0.0.2/24 --addr fd00::2/64 --port 7
 //! ```
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::iface::Interface;
@@ -95,13 +95,22 @@ fn main() {
     // The core: time is an input, read from the one clock we own.
     let clock = RealClock::new();
     let mut iface = Interface::new(config, clock.now());
-    let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
-    let listener = iface
-        .tcp_listen(any, 128)
-        .unwrap_or_else(|e| fail(TOOL, format!("listen on TCP port {}: {e}", args.port)));
-    let udp = iface
-        .udp_bind(any)
-        .unwrap_or_else(|e| fail(TOOL, format!("bind UDP port {}: {e}", args.port)));
+    // 0.0.0.0 and/or [::] (IPv6-only sockets): every address family given.
+    let mut listeners = Vec::new();
+    let mut udps = Vec::new();
+    for ip in ustack::cli::wildcards(iface.config()) {
+        let at = SocketAddr::new(ip, args.port);
+        listeners.push(
+            iface
+                .tcp_listen(at, 128)
+                .unwrap_or_else(|e| fail(TOOL, format!("listen on TCP {at}: {e}"))),
+        );
+        udps.push(
+            iface
+                .udp_bind(at)
+                .unwrap_or_else(|e| fail(TOOL, format!("bind UDP {at}: {e}"))),
+        );
+    }
     let mut driver = Driver::new(device, &iface);
     let mut stats = args.observe.stats_timer(clock.now());
     eprintln!("{TOOL}: echoing TCP and UDP port {}", args.port);
@@ -118,21 +127,21 @@ fn main() {
         // 2. Service the sockets that have news.
         iface.drain_socket_events(&mut events);
         for h in events.drain(..) {
-            if h == listener {
-                while let Ok((c, _peer)) = iface.tcp_accept(listener) {
+            if listeners.contains(&h) {
+                while let Ok((c, _peer)) = iface.tcp_accept(h) {
                     let mut e = Echo::default();
                     if service(&mut iface, c, &mut e, &mut buf) {
                         conns.insert(c, e);
                     }
                 }
-            } else if h == udp {
+            } else if udps.contains(&h) {
                 // Echo while there is a datagram and room to send it back.
                 while iface
-                    .udp_socket(udp)
+                    .udp_socket(h)
                     .is_ok_and(|s| s.can_recv() && s.can_send(buf.len()))
                 {
-                    if let Ok((n, from)) = iface.udp_recv_from(udp, &mut buf) {
-                        let _ = iface.udp_send_to(udp, &buf[..n], from);
+                    if let Ok((n, from)) = iface.udp_recv_from(h, &mut buf) {
+                        let _ = iface.udp_send_to(h, &buf[..n], from);
                     }
                 }
             } else if let Some(e) = conns.get_mut(&h) {

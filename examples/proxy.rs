@@ -3,8 +3,11 @@
 //! proxy or a tunnel endpoint bridges the two worlds.
 //!
 //! ```text
-//! proxy --tun ustk0 --addr 10.0.0.2/24 --listen 5201 --to 192.0.2.10:5201
+//! proxy --tun ustk0 --addr 10.0.0.2/24 --addr fd00::2/64 --listen 5201 --to 192.0.2.10:5201
 //! ```
+//!
+//! It accepts on every address family it was given (`0.0.0.0` and
+//! `[::]`); `--to` may be IPv6 too (`[2001:db8::10]:5201`).
 //!
 //! Two threads per connection copy the two directions with 64 KiB
 //! buffers. When one side ends its direction (EOF), the other side's write
@@ -12,7 +15,7 @@
 //! either side shuts both down.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream as KernelStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream as KernelStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +36,8 @@ struct Args {
     /// TCP port to accept connections on, on the stack.
     #[arg(long, value_name = "PORT")]
     listen: u16,
-    /// Where each connection is relayed to, through the kernel's TCP.
+    /// Where each connection is relayed to, through the kernel's TCP
+    /// (IPv4 `10.0.0.1:80` or IPv6 `[fd00::1]:80`).
     #[arg(long, value_name = "HOST:PORT")]
     to: String,
     /// Congestion control on the stack's side: reno or cubic.
@@ -140,18 +144,40 @@ fn main() {
         .unwrap_or_else(|e| fail(TOOL, format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail(TOOL, e));
     config.tcp.congestion = args.cc.clone();
+    let families = config.clone();
     let stack = Arc::new(
         Stack::builder(device)
             .config(config)
             .build()
             .unwrap_or_else(|e| fail(TOOL, e)),
     );
-    let listener = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, args.listen))
-        .unwrap_or_else(|e| fail(TOOL, format!("cannot listen on port {}: {e}", args.listen)));
+    // 0.0.0.0 and/or [::]: clients of every address family given.
+    let listeners = ustack::cli::listen_wildcards(&stack, &families, args.listen, 128)
+        .unwrap_or_else(|e| fail(TOOL, e));
     spawn_monitor(TOOL, stack.clone(), signals, &args.observe)
         .unwrap_or_else(|e| fail(TOOL, format!("cannot start the monitor thread: {e}")));
-    eprintln!("{TOOL}: relaying port {} to {to}", args.listen);
+    eprintln!(
+        "{TOOL}: relaying port {} ({}) to {to}",
+        args.listen,
+        ustack::cli::addr_list(&families)
+    );
     let timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let mut threads = Vec::new();
+    for listener in listeners {
+        let t = std::thread::Builder::new()
+            .name("proxy-accept".into())
+            .spawn(move || accept_loop(listener, to, timeout))
+            .unwrap_or_else(|e| fail(TOOL, format!("cannot start an accept thread: {e}")));
+        threads.push(t);
+    }
+    // The accept loops end only by failing the process.
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Accepts connections on one listener and bridges each on its own thread.
+fn accept_loop(listener: TcpListener, to: SocketAddr, timeout: Duration) {
     loop {
         let (client, from) = match listener.accept() {
             Ok(c) => c,

@@ -10,10 +10,8 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 
 use ustack::cli::{fail, parse_args, DeviceArgs, ObserveArgs, SignalFd};
-use ustack::net::TcpListener;
 use ustack::stack::Stack;
 
 const TOOL: &str = "threaded_echo";
@@ -42,28 +40,35 @@ fn main() {
     let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM])
         .unwrap_or_else(|e| fail(TOOL, format!("cannot set up signals: {e}")));
     let (device, config) = args.device.open().unwrap_or_else(|e| fail(TOOL, e));
+    let families = config.clone();
     let stack = Stack::builder(device)
         .config(config)
         .build()
         .unwrap_or_else(|e| fail(TOOL, e));
-    let listener =
-        TcpListener::bind_with_backlog(&stack, (Ipv4Addr::UNSPECIFIED, args.port), args.backlog)
-            .unwrap_or_else(|e| fail(TOOL, format!("cannot listen on port {}: {e}", args.port)));
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; 1 << 16];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
+    // 0.0.0.0 and/or [::]: every address family given is served.
+    let listeners = ustack::cli::listen_wildcards(&stack, &families, args.port, args.backlog)
+        .unwrap_or_else(|e| fail(TOOL, e));
+    for listener in listeners {
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let _ = s.set_nodelay(true);
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    });
-    eprintln!("{TOOL}: echoing TCP port {}", args.port);
+                });
+            }
+        });
+    }
+    eprintln!(
+        "{TOOL}: echoing TCP port {} ({})",
+        args.port,
+        ustack::cli::addr_list(&families)
+    );
     // Until a signal.
     let mut fds = [libc::pollfd {
         fd: signals.as_raw_fd(),

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use ustack::iface::Ipv4Cidr;
 use ustack::net::tokio::{TcpListener, TcpStream};
 use ustack::phy::tun::{TunDevice, TunKind, TunOptions};
 use ustack::stack::Stack;
@@ -21,6 +20,8 @@ use crate::py::{self, result_field};
 
 const S_THOUSAND: u8 = 40;
 const S_EXAMPLE: u8 = 41;
+const S_EXAMPLE6: u8 = 71;
+const S_EXAMPLE46: u8 = 72;
 
 /// Opens TUN `name` inside namespace `ns` from a short-lived thread that
 /// joins it (`setns` moves only that thread), so the device and the
@@ -118,7 +119,7 @@ fn stack_in_namespace(tag: &str, subnet: u8) -> (Netns, Stack, String) {
     ns.ip(&["link", "set", "ustk0", "up"]);
     let stack_ip = format!("10.1.{subnet}.2");
     let stack = Stack::builder(dev)
-        .addr(format!("{stack_ip}/24").parse::<Ipv4Cidr>().unwrap())
+        .addr(format!("{stack_ip}/24").parse().unwrap())
         .build()
         .expect("start the stack");
     (ns, stack, stack_ip)
@@ -305,5 +306,69 @@ fn example_echoes_for_linux_clients() {
 fn example_serves_linux_clients() {
     if preconditions("async_api::example_serves_linux_clients", &[]) {
         example_echoes_for_linux_clients();
+    }
+}
+
+/// `examples/async_echo` IPv6-only on a TUN (only `--addr fd00:..::2/64`:
+/// the threaded stack used to refuse a stack without IPv4), or dual stack
+/// on a TAP (it used to listen on `0.0.0.0` only): 20 concurrent Linux
+/// connections over IPv6, and over IPv4 too when dual, echo exactly.
+fn async_echo_over_ipv6(medium: Medium, dual: bool, s: u8) {
+    let n = 20u64;
+    let net = format!("fd00:{s}:{}", medium as u8 + 1);
+    let (v6, kv6) = (format!("{net}::2"), format!("{net}::1"));
+    let mut rig = if dual {
+        Rig::new(medium, "aex6", s)
+    } else {
+        Rig::ipv6_only(medium, "aex6", s)
+    };
+    rig.launch(
+        ToolSpec::new(
+            &async_echo_example(),
+            &["--addr", &format!("{v6}/64"), "--port", "7"],
+        )
+        .ready("async_echo: echoing"),
+    );
+    rig.kernel_ipv6(&format!("{kv6}/64"));
+    let mut hosts = vec![v6.clone()];
+    if dual {
+        hosts.push(rig.stack_ip.clone());
+    }
+    for host in &hosts {
+        let out = rig.python(
+            py::MANY,
+            &[host, "7", &n.to_string(), "78", "40"],
+            Duration::from_secs(60),
+        );
+        let f = |k| result_field(&out.stdout, k);
+        let ok = out.success()
+            && f("connected") == Some(n)
+            && f("ok") == Some(n)
+            && f("mismatch") == Some(0)
+            && f("errors") == Some(0);
+        if !ok {
+            let stopped = rig.stop();
+            panic!("{medium:?} (dual: {dual}): {n} connections to async_echo at {host}:\n{out}\n{stopped}");
+        }
+    }
+    let stopped = rig.stop();
+    let served = n * hosts.len() as u64;
+    assert!(
+        stopped.code() == Some(0) && stopped.stdout.contains(&format!("served={served} ")),
+        "async_echo should exit 0 having served {served}:\n{stopped}"
+    );
+}
+
+#[test]
+fn example_serves_ipv6_only() {
+    if preconditions("async_api::example_serves_ipv6_only", &[]) {
+        async_echo_over_ipv6(Medium::Tun, false, S_EXAMPLE6);
+    }
+}
+
+#[test]
+fn example_serves_dual_stack_on_tap() {
+    if preconditions("async_api::example_serves_dual_stack_on_tap", &[]) {
+        async_echo_over_ipv6(Medium::Tap, true, S_EXAMPLE46);
     }
 }

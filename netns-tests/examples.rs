@@ -83,7 +83,7 @@ impl Drop for TempDir {
     }
 }
 
-fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
+pub(crate) fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut data = Vec::with_capacity(len + 8);
     while data.len() < len {
@@ -96,7 +96,7 @@ fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, data).expect("write data file");
 }
 
-fn sha256(path: &str) -> String {
+pub(crate) fn sha256(path: &str) -> String {
     let out = run(&["sha256sum", path], Duration::from_secs(30));
     assert!(out.success(), "sha256sum {path}:\n{out}");
     out.stdout
@@ -249,7 +249,7 @@ pub fn http_server_survives_wrk() {
 
 /// A second namespace behind a veth pair from the rig's kernel namespace:
 /// `<K> ustkv0 10.9.S.1/24 <-> ustkv1 10.9.S.2/24 <server ns>`.
-fn server_behind_veth(rig: &Rig, subnet: u8) -> (Netns, String) {
+pub(crate) fn server_behind_veth(rig: &Rig, subnet: u8) -> (Netns, String) {
     let srv = Netns::new("esrv");
     rig.kernel.ip(&[
         "link",
@@ -346,31 +346,34 @@ pub fn proxy_carries_iperf3() {
     assert_eq!(stopped.code(), Some(0), "{stopped}");
 }
 
-/// Server (python, in the server namespace): reads to EOF, then sends back
-/// `got N\n` and the data reversed, then closes.
-const HALF_SERVER: &str = r#"
+/// Server (python, in the server namespace) on `ADDR PORT [COUNT]` (IPv4
+/// or IPv6 by the address): for each of COUNT (default 1) connections in
+/// turn, reads to EOF, then sends back `got N\n` and the data reversed,
+/// then closes.
+pub(crate) const HALF_SERVER: &str = r#"
 import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(4)
 s.settimeout(30)
 sys.stderr.write("READY\n"); sys.stderr.flush()
-c, _ = s.accept()
-c.settimeout(30)
-data = b""
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    data += b
-c.sendall(b"got %d\n" % len(data) + data[::-1])
-c.close()
+for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
+    c, _ = s.accept()
+    c.settimeout(30)
+    data = b""
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        data += b
+    c.sendall(b"got %d\n" % len(data) + data[::-1])
+    c.close()
 "#;
 
 /// Client (python, kernel namespace): sends N bytes, half-closes, reads to
 /// EOF, checks the reply.
-const HALF_CLIENT: &str = r#"
+pub(crate) const HALF_CLIENT: &str = r#"
 import socket, sys, random
 data = random.Random(7).randbytes(int(sys.argv[3]))
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
@@ -430,7 +433,7 @@ pub fn proxy_propagates_half_close() {
 }
 
 /// TCP (1 MiB, half-close, echo to EOF) and UDP (20 datagrams) echo.
-const ECHO_BOTH: &str = r#"
+pub(crate) const ECHO_BOTH: &str = r#"
 import socket, sys, random, threading
 host, port = sys.argv[1], int(sys.argv[2])
 data = random.Random(3).randbytes(1 << 20)
@@ -447,7 +450,7 @@ c.sendall(data)
 c.shutdown(socket.SHUT_WR)
 t.join(60)
 tcp_ok = b"".join(got) == data
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(2)
 u.connect((host, port))
 udp_ok = 0

@@ -654,6 +654,10 @@ pub struct Rig {
     pub medium: Medium,
     pub stack_ip: String,
     pub kernel_ip: String,
+    /// The stack gets its IPv4 address (`--addr 10.M.S.2/24`); false for
+    /// an IPv6-only stack ([`Rig::ipv6_only`]), whose tool is given its
+    /// IPv6 `--addr` by the test.
+    pub ipv4: bool,
 }
 
 impl Rig {
@@ -671,6 +675,7 @@ impl Rig {
                 medium,
                 stack_ip,
                 kernel_ip,
+                ipv4: true,
             },
             Medium::Raw => {
                 let k = Netns::new(&format!("rawk{tag}"));
@@ -701,9 +706,33 @@ impl Rig {
                     medium,
                     stack_ip,
                     kernel_ip,
+                    ipv4: true,
                 }
             }
         }
+    }
+
+    /// Like [`Rig::new`], for a stack with no IPv4 address: the tool gets
+    /// only the device flag (the test adds its IPv6 `--addr`), and on
+    /// TUN/TAP the kernel side gets no IPv4 address either.
+    pub fn ipv6_only(medium: Medium, tag: &str, subnet: u8) -> Rig {
+        let mut rig = Rig::new(medium, tag, subnet);
+        rig.ipv4 = false;
+        rig
+    }
+
+    /// The kernel's end of the link: `ustk0` (TUN/TAP) or `ustkk0` (raw).
+    pub fn kernel_dev(&self) -> &'static str {
+        match self.medium {
+            Medium::Tun | Medium::Tap => "ustk0",
+            Medium::Raw => "ustkk0",
+        }
+    }
+
+    /// Gives the kernel's end of the link the IPv6 `cidr` (IPv6 turned
+    /// on there, no duplicate address detection); after [`Rig::launch`].
+    pub fn kernel_ipv6(&self, cidr: &str) {
+        self.kernel.add_ipv6(self.kernel_dev(), cidr);
     }
 
     /// `udpecho` on a new rig, with `extra` flags (ready when it says so).
@@ -727,12 +756,12 @@ impl Rig {
             Medium::Tap => ("--tap", "ustk0"),
             Medium::Raw => ("--raw", "ustks0"),
         };
-        vec![
-            flag.into(),
-            dev.into(),
-            "--addr".into(),
-            format!("{}/24", self.stack_ip),
-        ]
+        let mut v = vec![flag.to_string(), dev.to_string()];
+        if self.ipv4 {
+            v.push("--addr".into());
+            v.push(format!("{}/24", self.stack_ip));
+        }
+        v
     }
 
     /// Starts `spec` in the stack's namespace with the device flags inserted
@@ -779,8 +808,10 @@ impl Rig {
         }
         self.kernel
             .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustk0.disable_ipv6=1"]);
-        let cidr = format!("{}/24", self.kernel_ip);
-        self.kernel.ip(&["addr", "add", &cidr, "dev", "ustk0"]);
+        if self.ipv4 {
+            let cidr = format!("{}/24", self.kernel_ip);
+            self.kernel.ip(&["addr", "add", &cidr, "dev", "ustk0"]);
+        }
     }
 
     /// The running tool.

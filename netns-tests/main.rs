@@ -16,6 +16,7 @@ mod capture;
 mod examples;
 mod harness;
 mod ipv6;
+mod ipv6_tools;
 mod multiqueue;
 mod pmtu;
 mod py;

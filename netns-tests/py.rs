@@ -242,8 +242,8 @@ except OSError as e:
     print("ERROR %r" % e)
 "#;
 
-/// `SERVER PORT MODE ARG LIMIT_SECS`: a one-connection Linux server on
-/// 0.0.0.0:PORT for ucat's `connect` mode. Prints `READY` on stderr once
+/// `SERVER PORT MODE ARG LIMIT_SECS [BIND]`: a one-connection Linux server
+/// on BIND:PORT (default 0.0.0.0; `::` for IPv6) for ucat's `connect` mode. Prints `READY` on stderr once
 /// listening, then serves one connection, by MODE:
 /// * `sink REPLY`: reads until EOF, hashing; then sends REPLY + "\n" and
 ///   closes. `RESULT received= sha256= eof=1`.
@@ -255,10 +255,11 @@ except OSError as e:
 pub const SERVER: &str = r#"
 import hashlib, random, socket, struct, sys, time
 port, mode, arg, limit = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+bind = sys.argv[5] if len(sys.argv) > 5 else "0.0.0.0"
 deadline = time.monotonic() + limit
-l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", port))
+l.bind((bind, port))
 l.listen(1)
 l.settimeout(limit)
 print("READY", file=sys.stderr, flush=True)

@@ -32,11 +32,14 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "IFNAME", group = "device")]
     pub raw: Option<String>,
     /// The stack's address and prefix, e.g. 10.0.0.2/24 or fd00::2/64;
-    /// give it more than once for several (IPv4 and IPv6 together: a dual
-    /// stack; IPv6 works on TUN devices for now).
+    /// give it more than once for several. IPv4 only, IPv6 only, or both
+    /// (a dual stack), on every device kind (TUN, TAP, raw); servers
+    /// listen on every family given.
     #[arg(long, value_name = "IP/PREFIX", required = true)]
     pub addr: Vec<IpCidr>,
-    /// Default gateway for off-link destinations.
+    /// Default IPv4 gateway for off-link destinations (IPv6 has no default
+    /// router yet: on TAP and raw devices it reaches on-link destinations
+    /// only).
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// MTU to set on a created TUN/TAP device (default: the device's).
@@ -312,15 +315,38 @@ impl Drop for SignalFd {
     }
 }
 
-/// The wildcard addresses the servers bind: `0.0.0.0`, and `[::]` too
-/// when the interface has IPv6 addresses (IPv6-only sockets by default, so
-/// the two share a port).
+/// The wildcard addresses the servers bind, one per family the interface
+/// has addresses of: `0.0.0.0` for IPv4 (also when it has none at all),
+/// `[::]` for IPv6 (IPv6-only sockets by default, so the two share a
+/// port).
 pub fn wildcards(config: &Config) -> Vec<IpAddr> {
-    let mut any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+    let mut any = Vec::with_capacity(2);
+    if !config.addrs.is_empty() || config.addrs_v6.is_empty() {
+        any.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
     if !config.addrs_v6.is_empty() {
         any.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     }
     any
+}
+
+/// For servers on the threaded [`Stack`]: a TCP listener on `port` at each
+/// of [`wildcards`]`(config)`, so that every address family given is
+/// served. The error is one line naming the address.
+pub fn listen_wildcards(
+    stack: &Stack,
+    config: &Config,
+    port: u16,
+    backlog: usize,
+) -> Result<Vec<crate::net::TcpListener>, String> {
+    wildcards(config)
+        .into_iter()
+        .map(|ip| {
+            let at = std::net::SocketAddr::new(ip, port);
+            crate::net::TcpListener::bind_with_backlog(stack, at, backlog)
+                .map_err(|e| format!("cannot listen on TCP {at}: {e}"))
+        })
+        .collect()
 }
 
 /// Parses the command line; a usage error is one line on stderr and exit
@@ -812,4 +838,24 @@ pub fn run_queues<Q: Send + 'static>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phy::Medium;
+
+    #[test]
+    fn wildcards_follow_the_address_families() {
+        let mut c = Config::new(Medium::Ip);
+        let v4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let v6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(wildcards(&c), [v4]);
+        c.addrs.push("10.0.0.2/24".parse().unwrap());
+        assert_eq!(wildcards(&c), [v4]);
+        c.addrs_v6.push("fd00::2/64".parse().unwrap());
+        assert_eq!(wildcards(&c), [v4, v6]);
+        c.addrs.clear();
+        assert_eq!(wildcards(&c), [v6]);
+    }
 }

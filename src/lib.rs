@@ -1,7 +1,8 @@
 //! ustack: a user-space TCP/IP stack with a sans-IO core.
 //!
 //! It takes Ethernet or IP frames from a device (TUN/TAP, an `AF_PACKET` raw
-//! socket, or an in-memory pipe), runs its own IPv4, ICMP, ARP, UDP and TCP,
+//! socket, or an in-memory pipe), runs its own IPv4 and IPv6 (either alone or
+//! both), ICMP, ARP, neighbour discovery, UDP and TCP,
 //! and gives applications sockets shaped like `std::net`.
 //!
 //! # Layers

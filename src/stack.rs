@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::iface::{Config, Counters, Interface, Ipv4Cidr};
+use crate::iface::{Config, Counters, Interface, IpCidr};
 use crate::phy::Device;
 use crate::runtime::{Driver, DriverCounters, EventFd};
 use crate::socket::SocketHandle;
@@ -153,9 +153,17 @@ pub struct StackBuilder {
 }
 
 impl StackBuilder {
-    /// Adds an address with its on-link prefix.
-    pub fn addr(mut self, cidr: Ipv4Cidr) -> Self {
-        self.config_mut().addrs.push(cidr);
+    /// Adds an address with its on-link prefix, IPv4 or IPv6 (e.g.
+    /// `"10.0.0.2/24".parse().unwrap()` or `"fd00::2/64".parse().unwrap()`;
+    /// an [`crate::iface::Ipv4Cidr`] or [`crate::iface::Ipv6Cidr`] with
+    /// `.into()`). Give it once per address: one family alone or both
+    /// (a dual stack).
+    pub fn addr(mut self, cidr: IpCidr) -> Self {
+        let config = self.config_mut();
+        match cidr {
+            IpCidr::V4(c) => config.addrs.push(c),
+            IpCidr::V6(c) => config.addrs_v6.push(c),
+        }
         self
     }
 
@@ -202,10 +210,10 @@ impl StackBuilder {
         if config.hardware_addr.is_none() {
             config.hardware_addr = caps.hardware_addr;
         }
-        if config.addrs.is_empty() {
+        if config.addrs.is_empty() && config.addrs_v6.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "the stack needs at least one address",
+                "the stack needs at least one address (IPv4 or IPv6)",
             ));
         }
         let clock = RealClock::new();

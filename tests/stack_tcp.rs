@@ -5,7 +5,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-use ustack::iface::Ipv4Cidr;
 use ustack::net::{TcpListener, TcpStream};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
@@ -13,11 +12,11 @@ use ustack::stack::Stack;
 fn pair() -> (Stack, Stack) {
     let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
     let sa = Stack::builder(a)
-        .addr("10.6.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.6.0.1/24".parse().unwrap())
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.6.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.6.0.2/24".parse().unwrap())
         .build()
         .unwrap();
     (sa, sb)
@@ -157,12 +156,12 @@ fn many_concurrent_connections() {
 fn ipv6_and_ipv4_clients_of_one_dual_stack_listener() {
     let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
     let sa = Stack::builder(a)
-        .addr("10.7.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.1/24".parse().unwrap())
         .configure(|c| c.addrs_v6.push("fd00:7::1/64".parse().unwrap()))
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.7.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.2/24".parse().unwrap())
         .configure(|c| {
             c.addrs_v6.push("fd00:7::2/64".parse().unwrap());
             c.bind_v6_only = false;
@@ -193,6 +192,61 @@ fn ipv6_and_ipv4_clients_of_one_dual_stack_listener() {
     let peers = server.join().unwrap();
     assert_eq!(peers[0].ip().to_string(), "fd00:7::1");
     assert_eq!(peers[1].ip().to_string(), "::ffff:10.7.0.1");
+}
+
+/// Issue 16: an IPv6-only stack built with the builder (`addr` takes
+/// either family, parsed from a string or converted from a CIDR; no IPv4
+/// address at all) talks TCP and UDP to another over an Ethernet pipe,
+/// neighbour discovery included. The builder used to take IPv4 only and
+/// `build()` refused a stack without an IPv4 address.
+#[test]
+fn ipv6_only_stacks_talk_tcp_and_udp() {
+    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let sa = Stack::builder(a)
+        .addr("fd00:16::1/64".parse().unwrap())
+        .build()
+        .unwrap();
+    let cidr: ustack::iface::Ipv6Cidr = "fd00:16::2/64".parse().unwrap();
+    let sb = Stack::builder(b).addr(cidr.into()).build().unwrap();
+    assert!(sb.with_interface(|i| i.config().addrs.is_empty()));
+    let listener = TcpListener::bind(&sb, "[::]:7").unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+        peer
+    });
+    let payload = data(256 << 10);
+    let mut s = TcpStream::connect(&sa, "[fd00:16::2]:7").unwrap();
+    assert_eq!(s.local_addr().unwrap().ip().to_string(), "fd00:16::1");
+    s.write_all(&payload).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert!(back == payload, "the echo differs");
+    assert_eq!(server.join().unwrap().ip().to_string(), "fd00:16::1");
+
+    let mut ub = ustack::net::UdpSocket::bind(&sb, "[::]:9").unwrap();
+    let ua = ustack::net::UdpSocket::bind(&sa, "[::]:0").unwrap();
+    ua.send_to(b"over IPv6 only", "[fd00:16::2]:9").unwrap();
+    ub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = ub.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"over IPv6 only");
+    assert_eq!(from.ip().to_string(), "fd00:16::1");
+}
+
+/// A stack with no address of either family is refused with one line.
+#[test]
+fn a_stack_without_addresses_is_refused() {
+    let (a, _b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let e = Stack::builder(a)
+        .build()
+        .err()
+        .expect("no address: refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("at least one address"), "{e}");
 }
 
 /// Issue 8: a blocking request/response costs one cross-thread wake-up per

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use ustack::iface::Ipv4Cidr;
 use ustack::net::tokio::{TcpListener, TcpStream, UdpSocket};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
@@ -20,11 +19,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn pair() -> (Stack, Stack) {
     let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
     let sa = Stack::builder(a)
-        .addr("10.7.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.1/24".parse().unwrap())
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.7.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.7.0.2/24".parse().unwrap())
         .build()
         .unwrap();
     (sa, sb)
@@ -109,6 +108,49 @@ async fn echo_small_message() {
     .await
     .expect("timed out");
     server.abort();
+}
+
+/// Issue 16: IPv6-only stacks from the builder (no IPv4 address at all)
+/// under the async API: TCP echo through a `[::]` listener, a UDP datagram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_only_stacks_echo() {
+    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let sa = Stack::builder(a)
+        .addr("fd00:17::1/64".parse().unwrap())
+        .build()
+        .unwrap();
+    let sb = Stack::builder(b)
+        .addr("fd00:17::2/64".parse().unwrap())
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind(&sb, "[::]:7").unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, peer) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        s.shutdown().await.unwrap();
+        peer
+    });
+    tokio::time::timeout(LIMIT, async {
+        let mut s = TcpStream::connect(&sa, "[fd00:17::2]:7").await.unwrap();
+        let payload = data(100_000, 17);
+        s.write_all(&payload).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).await.unwrap();
+        assert!(back == payload, "the echo differs");
+        assert_eq!(server.await.unwrap().ip().to_string(), "fd00:17::1");
+        let ub = UdpSocket::bind(&sb, "[::]:9").unwrap();
+        let ua = UdpSocket::bind(&sa, "[::]:0").unwrap();
+        ua.send_to(b"v6 only", "[fd00:17::2]:9").await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = ub.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"v6 only");
+        assert_eq!(from.ip().to_string(), "fd00:17::1");
+    })
+    .await
+    .expect("timed out");
 }
 
 #[tokio::test(flavor = "current_thread")]

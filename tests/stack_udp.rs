@@ -4,7 +4,6 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use ustack::iface::Ipv4Cidr;
 use ustack::net::UdpSocket;
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
@@ -12,11 +11,11 @@ use ustack::stack::Stack;
 fn pair(medium: Medium) -> (Stack, Stack) {
     let (a, b) = PipeDevice::pair(medium, 1500);
     let sa = Stack::builder(a)
-        .addr("10.5.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.5.0.1/24".parse().unwrap())
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.5.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.5.0.2/24".parse().unwrap())
         .build()
         .unwrap();
     (sa, sb)

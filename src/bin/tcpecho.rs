@@ -171,8 +171,8 @@ impl Queue {
         }
         let clock = RealClock::new();
         let mut iface = Interface::new(config, clock.now());
-        // 0.0.0.0 for IPv4, and [::] too when the stack has IPv6 addresses
-        // (IPv6-only sockets, so the two share the port).
+        // 0.0.0.0 when the stack has IPv4 addresses, [::] when it has IPv6
+        // ones (IPv6-only sockets, so the two share the port).
         let any = ustack::cli::wildcards(iface.config());
         let mut listeners = Vec::new();
         let mut udps = Vec::new();

@@ -3,7 +3,7 @@
 //! half-closes (FIN) and keeps reading until the peer closes.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -58,12 +58,13 @@ struct Args {
 enum Mode {
     /// Connect to HOST PORT.
     Connect {
-        /// The peer's IPv4 address.
+        /// The peer's address, IPv4 or IPv6 (e.g. 10.0.0.1 or fd00::1).
         host: String,
         /// The peer's port.
         port: u16,
     },
-    /// Wait for one connection (or the first datagram) on PORT.
+    /// Wait for one connection (or the first datagram) on PORT, on every
+    /// address family the stack has (`0.0.0.0` and/or `[::]`).
     Listen {
         /// The local port.
         port: u16,
@@ -209,10 +210,22 @@ fn run_tcp_inner(stack: &Stack, stream: TcpStream) -> Result<(), String> {
     Ok(())
 }
 
-fn run_udp(sock: UdpSocket, mut peer: Option<SocketAddr>, idle: Duration) -> Result<(), String> {
-    let mut sock = sock;
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .map_err(|e| e.to_string())?;
+/// Copies standard input to datagrams and datagrams to standard output.
+/// `socks` are the bound sockets (one per address family when listening);
+/// until the peer is known, each is polled in turn, and the one the first
+/// datagram came in on is used from then on.
+fn run_udp(
+    mut socks: Vec<UdpSocket>,
+    mut peer: Option<SocketAddr>,
+    idle: Duration,
+) -> Result<(), String> {
+    // 50 ms of waiting per round, shared by the sockets.
+    let wait = Duration::from_millis(50) / socks.len().max(1) as u32;
+    for sock in &mut socks {
+        sock.set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut chosen: Option<usize> = peer.map(|_| 0);
     let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
@@ -237,24 +250,30 @@ fn run_udp(sock: UdpSocket, mut peer: Option<SocketAddr>, idle: Duration) -> Res
     let mut last = StdInstant::now();
     loop {
         while let Ok(m) = rx.try_recv() {
-            match (m, peer) {
-                (Some(d), Some(p)) => {
-                    sock.send_to(&d, p).map_err(|e| describe(&e))?;
+            match (m, peer, chosen) {
+                (Some(d), Some(p), Some(i)) => {
+                    socks[i].send_to(&d, p).map_err(|e| describe(&e))?;
                 }
-                (Some(_), None) => {} // no peer yet: nothing to send to
-                (None, _) => input_done = true,
+                (Some(_), _, _) => {} // no peer yet: nothing to send to
+                (None, _, _) => input_done = true,
             }
         }
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                peer.get_or_insert(from);
-                out.write_all(&buf[..n])
-                    .map_err(|e| format!("stdout: {e}"))?;
-                out.flush().map_err(|e| format!("stdout: {e}"))?;
-                last = StdInstant::now();
+        for (i, sock) in socks.iter().enumerate() {
+            if chosen.is_some_and(|c| c != i) {
+                continue;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(describe(&e)),
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    peer.get_or_insert(from);
+                    chosen.get_or_insert(i);
+                    out.write_all(&buf[..n])
+                        .map_err(|e| format!("stdout: {e}"))?;
+                    out.flush().map_err(|e| format!("stdout: {e}"))?;
+                    last = StdInstant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(describe(&e)),
+            }
         }
         if input_done && last.elapsed() >= idle {
             return Ok(());
@@ -282,7 +301,8 @@ fn main() {
         .unwrap_or_else(|e| fail("ucat", format!("cannot set up signals: {e}")));
     let (device, mut config) = args.device.open().unwrap_or_else(|e| fail("ucat", e));
     config.tcp.congestion = args.cc.clone();
-    let has_v6 = !config.addrs_v6.is_empty();
+    // 0.0.0.0 and/or [::]: listen on every address family given.
+    let any = ustack::cli::wildcards(&config);
     if let Some(b) = args.buffer {
         config.tcp.send_buffer = b as usize;
         config.tcp.recv_buffer = b as usize;
@@ -309,11 +329,15 @@ fn main() {
                 .and_then(|mut a| a.next())
                 .unwrap_or_else(|| fail("ucat", format!("'{host}' is not an address")));
             if udp {
-                let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, 0))
-                    .unwrap_or_else(|e| fail("ucat", e));
+                let local: IpAddr = match addr {
+                    SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+                };
+                let s = UdpSocket::bind(&stack, (local, 0))
+                    .unwrap_or_else(|e| fail("ucat", format!("bind UDP {local}: {e}")));
                 s.connect(addr)
                     .unwrap_or_else(|e| fail("ucat", format!("connect {addr}: {}", describe(&e))));
-                run_udp(s, Some(addr), Duration::from_secs(args.idle))
+                run_udp(vec![s], Some(addr), Duration::from_secs(args.idle))
             } else {
                 match TcpStream::connect_timeout(
                     &stack,
@@ -326,37 +350,51 @@ fn main() {
             }
         }
         (Mode::Listen { port }, true) => {
-            let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
-                .unwrap_or_else(|e| fail("ucat", format!("bind UDP port {port}: {e}")));
-            run_udp(s, None, Duration::from_secs(args.idle))
+            let socks = any
+                .iter()
+                .map(|&ip| {
+                    UdpSocket::bind(&stack, (ip, *port))
+                        .unwrap_or_else(|e| fail("ucat", format!("bind UDP {ip} port {port}: {e}")))
+                })
+                .collect();
+            run_udp(socks, None, Duration::from_secs(args.idle))
         }
         (Mode::Listen { port }, false) => {
-            let l = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
-                .unwrap_or_else(|e| fail("ucat", format!("listen on TCP port {port}: {e}")));
-            let accepted = if has_v6 {
+            let ls: Vec<TcpListener> = any
+                .iter()
+                .map(|&ip| {
+                    let at = SocketAddr::new(ip, *port);
+                    TcpListener::bind(&stack, at)
+                        .unwrap_or_else(|e| fail("ucat", format!("listen on TCP {at}: {e}")))
+                })
+                .collect();
+            let accepted = if let [l] = &ls[..] {
+                l.accept()
+            } else {
                 // IPv4 and IPv6 listeners (the latter IPv6-only): the first
                 // connection on either, polled every 5 ms.
-                let l6 = TcpListener::bind(&stack, (Ipv6Addr::UNSPECIFIED, *port))
-                    .unwrap_or_else(|e| fail("ucat", format!("listen on TCP [::]:{port}: {e}")));
-                let _ = l.set_nonblocking(true);
-                let _ = l6.set_nonblocking(true);
+                for l in &ls {
+                    let _ = l.set_nonblocking(true);
+                }
                 loop {
-                    match l.accept().or_else(|e| match e.kind() {
-                        io::ErrorKind::WouldBlock => l6.accept(),
-                        _ => Err(e),
-                    }) {
+                    let mut r = Err(io::ErrorKind::WouldBlock.into());
+                    for l in &ls {
+                        r = l.accept();
+                        if !matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                            break;
+                        }
+                    }
+                    match r {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(5));
                         }
                         r => break r,
                     }
                 }
-            } else {
-                l.accept()
             };
             match accepted {
                 Ok((mut s, _)) => {
-                    drop(l);
+                    drop(ls);
                     let _ = s.set_nonblocking(false);
                     run_tcp(&stack, s, args.progress)
                 }

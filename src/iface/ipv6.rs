@@ -94,6 +94,18 @@ impl fmt::Display for IpCidr {
     }
 }
 
+impl From<Ipv4Cidr> for IpCidr {
+    fn from(c: Ipv4Cidr) -> IpCidr {
+        IpCidr::V4(c)
+    }
+}
+
+impl From<Ipv6Cidr> for IpCidr {
+    fn from(c: Ipv6Cidr) -> IpCidr {
+        IpCidr::V6(c)
+    }
+}
+
 impl FromStr for IpCidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
