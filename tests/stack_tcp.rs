@@ -394,11 +394,11 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
     let (a, b) = PipeDevice::pair_with(opts).unwrap();
     let a = ustack::phy::pcap::PcapWriter::create(a, &path).unwrap();
     let sa = Stack::builder(a)
-        .addr("10.6.0.1/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.6.0.1/24".parse().unwrap())
         .build()
         .unwrap();
     let sb = Stack::builder(b)
-        .addr("10.6.0.2/24".parse::<Ipv4Cidr>().unwrap())
+        .addr("10.6.0.2/24".parse().unwrap())
         .build()
         .unwrap();
     // Four connections, each sending both ways at once in small writes
