@@ -83,18 +83,15 @@ impl DeviceArgs {
         } else if let Some(name) = &self.tap {
             Box::new(self.open_tun(name, TunKind::Tap)?)
         } else if let Some(name) = &self.raw {
-            if self.offload == Some(OnOff::On) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "--offload on: offload is for TUN/TAP devices (a raw socket has none)",
-                ));
-            }
-            Box::new(RawSocket::open(
-                name,
-                &RawOptions {
-                    hardware_addr: self.mac,
-                },
-            )?)
+            Box::new(self.with_offload(|o| {
+                RawSocket::open(
+                    name,
+                    &RawOptions {
+                        hardware_addr: self.mac,
+                        offload: o.offload,
+                    },
+                )
+            })?)
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
