@@ -26,12 +26,14 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "NAME", group = "device")]
     pub tap: Option<String>,
     /// Run on an existing interface through an AF_PACKET raw socket
-    /// (e.g. one end of a veth pair; give it no kernel address).
+    /// (e.g. one end of a veth pair; give it no kernel address). Works at
+    /// the interface's default offloads: the kernel's per-frame checksum
+    /// and segmentation state comes with each frame (PACKET_VNET_HDR).
     #[arg(long, value_name = "IFNAME", group = "device")]
     pub raw: Option<String>,
     /// The stack's address and prefix, e.g. 10.0.0.2/24 or fd00::2/64;
     /// give it more than once for several (IPv4 and IPv6 together: a dual
-    /// stack; IPv6 works on TUN devices for now).
+    /// stack).
     #[arg(long, value_name = "IP/PREFIX", required = true)]
     pub addr: Vec<IpCidr>,
     /// Default gateway for off-link destinations.
@@ -54,10 +56,12 @@ pub struct DeviceArgs {
     /// Seed of the impairment layer and of the stack's randomness.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
-    /// TCP offload on a TUN/TAP device (virtio-net header: the kernel cuts
-    /// the stack's 64 KiB super-segments, hands over its own uncut, and
-    /// completes checksums). Default: on where the device allows it and no
-    /// --impair is given; `on` fails when the kernel refuses it.
+    /// TCP offload on a TUN/TAP device or raw socket (virtio-net header:
+    /// the kernel cuts the stack's 64 KiB super-segments, hands over its
+    /// own uncut, and completes checksums). Default: on where the device
+    /// allows it and no --impair is given; `on` fails when the kernel
+    /// refuses it. With `off` a raw socket cuts the kernel's super-segments
+    /// and completes its checksums itself.
     #[arg(long, value_name = "on|off")]
     pub offload: Option<OnOff>,
 }
