@@ -10,7 +10,7 @@
 #                                   and give the kernel side its address:
 #                                     netns.sh addr ustk-SUFFIX ustk0 10.1.0.1/24
 #   netns.sh up raw SUFFIX          ustk-rawk-SUFFIX holds veth end ustkk0 with
-#                                   10.3.0.1/24 (tx checksum offload off);
+#                                   10.3.0.1/24 (the veth's default offloads);
 #                                   ustk-raws-SUFFIX holds ustks0 (up, no
 #                                   address, IPv6 off) for
 #                                     ip netns exec ustk-raws-SUFFIX udpecho --raw ustks0 --addr 10.3.0.2/24

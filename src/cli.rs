@@ -512,7 +512,8 @@ pub fn stats_report(tool: &str, elapsed_secs: f64, iface: &Interface) -> String 
 }
 
 /// For tools on the threaded [`Stack`]: a thread that prints the socket
-/// table and counters to stderr on SIGUSR1 and the counters every
+/// table and counters (the interface's, then the device's: frames read,
+/// written, dropped inside the device) to stderr on SIGUSR1 and the counters every
 /// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
 /// prints the counters to stdout and exits the process with status 0 on
 /// them. `signals` must have been created before the stack's thread (or
@@ -531,7 +532,7 @@ pub fn spawn_monitor(
             let now = stack.now();
             if timer.due(now) {
                 let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
-                eprint!("{r}");
+                eprint!("{r}{}", stack.driver_counters().report());
             }
             let timeout = timer
                 .deadline()
@@ -548,7 +549,7 @@ pub fn spawn_monitor(
                 if sig == libc::SIGINT || sig == libc::SIGTERM {
                     let r = stack
                         .with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
-                    print!("{r}");
+                    print!("{r}{}", stack.driver_counters().report());
                     let _ = io::Write::flush(&mut io::stdout());
                     std::process::exit(0);
                 }
@@ -561,7 +562,7 @@ pub fn spawn_monitor(
                             i.socket_report()
                         )
                     });
-                    eprint!("{r}");
+                    eprint!("{r}{}", stack.driver_counters().report());
                 }
             }
         })?;
