@@ -643,5 +643,6 @@ tcp_tests!(
         ucat_connect_uploads,
         ucat_listen_downloads,
         offload_echo_both_ways,
+        impaired_path_echoes,
     ]
 );
