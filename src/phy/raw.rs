@@ -785,7 +785,8 @@ mod tests {
             assert_eq!(EthernetAddress::from_bytes(&f[6..12]), peer_mac);
             assert_eq!(meta, FrameMeta::default());
             assert!(udp_checksum_ok(&f), "checksum left partial: {f:02x?}");
-            assert_eq!(plain.stats().csum_not_ready, 1);
+            // (IPv6 is on in the namespace: the kernel may send more.)
+            assert!(plain.stats().csum_not_ready >= 1);
             let (mut f, meta) = recv_frames(&mut off, 1, ours).remove(0);
             assert_eq!(
                 meta.checksum,
@@ -935,7 +936,8 @@ mod tests {
             }
             assert_eq!(joined, payload);
             let s = plain.stats();
-            assert_eq!((s.gso_in, s.gso_cut, s.received), (1, 1, 3), "{s:?}");
+            assert_eq!((s.gso_in, s.gso_cut, s.truncated), (1, 1, 0), "{s:?}");
+            assert!(s.received >= 3, "{s:?}");
             assert_eq!(plain.dropped(), 0);
             assert_eq!(off.dropped(), 0);
         });
