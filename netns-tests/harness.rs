@@ -638,9 +638,10 @@ impl Medium {
 /// * TUN/TAP: one namespace `ustk-<tag>-...`; the tool creates `ustk0`
 ///   (gone again when it exits, with the kernel side's address), the kernel
 ///   side gets 10.M.S.1/24 on it, the stack is 10.M.S.2/24.
-/// * raw: `ustk-rawk-...` holds the kernel end `ustkk0` (10.3.S.1/24, tx
-///   checksum offload off), `ustk-raws-...` the stack's end `ustks0` (no
-///   address), joined as a veth pair.
+/// * raw: `ustk-rawk-...` holds the kernel end `ustkk0` (10.3.S.1/24, the
+///   veth's default offloads: Linux sends TSO super-segments with partial
+///   checksums), `ustk-raws-...` the stack's end `ustks0` (no address),
+///   joined as a veth pair.
 ///
 /// [`Rig::new`] makes the namespaces, [`Rig::launch`] starts the tool with
 /// the device flags in front of its own arguments. Fields drop in order:
@@ -694,8 +695,6 @@ impl Rig {
                 ]);
                 k.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustkk0.disable_ipv6=1"]);
                 s.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.ustks0.disable_ipv6=1"]);
-                // Otherwise AF_PACKET on the peer sees partial checksums.
-                k.exec_ok(&["ethtool", "-K", "ustkk0", "tx", "off"]);
                 k.ip(&["addr", "add", &format!("{kernel_ip}/24"), "dev", "ustkk0"]);
                 k.ip(&["link", "set", "ustkk0", "up"]);
                 s.ip(&["link", "set", "ustks0", "up"]);
@@ -827,6 +826,14 @@ impl Rig {
     /// Waits for the tool to exit by itself (see [`Tool::wait`]).
     pub fn wait(&mut self, limit: Duration) -> Stopped {
         self.tool().wait(limit)
+    }
+
+    /// The kernel side's interface (where its addresses go).
+    pub fn kernel_dev(&self) -> &'static str {
+        match self.medium {
+            Medium::Tun | Medium::Tap => "ustk0",
+            Medium::Raw => "ustkk0",
+        }
     }
 
     /// The namespace the tool runs in.

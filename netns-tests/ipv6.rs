@@ -1,6 +1,6 @@
-//! IPv6 against Linux on a TUN and a TAP (issue 7, first part): `tcpecho` with an
-//! IPv4 and an IPv6 address on the same device; from Linux in the
-//! namespace, `ping -6` gets replies, 8 MiB echo intact over IPv6 while an
+//! IPv6 against Linux on a TUN, a TAP and a raw socket on a veth (issue 7,
+//! first part): `tcpecho` with an IPv4 and an IPv6 address on the same
+//! device; from Linux in the namespace, `ping -6` gets replies, 8 MiB echo intact over IPv6 while an
 //! IPv4 connection echoes at the same time, a closed TCP port refuses, a
 //! closed UDP port answers ICMPv6 port unreachable (Linux reports it to a
 //! connected UDP socket as ECONNREFUSED), UDP echoes over IPv6.
@@ -79,7 +79,7 @@ fn tcpecho_dual_stack(medium: Medium) {
     let v6 = format!("{net}::2");
     let kv6 = format!("{net}::1");
     rig.launch(ToolSpec::tcpecho(&["--addr", &format!("{v6}/64")]));
-    rig.kernel.add_ipv6("ustk0", &format!("{kv6}/64"));
+    rig.kernel.add_ipv6(rig.kernel_dev(), &format!("{kv6}/64"));
 
     let ping = rig.kernel.exec(
         &[
@@ -156,13 +156,23 @@ fn udpecho_over_ipv6(medium: Medium) {
     let net = format!("fd00:{}:{}", S_V6 + 1, medium as u8 + 1);
     let v6 = format!("{net}::2");
     rig.launch(ToolSpec::udpecho(&["--addr", &format!("{v6}/64")]));
-    rig.kernel.add_ipv6("ustk0", &format!("{net}::1/64"));
+    rig.kernel
+        .add_ipv6(rig.kernel_dev(), &format!("{net}::1/64"));
     let out = rig.python(UDP_CLIENT, &[&v6], Duration::from_secs(60));
     let stopped = rig.stop();
     assert!(
         out.stdout.contains("udpecho 50"),
         "{medium:?}: udpecho over IPv6:\n{out}\n{stopped}"
     );
+}
+
+/// On a raw socket on a veth at its default offloads: Linux's IPv6
+/// segments arrive as super-segments with partial checksums.
+#[test]
+fn dual_stack_on_raw() {
+    if preconditions("ipv6::dual_stack_on_raw", &["ping"]) {
+        tcpecho_dual_stack(Medium::Raw);
+    }
 }
 
 #[test]
@@ -176,5 +186,13 @@ fn udpecho_on_tun() {
 fn udpecho_on_tap() {
     if preconditions("ipv6::udpecho_on_tap", &[]) {
         udpecho_over_ipv6(Medium::Tap);
+    }
+}
+
+/// UDP from Linux over a veth at its default offloads: partial checksums.
+#[test]
+fn udpecho_on_raw() {
+    if preconditions("ipv6::udpecho_on_raw", &[]) {
+        udpecho_over_ipv6(Medium::Raw);
     }
 }

@@ -2,8 +2,8 @@
 //! `tcpecho`/`ucat` (`tcp.rs`) — layer 5 of shared/TESTING.md — on TUN,
 //! TAP (with ARP) and an AF_PACKET raw socket on a veth pair.
 //!
-//! Needs root, /dev/net/tun, iproute2, python3 (and tshark, ethtool for
-//! some tests): `scripts/install-deps.sh` installs them. Without them the
+//! Needs root, /dev/net/tun, iproute2, python3 (and tshark for some
+//! tests): `scripts/install-deps.sh` installs them. Without them the
 //! tests print "skipping: ..." and pass, unless `CI` is set, where they fail.
 //!
 //! Each test owns its namespaces (`ustk-<tag>-<pid>-<n>`) and its subnet
@@ -306,7 +306,7 @@ macro_rules! medium_tests {
 
 medium_tests!(tun, Medium::Tun,);
 medium_tests!(tap, Medium::Tap,);
-medium_tests!(raw, Medium::Raw, "ethtool");
+medium_tests!(raw, Medium::Raw,);
 
 /// Exactly one line on stderr and a non-zero exit.
 fn assert_one_line_failure(out: &harness::Output, what: &str) {

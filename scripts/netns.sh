@@ -10,7 +10,7 @@
 #                                   and give the kernel side its address:
 #                                     netns.sh addr ustk-SUFFIX ustk0 10.1.0.1/24
 #   netns.sh up raw SUFFIX          ustk-rawk-SUFFIX holds veth end ustkk0 with
-#                                   10.3.0.1/24 (tx checksum offload off);
+#                                   10.3.0.1/24 (the veth's default offloads);
 #                                   ustk-raws-SUFFIX holds ustks0 (up, no
 #                                   address, IPv6 off) for
 #                                     ip netns exec ustk-raws-SUFFIX udpecho --raw ustks0 --addr 10.3.0.2/24
@@ -99,7 +99,6 @@ up)
                 ip -n "$k" link add ustkk0 type veth peer name ustks0 netns "$s" &&
                 ip netns exec "$k" sysctl -qw net.ipv6.conf.ustkk0.disable_ipv6=1 &&
                 ip netns exec "$s" sysctl -qw net.ipv6.conf.ustks0.disable_ipv6=1 &&
-                ip netns exec "$k" ethtool -K ustkk0 tx off >/dev/null &&
                 ip -n "$k" addr add 10.3.0.1/24 dev ustkk0 &&
                 ip -n "$k" link set ustkk0 up &&
                 ip -n "$s" link set ustks0 up

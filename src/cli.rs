@@ -28,7 +28,9 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "NAME", group = "device")]
     pub tap: Option<String>,
     /// Run on an existing interface through an AF_PACKET raw socket
-    /// (e.g. one end of a veth pair; give it no kernel address).
+    /// (e.g. one end of a veth pair; give it no kernel address). Works at
+    /// the interface's default offloads: the kernel's per-frame checksum
+    /// and segmentation state comes with each frame (PACKET_VNET_HDR).
     #[arg(long, value_name = "IFNAME", group = "device")]
     pub raw: Option<String>,
     /// The stack's address and prefix, e.g. 10.0.0.2/24 or fd00::2/64;
@@ -59,10 +61,12 @@ pub struct DeviceArgs {
     /// Seed of the impairment layer and of the stack's randomness.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
-    /// TCP offload on a TUN/TAP device (virtio-net header: the kernel cuts
-    /// the stack's 64 KiB super-segments, hands over its own uncut, and
-    /// completes checksums). Default: on where the device allows it and no
-    /// --impair is given; `on` fails when the kernel refuses it.
+    /// TCP offload on a TUN/TAP device or raw socket (virtio-net header:
+    /// the kernel cuts the stack's 64 KiB super-segments, hands over its
+    /// own uncut, and completes checksums). Default: on where the device
+    /// allows it and no --impair is given; `on` fails when the kernel
+    /// refuses it. With `off` a raw socket cuts the kernel's super-segments
+    /// and completes its checksums itself.
     #[arg(long, value_name = "on|off")]
     pub offload: Option<OnOff>,
 }
@@ -88,18 +92,15 @@ impl DeviceArgs {
         } else if let Some(name) = &self.tap {
             Box::new(self.open_tun(name, TunKind::Tap)?)
         } else if let Some(name) = &self.raw {
-            if self.offload == Some(OnOff::On) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "--offload on: offload is for TUN/TAP devices (a raw socket has none)",
-                ));
-            }
-            Box::new(RawSocket::open(
-                name,
-                &RawOptions {
-                    hardware_addr: self.mac,
-                },
-            )?)
+            Box::new(self.with_offload(|o| {
+                RawSocket::open(
+                    name,
+                    &RawOptions {
+                        hardware_addr: self.mac,
+                        offload: o.offload,
+                    },
+                )
+            })?)
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -619,7 +620,8 @@ pub enum OnStop {
 }
 
 /// For tools on the threaded [`Stack`]: a thread that prints the socket
-/// table and counters to stderr on SIGUSR1 and the counters every
+/// table and counters (the interface's, then the device's: frames read,
+/// written, dropped inside the device) to stderr on SIGUSR1 and the counters every
 /// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
 /// prints the counters to stdout and exits the process with status 0 on
 /// them ([`OnStop::Report`]; see [`spawn_monitor_with`]). `signals` must
@@ -651,7 +653,7 @@ pub fn spawn_monitor_with(
             let now = stack.now();
             if timer.due(now) {
                 let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
-                eprint!("{r}");
+                eprint!("{r}{}", stack.driver_counters().report());
             }
             let timeout = timer
                 .deadline()
@@ -671,7 +673,7 @@ pub fn spawn_monitor_with(
                             let r = stack.with_interface(|i| {
                                 format!("{}{}", i.counters().report(), tcp_report(i))
                             });
-                            print!("{r}");
+                            print!("{r}{}", stack.driver_counters().report());
                             let _ = io::stdout().flush();
                             exit(0);
                         }
@@ -687,7 +689,7 @@ pub fn spawn_monitor_with(
                             i.socket_report()
                         )
                     });
-                    eprint!("{r}");
+                    eprint!("{r}{}", stack.driver_counters().report());
                 }
             }
         })?;

@@ -117,7 +117,10 @@
 //! * **Raw socket** ([`phy::RawSocket`]): `AF_PACKET` on an existing
 //!   interface (e.g. one end of a veth pair, or a NIC the kernel does not
 //!   use for IP: give it no kernel address, or the two stacks fight over
-//!   the same packets). Batched with `recvmmsg`/`sendmmsg`.
+//!   the same packets). Batched with `recvmmsg`/`sendmmsg`; works at the
+//!   interface's default offloads (the kernel's per-frame checksum and
+//!   segmentation state through `PACKET_VNET_HDR`, see
+//!   [`phy::RawOptions::offload`]).
 //! * **In-memory pipe** ([`phy::PipeDevice`]): two stacks in one process,
 //!   for tests and simulations; no privileges needed.
 //!
