@@ -828,14 +828,6 @@ impl Rig {
         self.tool().wait(limit)
     }
 
-    /// The kernel side's interface (where its addresses go).
-    pub fn kernel_dev(&self) -> &'static str {
-        match self.medium {
-            Medium::Tun | Medium::Tap => "ustk0",
-            Medium::Raw => "ustkk0",
-        }
-    }
-
     /// The namespace the tool runs in.
     pub fn stack_netns(&self) -> &Netns {
         self.stack_ns.as_ref().unwrap_or(&self.kernel)
