@@ -10,7 +10,7 @@ use ustack::replay::capture::Capture;
 use ustack::replay::check_capture;
 use ustack::replay::script::Side;
 
-const CASES: usize = 256;
+const CASES: u64 = 256;
 
 fn captures(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
