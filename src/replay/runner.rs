@@ -142,7 +142,11 @@ pub fn check_capture_with(
             continue;
         };
         report.cases += 1;
-        let muts = if case == 0 { Vec::new() } else { tree.current() };
+        let muts = if case == 0 {
+            Vec::new()
+        } else {
+            tree.current()
+        };
         let first = run_one(plan.as_ref(), &muts, &cap.rejected, &mut report);
         if first.is_empty() {
             progress(&report);
