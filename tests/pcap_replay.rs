@@ -15,7 +15,8 @@ use ustack::phy::pcap::{Writer, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 use ustack::replay::build::ipv4_packet;
 use ustack::replay::capture::Capture;
 use ustack::replay::check_capture;
-use ustack::replay::script::Side;
+use ustack::replay::engine::run_case;
+use ustack::replay::script::{plan, Side};
 use ustack::wire::tcp;
 
 const CASES: u64 = 256;
@@ -215,10 +216,19 @@ fn syn_with_data_is_sent_again() {
         (true, a, 1013, 5007, b""),
     ]);
     replay_clean(&cap);
+    // The peer sends the SYN's data again as soon as the SYN-ACK leaves it
+    // unacknowledged, without waiting for its retransmission timer.
+    let out = run_case(&plan(&cap, Side::Server).unwrap(), &[], &[]);
+    assert_eq!(out.delivered, 11, "{out:?}");
+    assert_eq!(
+        (out.peer_fast_resends, out.peer_timeouts),
+        (1, 0),
+        "{out:?}"
+    );
 }
 
 /// A capture that lacks segments of the peer's stream (bytes 4..8 and
-/// 12..16 of the client's were never captured, although the server
+/// 20..24 of the client's were never captured, although the server
 /// acknowledged them): the replayed peer fills the holes with filler bytes
 /// and resends what ustack did not acknowledge, so the close completes.
 #[test]
@@ -235,13 +245,34 @@ fn holes_in_the_capture_are_filled() {
         (true, a, 1001, 5001, b""),
         (true, flags(&[pa, a]), 1001, 5001, b"aaaa"),
         (true, flags(&[pa, a]), 1009, 5001, b"cccc"),
+        (true, flags(&[pa, a]), 1013, 5001, b"dddd"),
         (true, flags(&[pa, a]), 1017, 5001, b"eeee"),
-        (false, flags(&[pa, a]), 5001, 1021, b"reply"),
-        (true, flags(&[f, a]), 1021, 5006, b""),
-        (false, flags(&[f, a]), 5006, 1022, b""),
-        (true, a, 1022, 5007, b""),
+        (true, flags(&[pa, a]), 1025, 5001, b"gggg"),
+        (false, flags(&[pa, a]), 5001, 1029, b"reply"),
+        (true, flags(&[f, a]), 1029, 5006, b""),
+        (false, flags(&[f, a]), 5006, 1030, b""),
+        (true, a, 1030, 5007, b""),
     ]);
+    let p = plan(&cap, Side::Server).unwrap();
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("lacks 8 bytes of the peer's stream in 2 holes")),
+        "{:?}",
+        p.notes
+    );
     replay_clean(&cap);
+    // ustack answers the three segments beyond the first hole with three
+    // duplicate ACKs: the peer's fast retransmit fills it (filler bytes).
+    // The second hole, behind one segment and the FIN, is filled when the
+    // peer's retransmission timer expires.
+    let out = run_case(&p, &[], &[]);
+    assert_eq!(out.delivered, 28, "{out:?}");
+    assert_eq!(
+        (out.peer_fast_resends, out.peer_timeouts),
+        (1, 1),
+        "{out:?}"
+    );
 }
 
 /// `pcapreplay` on what is not a usable capture: exit status 2 and one

@@ -43,6 +43,13 @@ pub struct Outcome {
     pub delivered: usize,
     /// The stack's TCP state at the end (None: no connection or UDP).
     pub final_state: Option<State>,
+    /// Segments the peer sent again at once: fast retransmits on three
+    /// duplicate ACKs, on partial ACKs, and SYN data the stack's SYN-ACK
+    /// left unacknowledged.
+    pub peer_fast_resends: usize,
+    /// Times the peer's retransmission timer expired with data (or its
+    /// SYN) unacknowledged.
+    pub peer_timeouts: usize,
 }
 
 fn stack_interface() -> Interface {
@@ -1058,6 +1065,7 @@ impl<'a> TcpRun<'a> {
         }
         if std::mem::take(&mut self.fast_rexmit) && seq_lt(self.peer_snd_una, self.peer_snd_max) {
             // Fast retransmit (RFC 5681 §3.2): the segment at SND.UNA.
+            self.out.peer_fast_resends += 1;
             self.resend(1);
         }
         if self.rto_at.is_some_and(|t| t <= now) {
@@ -1066,6 +1074,7 @@ impl<'a> TcpRun<'a> {
                 return;
             }
             self.rto_backoff += 1;
+            self.out.peer_timeouts += 1;
             self.recover = Some(self.peer_snd_max);
             self.resend(8);
             self.rto_at = Some(now + self.rto());
