@@ -1,9 +1,12 @@
 //! Reading a capture into TCP and UDP conversations: link types (Ethernet
 //! with VLAN tags, raw IP, Linux cooked SLL and SLL2, BSD loopback), IPv4
 //! with fragment reassembly, IPv6 (extension headers walked; fragments
-//! are not reassembled), and the TCP/UDP headers. Checksums are not
-//! required to verify (captures taken on a sending host hold unfinished
-//! checksums because of offload); the replay recomputes them.
+//! are not reassembled), and the TCP/UDP headers. Transport checksums are
+//! not required to verify, and an IPv4 header checksum may be 0 (captures
+//! taken on a sending host hold unfinished checksums because of offload;
+//! tshark takes them too); the replay recomputes them. A wrong non-zero
+//! IPv4 header checksum rejects the frame. Every rejected frame is counted
+//! with its [`Reject`] reason.
 
 use std::collections::HashMap;
 use std::io;

@@ -150,7 +150,10 @@ fn peer_stream(s: &TcpScript) -> Vec<u16> {
             p.seq.wrapping_sub(base) as usize
         };
         let end = off.saturating_add(p.payload.len());
-        if end > 16 << 20 || (p.payload.is_empty() && !(p.flags.fin() && !p.flags.syn())) {
+        // A bare FIN (not a SYN's) marks the stream's end: holes before it
+        // are filled too.
+        let bare_fin = p.flags.fin() && !p.flags.syn();
+        if end > 16 << 20 || (p.payload.is_empty() && !bare_fin) {
             continue;
         }
         if stream.len() < end {
