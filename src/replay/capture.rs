@@ -1,9 +1,12 @@
 //! Reading a capture into TCP and UDP conversations: link types (Ethernet
 //! with VLAN tags, raw IP, Linux cooked SLL and SLL2, BSD loopback), IPv4
 //! with fragment reassembly, IPv6 (extension headers walked; fragments
-//! are not reassembled), and the TCP/UDP headers. Checksums are not
-//! required to verify (captures taken on a sending host hold unfinished
-//! checksums because of offload); the replay recomputes them.
+//! are not reassembled), and the TCP/UDP headers. Transport checksums are
+//! not required to verify, and an IPv4 header checksum may be 0 (captures
+//! taken on a sending host hold unfinished checksums because of offload;
+//! tshark takes them too); the replay recomputes them. A wrong non-zero
+//! IPv4 header checksum rejects the frame. Every rejected frame is counted
+//! with its [`Reject`] reason.
 
 use std::collections::HashMap;
 use std::io;
@@ -88,7 +91,47 @@ pub enum Frame {
     /// Valid, but not TCP or UDP over IPv4 (ARP, ICMP, IPv6, ...).
     Other,
     /// Garbage: does not parse at the link, IP or transport layer.
-    Rejected,
+    Rejected(Reject),
+}
+
+/// Why a captured frame was rejected as garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    /// Shorter than the link header of its link type.
+    LinkHeader,
+    /// A link header naming something that is neither IPv4, IPv6 nor ARP
+    /// (or an IP ethertype whose packet has the wrong version).
+    Ethertype,
+    /// A link type the replay does not read.
+    Linktype,
+    /// An IPv4 header that does not parse (lengths, version).
+    Ipv4Header,
+    /// An IPv4 header checksum that is neither right nor 0.
+    Ipv4Checksum,
+    /// An IPv6 header that does not parse.
+    Ipv6Header,
+    /// A TCP header that does not parse (data offset).
+    TcpHeader,
+    /// TCP options that do not parse.
+    TcpOptions,
+    /// A UDP header that does not parse (length).
+    UdpHeader,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reject::LinkHeader => "shorter than their link header",
+            Reject::Ethertype => "of a protocol that is not IPv4, IPv6 or ARP",
+            Reject::Linktype => "of a link type the replay does not read",
+            Reject::Ipv4Header => "with an IPv4 header that does not parse",
+            Reject::Ipv4Checksum => "with a wrong (non-zero) IPv4 header checksum",
+            Reject::Ipv6Header => "with an IPv6 header that does not parse",
+            Reject::TcpHeader => "with a TCP header that does not parse",
+            Reject::TcpOptions => "with TCP options that do not parse",
+            Reject::UdpHeader => "with a UDP header that does not parse",
+        })
+    }
 }
 
 /// A captured TCP segment.
@@ -143,6 +186,10 @@ pub struct Capture {
     /// capture: what was read before is kept; the remainder counts as
     /// one rejected frame).
     pub error: Option<String>,
+    /// IPv4 frames taken although their header checksum is 0: the capture
+    /// was taken on a sending host whose NIC fills the checksum in
+    /// (offload). tshark takes them too.
+    pub zero_ip_checksums: usize,
 }
 
 impl Capture {
@@ -150,9 +197,39 @@ impl Capture {
     pub fn rejected_count(&self) -> usize {
         self.frames
             .iter()
-            .filter(|f| matches!(f, Frame::Rejected))
+            .filter(|f| matches!(f, Frame::Rejected(_)))
             .count()
             + usize::from(self.error.is_some())
+    }
+
+    /// Why frames were rejected: each reason with its count, most frequent
+    /// first (a file that ends early is not included: see `error`).
+    pub fn reject_reasons(&self) -> Vec<(Reject, usize)> {
+        let mut counts: HashMap<Reject, usize> = HashMap::new();
+        for f in &self.frames {
+            if let Frame::Rejected(r) = f {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        let mut v: Vec<(Reject, usize)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// One line saying why frames were rejected, e.g. "3 frames with a
+    /// wrong (non-zero) IPv4 header checksum; 1 frame shorter than their
+    /// link header"; `None` when none was.
+    pub fn reject_summary(&self) -> Option<String> {
+        let v = self.reject_reasons();
+        if v.is_empty() {
+            return None;
+        }
+        Some(
+            v.iter()
+                .map(|(r, n)| format!("{n} frame{} {r}", if *n == 1 { "" } else { "s" }))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
     /// Reads the capture at `path` (pcap or pcapng).
@@ -185,9 +262,17 @@ impl Capture {
             let t = rec.timestamp_micros.saturating_sub(t0);
             let frame = match ip_of_frame(rec.linktype, &rec.data) {
                 None => classify_non_ip(rec.linktype, &rec.data),
-                Some(ip) => decode_ip(t, ip, &mut reasm),
+                Some(ip) => {
+                    let zero = ip.first().is_some_and(|b| b >> 4 == 4)
+                        && ip.get(10..12) == Some(&[0, 0][..]);
+                    let f = decode_ip(t, ip, &mut reasm);
+                    if zero && !matches!(f, Frame::Rejected(_)) {
+                        cap.zero_ip_checksums += 1;
+                    }
+                    f
+                }
             };
-            if frame == Frame::Rejected {
+            if matches!(frame, Frame::Rejected(_)) {
                 cap.rejected.push((t, rec.data.clone()));
             }
             cap.frames.push(frame);
@@ -205,10 +290,13 @@ fn classify_non_ip(linktype: u16, data: &[u8]) -> Frame {
         LINKTYPE_LINUX_SLL2 => data.len() >= 20,
         LINKTYPE_RAW | LINKTYPE_IPV4 | 12 | 14 => data.first().is_some_and(|b| b >> 4 == 6),
         LINKTYPE_NULL => data.len() >= 4,
-        _ => false,
+        _ => return Frame::Rejected(Reject::Linktype),
     };
     if !ok {
-        return Frame::Rejected;
+        return Frame::Rejected(match linktype {
+            LINKTYPE_RAW | LINKTYPE_IPV4 | 12 | 14 if !data.is_empty() => Reject::Ethertype,
+            _ => Reject::LinkHeader,
+        });
     }
     // An IPv4 ethertype that did not hold a parsable IPv4 packet is garbage.
     let et = match linktype {
@@ -221,7 +309,10 @@ fn classify_non_ip(linktype: u16, data: &[u8]) -> Frame {
     // ethertype (or an IPv4 one that did not hold IPv4) is garbage.
     match et {
         None | Some(0x0806) | Some(0x86dd) => Frame::Other,
-        Some(_) => Frame::Rejected,
+        // An IPv4 or IPv6 ethertype whose packet is too short to have a
+        // version or has the wrong one.
+        Some(0x0800) => Frame::Rejected(Reject::Ipv4Header),
+        Some(_) => Frame::Rejected(Reject::Ethertype),
     }
 }
 
@@ -283,7 +374,7 @@ impl FragmentTable {
 /// play), what does not parse is rejected.
 fn decode_ipv6(t: u64, ip: &[u8]) -> Frame {
     let Ok(p) = ipv6::Packet::new_checked(ip) else {
-        return Frame::Rejected;
+        return Frame::Rejected(Reject::Ipv6Header);
     };
     let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
     let ipv6::Walk::Upper {
@@ -302,12 +393,15 @@ fn decode_ip(t: u64, ip: &[u8], reasm: &mut FragmentTable) -> Frame {
         return decode_ipv6(t, ip);
     }
     let Ok(p) = ipv4::Packet::new_checked(ip) else {
-        return Frame::Rejected;
+        return Frame::Rejected(Reject::Ipv4Header);
     };
-    // The IP header checksum is computed even where transport checksums
-    // are offloaded: a wrong one means a damaged frame.
-    if !p.verify_checksum() {
-        return Frame::Rejected;
+    // A wrong IP header checksum means a damaged frame, except 0: a NIC
+    // with checksum offload fills the header checksum in too, so a capture
+    // taken on the sending host holds 0 there. tshark takes those (it does
+    // not check IPv4 checksums by default); so does the replay, which
+    // recomputes every checksum anyway.
+    if !p.verify_checksum() && p.checksum() != 0 {
+        return Frame::Rejected(Reject::Ipv4Checksum);
     }
     // Captures on a sending host may cut frames at the snap length or hold
     // a zero total length (TSO); take what the frame holds.
@@ -343,10 +437,10 @@ fn transport(
     match protocol {
         ipv4::protocol::TCP => {
             let Ok(tp) = tcp::Packet::new_checked(payload) else {
-                return Frame::Rejected;
+                return Frame::Rejected(Reject::TcpHeader);
             };
             let Ok(options) = tcp::Options::parse(tp.options()) else {
-                return Frame::Rejected;
+                return Frame::Rejected(Reject::TcpOptions);
             };
             Frame::Tcp(TcpPacket {
                 t,
@@ -362,7 +456,7 @@ fn transport(
         }
         ipv4::protocol::UDP => {
             let Ok(up) = udp::Packet::new_checked(payload) else {
-                return Frame::Rejected;
+                return Frame::Rejected(Reject::UdpHeader);
             };
             Frame::Udp(UdpPacket {
                 t,
@@ -556,7 +650,10 @@ mod tests {
         w.write_packet(5, &frag).unwrap();
         w.write_packet(6, &ip[..30]).unwrap();
         let cap = Capture::from_bytes(&w.into_inner());
-        assert_eq!(cap.frames, vec![Frame::Other, Frame::Rejected]);
+        assert_eq!(
+            cap.frames,
+            vec![Frame::Other, Frame::Rejected(Reject::Ipv6Header)]
+        );
     }
 
     #[test]
@@ -586,7 +683,37 @@ mod tests {
         assert!(
             matches!(&cap.frames[1], Frame::Udp(u) if u.payload == b"ping" && u.fragment_size == Some(8))
         );
-        assert_eq!(cap.frames[2], Frame::Rejected);
+        assert_eq!(cap.frames[2], Frame::Rejected(Reject::Ipv4Header));
         assert_eq!(cap.rejected_count(), 1);
+    }
+
+    /// A capture from a host with checksum offload holds IPv4 header
+    /// checksum 0 on what it sent: taken (and counted), as tshark does; a
+    /// wrong non-zero one is a damaged frame, rejected with its reason.
+    #[test]
+    fn zero_ip_checksum_taken_wrong_one_rejected_with_reason() {
+        let good = udp_ip();
+        let mut zero = good.clone();
+        zero[10] = 0;
+        zero[11] = 0;
+        let mut wrong = good.clone();
+        wrong[10] ^= 0x55;
+        let mut w = Writer::new(Vec::new(), LINKTYPE_RAW).unwrap();
+        for f in [&good, &zero, &wrong, &wrong] {
+            w.write_packet(1, f).unwrap();
+        }
+        w.write_packet(2, &[0x45, 1, 2]).unwrap();
+        let cap = Capture::from_bytes(&w.into_inner());
+        assert!(matches!(&cap.frames[1], Frame::Udp(u) if u.payload == b"ping"));
+        assert_eq!(cap.zero_ip_checksums, 1);
+        assert_eq!(
+            cap.reject_reasons(),
+            vec![(Reject::Ipv4Checksum, 2), (Reject::Ipv4Header, 1)]
+        );
+        assert_eq!(
+            cap.reject_summary().unwrap(),
+            "2 frames with a wrong (non-zero) IPv4 header checksum; \
+             1 frame with an IPv4 header that does not parse"
+        );
     }
 }

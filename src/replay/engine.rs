@@ -43,6 +43,13 @@ pub struct Outcome {
     pub delivered: usize,
     /// The stack's TCP state at the end (None: no connection or UDP).
     pub final_state: Option<State>,
+    /// Segments the peer sent again at once: fast retransmits on three
+    /// duplicate ACKs, on partial ACKs, and SYN data the stack's SYN-ACK
+    /// left unacknowledged.
+    pub peer_fast_resends: usize,
+    /// Times the peer's retransmission timer expired with data (or its
+    /// SYN) unacknowledged.
+    pub peer_timeouts: usize,
 }
 
 fn stack_interface() -> Interface {
@@ -126,6 +133,39 @@ fn schedule(ip: Vec<u8>, at: Instant, muts: &[&Mutation]) -> (Vec<(Instant, Vec<
     (copies, reorder)
 }
 
+/// The filler the peer sends where the capture lacks its bytes.
+pub const FILLER: u8 = b'~';
+
+/// The peer's whole byte stream as the capture shows it (data on its SYN
+/// first), by offset from ISN + 1, as the peer's send buffer: holes the
+/// capture lacks (segments it never saw, though the other end acknowledged
+/// them) hold [`FILLER`], up to the last byte and the FIN. At most 16 MiB.
+fn peer_stream(s: &TcpScript) -> Vec<u16> {
+    let base = s.peer_isn.wrapping_add(1);
+    let mut stream: Vec<u16> = Vec::new();
+    for p in &s.peer {
+        let off = if p.flags.syn() {
+            0
+        } else {
+            p.seq.wrapping_sub(base) as usize
+        };
+        let end = off.saturating_add(p.payload.len());
+        // A bare FIN (not a SYN's) marks the stream's end: holes before it
+        // are filled too.
+        let bare_fin = p.flags.fin() && !p.flags.syn();
+        if end > 16 << 20 || (p.payload.is_empty() && !bare_fin) {
+            continue;
+        }
+        if stream.len() < end {
+            stream.resize(end, u16::from(FILLER));
+        }
+        for (i, &b) in p.payload.iter().enumerate() {
+            stream[off + i] = u16::from(b);
+        }
+    }
+    stream
+}
+
 fn seq_le(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) >= 0
 }
@@ -179,6 +219,13 @@ struct TcpRun<'a> {
     ack_due: Option<Instant>,
     rto_at: Option<Instant>,
     rto_backoff: u32,
+    /// Duplicate ACKs from the stack in a row (three: fast retransmit).
+    dup_acks: u32,
+    /// A fast retransmission of the segment at SND.UNA is due.
+    fast_rexmit: bool,
+    /// The peer's SND.MAX when it entered fast recovery: partial ACKs
+    /// below it retransmit the next hole at once (RFC 6582).
+    recover: Option<u32>,
     peer_ts: u32,
     peer_dead: bool,
     peer_fin_sent: Option<u32>,
@@ -259,12 +306,15 @@ impl<'a> TcpRun<'a> {
             ack_due: None,
             rto_at: None,
             rto_backoff: 0,
+            dup_acks: 0,
+            fast_rexmit: false,
+            recover: None,
             peer_ts: 1,
             peer_dead: false,
             peer_fin_sent: None,
             peer_syn_opts,
             sent: Vec::new(),
-            stream: Vec::new(),
+            stream: peer_stream(s),
             sent_alt: HashSet::new(),
             max_edge: None,
             reached_established: false,
@@ -364,8 +414,14 @@ impl<'a> TcpRun<'a> {
             STACK_IP.into(),
         );
         // Account what the peer sends (before the wire mutates it).
-        let off = p.seq.wrapping_sub(self.s.peer_isn.wrapping_add(1)) as usize;
-        if !p.payload.is_empty() && off < 16 << 20 && !p.flags.syn() {
+        // Data on a SYN (TCP Fast Open) is the start of the stream: ustack
+        // does not take it, so the peer sends it again after the handshake.
+        let off = if p.flags.syn() {
+            0
+        } else {
+            p.seq.wrapping_sub(self.s.peer_isn.wrapping_add(1)) as usize
+        };
+        if !p.payload.is_empty() && off < 16 << 20 {
             let end = off + p.payload.len();
             if self.stream.len() < end {
                 self.stream.resize(end, 0x100);
@@ -903,7 +959,22 @@ impl<'a> TcpRun<'a> {
                     self.violation(format!("ACK went back from {prev} to {}", seg.ack));
                 }
             }
+            let outstanding = seq_lt(seg.ack, self.peer_snd_max);
+            let dup = self.stack_last_ack == Some(seg.ack)
+                && seg.payload.is_empty()
+                && !f.syn()
+                && !f.fin()
+                && outstanding;
             self.stack_last_ack = Some(seg.ack);
+            if dup {
+                self.dup_acks += 1;
+                if self.dup_acks == 3 && self.recover.is_none() {
+                    self.fast_rexmit = true;
+                    self.recover = Some(self.peer_snd_max);
+                }
+            } else {
+                self.dup_acks = 0;
+            }
             if seq_lt(self.peer_snd_una, seg.ack) {
                 self.peer_snd_una = seg.ack;
                 self.rto_backoff = 0;
@@ -912,6 +983,18 @@ impl<'a> TcpRun<'a> {
                 } else {
                     None
                 };
+                match self.recover {
+                    // A partial ACK: the next hole goes at once.
+                    Some(r) if seq_lt(seg.ack, r) => self.fast_rexmit = true,
+                    Some(_) => self.recover = None,
+                    None => {}
+                }
+            }
+            if f.syn() && outstanding && self.peer_fin_sent.is_none() {
+                // The stack's SYN-ACK leaves data of the peer's SYN
+                // unacknowledged (no TCP Fast Open): a real client sends it
+                // again at once.
+                self.fast_rexmit = true;
             }
             // The stack's windows are scaled when both SYNs offered it.
             let shift = match (f.syn(), self.peer_syn_opts.window_scale) {
@@ -983,60 +1066,83 @@ impl<'a> TcpRun<'a> {
                 self.push(now, ip, None);
             }
         }
+        if std::mem::take(&mut self.fast_rexmit) && seq_lt(self.peer_snd_una, self.peer_snd_max) {
+            // Fast retransmit (RFC 5681 §3.2): the segment at SND.UNA.
+            self.out.peer_fast_resends += 1;
+            self.resend(1);
+        }
         if self.rto_at.is_some_and(|t| t <= now) {
             self.rto_at = None;
             if !seq_lt(self.peer_snd_una, self.peer_snd_max) || self.rto_backoff > 12 {
                 return;
             }
             self.rto_backoff += 1;
-            let una = self.peer_snd_una;
-            let isn = self.s.peer_isn;
-            if una == isn {
-                // The SYN (or SYN-ACK) itself.
-                if let Some(mut syn) = self.s.peer.iter().find(|p| p.flags.syn()).cloned() {
-                    syn.t = now.total_micros();
-                    let ip = self.build(&syn);
-                    self.push(now, ip, None);
-                }
-            } else {
-                // Up to eight segments from SND.UNA, within the stack's window.
-                let room_total = self
-                    .stack_edge
-                    .map_or(1, |e| e.wrapping_sub(una) as i32)
-                    .clamp(1, 8 * 1400) as usize;
-                let mut seq = una;
-                let mut left = room_total;
-                for _ in 0..8 {
-                    let off = seq.wrapping_sub(isn.wrapping_add(1)) as usize;
-                    let have: Vec<u8> = self
-                        .stream
-                        .get(off..)
-                        .unwrap_or(&[])
-                        .iter()
-                        .take(left.min(1400))
-                        .take_while(|&&v| v < 0x100)
-                        .map(|&v| v as u8)
-                        .collect();
-                    let data_end = seq.wrapping_add(have.len() as u32);
-                    let mut flags = tcp::Flags::ACK;
-                    if self.peer_fin_sent == Some(data_end.wrapping_add(1)) {
-                        flags = tcp::Flags(flags.0 | tcp::Flags::FIN.0);
-                    }
-                    if have.is_empty() && !flags.fin() {
-                        break;
-                    }
-                    left = left.saturating_sub(have.len());
-                    let ack = self.peer_rcv_nxt.unwrap_or(0);
-                    let p = self.reaction(seq, ack, flags, window, have);
-                    let ip = self.build(&p);
-                    self.push(now, ip, None);
-                    if flags.fin() || left == 0 {
-                        break;
-                    }
-                    seq = data_end;
-                }
-            }
+            self.out.peer_timeouts += 1;
+            self.recover = Some(self.peer_snd_max);
+            self.resend(8);
             self.rto_at = Some(now + self.rto());
+        }
+    }
+
+    /// Sends again up to `segments` segments from SND.UNA, within the
+    /// stack's window and below what the peer has sent: the SYN when that is
+    /// unacknowledged, else the peer's stream (holes of the capture hold
+    /// filler bytes) and its FIN.
+    fn resend(&mut self, segments: usize) {
+        let now = self.now;
+        let window = self.peer_window();
+        let una = self.peer_snd_una;
+        let isn = self.s.peer_isn;
+        if una == isn {
+            // The SYN (or SYN-ACK) itself.
+            if let Some(mut syn) = self.s.peer.iter().find(|p| p.flags.syn()).cloned() {
+                syn.t = now.total_micros();
+                let ip = self.build(&syn);
+                self.push(now, ip, None);
+            }
+            return;
+        }
+        // Data goes up to what the peer has sent, not beyond: the script
+        // sends the rest when its time comes.
+        let data_limit = match self.peer_fin_sent {
+            Some(fin_end) if seq_le(fin_end, self.peer_snd_max) => fin_end.wrapping_sub(1),
+            _ => self.peer_snd_max,
+        };
+        let room_total = self
+            .stack_edge
+            .map_or(1, |e| e.wrapping_sub(una) as i32)
+            .clamp(1, segments as i32 * 1400) as usize;
+        let mut seq = una;
+        let mut left = room_total;
+        for _ in 0..segments {
+            let off = seq.wrapping_sub(isn.wrapping_add(1)) as usize;
+            let below = (data_limit.wrapping_sub(seq) as i32).max(0) as usize;
+            let have: Vec<u8> = self
+                .stream
+                .get(off..)
+                .unwrap_or(&[])
+                .iter()
+                .take(left.min(1400).min(below))
+                .take_while(|&&v| v < 0x100)
+                .map(|&v| v as u8)
+                .collect();
+            let data_end = seq.wrapping_add(have.len() as u32);
+            let mut flags = tcp::Flags::ACK;
+            if self.peer_fin_sent == Some(data_end.wrapping_add(1)) {
+                flags = tcp::Flags(flags.0 | tcp::Flags::FIN.0);
+            }
+            if have.is_empty() && !flags.fin() {
+                break;
+            }
+            left = left.saturating_sub(have.len());
+            let ack = self.peer_rcv_nxt.unwrap_or(0);
+            let p = self.reaction(seq, ack, flags, window, have);
+            let ip = self.build(&p);
+            self.push(now, ip, None);
+            if flags.fin() || left == 0 {
+                break;
+            }
+            seq = data_end;
         }
     }
 

@@ -14,4 +14,4 @@ pub mod mutate;
 pub mod runner;
 pub mod script;
 
-pub use runner::{check_capture, Failure, Report};
+pub use runner::{check_capture, check_capture_with, Failure, Report, MAX_FAILURES};

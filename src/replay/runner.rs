@@ -21,7 +21,7 @@ use crate::wire::ipv4;
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// The case's index (with the seed, it reproduces the case).
-    pub case: usize,
+    pub case: u64,
     /// What was violated (in the minimal case).
     pub messages: Vec<String>,
     /// The minimal mutations that still fail: (peer frame index, mutation).
@@ -32,13 +32,16 @@ pub struct Failure {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Cases run.
-    pub cases: usize,
+    pub cases: u64,
     /// Cases that violated an invariant.
-    pub violations: usize,
+    pub violations: u64,
     /// Frames of the capture that were garbage.
     pub rejected: usize,
-    /// The failing cases, shrunk.
+    /// The first [`MAX_FAILURES`] failing cases, shrunk.
     pub failures: Vec<Failure>,
+    /// What limits the replay of this capture, and how the peer makes up
+    /// for it (e.g. holes in the capture filled with synthetic bytes).
+    pub notes: Vec<String>,
     /// What was replayed (for the tool's output).
     pub description: String,
     /// Frames delivered to the stack, over all cases.
@@ -47,10 +50,10 @@ pub struct Report {
     pub emitted: u64,
 }
 
-fn case_rng(seed: u64, case: usize) -> TestRng {
+fn case_rng(seed: u64, case: u64) -> TestRng {
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&seed.to_le_bytes());
-    s[8..16].copy_from_slice(&(case as u64).to_le_bytes());
+    s[8..16].copy_from_slice(&case.to_le_bytes());
     s[16..24].copy_from_slice(b"ustkrply");
     TestRng::from_seed(RngAlgorithm::ChaCha, &s)
 }
@@ -72,15 +75,33 @@ fn run_one(
     out.violations
 }
 
+/// How many failing cases a [`Report`] keeps (shrunk); every further one
+/// is still counted in [`Report::violations`].
+pub const MAX_FAILURES: usize = 16;
+
 /// Checks `cases` cases of the capture's main conversation, ustack
 /// playing `side`; the seed makes it reproducible. `only_case` runs just
-/// that case.
+/// that case. Case 0 is the capture as it is, without mutations.
 pub fn check_capture(
     cap: &Capture,
     side: Side,
-    cases: usize,
+    cases: u64,
     seed: u64,
-    only_case: Option<usize>,
+    only_case: Option<u64>,
+) -> Report {
+    check_capture_with(cap, side, cases, seed, only_case, &mut |_| {})
+}
+
+/// [`check_capture`], calling `progress` with the report so far after
+/// every case. Cases are generated one at a time as they run: memory stays
+/// flat however many there are.
+pub fn check_capture_with(
+    cap: &Capture,
+    side: Side,
+    cases: u64,
+    seed: u64,
+    only_case: Option<u64>,
+    progress: &mut dyn FnMut(&Report),
 ) -> Report {
     let plan = plan(cap, resolve_side(side));
     let mut report = Report {
@@ -106,29 +127,41 @@ pub fn check_capture(
             cap.rejected.len()
         ),
     };
+    report.notes = plan.as_ref().map(|p| p.notes.clone()).unwrap_or_default();
     let frames = plan
         .as_ref()
         .map_or(cap.rejected.len(), |p| p.peer_frames());
     let strategy = mutate::case(frames);
-    let range: Vec<usize> = match only_case {
-        Some(c) => vec![c],
-        None => (0..cases).collect(),
+    let (first, last) = match only_case {
+        Some(c) => (c, c.saturating_add(1)),
+        None => (0, cases),
     };
-    for case in range {
+    for case in first..last {
         let mut runner = TestRunner::new_with_rng(PtConfig::default(), case_rng(seed, case));
         let Ok(mut tree) = strategy.new_tree(&mut runner) else {
             continue;
         };
         report.cases += 1;
-        let first = run_one(plan.as_ref(), &tree.current(), &cap.rejected, &mut report);
+        let muts = if case == 0 {
+            Vec::new()
+        } else {
+            tree.current()
+        };
+        let first = run_one(plan.as_ref(), &muts, &cap.rejected, &mut report);
         if first.is_empty() {
+            progress(&report);
             continue;
         }
         report.violations += 1;
-        // Shrink: simplify while it still fails.
-        let mut best = (tree.current(), first);
+        if report.failures.len() >= MAX_FAILURES {
+            progress(&report);
+            continue;
+        }
+        // Shrink: simplify while it still fails (the unmutated case 0 is
+        // as simple as a case gets).
+        let mut best = (muts, first);
         for _ in 0..300 {
-            if !tree.simplify() {
+            if case == 0 || !tree.simplify() {
                 break;
             }
             let v = run_one(plan.as_ref(), &tree.current(), &cap.rejected, &mut report);
@@ -145,6 +178,7 @@ pub fn check_capture(
             messages: best.1,
             minimal: best.0,
         });
+        progress(&report);
     }
     report
 }

@@ -94,6 +94,9 @@ pub struct Plan {
     pub stack_is_client: bool,
     /// The script.
     pub script: Script,
+    /// What the capture lacks or holds that a replay cannot play as it
+    /// is, and what the peer does instead (one sentence each).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -145,6 +148,7 @@ pub fn plan_for(cap: &Capture, key: ConversationKey, side: Side) -> Plan {
             local,
             stack_is_client,
             script: Script::Udp(s),
+            notes: Vec::new(),
         };
     }
     let mut from_peer: Vec<TcpPacket> = Vec::new();
@@ -251,7 +255,12 @@ pub fn plan_for(cap: &Capture, key: ConversationKey, side: Side) -> Plan {
     let mut connected = local_syn || local_synack;
     for p in &from_local {
         if !p.payload.is_empty() {
-            let off = rel(p.seq, local_isn.wrapping_add(1));
+            // Data on a SYN (TCP Fast Open) is the stream's start.
+            let off = if p.flags.syn() {
+                0
+            } else {
+                rel(p.seq, local_isn.wrapping_add(1))
+            };
             let end = off.saturating_add(p.payload.len());
             if end <= 16 << 20 {
                 if local_stream.len() < end {
@@ -280,11 +289,56 @@ pub fn plan_for(cap: &Capture, key: ConversationKey, side: Side) -> Plan {
     let listens = !stack_is_client && (local_synack || (!peer_syn && connected));
     let rst = from_peer.iter().chain(&from_local).any(|p| p.flags.rst());
     let peer_fin = from_peer.iter().any(|p| p.flags.fin());
+    let mut notes = Vec::new();
+    if let Some(syn) = peer_pkts
+        .iter()
+        .find(|p| p.flags.syn() && !p.payload.is_empty())
+    {
+        notes.push(format!(
+            "the peer's SYN carries {} bytes (TCP Fast Open); ustack does not take data on a SYN, so the peer sends them again after the handshake",
+            syn.payload.len()
+        ));
+    }
+    let holes = |v: &[TcpPacket], isn: u32| -> (usize, usize) {
+        let mut spans: Vec<(usize, usize)> = v
+            .iter()
+            .filter(|p| !p.payload.is_empty() || (p.flags.fin() && !p.flags.syn()))
+            .map(|p| {
+                let off = rel(p.seq, isn.wrapping_add(1));
+                let off = if p.flags.syn() { 0 } else { off };
+                (off, off.saturating_add(p.payload.len()))
+            })
+            .filter(|&(_, e)| e <= 16 << 20)
+            .collect();
+        spans.sort();
+        let (mut have, mut missing, mut n) = (0usize, 0usize, 0usize);
+        for (o, e) in spans {
+            if o > have {
+                missing += o - have;
+                n += 1;
+            }
+            have = have.max(e);
+        }
+        (n, missing)
+    };
+    let (n, missing) = holes(&from_peer, peer_isn);
+    if missing > 0 {
+        notes.push(format!(
+            "the capture lacks {missing} bytes of the peer's stream in {n} holes; the peer sends filler bytes there"
+        ));
+    }
+    let (n, missing) = holes(&from_local, local_isn);
+    if missing > 0 {
+        notes.push(format!(
+            "the capture lacks {missing} bytes of the stream of the end ustack plays in {n} holes; its application writes zeros there"
+        ));
+    }
     Plan {
         key,
         peer,
         local,
         stack_is_client,
+        notes,
         script: Script::Tcp(TcpScript {
             peer: peer_pkts,
             peer_isn,

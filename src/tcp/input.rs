@@ -602,8 +602,8 @@ impl Tcb {
             self.rto_at = None;
             self.unacked_since = None;
         } else {
-            self.rto_at = Some(now + self.rtt.rto());
             self.unacked_since = Some(now);
+            self.rto_at = Some(self.rto_deadline(now));
         }
         self.info.bytes_acked += acked as u64;
         let in_flight = self.bytes_in_flight();

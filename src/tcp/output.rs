@@ -257,6 +257,20 @@ impl Tcb {
         (self.rtt.rto() * (1 << backoff)).min(self.config.rtt.max_rto)
     }
 
+    /// When a retransmission timer armed `now` fires: one RTO on, but not
+    /// after the user timeout expires, so that the connection fails then
+    /// and not at the next backed-off expiry (Linux clamps the same way).
+    pub(crate) fn rto_deadline(&self, now: Instant) -> Instant {
+        let at = now + self.rtt.rto();
+        match self.config.user_timeout {
+            Some(ut) => {
+                let since = self.unacked_since.unwrap_or(now);
+                at.min((since + ut).max(now))
+            }
+            None => at,
+        }
+    }
+
     fn on_rto(&mut self, now: Instant) {
         self.rto_at = None;
         let handshake = matches!(self.state, State::SynSent | State::SynReceived);
@@ -274,7 +288,10 @@ impl Tcb {
             (Some(ut), Some(since)) => now - since >= ut,
             _ => false,
         };
-        if self.retries >= limit || user_expired {
+        // A user timeout replaces the data retry count (as
+        // TCP_USER_TIMEOUT does on Linux); the handshake keeps its count.
+        let counted = handshake || self.config.user_timeout.is_none();
+        if (counted && self.retries >= limit) || user_expired {
             self.fail(io::ErrorKind::TimedOut);
             return;
         }
@@ -521,8 +538,8 @@ impl Tcb {
                     if self.retries == 0 {
                         self.rtt_probe = Some((self.iss, now));
                     }
-                    self.rto_at = Some(now + self.rtt.rto());
                     self.unacked_since.get_or_insert(now);
+                    self.rto_at = Some(self.rto_deadline(now));
                     return 1;
                 }
                 if !self.ack_now {
@@ -695,10 +712,10 @@ impl Tcb {
             if self.snd_max < self.snd_nxt {
                 self.snd_max = self.snd_nxt;
             }
-            if self.rto_at.is_none() {
-                self.rto_at = Some(now + self.rtt.rto());
-            }
             self.unacked_since.get_or_insert(now);
+            if self.rto_at.is_none() {
+                self.rto_at = Some(self.rto_deadline(now));
+            }
             if fin {
                 break;
             }
@@ -868,8 +885,8 @@ impl Tcb {
             due: false,
         };
         self.info.tlps += 1;
-        self.rto_at = Some(now + self.rtt.rto());
         self.unacked_since.get_or_insert(now);
+        self.rto_at = Some(self.rto_deadline(now));
         Some(true)
     }
 }

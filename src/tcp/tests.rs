@@ -339,34 +339,58 @@ fn syn_retries_then_timed_out() {
     assert_eq!(s.stats().0.sent, 7, "one SYN and six retries");
 }
 
-#[test]
-fn data_retries_then_timed_out_with_user_timeout() {
+/// Connects A to B with `user_timeout` on A's sockets, sends 13 bytes
+/// and cuts the link both ways; returns the sim, A's handle and when the
+/// data went out.
+fn cut_after_send(user_timeout: Option<Duration>) -> (Sim, SocketHandle, Instant) {
     let mut s = sim(LinkConfig::default(), 9);
-    let (c, _srv) = connect(&mut s);
-    s.a.tcp_socket_mut(c).unwrap();
     let mut cfg = s.a.tcp_config().clone();
-    cfg.user_timeout = Some(Duration::from_secs(5));
-    // Cut the link: nothing gets through any more.
-    let mut s2 = Sim::new(
-        std::mem::replace(&mut s.a, host(A, 0)),
-        std::mem::replace(&mut s.b, host(B, 0)),
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        },
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        },
-        9,
-    );
-    let _ = cfg;
-    s2.a.tcp_send(c, b"into the void").unwrap();
-    s2.run_until(Instant::from_secs(1000));
-    let t = s2.a.tcp_socket_mut(c).unwrap();
+    cfg.user_timeout = user_timeout;
+    s.a.set_tcp_config(cfg);
+    let (c, _srv) = connect(&mut s);
+    assert_eq!(s.a.tcp_socket(c).unwrap().config.user_timeout, user_timeout);
+    s.drop_filter = Some(Box::new(|_, _| true));
+    let sent_at = s.now();
+    s.a.tcp_send(c, b"into the void").unwrap();
+    (s, c, sent_at)
+}
+
+#[test]
+fn data_retries_then_timed_out() {
+    let (mut s, c, t0) = cut_after_send(None);
+    // Without a user timeout, the data retry count decides: 15 backed-off
+    // retransmissions (RTO capped at 120 s) take far longer than 5 s.
+    s.run_until(t0 + Duration::from_secs(60));
+    assert_eq!(state(&s.a, c), State::Established);
+    s.run_until(t0 + Duration::from_secs(2000));
+    let retries = s.a.tcp_config().data_retries;
+    let t = s.a.tcp_socket_mut(c).unwrap();
     assert_eq!(t.state(), State::Closed);
     assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::TimedOut);
-    assert!(t.info().timeouts >= 15, "15 retries: {:?}", t.info());
+    assert_eq!(t.info().timeouts, u64::from(retries), "{:?}", t.info());
+}
+
+#[test]
+fn data_times_out_after_the_user_timeout() {
+    let ut = Duration::from_secs(5);
+    let (mut s, c, t0) = cut_after_send(Some(ut));
+    // Alive just before the user timeout (the RTOs so far: 0.2 + 0.4 +
+    // 0.8 + 1.6 s, then the next one is cut short at 5 s)...
+    s.run_until(t0 + ut - Duration::from_millis(10));
+    assert_eq!(state(&s.a, c), State::Established);
+    let timeouts = s.a.tcp_info(c).unwrap().timeouts;
+    assert!((1..15).contains(&timeouts), "{timeouts} timeouts");
+    // ...and timed out at it, not at the next backed-off expiry (6.2 s)
+    // nor after 15 retries.
+    s.run_until(t0 + ut + Duration::from_millis(10));
+    let t = s.a.tcp_socket_mut(c).unwrap();
+    assert_eq!(t.state(), State::Closed);
+    assert_eq!(t.take_error().unwrap().kind(), io::ErrorKind::TimedOut);
+    assert_eq!(
+        t.info().timeouts,
+        timeouts,
+        "no retransmission after the last"
+    );
 }
 
 #[test]
