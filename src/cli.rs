@@ -34,16 +34,24 @@ pub struct DeviceArgs {
     /// stack; IPv6 works on TUN devices for now).
     #[arg(long, value_name = "IP/PREFIX", required = true)]
     pub addr: Vec<IpCidr>,
-    /// Default gateway for off-link destinations.
+    /// Default gateway for off-link destinations (IPv4); it must lie in
+    /// the subnet of one of the --addr given.
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// MTU to set on a created TUN/TAP device (default: the device's).
     #[arg(long, value_name = "N")]
     pub mtu: Option<usize>,
-    /// The stack's own MAC on Ethernet media (default: random for TAP, the
-    /// interface's own for --raw).
+    /// The stack's own MAC on Ethernet media, unicast (default: random for
+    /// TAP, the interface's own for --raw).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<EthernetAddress>,
+    /// Keep a TUN/TAP this tool creates after it exits (TUNSETPERSIST), so
+    /// kernel-side addresses given to it stay for the next run; remove it
+    /// with `ip link del NAME`. A device made beforehand with `ip tuntap
+    /// add dev NAME mode tun` (or `mode tap`) persists anyway: the tool
+    /// attaches to it and leaves it as it found it.
+    #[arg(long)]
+    pub persist: bool,
     /// Record every frame in and out to this pcap file (tshark/Wireshark).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -78,6 +86,7 @@ impl DeviceArgs {
     /// Opens the device (with impairment and capture layers when asked) and
     /// returns it with an interface configuration matching it.
     pub fn open(&self) -> io::Result<(BoxDevice, Config)> {
+        self.check()?;
         let mut dev: BoxDevice = if let Some(name) = &self.tun {
             Box::new(self.open_tun(name, TunKind::Tun)?)
         } else if let Some(name) = &self.tap {
@@ -132,6 +141,7 @@ impl DeviceArgs {
     /// index. `--raw` and `--pcap` are refused: one stack per queue is for
     /// TUN/TAP, and a capture would need a file per queue.
     pub fn open_queues(&self, n: usize) -> io::Result<Vec<(BoxDevice, Config)>> {
+        self.check()?;
         if self.pcap.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -164,6 +174,25 @@ impl DeviceArgs {
             .collect())
     }
 
+    /// Refuses flags that cannot work, before any device is opened: a
+    /// `--gateway` outside every `--addr` subnet, a `--mac` that is not
+    /// unicast ([`Config::validate`]), `--persist` without TUN/TAP.
+    pub fn check(&self) -> io::Result<()> {
+        if self.persist && self.raw.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--persist keeps a TUN/TAP device the tool creates: not with --raw",
+            ));
+        }
+        let caps = crate::phy::DeviceCaps {
+            medium: crate::phy::Medium::Ethernet,
+            mtu: 1500,
+            hardware_addr: None,
+            offload: Default::default(),
+        };
+        self.config_for(caps).validate_as("--gateway", "--mac")
+    }
+
     /// The interface configuration for a device with `caps`.
     fn config_for(&self, caps: crate::phy::DeviceCaps) -> Config {
         let mut config = Config::for_device(caps);
@@ -193,8 +222,9 @@ impl DeviceArgs {
         TunOptions {
             mtu: self.mtu,
             hardware_addr: self.mac,
-            tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
             offload,
+            persist: self.persist,
+            ..TunOptions::default()
         }
     }
 
@@ -711,4 +741,97 @@ pub fn run_queues<Q: Send + 'static>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Tool {
+        #[command(flatten)]
+        device: DeviceArgs,
+    }
+
+    fn check(args: &[&str]) -> io::Result<()> {
+        let t = Tool::try_parse_from(std::iter::once("tool").chain(args.iter().copied()))
+            .expect("parses");
+        t.device.check()
+    }
+
+    /// The device flags that cannot work are refused before any device is
+    /// opened, with one line naming the flag.
+    #[test]
+    fn device_flags_refused_before_opening() {
+        check(&[
+            "--tap",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--gateway",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        check(&[
+            "--tap",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--mac",
+            "02:00:00:00:00:01",
+        ])
+        .unwrap();
+        let e = check(&[
+            "--tun",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--gateway",
+            "10.9.0.1",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--gateway 10.9.0.1 is outside every configured subnet (10.0.0.2/24): it could never be reached"
+        );
+        // IPv6 addresses alone give an IPv4 gateway no subnet.
+        let e = check(&[
+            "--tun",
+            "t0",
+            "--addr",
+            "fd00::2/64",
+            "--gateway",
+            "10.9.0.1",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().starts_with("--gateway 10.9.0.1 needs"), "{e}");
+        for mac in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "03:00:00:00:00:01",
+        ] {
+            let e = check(&["--tap", "t0", "--addr", "10.0.0.2/24", "--mac", mac]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().starts_with(&format!("--mac {mac} is ")),
+                "{e}"
+            );
+        }
+        let e = check(&["--raw", "veth0", "--addr", "10.0.0.2/24", "--persist"]).unwrap_err();
+        assert!(e.to_string().contains("not with --raw"), "{e}");
+        // `open` refuses them too, before touching a device.
+        let t = Tool::try_parse_from([
+            "tool",
+            "--tun",
+            "a/b",
+            "--addr",
+            "10.0.0.2/24",
+            "--mac",
+            "ff:ff:ff:ff:ff:ff",
+        ])
+        .unwrap();
+        let e = t.device.open().err().expect("refused");
+        assert!(e.to_string().starts_with("--mac "), "{e}");
+    }
 }
