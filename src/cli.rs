@@ -540,58 +540,80 @@ pub fn stats_report(tool: &str, elapsed_secs: f64, iface: &Interface) -> String 
     )
 }
 
-/// For tools on the threaded [`Stack`]: a thread that prints the socket
-/// table and counters to stderr on SIGUSR1 and the counters every
-/// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
-/// prints the counters to stdout and exits the process with status 0 on
-/// them. `signals` must have been created before the stack's thread (or
-/// any other) was spawned, so that every thread has them blocked. Runs
-/// until the process exits.
+/// What SIGUSR1 prints on stderr in every tool and example: a header
+/// naming the queue when `label` is one of several ([`queue_label`]), the
+/// interface's counters, TCP's, then `extra` (the program's own lines) and
+/// the socket table (like `ss -tani`).
+pub fn signal_report(label: &str, iface: &Interface, extra: &str) -> String {
+    let header = match label.split_once(" queue ") {
+        Some((tool, i)) => format!("{tool}: queue {i}:\n"),
+        None => String::new(),
+    };
+    format!(
+        "{header}{}{}{extra}{}",
+        iface.counters().report(),
+        tcp_report(iface),
+        iface.socket_report()
+    )
+}
+
+/// For programs on the threaded [`Stack`]: on the calling thread, prints
+/// [`signal_report`] to stderr on SIGUSR1 and [`stats_report`] every
+/// `--stats-interval`, until SIGINT or SIGTERM arrives (when `signals` has
+/// them), then returns. `signals` must have been created before the
+/// stack's thread (or any other) was spawned, so that every thread has
+/// them blocked.
+pub fn monitor(
+    tool: &str,
+    stack: &Stack,
+    signals: &SignalFd,
+    observe: &ObserveArgs,
+) -> io::Result<()> {
+    let mut timer = observe.stats_timer(stack.now());
+    loop {
+        let now = stack.now();
+        if timer.due(now) {
+            let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
+            eprint!("{r}");
+        }
+        let timeout = timer
+            .deadline()
+            .map(|d| d.saturating_duration_since(stack.now()));
+        let mut fds = [libc::pollfd {
+            fd: signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        crate::runtime::poll_fds(&mut fds, timeout)?;
+        while let Some(sig) = signals.read() {
+            if sig == libc::SIGUSR1 {
+                eprint!("{}", stack.with_interface(|i| signal_report(tool, i, "")));
+            } else {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// [`monitor`] on a thread of its own (`TOOL-monitor`); when SIGINT or
+/// SIGTERM ends it (if `signals` has them), prints the counters to stdout
+/// and exits the process with status 0. Runs until the process exits.
 pub fn spawn_monitor(
     tool: &'static str,
     stack: std::sync::Arc<Stack>,
     signals: SignalFd,
     observe: &ObserveArgs,
 ) -> io::Result<()> {
-    let mut timer = observe.stats_timer(stack.now());
+    let observe = observe.clone();
     std::thread::Builder::new()
         .name(format!("{tool}-monitor"))
-        .spawn(move || loop {
-            let now = stack.now();
-            if timer.due(now) {
-                let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
-                eprint!("{r}");
-            }
-            let timeout = timer
-                .deadline()
-                .map(|d| d.saturating_duration_since(stack.now()));
-            let mut fds = [libc::pollfd {
-                fd: signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if crate::runtime::poll_fds(&mut fds, timeout).is_err() {
-                return;
-            }
-            while let Some(sig) = signals.read() {
-                if sig == libc::SIGINT || sig == libc::SIGTERM {
-                    let r = stack
-                        .with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
-                    print!("{r}");
-                    let _ = io::Write::flush(&mut io::stdout());
-                    std::process::exit(0);
-                }
-                if sig == libc::SIGUSR1 {
-                    let r = stack.with_interface(|i| {
-                        format!(
-                            "{}{}{}",
-                            i.counters().report(),
-                            tcp_report(i),
-                            i.socket_report()
-                        )
-                    });
-                    eprint!("{r}");
-                }
+        .spawn(move || {
+            if monitor(tool, &stack, &signals, &observe).is_ok() {
+                let r =
+                    stack.with_interface(|i| format!("{}{}", i.counters().report(), tcp_report(i)));
+                print!("{r}");
+                let _ = io::Write::flush(&mut io::stdout());
+                std::process::exit(0);
             }
         })?;
     Ok(())

@@ -11,8 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use ustack::cli::{
-    fail, parse_args, run_queues, stats_report, BoxDevice, Command, Control, DeviceArgs,
-    ObserveArgs, SignalFd, StatsTimer,
+    fail, parse_args, run_queues, signal_report, stats_report, BoxDevice, Command, Control,
+    DeviceArgs, ObserveArgs, SignalFd, StatsTimer,
 };
 use ustack::iface::{Config, Counters, Interface, TcpCounters};
 use ustack::runtime::{Driver, DriverCounters};
@@ -291,12 +291,9 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
         }
         match driver.wait(now, deadline, &[control.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match control.read() {
-                Some(Command::Report) => eprint!(
-                    "{}{}{}",
-                    header(label),
-                    report(iface, conns.len()),
-                    iface.socket_report()
-                ),
+                Some(Command::Report) => {
+                    eprint!("{}", signal_report(label, iface, &echoing(conns.len())))
+                }
                 Some(Command::Stop) => break,
                 None => {}
             },
@@ -307,19 +304,12 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
 }
 
 fn report(iface: &Interface, conns: usize) -> String {
-    format!(
-        "{}    {conns} connections being echoed\n",
-        ustack::cli::tcp_report(iface)
-    )
+    format!("{}{}", ustack::cli::tcp_report(iface), echoing(conns))
 }
 
-/// The first line of a SIGUSR1 report: which queue's stack it is, when
-/// there are several (none with one, as before `--queues`).
-fn header(label: &str) -> String {
-    match label.strip_prefix("tcpecho queue ") {
-        Some(i) => format!("tcpecho: queue {i}:\n"),
-        None => String::new(),
-    }
+/// The line that counts the connections being echoed.
+fn echoing(conns: usize) -> String {
+    format!("    {conns} connections being echoed\n")
 }
 
 fn main() {
