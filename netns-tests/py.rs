@@ -377,3 +377,52 @@ pub fn result_str<'a>(stdout: &'a str, key: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
 }
+
+/// `AT_EXIT HOST PORT idle|stuffed HOLD_SECS`: connects, has 5 bytes
+/// echoed; `stuffed` then sends without reading until its send buffer
+/// stays full (at most 10 s), so the server's echo is stuck behind a full
+/// window. Prints `READY` on stderr, sleeps HOLD_SECS without reading,
+/// then reads (10 s at most) until EOF or an error. `RESULT end=eof|reset|
+/// timeout read=N` (`timeout`: the connection never ended: the peer hangs).
+pub const AT_EXIT: &str = r#"
+import socket, sys, time
+host, port, mode, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"hello")
+got = b""
+while len(got) < 5:
+    d = s.recv(5 - len(got))
+    if not d:
+        break
+    got += d
+sent = 0
+if mode == "stuffed":
+    s.setblocking(False)
+    give_up = time.monotonic() + 10
+    full = 0
+    while time.monotonic() < give_up and full < 3:
+        try:
+            sent += s.send(b"x" * 65536)
+            full = 0
+        except BlockingIOError:
+            full += 1
+            time.sleep(0.2)
+    s.setblocking(True)
+print("READY echoed=%d stuffed=%d" % (len(got), sent), file=sys.stderr, flush=True)
+time.sleep(hold)
+s.settimeout(10)
+end, n = "timeout", 0
+give_up = time.monotonic() + 10
+try:
+    while time.monotonic() < give_up:
+        d = s.recv(65536)
+        if not d:
+            end = "eof"
+            break
+        n += len(d)
+except socket.timeout:
+    pass
+except ConnectionResetError:
+    end = "reset"
+print("RESULT end=%s read=%d echoed=%d stuffed=%d" % (end, n, len(got), sent))
+"#;

@@ -20,6 +20,7 @@ const S_FIT: u8 = 30;
 const S_SINKSRC: u8 = 58;
 const S_OFFLOAD: u8 = 59;
 const S_NOOFFLOAD: u8 = 57;
+const S_AT_EXIT: u8 = 31;
 
 const MIB: u64 = 1 << 20;
 
@@ -461,6 +462,53 @@ pub fn ucat_sees_reset(medium: Medium) {
     timing("ucat_sees_reset", medium, start);
 }
 
+/// tcpecho stopped with SIGINT ends the connections it has open, so that
+/// Linux peers see the end instead of hanging: an idle one gets a FIN
+/// (EOF), one whose echo is stuck behind a window the peer keeps full gets
+/// its FIN acknowledged or, after the grace period, a reset. tcpecho says
+/// how each ended and exits 0.
+pub fn tcpecho_ends_connections_at_exit(medium: Medium) {
+    let start = Instant::now();
+    let mut rig = Rig::tcpecho(medium, "tend", S_AT_EXIT, &[]);
+    let ip = rig.stack_ip.clone();
+    let mut idle = rig.python_server(py::AT_EXIT, &[&ip, "7", "idle", "0"]);
+    let mut stuffed = rig.python_server(py::AT_EXIT, &[&ip, "7", "stuffed", "3"]);
+    let stopped = rig.stop();
+    let i = idle.wait(Duration::from_secs(20));
+    let s = stuffed.wait(Duration::from_secs(25));
+    let ctx = format!("{stopped}\n--- idle peer ---\n{i}\n--- stuffed peer ---\n{s}");
+    assert_tcpecho_exits_0(&stopped);
+    assert_eq!(
+        result_str(&i.stdout, "end"),
+        Some("eof"),
+        "{medium:?}: an idle peer should read EOF when tcpecho stops\n{ctx}"
+    );
+    let stuffed_end = result_str(&s.stdout, "end");
+    assert!(
+        matches!(stuffed_end, Some("eof" | "reset")),
+        "{medium:?}: a peer with echo data pending should see EOF or a reset when tcpecho stops\n{ctx}"
+    );
+    assert!(
+        result_field(&s.stdout, "stuffed").is_some_and(|n| n > 0),
+        "{ctx}"
+    );
+    let line = stopped
+        .stdout
+        .lines()
+        .find(|l| l.contains("connections open at exit"))
+        .unwrap_or_else(|| panic!("tcpecho should say how its connections ended\n{ctx}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.iter().sum::<u64>(), 2, "{line}\n{ctx}");
+    eprintln!(
+        "tcpecho_ends_connections_at_exit: idle peer eof, stuffed peer {}; tcpecho:{line} ({:.1} s)",
+        stuffed_end.unwrap_or("?"),
+        start.elapsed().as_secs_f64()
+    );
+}
+
 /// 8: `ucat connect` to a closed Linux port: one line, exit 1.
 pub fn ucat_connect_refused(medium: Medium) {
     let start = Instant::now();
@@ -613,6 +661,7 @@ tcp_tests!(
         impaired_path_echoes,
         discard_and_source_ports,
         offload_echo_both_ways,
+        tcpecho_ends_connections_at_exit,
     ]
 );
 tcp_tests!(
