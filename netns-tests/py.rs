@@ -426,3 +426,29 @@ except ConnectionResetError:
     end = "reset"
 print("RESULT end=%s read=%d echoed=%d stuffed=%d" % (end, n, len(got), sent))
 "#;
+
+/// `UDP_SINK PORT BYTES LIMIT_SECS`: receives datagrams on PORT (65,536-byte
+/// reads, 4 MiB receive buffer) until BYTES have come or LIMIT_SECS pass.
+/// `RESULT bytes= datagrams= biggest= sha=`.
+pub const UDP_SINK: &str = r#"
+import hashlib, socket, sys, time
+port, want, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("0.0.0.0", port))
+s.settimeout(0.5)
+print("READY", file=sys.stderr, flush=True)
+h = hashlib.sha256()
+n = count = biggest = 0
+give_up = time.monotonic() + limit
+while n < want and time.monotonic() < give_up:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        continue
+    h.update(d)
+    n += len(d)
+    count += 1
+    biggest = max(biggest, len(d))
+print("RESULT bytes=%d datagrams=%d biggest=%d sha=%s" % (n, count, biggest, h.hexdigest()))
+"#;

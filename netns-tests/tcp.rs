@@ -21,6 +21,7 @@ const S_SINKSRC: u8 = 58;
 const S_OFFLOAD: u8 = 59;
 const S_NOOFFLOAD: u8 = 57;
 const S_AT_EXIT: u8 = 31;
+const S_UDP_CAT: u8 = 32;
 
 const MIB: u64 = 1 << 20;
 
@@ -509,6 +510,48 @@ pub fn tcpecho_ends_connections_at_exit(medium: Medium) {
     );
 }
 
+/// `ucat --udp` sends 100,000 bytes of standard input in datagrams that fit
+/// the MTU unfragmented (1472 bytes at MTU 1500; socat, reading 8 KiB at a
+/// time, got 16,384 bytes of the 65,507-byte datagrams sent before): a
+/// Python receiver gets every byte, in datagrams no bigger;
+/// `--max-datagram 4000` sends larger ones.
+pub fn ucat_udp_datagrams_fit_the_mtu(medium: Medium) {
+    let start = Instant::now();
+    let data = TempFile::new("ucatudp");
+    let len: u64 = 100_000;
+    write_data_file(data.path(), len, 5);
+    let want_sha = sha256_file(data.path());
+    for (tag, max, extra) in [
+        ("ucu", 1472, &[][..]),
+        ("ucx", 4000, &["--max-datagram", "4000"][..]),
+    ] {
+        let mut rig = Rig::new(medium, tag, S_UDP_CAT);
+        let mut sink = rig.python_server(py::UDP_SINK, &["5005", &len.to_string(), "30"]);
+        let kip = rig.kernel_ip.clone();
+        let mut args = vec!["--udp"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["connect", &kip, "5005"]);
+        // Through a pipe, written once launch has given the kernel side
+        // its address (datagrams sent before that would be dropped).
+        rig.launch(ToolSpec::ucat(&args).stdin(Input::Pipe));
+        rig.tool()
+            .write_stdin(&std::fs::read(&data.0).expect("read data file"));
+        rig.tool().close_stdin();
+        let u = rig.wait(Duration::from_secs(30));
+        let s = sink.wait(Duration::from_secs(35));
+        let ctx = format!("{u}\n--- receiver ---\n{s}");
+        assert_eq!(u.code(), Some(0), "{medium:?}: ucat --udp {extra:?}\n{ctx}");
+        assert_eq!(result_field(&s.stdout, "bytes"), Some(len), "{ctx}");
+        assert_eq!(
+            result_str(&s.stdout, "sha"),
+            Some(want_sha.as_str()),
+            "{ctx}"
+        );
+        assert_eq!(result_field(&s.stdout, "biggest"), Some(max), "{ctx}");
+    }
+    timing("ucat_udp_datagrams_fit_the_mtu", medium, start);
+}
+
 /// 8: `ucat connect` to a closed Linux port: one line, exit 1.
 pub fn ucat_connect_refused(medium: Medium) {
     let start = Instant::now();
@@ -662,6 +705,7 @@ tcp_tests!(
         discard_and_source_ports,
         offload_echo_both_ways,
         tcpecho_ends_connections_at_exit,
+        ucat_udp_datagrams_fit_the_mtu,
     ]
 );
 tcp_tests!(

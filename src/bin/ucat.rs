@@ -31,9 +31,17 @@ struct Args {
     /// rates, retransmits, RTT, cwnd, send MSS and path MTU).
     #[arg(long)]
     progress: bool,
-    /// UDP instead of TCP (each read of standard input is one datagram).
+    /// UDP instead of TCP: standard input goes out in datagrams of at most
+    /// --max-datagram bytes.
     #[arg(long)]
     udp: bool,
+    /// UDP: the largest datagram payload to send, bytes (1 to 65507).
+    /// Default: the most that fits the interface MTU unfragmented for the
+    /// peer's address family (MTU - 28 for IPv4, MTU - 48 for IPv6: 1472
+    /// and 1452 at MTU 1500). Larger datagrams leave as IP fragments, which
+    /// many receivers and paths handle badly.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(1..=65507))]
+    max_datagram: Option<u16>,
     /// Congestion control: cubic (the default, as on Linux), reno or bbr (BBR v1, paced).
     #[arg(long, default_value = "cubic")]
     cc: String,
@@ -203,14 +211,52 @@ fn run_tcp_inner(stack: &Stack, stream: TcpStream) -> Result<(), String> {
     Ok(())
 }
 
-fn run_udp(sock: UdpSocket, mut peer: Option<SocketAddr>, idle: Duration) -> Result<(), String> {
-    let mut sock = sock;
+/// The largest UDP payload ucat sends to a peer of each address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DatagramLimit {
+    v4: usize,
+    v6: usize,
+}
+
+impl DatagramLimit {
+    /// `--max-datagram` when given; otherwise what fits `mtu` without
+    /// fragmentation behind the IP and UDP headers.
+    fn new(max_datagram: Option<u16>, mtu: usize) -> DatagramLimit {
+        match max_datagram {
+            Some(m) => DatagramLimit {
+                v4: m.into(),
+                v6: m.into(),
+            },
+            None => DatagramLimit {
+                v4: mtu.saturating_sub(20 + 8).clamp(1, 65507),
+                v6: mtu.saturating_sub(40 + 8).clamp(1, 65507),
+            },
+        }
+    }
+
+    /// The limit towards `peer`.
+    fn to(self, peer: SocketAddr) -> usize {
+        if peer.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+fn run_udp(
+    mut sock: UdpSocket,
+    mut peer: Option<SocketAddr>,
+    idle: Duration,
+    limit: DatagramLimit,
+) -> Result<(), String> {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| e.to_string())?;
-    let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(64);
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
-        let mut buf = vec![0u8; 65507];
+        // Cut further per peer at sending time.
+        let mut buf = vec![0u8; limit.v4.max(limit.v6)];
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
@@ -229,14 +275,34 @@ fn run_udp(sock: UdpSocket, mut peer: Option<SocketAddr>, idle: Duration) -> Res
     let mut buf = vec![0u8; 65536];
     let mut input_done = false;
     let mut last = StdInstant::now();
+    // Input read before there is a peer to send it to (listen): held, and
+    // no more read, until the first datagram names the peer. The channel
+    // is bounded, so the reader waits meanwhile: nothing is dropped.
+    let mut held: Option<Vec<u8>> = None;
     loop {
-        while let Ok(m) = rx.try_recv() {
-            match (m, peer) {
-                (Some(d), Some(p)) => {
-                    sock.send_to(&d, p).map_err(|e| describe(&e))?;
+        loop {
+            let d = match (held.take(), peer) {
+                (Some(d), Some(_)) => d,
+                (Some(d), None) => {
+                    held = Some(d);
+                    break;
                 }
-                (Some(_), None) => {} // no peer yet: nothing to send to
-                (None, _) => input_done = true,
+                (None, _) => match rx.try_recv() {
+                    Ok(Some(d)) => d,
+                    Ok(None) => {
+                        input_done = true;
+                        break;
+                    }
+                    Err(_) => break,
+                },
+            };
+            match peer {
+                Some(p) => {
+                    for datagram in d.chunks(limit.to(p)) {
+                        sock.send_to(datagram, p).map_err(|e| describe(&e))?;
+                    }
+                }
+                None => held = Some(d),
             }
         }
         match sock.recv_from(&mut buf) {
@@ -289,6 +355,7 @@ fn main() {
     );
     spawn_monitor("ucat", stack.clone(), signals, &args.observe)
         .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
+    let limit = DatagramLimit::new(args.max_datagram, stack.with_interface(|i| i.config().mtu));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
             let addr = (host.as_str(), *port)
@@ -297,11 +364,15 @@ fn main() {
                 .and_then(|mut a| a.next())
                 .unwrap_or_else(|| fail("ucat", format!("'{host}' is not an address")));
             if udp {
-                let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, 0))
-                    .unwrap_or_else(|e| fail("ucat", e));
+                let any: SocketAddr = if addr.is_ipv4() {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(&stack, any).unwrap_or_else(|e| fail("ucat", e));
                 s.connect(addr)
                     .unwrap_or_else(|e| fail("ucat", format!("connect {addr}: {}", describe(&e))));
-                run_udp(s, Some(addr), Duration::from_secs(args.idle))
+                run_udp(s, Some(addr), Duration::from_secs(args.idle), limit)
             } else {
                 match TcpStream::connect_timeout(
                     &stack,
@@ -316,7 +387,7 @@ fn main() {
         (Mode::Listen { port }, true) => {
             let s = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
                 .unwrap_or_else(|e| fail("ucat", format!("bind UDP port {port}: {e}")));
-            run_udp(s, None, Duration::from_secs(args.idle))
+            run_udp(s, None, Duration::from_secs(args.idle), limit)
         }
         (Mode::Listen { port }, false) => {
             let l = TcpListener::bind(&stack, (Ipv4Addr::UNSPECIFIED, *port))
