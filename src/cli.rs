@@ -49,7 +49,7 @@ pub struct DeviceArgs {
     /// kernel-side addresses given to it stay for the next run; remove it
     /// with `ip link del NAME`. A device made beforehand with `ip tuntap
     /// add dev NAME mode tun` (or `mode tap`) persists anyway: the tool
-    /// attaches to it and leaves it as it found it.
+    /// attaches to it and leaves it in place.
     #[arg(long)]
     pub persist: bool,
     /// Record every frame in and out to this pcap file (tshark/Wireshark).

@@ -21,7 +21,7 @@ use ustack::time::{Clock, RealClock};
 
 /// Echo TCP connections on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "tcpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
+#[command(name = "tcpecho", version, after_help = AFTER_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
@@ -64,6 +64,13 @@ struct Args {
     #[arg(long, value_name = "USEC", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     busy_poll: u32,
 }
+
+/// The `--help` epilogue: [`ustack::cli::SIGNALS_HELP`] with what tcpecho
+/// does to its connections at exit.
+const AFTER_HELP: &str = "Signals: SIGUSR1 prints the counters and the socket table to stderr and \
+carries on; SIGINT and SIGTERM end the open connections (a FIN each, then a reset for those \
+whose FIN is not acknowledged within 1 s), print the counters to stdout and exit 0.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug).";
 
 /// What a `--source-port` connection is sent, over and over.
 static ZEROS: [u8; 16384] = [0; 16384];
