@@ -6,7 +6,10 @@
 //! packet-information header (IFF_NO_PI). It then brings the link up and
 //! applies the requested MTU. The kernel-side IP address is not assigned
 //! here: that is the caller's (or its scripts') business. The descriptor is
-//! non-blocking.
+//! non-blocking. A device `open` creates goes away, with its kernel-side
+//! addresses, when its last descriptor closes, unless
+//! [`TunOptions::persist`] is set; one made beforehand with `ip tuntap add`
+//! is persistent and stays.
 //!
 //! ## Offload
 //!
