@@ -9,8 +9,9 @@
 //!
 //! It listens on every address family it was given (`0.0.0.0` and `[::]`).
 //!
-//! It prints `async_echo: echoing TCP port ...` on stderr when ready, and
-//! on SIGINT/SIGTERM a line of counters on stdout before exiting 0.
+//! It prints `async_echo: echoing TCP port ...` on stderr when ready, the
+//! counters and the socket table on stderr on SIGUSR1, and on
+//! SIGINT/SIGTERM a line of counters on stdout before exiting 0.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,16 +19,18 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
-use ustack::cli::{fail, parse_args, DeviceArgs};
+use ustack::cli::{fail, parse_args, spawn_monitor, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::net::tokio::{TcpListener, TcpStream};
 use ustack::stack::Stack;
 
 /// Echo TCP connections with tokio tasks on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "async_echo", version)]
+#[command(name = "async_echo", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// TCP port to echo on.
     #[arg(long, default_value_t = 7)]
     port: u16,
@@ -83,13 +86,24 @@ async fn accept_loop(listener: TcpListener, stats: Arc<Stats>) {
 
 fn main() {
     let args: Args = parse_args("async_echo");
+    if let Err(e) = args.observe.init_logging() {
+        fail("async_echo", e);
+    }
+    // SIGUSR1 goes to the monitor thread (blocked in every thread spawned
+    // after this); SIGINT and SIGTERM to tokio's handlers below.
+    let usr1 = SignalFd::new(&[libc::SIGUSR1])
+        .unwrap_or_else(|e| fail("async_echo", format!("cannot set up signals: {e}")));
     let (device, config) = args.device.open().unwrap_or_else(|e| fail("async_echo", e));
     // 0.0.0.0 and/or [::]: every address family given is served.
     let any = ustack::cli::wildcards(&config);
-    let stack = Stack::builder(device)
-        .config(config)
-        .build()
-        .unwrap_or_else(|e| fail("async_echo", format!("cannot start the stack: {e}")));
+    let stack = Arc::new(
+        Stack::builder(device)
+            .config(config)
+            .build()
+            .unwrap_or_else(|e| fail("async_echo", format!("cannot start the stack: {e}"))),
+    );
+    spawn_monitor("async_echo", stack.clone(), usr1, &args.observe)
+        .unwrap_or_else(|e| fail("async_echo", format!("cannot start the monitor: {e}")));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .enable_all()

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 
-use ustack::cli::{fail, parse_args, stats_report, DeviceArgs, ObserveArgs, SignalFd};
+use ustack::cli::{
+    fail, parse_args, signal_report, stats_report, DeviceArgs, ObserveArgs, SignalFd,
+};
 use ustack::iface::Interface;
 use ustack::runtime::Driver;
 use ustack::socket::SocketHandle;
@@ -169,9 +171,7 @@ fn main() {
         }
         match driver.wait(now, deadline, &[signals.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match signals.read() {
-                Some(libc::SIGUSR1) => {
-                    eprint!("{}{}", iface.counters().report(), iface.socket_report())
-                }
+                Some(libc::SIGUSR1) => eprint!("{}", signal_report(TOOL, &iface, "")),
                 Some(_) => break,
                 None => {}
             },

@@ -2,8 +2,9 @@
 //! (`ustack::net`), one thread per connection with blocking reads and
 //! writes: what `scripts/bench.sh` measures beside `tcpecho` (the poll API)
 //! to see what the threaded API's cross-thread wake-ups cost a
-//! request/response. On SIGINT/SIGTERM it prints the stack's wake-up
-//! counters (`Stack::wake_counters`) and exits.
+//! request/response. SIGUSR1 prints the counters and the socket table to
+//! stderr; on SIGINT/SIGTERM it prints the stack's wake-up counters
+//! (`Stack::wake_counters`) and exits.
 //!
 //! ```text
 //! threaded_echo --tun ustk0 --addr 10.0.0.2/24 --port 7
@@ -11,14 +12,14 @@
 
 use std::io::{Read, Write};
 
-use ustack::cli::{fail, parse_args, DeviceArgs, ObserveArgs, SignalFd};
+use ustack::cli::{fail, monitor, parse_args, DeviceArgs, ObserveArgs, SignalFd};
 use ustack::stack::Stack;
 
 const TOOL: &str = "threaded_echo";
 
 /// Echo TCP connections, a thread each, on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "threaded_echo", version)]
+#[command(name = "threaded_echo", version, after_help = ustack::cli::SIGNALS_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
@@ -37,7 +38,7 @@ fn main() {
     if let Err(e) = args.observe.init_logging() {
         fail(TOOL, e);
     }
-    let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM])
+    let signals = SignalFd::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
         .unwrap_or_else(|e| fail(TOOL, format!("cannot set up signals: {e}")));
     let (device, config) = args.device.open().unwrap_or_else(|e| fail(TOOL, e));
     let families = config.clone();
@@ -69,13 +70,10 @@ fn main() {
         args.port,
         ustack::cli::addr_list(&families)
     );
-    // Until a signal.
-    let mut fds = [libc::pollfd {
-        fd: signals.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    while ustack::runtime::poll_fds(&mut fds, None).map_or(true, |n| n == 0) {}
+    // Reports on SIGUSR1 and --stats-interval, until SIGINT or SIGTERM.
+    if let Err(e) = monitor(TOOL, &stack, &signals, &args.observe) {
+        fail(TOOL, format!("waiting for signals: {e}"));
+    }
     let w = stack.wake_counters();
     println!(
         "stack_wakes={} app_wakes={} direct_sends={} rx_frames={} tx_frames={}",

@@ -245,7 +245,7 @@ fn thousand_concurrent_connections() {
 
 /// `examples/async_echo` (built by `cargo test --features tokio` beside the
 /// test binaries: target/<profile>/examples/).
-fn async_echo_example() -> String {
+pub fn async_echo_example() -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir = exe
         .parent()

@@ -529,25 +529,80 @@ pub fn stats_interval_prints_counters() {
     );
 }
 
-/// SIGUSR1 prints the socket table in ucat (a threaded-stack tool) and in
-/// the examples, and they keep running.
+/// SIGUSR1 prints the counters and the socket table on stderr in every
+/// tool and in every example that runs the stack on a device, and they keep
+/// running (the default action of SIGUSR1 would end them, status 138); then
+/// SIGINT ends each with status 0.
 pub fn sigusr1_prints_socket_table() {
-    let mut rig = Rig::new(Medium::Tun, "eusr", S_USR1);
-    rig.launch(ToolSpec::ucat(&["listen", "7000"]).stdin(crate::harness::Input::Pipe));
-    // ucat blocks SIGUSR1 before it opens the device, and launch waited for
-    // the device: the signal cannot arrive too early.
-    rig.tool().signal(libc::SIGUSR1);
-    let printed = rig
-        .tool()
-        .wait_stderr("0.0.0.0:7000", Duration::from_secs(5));
-    thread::sleep(Duration::from_millis(200));
-    let alive = rig.tool().running();
-    let stopped = rig.stop();
-    assert!(alive, "ucat should survive SIGUSR1:\n{stopped}");
-    assert!(
-        printed && stopped.stderr.contains("Netid"),
-        "ucat should print its socket table on SIGUSR1:\n{stopped}"
-    );
+    let root = TempDir::new("usr1root");
+    let async_echo = crate::async_api::async_echo_example();
+    let programs: Vec<(&str, ToolSpec)> = vec![
+        (
+            "ucat",
+            ToolSpec::ucat(&["listen", "7000"]).stdin(crate::harness::Input::Pipe),
+        ),
+        ("udpecho", ToolSpec::udpecho(&["--port", "7000"])),
+        ("tcpecho", ToolSpec::tcpecho(&["--port", "7000"])),
+        (
+            "poll_loop",
+            ToolSpec::new(&example("poll_loop"), &["--port", "7000"]).ready("poll_loop: echoing"),
+        ),
+        (
+            "threaded_echo",
+            ToolSpec::new(&example("threaded_echo"), &["--port", "7000"])
+                .ready("threaded_echo: echoing"),
+        ),
+        (
+            "async_echo",
+            ToolSpec::new(&async_echo, &["--port", "7000"]).ready("async_echo: echoing"),
+        ),
+        (
+            "http_server",
+            ToolSpec::new(
+                &example("http_server"),
+                &["--port", "7000", "--root", root.path()],
+            )
+            .ready("http_server: serving"),
+        ),
+        (
+            "proxy",
+            ToolSpec::new(
+                &example("proxy"),
+                &["--listen", "7000", "--to", "10.9.9.9:1"],
+            )
+            .ready("proxy: relaying"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (name, spec)) in programs.into_iter().enumerate() {
+        let mut rig = Rig::new(Medium::Tun, &format!("eusr{i}"), S_USR1);
+        // Each blocks SIGUSR1 before it opens the device, and launch waited
+        // for the device: the signal cannot arrive too early.
+        rig.launch(spec);
+        rig.tool().signal(libc::SIGUSR1);
+        let printed = rig.tool().wait_stderr(":7000", Duration::from_secs(5));
+        thread::sleep(Duration::from_millis(200));
+        let alive = rig.tool().running();
+        let stopped = rig.stop();
+        let ok = printed
+            && alive
+            && stopped.stderr.contains("Netid")
+            && stopped.stderr.contains("segments received")
+            // ucat, like netcat, just dies of SIGINT.
+            && (name == "ucat" || stopped.code() == Some(0));
+        eprintln!(
+            "{name}: SIGUSR1 report {}, alive after it: {alive}, exit {:?}",
+            if printed { "printed" } else { "missing" },
+            stopped.status
+        );
+        if !ok {
+            failures.push(format!(
+                "{name} should print the counters and its socket table on SIGUSR1, \
+                 keep running and exit 0 on SIGINT:\n{stopped}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 /// `ucat --progress` on a 6 MiB upload through a 20 Mbit/s impaired link

@@ -365,6 +365,58 @@ fn no_privileges_is_one_line_error() {
     assert_one_line_failure(&out, "udpecho --tun as an unprivileged user");
 }
 
+/// A TUN the tool creates vanishes when it exits, unless `--persist`: then
+/// it stays, with the kernel-side address given to it, and the next run
+/// attaches to it and leaves it there.
+#[test]
+fn persist_keeps_the_device_and_its_address() {
+    if !preconditions("persist_keeps_the_device_and_its_address", &[]) {
+        return;
+    }
+    let ns = Netns::new("persist");
+    let has = |what: &str| {
+        ns.ip(&["addr", "show", "dev", "ustkp0"])
+            .stdout
+            .contains(what)
+    };
+    let link_exists = || {
+        run(
+            &["ip", "-n", ns.name(), "link", "show", "dev", "ustkp0"],
+            Duration::from_secs(10),
+        )
+        .success()
+    };
+    let udpecho = |persist: bool| {
+        let mut argv = vec!["--tun", "ustkp0", "--addr", "10.9.3.2/24"];
+        if persist {
+            argv.push("--persist");
+        }
+        harness::Tool::start(&ns, harness::ToolSpec::udpecho(&argv))
+    };
+    let mut t = udpecho(false);
+    let stopped = t.stop();
+    assert_eq!(stopped.code(), Some(0), "{stopped}");
+    assert!(
+        !link_exists(),
+        "without --persist the TUN should go with udpecho"
+    );
+    let mut t = udpecho(true);
+    ns.ip(&["addr", "add", "10.9.3.1/24", "dev", "ustkp0"]);
+    let stopped = t.stop();
+    assert_eq!(stopped.code(), Some(0), "{stopped}");
+    assert!(
+        link_exists() && has("10.9.3.1/24"),
+        "with --persist the TUN and its address should stay\n{stopped}"
+    );
+    // The next run (without the flag) attaches to it and leaves it there.
+    let mut t = udpecho(false);
+    let stopped = t.stop();
+    assert!(
+        link_exists() && has("10.9.3.1/24"),
+        "a persistent TUN should outlive the next run too\n{stopped}"
+    );
+}
+
 /// The examples and the tools' observability flags (`examples.rs`).
 macro_rules! example_tests {
     ($([$test:ident, $($tool:literal),*]),* $(,)?) => {

@@ -378,3 +378,78 @@ pub fn result_str<'a>(stdout: &'a str, key: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
 }
+
+/// `AT_EXIT HOST PORT idle|stuffed HOLD_SECS`: connects, has 5 bytes
+/// echoed; `stuffed` then sends without reading until its send buffer
+/// stays full (at most 10 s), so the server's echo is stuck behind a full
+/// window. Prints `READY` on stderr, sleeps HOLD_SECS without reading,
+/// then reads (10 s at most) until EOF or an error. `RESULT end=eof|reset|
+/// timeout read=N` (`timeout`: the connection never ended: the peer hangs).
+pub const AT_EXIT: &str = r#"
+import socket, sys, time
+host, port, mode, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"hello")
+got = b""
+while len(got) < 5:
+    d = s.recv(5 - len(got))
+    if not d:
+        break
+    got += d
+sent = 0
+if mode == "stuffed":
+    s.setblocking(False)
+    give_up = time.monotonic() + 10
+    full = 0
+    while time.monotonic() < give_up and full < 3:
+        try:
+            sent += s.send(b"x" * 65536)
+            full = 0
+        except BlockingIOError:
+            full += 1
+            time.sleep(0.2)
+    s.setblocking(True)
+print("READY echoed=%d stuffed=%d" % (len(got), sent), file=sys.stderr, flush=True)
+time.sleep(hold)
+s.settimeout(10)
+end, n = "timeout", 0
+give_up = time.monotonic() + 10
+try:
+    while time.monotonic() < give_up:
+        d = s.recv(65536)
+        if not d:
+            end = "eof"
+            break
+        n += len(d)
+except socket.timeout:
+    pass
+except ConnectionResetError:
+    end = "reset"
+print("RESULT end=%s read=%d echoed=%d stuffed=%d" % (end, n, len(got), sent))
+"#;
+
+/// `UDP_SINK PORT BYTES LIMIT_SECS`: receives datagrams on PORT (65,536-byte
+/// reads, 4 MiB receive buffer) until BYTES have come or LIMIT_SECS pass.
+/// `RESULT bytes= datagrams= biggest= sha=`.
+pub const UDP_SINK: &str = r#"
+import hashlib, socket, sys, time
+port, want, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind(("0.0.0.0", port))
+s.settimeout(0.5)
+print("READY", file=sys.stderr, flush=True)
+h = hashlib.sha256()
+n = count = biggest = 0
+give_up = time.monotonic() + limit
+while n < want and time.monotonic() < give_up:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        continue
+    h.update(d)
+    n += len(d)
+    count += 1
+    biggest = max(biggest, len(d))
+print("RESULT bytes=%d datagrams=%d biggest=%d sha=%s" % (n, count, biggest, h.hexdigest()))
+"#;

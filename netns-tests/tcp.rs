@@ -20,6 +20,8 @@ const S_FIT: u8 = 30;
 const S_SINKSRC: u8 = 58;
 const S_OFFLOAD: u8 = 59;
 const S_NOOFFLOAD: u8 = 57;
+const S_AT_EXIT: u8 = 31;
+const S_UDP_CAT: u8 = 32;
 
 const MIB: u64 = 1 << 20;
 
@@ -463,6 +465,95 @@ pub fn ucat_sees_reset(medium: Medium) {
     timing("ucat_sees_reset", medium, start);
 }
 
+/// tcpecho stopped with SIGINT ends the connections it has open, so that
+/// Linux peers see the end instead of hanging: an idle one gets a FIN
+/// (EOF), one whose echo is stuck behind a window the peer keeps full gets
+/// its FIN acknowledged or, after the grace period, a reset. tcpecho says
+/// how each ended and exits 0.
+pub fn tcpecho_ends_connections_at_exit(medium: Medium) {
+    let start = Instant::now();
+    let mut rig = Rig::tcpecho(medium, "tend", S_AT_EXIT, &[]);
+    let ip = rig.stack_ip.clone();
+    let mut idle = rig.python_server(py::AT_EXIT, &[&ip, "7", "idle", "0"]);
+    let mut stuffed = rig.python_server(py::AT_EXIT, &[&ip, "7", "stuffed", "3"]);
+    let stopped = rig.stop();
+    let i = idle.wait(Duration::from_secs(20));
+    let s = stuffed.wait(Duration::from_secs(25));
+    let ctx = format!("{stopped}\n--- idle peer ---\n{i}\n--- stuffed peer ---\n{s}");
+    assert_tcpecho_exits_0(&stopped);
+    assert_eq!(
+        result_str(&i.stdout, "end"),
+        Some("eof"),
+        "{medium:?}: an idle peer should read EOF when tcpecho stops\n{ctx}"
+    );
+    let stuffed_end = result_str(&s.stdout, "end");
+    assert!(
+        matches!(stuffed_end, Some("eof" | "reset")),
+        "{medium:?}: a peer with echo data pending should see EOF or a reset when tcpecho stops\n{ctx}"
+    );
+    assert!(
+        result_field(&s.stdout, "stuffed").is_some_and(|n| n > 0),
+        "{ctx}"
+    );
+    let line = stopped
+        .stdout
+        .lines()
+        .find(|l| l.contains("connections open at exit"))
+        .unwrap_or_else(|| panic!("tcpecho should say how its connections ended\n{ctx}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.iter().sum::<u64>(), 2, "{line}\n{ctx}");
+    eprintln!(
+        "tcpecho_ends_connections_at_exit: idle peer eof, stuffed peer {}; tcpecho:{line} ({:.1} s)",
+        stuffed_end.unwrap_or("?"),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// `ucat --udp` sends 100,000 bytes of standard input in datagrams that fit
+/// the MTU unfragmented (1472 bytes at MTU 1500; socat, reading 8 KiB at a
+/// time, got 16,384 bytes of the 65,507-byte datagrams sent before): a
+/// Python receiver gets every byte, in datagrams no bigger;
+/// `--max-datagram 4000` sends larger ones.
+pub fn ucat_udp_datagrams_fit_the_mtu(medium: Medium) {
+    let start = Instant::now();
+    let data = TempFile::new("ucatudp");
+    let len: u64 = 100_000;
+    write_data_file(data.path(), len, 5);
+    let want_sha = sha256_file(data.path());
+    for (tag, max, extra) in [
+        ("ucu", 1472, &[][..]),
+        ("ucx", 4000, &["--max-datagram", "4000"][..]),
+    ] {
+        let mut rig = Rig::new(medium, tag, S_UDP_CAT);
+        let mut sink = rig.python_server(py::UDP_SINK, &["5005", &len.to_string(), "30"]);
+        let kip = rig.kernel_ip.clone();
+        let mut args = vec!["--udp"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["connect", &kip, "5005"]);
+        // Through a pipe, written once launch has given the kernel side
+        // its address (datagrams sent before that would be dropped).
+        rig.launch(ToolSpec::ucat(&args).stdin(Input::Pipe));
+        rig.tool()
+            .write_stdin(&std::fs::read(&data.0).expect("read data file"));
+        rig.tool().close_stdin();
+        let u = rig.wait(Duration::from_secs(30));
+        let s = sink.wait(Duration::from_secs(35));
+        let ctx = format!("{u}\n--- receiver ---\n{s}");
+        assert_eq!(u.code(), Some(0), "{medium:?}: ucat --udp {extra:?}\n{ctx}");
+        assert_eq!(result_field(&s.stdout, "bytes"), Some(len), "{ctx}");
+        assert_eq!(
+            result_str(&s.stdout, "sha"),
+            Some(want_sha.as_str()),
+            "{ctx}"
+        );
+        assert_eq!(result_field(&s.stdout, "biggest"), Some(max), "{ctx}");
+    }
+    timing("ucat_udp_datagrams_fit_the_mtu", medium, start);
+}
+
 /// 8: `ucat connect` to a closed Linux port: one line, exit 1.
 pub fn ucat_connect_refused(medium: Medium) {
     let start = Instant::now();
@@ -615,6 +706,8 @@ tcp_tests!(
         impaired_path_echoes,
         discard_and_source_ports,
         offload_echo_both_ways,
+        tcpecho_ends_connections_at_exit,
+        ucat_udp_datagrams_fit_the_mtu,
     ]
 );
 tcp_tests!(

@@ -39,18 +39,25 @@ pub struct DeviceArgs {
     /// listen on every family given.
     #[arg(long, value_name = "IP/PREFIX", required = true)]
     pub addr: Vec<IpCidr>,
-    /// Default IPv4 gateway for off-link destinations (IPv6 has no default
-    /// router yet: on TAP and raw devices it reaches on-link destinations
-    /// only).
+    /// Default IPv4 gateway for off-link destinations; it must lie in the
+    /// subnet of one of the --addr given (IPv6 has no default router yet:
+    /// on TAP and raw devices it reaches on-link destinations only).
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// MTU to set on a created TUN/TAP device (default: the device's).
     #[arg(long, value_name = "N")]
     pub mtu: Option<usize>,
-    /// The stack's own MAC on Ethernet media (default: random for TAP, the
-    /// interface's own for --raw).
+    /// The stack's own MAC on Ethernet media, unicast (default: random for
+    /// TAP, the interface's own for --raw).
     #[arg(long, value_name = "MAC")]
     pub mac: Option<EthernetAddress>,
+    /// Keep a TUN/TAP this tool creates after it exits (TUNSETPERSIST), so
+    /// kernel-side addresses given to it stay for the next run; remove it
+    /// with `ip link del NAME`. A device made beforehand with `ip tuntap
+    /// add dev NAME mode tun` (or `mode tap`) persists anyway: the tool
+    /// attaches to it and leaves it in place.
+    #[arg(long)]
+    pub persist: bool,
     /// Record every frame in and out to this pcap file (tshark/Wireshark).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -87,6 +94,7 @@ impl DeviceArgs {
     /// Opens the device (with impairment and capture layers when asked) and
     /// returns it with an interface configuration matching it.
     pub fn open(&self) -> io::Result<(BoxDevice, Config)> {
+        self.check()?;
         let mut dev: BoxDevice = if let Some(name) = &self.tun {
             Box::new(self.open_tun(name, TunKind::Tun)?)
         } else if let Some(name) = &self.tap {
@@ -138,6 +146,7 @@ impl DeviceArgs {
     /// index. `--raw` and `--pcap` are refused: one stack per queue is for
     /// TUN/TAP, and a capture would need a file per queue.
     pub fn open_queues(&self, n: usize) -> io::Result<Vec<(BoxDevice, Config)>> {
+        self.check()?;
         if self.pcap.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -170,6 +179,25 @@ impl DeviceArgs {
             .collect())
     }
 
+    /// Refuses flags that cannot work, before any device is opened: a
+    /// `--gateway` outside every `--addr` subnet, a `--mac` that is not
+    /// unicast ([`Config::validate`]), `--persist` without TUN/TAP.
+    pub fn check(&self) -> io::Result<()> {
+        if self.persist && self.raw.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--persist keeps a TUN/TAP device the tool creates: not with --raw",
+            ));
+        }
+        let caps = crate::phy::DeviceCaps {
+            medium: crate::phy::Medium::Ethernet,
+            mtu: 1500,
+            hardware_addr: None,
+            offload: Default::default(),
+        };
+        self.config_for(caps).validate_as("--gateway", "--mac")
+    }
+
     /// The interface configuration for a device with `caps`.
     fn config_for(&self, caps: crate::phy::DeviceCaps) -> Config {
         let mut config = Config::for_device(caps);
@@ -199,8 +227,9 @@ impl DeviceArgs {
         TunOptions {
             mtu: self.mtu,
             hardware_addr: self.mac,
-            tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
             offload,
+            persist: self.persist,
+            ..TunOptions::default()
         }
     }
 
@@ -619,14 +648,67 @@ pub enum OnStop {
     SignalStatus,
 }
 
-/// For tools on the threaded [`Stack`]: a thread that prints the socket
-/// table and counters (the interface's, then the device's: frames read,
-/// written, dropped inside the device) to stderr on SIGUSR1 and the counters every
-/// `--stats-interval`, and, when `signals` includes SIGINT or SIGTERM,
-/// prints the counters to stdout and exits the process with status 0 on
-/// them ([`OnStop::Report`]; see [`spawn_monitor_with`]). `signals` must
-/// have been created before the stack's thread (or any other) was spawned,
-/// so that every thread has them blocked. Runs until the process exits.
+/// What SIGUSR1 prints on stderr in every tool and example: a header
+/// naming the queue when `label` is one of several ([`queue_label`]), the
+/// interface's counters, TCP's, then `extra` (the program's own lines) and
+/// the socket table (like `ss -tani`).
+pub fn signal_report(label: &str, iface: &Interface, extra: &str) -> String {
+    let header = match label.split_once(" queue ") {
+        Some((tool, i)) => format!("{tool}: queue {i}:\n"),
+        None => String::new(),
+    };
+    format!(
+        "{header}{}{}{extra}{}",
+        iface.counters().report(),
+        tcp_report(iface),
+        iface.socket_report()
+    )
+}
+
+/// For programs on the threaded [`Stack`]: on the calling thread, prints
+/// [`signal_report`] to stderr on SIGUSR1 and [`stats_report`] every
+/// `--stats-interval` (each followed by the device's counters: frames
+/// read, written, dropped inside the device), until SIGINT or SIGTERM
+/// arrives (when `signals` has them), then returns that signal. `signals`
+/// must have been created before the stack's thread (or any other) was
+/// spawned, so that every thread has them blocked.
+pub fn monitor(
+    tool: &str,
+    stack: &Stack,
+    signals: &SignalFd,
+    observe: &ObserveArgs,
+) -> io::Result<libc::c_int> {
+    let mut timer = observe.stats_timer(stack.now());
+    loop {
+        let now = stack.now();
+        if timer.due(now) {
+            let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
+            eprint!("{r}{}", stack.driver_counters().report());
+        }
+        let timeout = timer
+            .deadline()
+            .map(|d| d.saturating_duration_since(stack.now()));
+        let mut fds = [libc::pollfd {
+            fd: signals.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        crate::runtime::poll_fds(&mut fds, timeout)?;
+        while let Some(sig) = signals.read() {
+            if sig == libc::SIGUSR1 {
+                let r = stack.with_interface(|i| signal_report(tool, i, ""));
+                eprint!("{r}{}", stack.driver_counters().report());
+            } else {
+                return Ok(sig);
+            }
+        }
+    }
+}
+
+/// [`monitor`] on a thread of its own (`TOOL-monitor`); when SIGINT or
+/// SIGTERM ends it (if `signals` has them), prints the counters to stdout
+/// and exits the process with status 0 ([`OnStop::Report`]; see
+/// [`spawn_monitor_with`]). Runs until the process exits.
 pub fn spawn_monitor(
     tool: &'static str,
     stack: std::sync::Arc<Stack>,
@@ -646,50 +728,21 @@ pub fn spawn_monitor_with(
     observe: &ObserveArgs,
     on_stop: OnStop,
 ) -> io::Result<()> {
-    let mut timer = observe.stats_timer(stack.now());
+    let observe = observe.clone();
     std::thread::Builder::new()
         .name(format!("{tool}-monitor"))
-        .spawn(move || loop {
-            let now = stack.now();
-            if timer.due(now) {
-                let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
-                eprint!("{r}{}", stack.driver_counters().report());
-            }
-            let timeout = timer
-                .deadline()
-                .map(|d| d.saturating_duration_since(stack.now()));
-            let mut fds = [libc::pollfd {
-                fd: signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if crate::runtime::poll_fds(&mut fds, timeout).is_err() {
-                return;
-            }
-            while let Some(sig) = signals.read() {
-                if sig == libc::SIGINT || sig == libc::SIGTERM {
-                    match on_stop {
-                        OnStop::Report => {
-                            let r = stack.with_interface(|i| {
-                                format!("{}{}", i.counters().report(), tcp_report(i))
-                            });
-                            print!("{r}{}", stack.driver_counters().report());
-                            let _ = io::stdout().flush();
-                            exit(0);
-                        }
-                        OnStop::SignalStatus => exit(128 + sig),
+        .spawn(move || {
+            if let Ok(sig) = monitor(tool, &stack, &signals, &observe) {
+                match on_stop {
+                    OnStop::Report => {
+                        let r = stack.with_interface(|i| {
+                            format!("{}{}", i.counters().report(), tcp_report(i))
+                        });
+                        print!("{r}{}", stack.driver_counters().report());
+                        let _ = io::stdout().flush();
+                        exit(0);
                     }
-                }
-                if sig == libc::SIGUSR1 {
-                    let r = stack.with_interface(|i| {
-                        format!(
-                            "{}{}{}",
-                            i.counters().report(),
-                            tcp_report(i),
-                            i.socket_report()
-                        )
-                    });
-                    eprint!("{r}{}", stack.driver_counters().report());
+                    OnStop::SignalStatus => exit(128 + sig),
                 }
             }
         })?;
@@ -859,5 +912,94 @@ mod tests {
         assert_eq!(wildcards(&c), [v4, v6]);
         c.addrs.clear();
         assert_eq!(wildcards(&c), [v6]);
+    }
+
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Tool {
+        #[command(flatten)]
+        device: DeviceArgs,
+    }
+
+    fn check(args: &[&str]) -> io::Result<()> {
+        let t = Tool::try_parse_from(std::iter::once("tool").chain(args.iter().copied()))
+            .expect("parses");
+        t.device.check()
+    }
+
+    /// The device flags that cannot work are refused before any device is
+    /// opened, with one line naming the flag.
+    #[test]
+    fn device_flags_refused_before_opening() {
+        check(&[
+            "--tap",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--gateway",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        check(&[
+            "--tap",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--mac",
+            "02:00:00:00:00:01",
+        ])
+        .unwrap();
+        let e = check(&[
+            "--tun",
+            "t0",
+            "--addr",
+            "10.0.0.2/24",
+            "--gateway",
+            "10.9.0.1",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--gateway 10.9.0.1 is outside every configured subnet (10.0.0.2/24): it could never be reached"
+        );
+        // IPv6 addresses alone give an IPv4 gateway no subnet.
+        let e = check(&[
+            "--tun",
+            "t0",
+            "--addr",
+            "fd00::2/64",
+            "--gateway",
+            "10.9.0.1",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().starts_with("--gateway 10.9.0.1 needs"), "{e}");
+        for mac in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "03:00:00:00:00:01",
+        ] {
+            let e = check(&["--tap", "t0", "--addr", "10.0.0.2/24", "--mac", mac]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().starts_with(&format!("--mac {mac} is ")),
+                "{e}"
+            );
+        }
+        let e = check(&["--raw", "veth0", "--addr", "10.0.0.2/24", "--persist"]).unwrap_err();
+        assert!(e.to_string().contains("not with --raw"), "{e}");
+        // `open` refuses them too, before touching a device.
+        let t = Tool::try_parse_from([
+            "tool",
+            "--tun",
+            "a/b",
+            "--addr",
+            "10.0.0.2/24",
+            "--mac",
+            "ff:ff:ff:ff:ff:ff",
+        ])
+        .unwrap();
+        let e = t.device.open().err().expect("refused");
+        assert!(e.to_string().starts_with("--mac "), "{e}");
     }
 }

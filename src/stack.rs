@@ -197,7 +197,9 @@ impl StackBuilder {
         self.config.get_or_insert_with(|| Config::new(caps.medium))
     }
 
-    /// Starts the stack thread.
+    /// Starts the stack thread. Fails with `InvalidInput` when the
+    /// configuration has no address or [`Config::validate`] refuses it (a
+    /// gateway outside every subnet, a MAC that is not unicast).
     pub fn build(mut self) -> io::Result<Stack> {
         let caps = self.device.caps();
         let mut config = self
@@ -207,6 +209,7 @@ impl StackBuilder {
         config.medium = caps.medium;
         config.mtu = caps.mtu;
         config.offload = caps.offload;
+        config.validate()?;
         if config.hardware_addr.is_none() {
             config.hardware_addr = caps.hardware_addr;
         }

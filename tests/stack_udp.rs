@@ -112,3 +112,36 @@ fn shutdown_releases_blocked_readers() {
     sa.shutdown().unwrap();
     assert_eq!(t.join().unwrap(), ErrorKind::NotConnected);
 }
+
+/// `StackBuilder::build` refuses a gateway outside every subnet and a MAC
+/// that is not unicast (`Config::validate`), before starting anything.
+#[test]
+fn build_refuses_unreachable_gateway_and_group_mac() {
+    let addr: ustack::iface::IpCidr = "10.0.0.2/24".parse().unwrap();
+    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
+    let e = Stack::builder(a)
+        .addr(addr)
+        .gateway("10.7.0.1".parse().unwrap())
+        .build()
+        .err()
+        .expect("an off-subnet gateway is refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.to_string().contains("outside every configured subnet"),
+        "{e}"
+    );
+    let e = Stack::builder(b)
+        .addr(addr)
+        .hardware_addr(ustack::wire::EthernetAddress::BROADCAST)
+        .build()
+        .err()
+        .expect("a broadcast MAC is refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("broadcast"), "{e}");
+    let (c, _d) = PipeDevice::pair(Medium::Ethernet, 1500);
+    Stack::builder(c)
+        .addr(addr)
+        .gateway("10.0.0.1".parse().unwrap())
+        .build()
+        .expect("an on-link gateway is fine");
+}

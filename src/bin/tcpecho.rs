@@ -11,8 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use ustack::cli::{
-    fail, parse_args, run_queues, stats_report, BoxDevice, Command, Control, DeviceArgs,
-    ObserveArgs, SignalFd, StatsTimer,
+    fail, parse_args, run_queues, signal_report, stats_report, BoxDevice, Command, Control,
+    DeviceArgs, ObserveArgs, SignalFd, StatsTimer,
 };
 use ustack::iface::{Config, Counters, Interface, TcpCounters};
 use ustack::runtime::{Driver, DriverCounters};
@@ -21,7 +21,7 @@ use ustack::time::{Clock, RealClock};
 
 /// Echo TCP connections on a user-space stack.
 #[derive(clap::Parser, Debug)]
-#[command(name = "tcpecho", version, after_help = ustack::cli::SIGNALS_HELP)]
+#[command(name = "tcpecho", version, after_help = AFTER_HELP)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
@@ -64,6 +64,13 @@ struct Args {
     #[arg(long, value_name = "USEC", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     busy_poll: u32,
 }
+
+/// The `--help` epilogue: [`ustack::cli::SIGNALS_HELP`] with what tcpecho
+/// does to its connections at exit.
+const AFTER_HELP: &str = "Signals: SIGUSR1 prints the counters and the socket table to stderr and \
+carries on; SIGINT and SIGTERM end the open connections (a FIN each, then a reset for those \
+whose FIN is not acknowledged within 1 s), print the counters to stdout and exit 0.\n\
+Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug).";
 
 /// What a `--source-port` connection is sent, over and over.
 static ZEROS: [u8; 16384] = [0; 16384];
@@ -159,6 +166,79 @@ struct Queue {
     stats: StatsTimer,
     clock: RealClock,
     label: String,
+    /// The connections open at SIGINT/SIGTERM: how many ended with a FIN
+    /// the peer acknowledged, how many were reset (see [`close_all`]).
+    ended: (usize, usize),
+}
+
+/// How long the connections open at SIGINT/SIGTERM get to have their FIN
+/// acknowledged before they are reset.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At SIGINT/SIGTERM: closes the listeners (resetting connections not yet
+/// accepted), sends every open connection a FIN behind what its send buffer
+/// holds, drives the stack until each FIN is acknowledged or
+/// [`CLOSE_GRACE`] has passed, then resets those still unfinished, so
+/// every peer sees the end (EOF or a reset) rather than a connection that
+/// hangs. Returns (ended with an acknowledged FIN, reset).
+fn close_all(q: &mut Queue) -> (usize, usize) {
+    use ustack::tcp::State;
+    let Queue {
+        iface,
+        driver,
+        listeners,
+        extra,
+        conns,
+        clock,
+        ..
+    } = q;
+    for l in listeners.iter().chain(extra.iter().map(|(l, _)| l)) {
+        let _ = iface.tcp_close(*l);
+    }
+    let handles: Vec<SocketHandle> = conns.keys().copied().collect();
+    for &h in &handles {
+        // An error: the connection already failed or was reset.
+        let _ = iface.tcp_shutdown(h, std::net::Shutdown::Write);
+    }
+    let finished = |iface: &Interface, h: SocketHandle| {
+        iface.tcp_socket(h).map_or(true, |t| {
+            t.is_closed() || matches!(t.state(), State::FinWait2 | State::TimeWait)
+        })
+    };
+    let deadline = clock.now() + CLOSE_GRACE;
+    let mut events = Vec::new();
+    loop {
+        let now = clock.now();
+        if driver.poll(iface, now).is_err() || driver.flush(iface, now).is_err() {
+            break;
+        }
+        iface.drain_socket_events(&mut events);
+        events.clear();
+        if now >= deadline || handles.iter().all(|&h| finished(iface, h)) {
+            break;
+        }
+        let wake = driver.poll_at(iface).map_or(deadline, |t| t.min(deadline));
+        if driver.wait(now, Some(wake), &[]).is_err() {
+            break;
+        }
+    }
+    let mut ended = (0, 0);
+    for &h in &handles {
+        if finished(iface, h) {
+            ended.0 += 1;
+            let _ = iface.tcp_close(h);
+        } else {
+            ended.1 += 1;
+            let _ = iface.tcp_abort(h);
+        }
+    }
+    conns.clear();
+    // The resets leave now.
+    let now = clock.now();
+    let _ = driver
+        .poll(iface, now)
+        .and_then(|_| driver.flush(iface, now));
+    ended
 }
 
 impl Queue {
@@ -216,26 +296,28 @@ impl Queue {
             stats: args.observe.stats_timer(clock.now()),
             clock,
             label,
+            ended: (0, 0),
         }
     }
 }
 
 /// The echo loop of one stack, until `control` says stop.
 fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
-    let Queue {
-        iface,
-        driver,
-        listeners,
-        udps,
-        extra,
-        conns,
-        stats,
-        clock,
-        label,
-    } = q;
     let mut events = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
+        let Queue {
+            iface,
+            driver,
+            listeners,
+            udps,
+            extra,
+            conns,
+            stats,
+            clock,
+            label,
+            ended: _,
+        } = &mut *q;
         let now = clock.now();
         if let Err(e) = driver.poll(iface, now) {
             fail("tcpecho", format!("device error: {e}"));
@@ -291,13 +373,13 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
         }
         match driver.wait(now, deadline, &[control.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match control.read() {
-                Some(Command::Report) => eprint!(
-                    "{}{}{}",
-                    header(label),
-                    report(iface, conns.len()),
-                    iface.socket_report()
-                ),
-                Some(Command::Stop) => break,
+                Some(Command::Report) => {
+                    eprint!("{}", signal_report(label, iface, &echoing(conns.len())))
+                }
+                Some(Command::Stop) => {
+                    q.ended = close_all(q);
+                    return;
+                }
                 None => {}
             },
             Ok(_) => {}
@@ -307,19 +389,17 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
 }
 
 fn report(iface: &Interface, conns: usize) -> String {
-    format!(
-        "{}    {conns} connections being echoed\n",
-        ustack::cli::tcp_report(iface)
-    )
+    format!("{}{}", ustack::cli::tcp_report(iface), echoing(conns))
 }
 
-/// The first line of a SIGUSR1 report: which queue's stack it is, when
-/// there are several (none with one, as before `--queues`).
-fn header(label: &str) -> String {
-    match label.strip_prefix("tcpecho queue ") {
-        Some(i) => format!("tcpecho: queue {i}:\n"),
-        None => String::new(),
-    }
+/// The line that says how the connections open at exit ended.
+fn ended_line((fin, reset): (usize, usize)) -> String {
+    format!("    {fin} connections open at exit closed (FIN acknowledged), {reset} reset\n")
+}
+
+/// The line that counts the connections being echoed.
+fn echoing(conns: usize) -> String {
+    format!("    {conns} connections being echoed\n")
 }
 
 fn main() {
@@ -372,6 +452,7 @@ fn main() {
     if let [q] = &mut queues[..] {
         print!("{}", q.iface.counters().report());
         print!("{}", report(&q.iface, q.conns.len()));
+        print!("{}", ended_line(q.ended));
         print!("{}", q.driver.refresh_counters().report());
         return;
     }
@@ -380,6 +461,7 @@ fn main() {
     let mut tcp = TcpCounters::default();
     let mut device = DriverCounters::default();
     let (mut estab, mut time_wait, mut conns) = (0, 0, 0);
+    let mut ended = (0, 0);
     let mut lines = String::new();
     for (i, q) in queues.iter_mut().enumerate() {
         let t = q.iface.tcp_counters();
@@ -394,12 +476,15 @@ fn main() {
         estab += q.iface.tcp_curr_estab();
         time_wait += q.iface.tcp_time_wait_len();
         conns += q.conns.len();
+        ended.0 += q.ended.0;
+        ended.1 += q.ended.1;
     }
     print!("{}", counters.report());
     println!(
         "{}    {conns} connections being echoed",
         ustack::cli::tcp_report_from(&tcp, estab, time_wait)
     );
+    print!("{}", ended_line(ended));
     print!("{}", device.report());
     print!("Queues ({n}):\n{lines}");
 }

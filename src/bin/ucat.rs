@@ -33,9 +33,17 @@ struct Args {
     /// rates, retransmits, RTT, cwnd, send MSS and path MTU).
     #[arg(long)]
     progress: bool,
-    /// UDP instead of TCP (each read of standard input is one datagram).
+    /// UDP instead of TCP: standard input goes out in datagrams of at most
+    /// --max-datagram bytes.
     #[arg(long)]
     udp: bool,
+    /// UDP: the largest datagram payload to send, bytes (1 to 65507).
+    /// Default: the most that fits the interface MTU unfragmented for the
+    /// peer's address family (MTU - 28 for IPv4, MTU - 48 for IPv6: 1472
+    /// and 1452 at MTU 1500). Larger datagrams leave as IP fragments, which
+    /// many receivers and paths handle badly.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(1..=65507))]
+    max_datagram: Option<u16>,
     /// Congestion control: cubic (the default, as on Linux), reno or bbr (BBR v1, paced).
     #[arg(long, default_value = "cubic")]
     cc: String,
@@ -210,14 +218,49 @@ fn run_tcp_inner(stack: &Stack, stream: TcpStream) -> Result<(), String> {
     Ok(())
 }
 
+/// The largest UDP payload ucat sends to a peer of each address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DatagramLimit {
+    v4: usize,
+    v6: usize,
+}
+
+impl DatagramLimit {
+    /// `--max-datagram` when given; otherwise what fits `mtu` without
+    /// fragmentation behind the IP and UDP headers.
+    fn new(max_datagram: Option<u16>, mtu: usize) -> DatagramLimit {
+        match max_datagram {
+            Some(m) => DatagramLimit {
+                v4: m.into(),
+                v6: m.into(),
+            },
+            None => DatagramLimit {
+                v4: mtu.saturating_sub(20 + 8).clamp(1, 65507),
+                v6: mtu.saturating_sub(40 + 8).clamp(1, 65507),
+            },
+        }
+    }
+
+    /// The limit towards `peer`.
+    fn to(self, peer: SocketAddr) -> usize {
+        if peer.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
 /// Copies standard input to datagrams and datagrams to standard output.
 /// `socks` are the bound sockets (one per address family when listening);
 /// until the peer is known, each is polled in turn, and the one the first
-/// datagram came in on is used from then on.
+/// datagram came in on is used from then on. Input is sent in datagrams
+/// of at most `limit` towards the peer.
 fn run_udp(
     mut socks: Vec<UdpSocket>,
     mut peer: Option<SocketAddr>,
     idle: Duration,
+    limit: DatagramLimit,
 ) -> Result<(), String> {
     // 50 ms of waiting per round, shared by the sockets.
     let wait = Duration::from_millis(50) / socks.len().max(1) as u32;
@@ -226,10 +269,11 @@ fn run_udp(
             .map_err(|e| e.to_string())?;
     }
     let mut chosen: Option<usize> = peer.map(|_| 0);
-    let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(64);
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
-        let mut buf = vec![0u8; 65507];
+        // Cut further per peer at sending time.
+        let mut buf = vec![0u8; limit.v4.max(limit.v6)];
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
@@ -248,14 +292,34 @@ fn run_udp(
     let mut buf = vec![0u8; 65536];
     let mut input_done = false;
     let mut last = StdInstant::now();
+    // Input read before there is a peer to send it to (listen): held, and
+    // no more read, until the first datagram names the peer. The channel
+    // is bounded, so the reader waits meanwhile: nothing is dropped.
+    let mut held: Option<Vec<u8>> = None;
     loop {
-        while let Ok(m) = rx.try_recv() {
-            match (m, peer, chosen) {
-                (Some(d), Some(p), Some(i)) => {
-                    socks[i].send_to(&d, p).map_err(|e| describe(&e))?;
+        loop {
+            let d = match (held.take(), peer) {
+                (Some(d), Some(_)) => d,
+                (Some(d), None) => {
+                    held = Some(d);
+                    break;
                 }
-                (Some(_), _, _) => {} // no peer yet: nothing to send to
-                (None, _, _) => input_done = true,
+                (None, _) => match rx.try_recv() {
+                    Ok(Some(d)) => d,
+                    Ok(None) => {
+                        input_done = true;
+                        break;
+                    }
+                    Err(_) => break,
+                },
+            };
+            match (peer, chosen) {
+                (Some(p), Some(i)) => {
+                    for datagram in d.chunks(limit.to(p)) {
+                        socks[i].send_to(datagram, p).map_err(|e| describe(&e))?;
+                    }
+                }
+                _ => held = Some(d),
             }
         }
         for (i, sock) in socks.iter().enumerate() {
@@ -321,6 +385,7 @@ fn main() {
         OnStop::SignalStatus,
     )
     .unwrap_or_else(|e| fail("ucat", format!("cannot start the monitor thread: {e}")));
+    let limit = DatagramLimit::new(args.max_datagram, stack.with_interface(|i| i.config().mtu));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
             let addr = (host.as_str(), *port)
@@ -337,7 +402,7 @@ fn main() {
                     .unwrap_or_else(|e| fail("ucat", format!("bind UDP {local}: {e}")));
                 s.connect(addr)
                     .unwrap_or_else(|e| fail("ucat", format!("connect {addr}: {}", describe(&e))));
-                run_udp(vec![s], Some(addr), Duration::from_secs(args.idle))
+                run_udp(vec![s], Some(addr), Duration::from_secs(args.idle), limit)
             } else {
                 match TcpStream::connect_timeout(
                     &stack,
@@ -357,7 +422,7 @@ fn main() {
                         .unwrap_or_else(|e| fail("ucat", format!("bind UDP {ip} port {port}: {e}")))
                 })
                 .collect();
-            run_udp(socks, None, Duration::from_secs(args.idle))
+            run_udp(socks, None, Duration::from_secs(args.idle), limit)
         }
         (Mode::Listen { port }, false) => {
             let ls: Vec<TcpListener> = any

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use ustack::cli::{
-    fail, parse_args, run_queues, stats_report, BoxDevice, Command, Control, DeviceArgs,
-    ObserveArgs, SignalFd, StatsTimer,
+    fail, parse_args, run_queues, signal_report, stats_report, BoxDevice, Command, Control,
+    DeviceArgs, ObserveArgs, SignalFd, StatsTimer,
 };
 use ustack::iface::{Config, Counters, Interface};
 use ustack::runtime::{Driver, DriverCounters};
@@ -127,27 +127,13 @@ fn serve(_index: usize, q: &mut Queue, control: &Control<'_>) {
         }
         match driver.wait(now, deadline, &[control.as_raw_fd()]) {
             Ok(r) if r.extra & 1 != 0 => match control.read() {
-                Some(Command::Report) => eprint!(
-                    "{}{}{}",
-                    header(label),
-                    iface.counters().report(),
-                    iface.socket_report()
-                ),
+                Some(Command::Report) => eprint!("{}", signal_report(label, iface, "")),
                 Some(Command::Stop) => break,
                 None => {}
             },
             Ok(_) => {}
             Err(e) => fail("udpecho", format!("wait failed: {e}")),
         }
-    }
-}
-
-/// The first line of a SIGUSR1 report: which queue's stack it is, when
-/// there are several (none with one, as before `--queues`).
-fn header(label: &str) -> String {
-    match label.strip_prefix("udpecho queue ") {
-        Some(i) => format!("udpecho: queue {i}:\n"),
-        None => String::new(),
     }
 }
 

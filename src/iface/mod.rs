@@ -171,6 +171,68 @@ impl Config {
         c
     }
 
+    /// Checks what a caller may get wrong and the stack would otherwise
+    /// take silently: a gateway outside every configured IPv4 subnet (or
+    /// one of the stack's own addresses, or a subnet's broadcast address),
+    /// which no frame could ever reach, and a MAC address that is not
+    /// unicast (broadcast, multicast or all zeros), which the link would
+    /// not deliver back. The error is `InvalidInput` with one line saying
+    /// which. [`crate::stack::StackBuilder::build`] calls it; embedders of
+    /// the poll API should call it before [`Interface::new`].
+    pub fn validate(&self) -> std::io::Result<()> {
+        self.validate_as("gateway", "MAC address")
+    }
+
+    /// [`Config::validate`], naming the gateway and the MAC address as
+    /// `gateway` and `mac` in the message (the tools name their flags).
+    pub(crate) fn validate_as(&self, gateway: &str, mac: &str) -> std::io::Result<()> {
+        let bad = |msg: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+        if let Some(hw) = self.hardware_addr {
+            if !hw.is_unicast() {
+                let what = if hw.is_broadcast() {
+                    "the broadcast address"
+                } else if hw.is_multicast() {
+                    "a multicast address (the low bit of the first byte is set)"
+                } else {
+                    "all zeros"
+                };
+                return bad(format!(
+                    "{mac} {hw} is {what}: the stack needs a unicast MAC, e.g. 02:00:00:00:00:01"
+                ));
+            }
+        }
+        if let Some(gw) = self.gateway {
+            let subnets = || {
+                self.addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if gw.is_unspecified() || gw.is_broadcast() || gw.is_multicast() {
+                return bad(format!("{gateway} {gw} is not a unicast address"));
+            }
+            if self.addrs.is_empty() {
+                return bad(format!(
+                    "{gateway} {gw} needs an IPv4 address whose subnet holds it (there is none)"
+                ));
+            }
+            if self.addrs.iter().any(|a| a.addr == gw) {
+                return bad(format!("{gateway} {gw} is the stack's own address"));
+            }
+            if let Some(a) = self.addrs.iter().find(|a| a.broadcast() == Some(gw)) {
+                return bad(format!("{gateway} {gw} is the broadcast address of {a}"));
+            }
+            if !self.addrs.iter().any(|a| a.contains(gw)) {
+                return bad(format!(
+                    "{gateway} {gw} is outside every configured subnet ({}): it could never be reached",
+                    subnets()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Defaults for a medium, with no address yet.
     pub fn new(medium: Medium) -> Config {
         Config {

@@ -621,3 +621,64 @@ fn time_never_goes_backwards_in_the_core() {
         "the peer took both (no PAWS drop)"
     );
 }
+
+/// A gateway no frame could reach and a MAC the link would not deliver
+/// back are refused with one line, not taken silently.
+#[test]
+fn config_validate_refuses_unreachable_gateway_and_group_mac() {
+    let mut c = Config::new(Medium::Ethernet);
+    c.addrs.push(Ipv4Cidr::new(ME, 24).unwrap());
+    c.validate().unwrap();
+    c.gateway = Some(PEER);
+    c.hardware_addr = Some(MY_HW);
+    c.validate().unwrap();
+    let refused = |c: &Config| {
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        e.to_string()
+    };
+    let mut out = c.clone();
+    out.gateway = Some(Ipv4Addr::new(10, 1, 0, 1));
+    assert_eq!(
+        refused(&out),
+        "gateway 10.1.0.1 is outside every configured subnet (10.0.0.2/24): it could never be reached"
+    );
+    // A second address whose subnet holds it makes it fine.
+    out.addrs
+        .push(Ipv4Cidr::new(Ipv4Addr::new(10, 1, 0, 2), 16).unwrap());
+    out.validate().unwrap();
+    for (gw, why) in [
+        (ME, "is the stack's own address"),
+        (
+            Ipv4Addr::new(10, 0, 0, 255),
+            "is the broadcast address of 10.0.0.2/24",
+        ),
+        (Ipv4Addr::BROADCAST, "is not a unicast address"),
+        (Ipv4Addr::new(224, 0, 0, 1), "is not a unicast address"),
+    ] {
+        let mut bad = c.clone();
+        bad.gateway = Some(gw);
+        assert!(refused(&bad).contains(why), "{gw}");
+    }
+    let mut none = c.clone();
+    none.addrs.clear();
+    assert!(refused(&none).contains("needs an IPv4 address"));
+    for (mac, why) in [
+        (EthernetAddress::BROADCAST, "is the broadcast address"),
+        (
+            EthernetAddress([0x01, 0, 0x5e, 0, 0, 1]),
+            "is a multicast address",
+        ),
+        (
+            EthernetAddress([0x33, 0x33, 0, 0, 0, 1]),
+            "is a multicast address",
+        ),
+        (EthernetAddress([0; 6]), "is all zeros"),
+    ] {
+        let mut bad = c.clone();
+        bad.hardware_addr = Some(mac);
+        let e = refused(&bad);
+        assert!(e.starts_with(&format!("MAC address {mac} {why}")), "{e}");
+    }
+}

@@ -6,7 +6,10 @@
 //! packet-information header (IFF_NO_PI). It then brings the link up and
 //! applies the requested MTU. The kernel-side IP address is not assigned
 //! here: that is the caller's (or its scripts') business. The descriptor is
-//! non-blocking.
+//! non-blocking. A device `open` creates goes away, with its kernel-side
+//! addresses, when its last descriptor closes, unless
+//! [`TunOptions::persist`] is set; one made beforehand with `ip tuntap add`
+//! is persistent and stays.
 //!
 //! ## Offload
 //!
@@ -65,8 +68,11 @@ impl TunKind {
 /// `MAX_TAP_QUEUES`); see [`TunDevice::open_queues`].
 pub const MAX_QUEUES: usize = 256;
 
-/// How to open a TUN/TAP device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How to open a TUN/TAP device. The default: the device's MTU, a random
+/// MAC on TAP, no offload, a kernel queue of
+/// [`TunOptions::DEFAULT_TX_QUEUE_LEN`] frames for a device `open`
+/// creates, and not persistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunOptions {
     /// MTU to set on the device; `None` keeps the device's current MTU.
     pub mtu: Option<usize>,
@@ -80,16 +86,36 @@ pub struct TunOptions {
     /// unless `--offload on` was given.
     pub offload: bool,
     /// Length of the kernel's queue of frames waiting for the stack to read
-    /// (`txqueuelen`), set when `open` creates the device. `None` keeps the
-    /// kernel's default of 500, which overflows under a bulk transfer while
-    /// the stack thread is busy writing; the tools ask for
-    /// [`TunOptions::DEFAULT_TX_QUEUE_LEN`].
+    /// (`txqueuelen`), set when `open` creates the device (a device that
+    /// exists keeps its own). The default is
+    /// [`TunOptions::DEFAULT_TX_QUEUE_LEN`], as in the bundled tools;
+    /// `None` keeps the kernel's 500, which overflows under a bulk transfer
+    /// while the stack thread is busy writing.
     pub tx_queue_len: Option<u32>,
+    /// Make the device persistent (`TUNSETPERSIST`): it stays, with its
+    /// kernel-side addresses and routes, after the last descriptor is
+    /// closed and the process exits, until `ip link del NAME` (or `ip
+    /// tuntap del`). Without it a device that `open` created vanishes with
+    /// the process; a device made beforehand with `ip tuntap add` is
+    /// persistent already, and `open` attaches to it.
+    pub persist: bool,
 }
 
 impl TunOptions {
-    /// The queue length the bundled tools use for devices they create.
+    /// The kernel queue length of the default options and the bundled tools.
     pub const DEFAULT_TX_QUEUE_LEN: u32 = 4096;
+}
+
+impl Default for TunOptions {
+    fn default() -> TunOptions {
+        TunOptions {
+            mtu: None,
+            hardware_addr: None,
+            offload: false,
+            tx_queue_len: Some(TunOptions::DEFAULT_TX_QUEUE_LEN),
+            persist: false,
+        }
+    }
 }
 
 /// A TUN or TAP device. See the [module documentation](self).
@@ -305,6 +331,10 @@ impl TunDevice {
         if let (Some(q), false) = (opts.tx_queue_len, exists) {
             dev.set_tx_queue_len(q)
                 .map_err(ctx(&format!("set txqueuelen {q}")))?;
+        }
+        if opts.persist {
+            dev.persist()
+                .map_err(ctx("make persistent (TUNSETPERSIST)"))?;
         }
         // `open_queues` brings a multi-queue device up once every queue
         // is there (a flow placed on fewer queues may move when more come).
@@ -764,6 +794,48 @@ mod tests {
         let mac = taps[0].caps().hardware_addr;
         assert!(mac.is_some());
         assert!(taps.iter().all(|t| t.caps().hardware_addr == mac));
+    }
+
+    /// The default options give a created device the tools' kernel queue
+    /// length (not the kernel's 500), and only a device opened with
+    /// `persist` outlives its descriptor.
+    #[test]
+    fn default_queue_len_and_persist_in_namespace() {
+        if !require_root("default_queue_len_and_persist_in_namespace") {
+            return;
+        }
+        let ns = NetNs::new("phypersist");
+        let (queue_len, plain_left, persistent_left) = ns.run(|| {
+            let dev = TunDevice::open("ustkpl0", TunKind::Tun, &TunOptions::default()).unwrap();
+            assert!(dev.created());
+            let queue_len = dev.dev.tx_queue_len().unwrap();
+            drop(dev);
+            let plain_left = util::interface_exists("ustkpl0");
+            let opts = TunOptions {
+                persist: true,
+                ..TunOptions::default()
+            };
+            let dev = TunDevice::open("ustkps0", TunKind::Tap, &opts).unwrap();
+            assert!(dev.created());
+            drop(dev);
+            let persistent_left = util::interface_exists("ustkps0");
+            // Attached to again, as to one made with `ip tuntap add`.
+            let dev = TunDevice::open("ustkps0", TunKind::Tap, &TunOptions::default()).unwrap();
+            assert!(!dev.created());
+            (queue_len, plain_left, persistent_left)
+        });
+        assert_eq!(queue_len, TunOptions::DEFAULT_TX_QUEUE_LEN);
+        assert!(
+            !plain_left,
+            "a device opened without persist outlived its descriptor"
+        );
+        assert!(
+            persistent_left,
+            "a device opened with persist vanished with its descriptor"
+        );
+        // Still there from outside the thread that made it (deleted with
+        // the namespace).
+        ns.ip("link show ustkps0");
     }
 
     #[test]
