@@ -146,4 +146,7 @@ fn main() {
         t.out_rsts,
         t.retrans_segs
     );
+    // The monitor thread holds the stack too: stop it here, which closes
+    // the device and so completes a --pcap capture.
+    let _ = stack.shutdown();
 }
