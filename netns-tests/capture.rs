@@ -13,6 +13,7 @@ const S_CAP_INT: u8 = 71;
 const S_CAP_TERM: u8 = 72;
 const S_CAP_ERR: u8 = 73;
 const S_CAP_HTTP: u8 = 74;
+const S_CAP_ASYNC: u8 = 75;
 
 /// A Linux client: connects, sends `N` bytes, says READY, then holds the
 /// connection open for `SECS` (reading what comes, past the peer's FIN)
@@ -165,6 +166,36 @@ pub fn http_server_capture_on_sigterm() {
         &[
             ("http.request.method == \"GET\"", 1),
             ("http.response.code == 200", 1),
+        ],
+        &ctx,
+    );
+}
+
+/// `async_echo --pcap` (tokio API; the monitor thread holds the stack too)
+/// stopped by SIGINT after echoing: exit 0, and the capture holds the
+/// echoed data both ways.
+pub fn async_echo_capture_on_sigint() {
+    let pcap = TempFile::new("cap-async");
+    let mut rig = Rig::new(Medium::Tun, "capasync", S_CAP_ASYNC);
+    rig.launch(
+        ToolSpec::new(
+            &crate::async_api::async_echo_example(),
+            &["--port", "7", "--pcap", pcap.path()],
+        )
+        .ready("async_echo: echoing"),
+    );
+    let mut c = client(&rig, "7", "5000", "1");
+    let cl = c.wait(Duration::from_secs(10));
+    let stopped = rig.stop();
+    let ctx = format!("--- async_echo ---\n{stopped}\n--- client ---\n{cl}");
+    assert_eq!(stopped.code(), Some(0), "{ctx}");
+    let s = rig.stack_ip.clone();
+    assert_complete(
+        pcap.path(),
+        &[
+            ("tcp.flags.syn == 1 && tcp.flags.ack == 1", 1),
+            (&format!("ip.dst == {s} && tcp.len > 0"), 1),
+            (&format!("ip.src == {s} && tcp.len > 0"), 1),
         ],
         &ctx,
     );

@@ -472,4 +472,5 @@ capture_tests!(
     [ucat_capture_on_sigterm,],
     [ucat_capture_on_error,],
     [http_server_capture_on_sigterm, "curl"],
+    [async_echo_capture_on_sigint,],
 );
