@@ -48,7 +48,11 @@ for i in $(seq 1 "$RUNS"); do
     cmp -s "$TMP/in" "$TMP/got-ucat" || { echo "run $i: ucat received other bytes" >&2; exit 1; }
     cmp -s "$TMP/in" "$TMP/got-linux" || { echo "run $i: Linux received other bytes" >&2; exit 1; }
     last=$(grep ' retransmits' "$TMP/ucat.err" | tail -1)
-    urtx=$(sed -E 's/.* ([0-9]+) retransmits \(([0-9]+) fast, ([0-9]+) timeouts, ([0-9]+) tail-loss probes, ([0-9]+) D-SACKs in.*/\1 (f\2 t\3 p\4 d\5)/' <<<"$last")
+    urtx=$(grep -oE '[0-9]+ retransmits' <<<"$last" | cut -d' ' -f1)
+    # By kind, when this ucat prints them.
+    if [[ $last =~ \(([0-9]+)\ fast,\ ([0-9]+)\ timeouts,\ ([0-9]+)\ tail-loss\ probes,\ ([0-9]+)\ D-SACKs ]]; then
+        urtx="$urtx (f${BASH_REMATCH[1]} t${BASH_REMATCH[2]} p${BASH_REMATCH[3]} d${BASH_REMATCH[4]})"
+    fi
     stat() { ip netns exec "$NS" nstat -az "$1" | awk -v k="$1" '$1 == k {print $2}'; }
     printf '%-4s %-20s %-10s %-16s %-12s %s\n' "$i" "$urtx" "$(stat TcpRetransSegs)" \
         "$(stat TcpExtPAWSEstab)" "$(stat TcpExtTCPDSACKRecv)" "$ms"
