@@ -4,7 +4,7 @@
 //! and the rigs (TUN, TAP, raw socket on a veth pair) that put a Linux peer
 //! in front of the stack.
 //!
-//! Safety rules (shared/TESTING.md): everything happens in namespaces named
+//! Safety rules ("Namespace safety rules" in README.md): everything happens in namespaces named
 //! `ustk-<tag>-<pid>-<n>` that these guards create and delete on drop, even
 //! when the test panics; devices and 10.x addresses exist only inside them;
 //! every wait is bounded; only our own children are signalled, by pid.

@@ -1,5 +1,5 @@
 //! Linux peers in network namespaces against `udpecho` (here) and
-//! `tcpecho`/`ucat` (`tcp.rs`) — layer 5 of shared/TESTING.md — on TUN,
+//! `tcpecho`/`ucat` (`tcp.rs`) — Linux peers in namespaces — on TUN,
 //! TAP (with ARP) and an AF_PACKET raw socket on a veth pair.
 //!
 //! Needs root, /dev/net/tun, iproute2, python3 (and tshark for some

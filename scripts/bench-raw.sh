@@ -8,7 +8,7 @@
 #
 #   sudo scripts/bench-raw.sh [SECS=3]
 #
-# Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
+# Namespaces (deleted on exit, see "Namespace safety rules" in README.md), all ustk-perf-*-$$:
 #   rt:  client 10.10.0.1 -- TUN ustk0 -- tcpecho 10.10.0.2 (offload on)
 #   rto: client 10.11.0.1 -- TUN ustk0 -- tcpecho --offload off 10.11.0.2
 #   rk/rs:   client 10.12.0.1 on ustkk0 -- veth -- ustks0: tcpecho --raw 10.12.0.2

@@ -10,7 +10,7 @@
 #
 #   sudo scripts/bench-tcp.sh [DURATION=5] [MIB=256]   > table.md
 #
-# Setups (namespaces deleted on exit, see shared/TESTING.md):
+# Setups (namespaces deleted on exit, see "Namespace safety rules" in README.md):
 #   tcpecho: ustk-btcp-$$ : client (kernel 10.5.0.1) -- TUN ustk0 -- tcpecho 10.5.0.2
 #   kernel:  ustk-btcpk-$$ (client, 10.6.0.1) -- veth -- ustk-btcps-$$ (python3 echo, 10.6.0.2)
 # Writes a markdown table to stdout, progress to stderr.

@@ -8,7 +8,7 @@
 #
 #   sudo scripts/bench-udp.sh [DURATION=5] [WINDOW=32]   > table.md
 #
-# Setups (namespaces deleted on exit, see shared/TESTING.md):
+# Setups (namespaces deleted on exit, see "Namespace safety rules" in README.md):
 #   udpecho: ustk-bench-$$ : client (kernel 10.1.0.1) -- TUN ustk0 -- udpecho 10.1.0.2
 #   kernel:  ustk-benchk-$$ (client, 10.4.0.1) -- veth -- ustk-benchs-$$ (python3 echo, 10.4.0.2)
 # Writes a markdown table to stdout, progress to stderr.

@@ -39,7 +39,7 @@
 #      multi-queue TUN), bulk both ways with 4 and 8 parallel connections
 #      (scripts/lib-bench-mq.sh; on its own: scripts/bench-mq.sh).
 #
-# Namespaces (deleted on exit, see shared/TESTING.md), all ustk-perf-*-$$:
+# Namespaces (deleted on exit, see "Namespace safety rules" in README.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
 #       (TUN offload on, the tools' default)
 #   o:  client (kernel 10.4.0.1) -- TUN ustk0 -- tcpecho --offload off 10.4.0.2

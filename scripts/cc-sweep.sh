@@ -23,7 +23,7 @@
 # Grid: delay {5, 20, 50} ms one way x loss {0, 0.1, 1, 3} % (DELAYS="..."
 # and LOSSES="..." in the environment pick a part of it). Writes a
 # markdown table to stdout, progress to stderr. Namespaces and processes of
-# its own only, deleted and killed on exit (shared/TESTING.md).
+# its own only, deleted and killed on exit (README.md, "Namespace safety rules").
 set -euo pipefail
 
 SECS=${1:-8}

@@ -1,6 +1,6 @@
 # Shared by the benchmark scripts (sourced, not run): the namespaces they
 # create and the processes they start, and cleaning both up on exit — the
-# safety rules of ../shared/TESTING.md in one place.
+# safety rules ("Namespace safety rules" in README.md) in one place.
 
 PIDS=()
 NAMESPACES=()
