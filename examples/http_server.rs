@@ -48,7 +48,7 @@ struct Args {
     /// Directory whose files are served.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
-    /// Congestion control: reno or cubic.
+    /// Congestion control: reno, cubic or bbr (the tools default to cubic).
     #[arg(long, default_value = "reno")]
     cc: String,
     /// Accept queue length.

@@ -40,7 +40,7 @@ struct Args {
     /// (IPv4 `10.0.0.1:80` or IPv6 `[fd00::1]:80`).
     #[arg(long, value_name = "HOST:PORT")]
     to: String,
-    /// Congestion control on the stack's side: reno or cubic.
+    /// Congestion control on the stack's side: reno, cubic or bbr (the tools default to cubic).
     #[arg(long, default_value = "reno")]
     cc: String,
     /// Give up connecting to --to after this many seconds.

@@ -683,7 +683,10 @@ pub fn monitor(
         let now = stack.now();
         if timer.due(now) {
             let r = stack.with_interface(|i| stats_report(tool, timer.elapsed_secs(now), i));
-            eprint!("{r}{}", stack.driver_counters().report());
+            // Written, not eprint!: a closed stderr must not kill the
+            // thread that owns the signals (the process could then not be
+            // stopped by SIGINT/SIGTERM).
+            let _ = write!(io::stderr(), "{r}{}", stack.driver_counters().report());
         }
         let timeout = timer
             .deadline()
@@ -697,7 +700,7 @@ pub fn monitor(
         while let Some(sig) = signals.read() {
             if sig == libc::SIGUSR1 {
                 let r = stack.with_interface(|i| signal_report(tool, i, ""));
-                eprint!("{r}{}", stack.driver_counters().report());
+                let _ = write!(io::stderr(), "{r}{}", stack.driver_counters().report());
             } else {
                 return Ok(sig);
             }
@@ -738,8 +741,11 @@ pub fn spawn_monitor_with(
                         let r = stack.with_interface(|i| {
                             format!("{}{}", i.counters().report(), tcp_report(i))
                         });
-                        print!("{r}{}", stack.driver_counters().report());
-                        let _ = io::stdout().flush();
+                        // A closed stdout (EPIPE) must not keep the
+                        // process from exiting.
+                        let mut out = io::stdout();
+                        let _ = write!(out, "{r}{}", stack.driver_counters().report());
+                        let _ = out.flush();
                         exit(0);
                     }
                     OnStop::SignalStatus => exit(128 + sig),

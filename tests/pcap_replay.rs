@@ -188,6 +188,11 @@ fn replay_clean(cap: &Capture) {
         );
         let r = check_capture(cap, side, 64, 7, None);
         assert!(r.failures.is_empty(), "{side:?}: {:?}", r.failures);
+        // `--case N` runs exactly that case, the last number too.
+        for only in [5, u64::MAX] {
+            let r = check_capture(cap, side, 64, 7, Some(only));
+            assert_eq!(r.cases, 1, "{side:?}: --case {only}");
+        }
     }
 }
 

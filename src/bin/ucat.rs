@@ -21,7 +21,7 @@ use ustack::tcp::State;
     name = "ucat",
     version,
     after_help = "Exit status: 0 when both directions ended cleanly; 1 with one line on stderr on refused, reset or timed out.\n\
-Signals: SIGUSR1 prints the counters and the socket table to stderr and carries on.\n\
+Signals: SIGUSR1 prints the counters and the socket table to stderr and carries on; SIGINT and SIGTERM end ucat with status 130 and 143 (128 + the signal), its --pcap capture complete.\n\
 Logging: --log LEVEL, or RUST_LOG=LEVEL in the environment (e.g. RUST_LOG=ustack::tcp=debug)."
 )]
 struct Args {
@@ -272,8 +272,10 @@ fn run_udp(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(64);
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
-        // Cut further per peer at sending time.
-        let mut buf = vec![0u8; limit.v4.max(limit.v6)];
+        // One read per datagram: the peer's limit when it is known, else
+        // the smaller of the two (an IPv6 peer learned later then gets
+        // whole datagrams too, not each read cut in two).
+        let mut buf = vec![0u8; peer.map_or(limit.v4.min(limit.v6), |p| limit.to(p))];
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
@@ -388,7 +390,12 @@ fn main() {
     let limit = DatagramLimit::new(args.max_datagram, stack.with_interface(|i| i.config().mtu));
     let result = match (&args.mode, args.udp) {
         (Mode::Connect { host, port }, udp) => {
-            let addr = (host.as_str(), *port)
+            // `[fd00::1]` as well as `fd00::1`, as URLs write it.
+            let bare = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let addr = (bare, *port)
                 .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| a.next())

@@ -223,6 +223,15 @@ impl Config {
             if let Some(a) = self.addrs.iter().find(|a| a.broadcast() == Some(gw)) {
                 return bad(format!("{gateway} {gw} is the broadcast address of {a}"));
             }
+            if let Some(a) = self
+                .addrs
+                .iter()
+                .find(|a| a.prefix_len < 31 && u32::from(gw) == u32::from(a.addr) & a.mask())
+            {
+                return bad(format!(
+                    "{gateway} {gw} is the network address of {a}, not a host"
+                ));
+            }
             if !self.addrs.iter().any(|a| a.contains(gw)) {
                 return bad(format!(
                     "{gateway} {gw} is outside every configured subnet ({}): it could never be reached",

@@ -654,6 +654,10 @@ fn config_validate_refuses_unreachable_gateway_and_group_mac() {
             Ipv4Addr::new(10, 0, 0, 255),
             "is the broadcast address of 10.0.0.2/24",
         ),
+        (
+            Ipv4Addr::new(10, 0, 0, 0),
+            "is the network address of 10.0.0.2/24",
+        ),
         (Ipv4Addr::BROADCAST, "is not a unicast address"),
         (Ipv4Addr::new(224, 0, 0, 1), "is not a unicast address"),
     ] {

@@ -132,11 +132,13 @@ pub fn check_capture_with(
         .as_ref()
         .map_or(cap.rejected.len(), |p| p.peer_frames());
     let strategy = mutate::case(frames);
-    let (first, last) = match only_case {
-        Some(c) => (c, c.saturating_add(1)),
-        None => (0, cases),
+    // `--case u64::MAX` too runs its one case (a half-open range ending
+    // at `c + 1` would be empty there).
+    let numbers: Box<dyn Iterator<Item = u64>> = match only_case {
+        Some(c) => Box::new(std::iter::once(c)),
+        None => Box::new(0..cases),
     };
-    for case in first..last {
+    for case in numbers {
         let mut runner = TestRunner::new_with_rng(PtConfig::default(), case_rng(seed, case));
         let Ok(mut tree) = strategy.new_tree(&mut runner) else {
             continue;
