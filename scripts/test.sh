@@ -52,7 +52,9 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets --all-features -- -D warnings
 step doc env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 # --release: the namespace tests run the optimised udpecho.
-step test bash -c 'cargo test --release --all-features 2>&1 | tee "$1"' _ "$LOG"
+# --no-fail-fast: every test binary runs even after one fails; pipefail:
+# the step fails with cargo test, not with tee.
+step test bash -c 'set -o pipefail; cargo test --release --all-features --no-fail-fast 2>&1 | tee "$1"' _ "$LOG"
 
 passed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 nfailed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
