@@ -258,6 +258,47 @@ fn ucat_ipv6_only(medium: Medium) {
     );
     drop(r);
 
+    // UDP bulk over IPv6: 50,000 bytes in datagrams that fit the MTU for
+    // IPv6 (1452 bytes of payload at MTU 1500), one read of stdin per
+    // datagram (not 1472-byte reads cut into 1452 + 20).
+    let (v6, kv6) = v6_pair(medium, s0 + 4);
+    let mut r = Rig::ipv6_only(medium, "u6ub", s0 + 4);
+    let bulk = TempFile::new("u6-udp");
+    write_pseudo_random(&bulk.0, 50_000, 63);
+    let mut sink = r.python_server(py::UDP_SINK, &["6005", "50000", "20", "::"]);
+    r.launch(
+        ToolSpec::ucat(&[
+            "--addr",
+            &format!("{v6}/64"),
+            "--udp",
+            "connect",
+            &kv6,
+            "6005",
+        ])
+        .stdin(Input::Pipe),
+    );
+    r.kernel_ipv6(&format!("{kv6}/64"));
+    r.tool()
+        .write_stdin(&std::fs::read(&bulk.0).expect("read data file"));
+    r.tool().close_stdin();
+    let u = r.wait(Duration::from_secs(20));
+    let srv = sink.wait(Duration::from_secs(25));
+    let ctx = format!("{medium:?}: ucat --udp bulk over IPv6\n{u}\n{srv}");
+    assert_eq!(u.code(), Some(0), "{ctx}");
+    assert_eq!(result_field(&srv.stdout, "bytes"), Some(50_000), "{ctx}");
+    assert_eq!(
+        result_str(&srv.stdout, "sha"),
+        Some(sha256(bulk.path()).as_str()),
+        "{ctx}"
+    );
+    assert_eq!(result_field(&srv.stdout, "biggest"), Some(1452), "{ctx}");
+    let datagrams = result_field(&srv.stdout, "datagrams").unwrap_or(0);
+    assert!(
+        datagrams <= 40,
+        "{datagrams} datagrams for 50,000 bytes\n{ctx}"
+    );
+    drop(r);
+
     // UDP listen: the first datagram (over IPv6) names the peer; ucat's
     // input goes back to it. ucat drops input until it has a peer, so the
     // test keeps feeding it until the client got an answer.

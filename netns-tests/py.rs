@@ -428,15 +428,17 @@ except ConnectionResetError:
 print("RESULT end=%s read=%d echoed=%d stuffed=%d" % (end, n, len(got), sent))
 "#;
 
-/// `UDP_SINK PORT BYTES LIMIT_SECS`: receives datagrams on PORT (65,536-byte
-/// reads, 4 MiB receive buffer) until BYTES have come or LIMIT_SECS pass.
+/// `UDP_SINK PORT BYTES LIMIT_SECS [BIND]`: receives datagrams on PORT
+/// (65,536-byte reads, 4 MiB receive buffer) until BYTES have come or
+/// LIMIT_SECS pass; BIND `::` for IPv6 (default `0.0.0.0`).
 /// `RESULT bytes= datagrams= biggest= sha=`.
 pub const UDP_SINK: &str = r#"
 import hashlib, socket, sys, time
 port, want, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+bind = sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"
+s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-s.bind(("0.0.0.0", port))
+s.bind((bind, port))
 s.settimeout(0.5)
 print("READY", file=sys.stderr, flush=True)
 h = hashlib.sha256()
