@@ -9,29 +9,16 @@ use ustack::net::{TcpListener, TcpStream};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
 
+mod common;
+
+/// Two stacks on an in-memory link, 10.6.0.1 and 10.6.0.2.
 fn pair() -> (Stack, Stack) {
-    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
-    let sa = Stack::builder(a)
-        .addr("10.6.0.1/24".parse().unwrap())
-        .build()
-        .unwrap();
-    let sb = Stack::builder(b)
-        .addr("10.6.0.2/24".parse().unwrap())
-        .build()
-        .unwrap();
-    (sa, sb)
+    common::pair(6)
 }
 
+/// The test data (the same bytes as before the helper was shared).
 fn data(n: usize) -> Vec<u8> {
-    let mut x: u32 = 12345;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    common::data(n, 12345)
 }
 
 #[test]

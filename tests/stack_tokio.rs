@@ -13,33 +13,16 @@ use ustack::net::tokio::{TcpListener, TcpStream, UdpSocket};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
 
+mod common;
+
 /// Every test gives up after this (a hang is a failure, not a stuck run).
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn pair() -> (Stack, Stack) {
-    let (a, b) = PipeDevice::pair(Medium::Ethernet, 1500);
-    let sa = Stack::builder(a)
-        .addr("10.7.0.1/24".parse().unwrap())
-        .build()
-        .unwrap();
-    let sb = Stack::builder(b)
-        .addr("10.7.0.2/24".parse().unwrap())
-        .build()
-        .unwrap();
-    (sa, sb)
+    common::pair(7)
 }
 
-fn data(n: usize, seed: u32) -> Vec<u8> {
-    let mut x: u32 = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use common::data;
 
 /// FNV-1a over the bytes, fed in pieces.
 #[derive(Clone, Copy)]

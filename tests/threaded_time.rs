@@ -10,17 +10,7 @@ use ustack::net::{TcpListener, TcpStream};
 use ustack::phy::{Medium, PipeDevice};
 use ustack::stack::Stack;
 
-fn data(n: usize) -> Vec<u8> {
-    let mut x: u32 = 12345;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+mod common;
 
 /// TCP timestamps (TSval) by connection and direction (source and
 /// destination port), and capture timestamps, from a capture of Ethernet
@@ -92,7 +82,7 @@ fn bulk_both_ways_through_the_threaded_api_keeps_time_monotonic() {
                 }
             }
         });
-        let payload = data(N);
+        let payload = common::data(N, 12345);
         let writer = std::thread::spawn(move || {
             for chunk in payload.chunks(1024) {
                 (&st).write_all(chunk).unwrap();
