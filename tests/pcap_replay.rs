@@ -170,9 +170,11 @@ fn synthetic(segs: &[Seg]) -> Capture {
     Capture::from_bytes(&w.into_inner())
 }
 
-fn flags(f: &[tcp::Flags]) -> tcp::Flags {
-    tcp::Flags(f.iter().fold(0, |a, x| a | x.0))
-}
+const SYN: tcp::Flags = tcp::Flags::SYN;
+const ACK: tcp::Flags = tcp::Flags::ACK;
+const SYN_ACK: tcp::Flags = tcp::Flags(tcp::Flags::SYN.0 | tcp::Flags::ACK.0);
+const PSH_ACK: tcp::Flags = tcp::Flags(tcp::Flags::PSH.0 | tcp::Flags::ACK.0);
+const FIN_ACK: tcp::Flags = tcp::Flags(tcp::Flags::FIN.0 | tcp::Flags::ACK.0);
 
 /// The unmutated case (case 0) with ustack on each side holds every
 /// invariant (an intact close ends CLOSED or TIME-WAIT with every byte the
@@ -204,21 +206,15 @@ fn replay_clean(cap: &Capture) {
 /// the connection in FIN-WAIT-2.
 #[test]
 fn syn_with_data_is_sent_again() {
-    let (s, a, pa, f) = (
-        tcp::Flags::SYN,
-        tcp::Flags::ACK,
-        tcp::Flags::PSH,
-        tcp::Flags::FIN,
-    );
     let cap = synthetic(&[
-        (true, s, 1000, 0, b"hello"),
-        (false, flags(&[s, a]), 5000, 1006, b""),
-        (true, a, 1006, 5001, b""),
-        (true, flags(&[pa, a]), 1006, 5001, b"world!"),
-        (false, flags(&[pa, a]), 5001, 1012, b"reply"),
-        (true, flags(&[f, a]), 1012, 5006, b""),
-        (false, flags(&[f, a]), 5006, 1013, b""),
-        (true, a, 1013, 5007, b""),
+        (true, SYN, 1000, 0, b"hello"),
+        (false, SYN_ACK, 5000, 1006, b""),
+        (true, ACK, 1006, 5001, b""),
+        (true, PSH_ACK, 1006, 5001, b"world!"),
+        (false, PSH_ACK, 5001, 1012, b"reply"),
+        (true, FIN_ACK, 1012, 5006, b""),
+        (false, FIN_ACK, 5006, 1013, b""),
+        (true, ACK, 1013, 5007, b""),
     ]);
     replay_clean(&cap);
     // The peer sends the SYN's data again as soon as the SYN-ACK leaves it
@@ -238,25 +234,19 @@ fn syn_with_data_is_sent_again() {
 /// and resends what ustack did not acknowledge, so the close completes.
 #[test]
 fn holes_in_the_capture_are_filled() {
-    let (s, a, pa, f) = (
-        tcp::Flags::SYN,
-        tcp::Flags::ACK,
-        tcp::Flags::PSH,
-        tcp::Flags::FIN,
-    );
     let cap = synthetic(&[
-        (true, s, 1000, 0, b""),
-        (false, flags(&[s, a]), 5000, 1001, b""),
-        (true, a, 1001, 5001, b""),
-        (true, flags(&[pa, a]), 1001, 5001, b"aaaa"),
-        (true, flags(&[pa, a]), 1009, 5001, b"cccc"),
-        (true, flags(&[pa, a]), 1013, 5001, b"dddd"),
-        (true, flags(&[pa, a]), 1017, 5001, b"eeee"),
-        (true, flags(&[pa, a]), 1025, 5001, b"gggg"),
-        (false, flags(&[pa, a]), 5001, 1029, b"reply"),
-        (true, flags(&[f, a]), 1029, 5006, b""),
-        (false, flags(&[f, a]), 5006, 1030, b""),
-        (true, a, 1030, 5007, b""),
+        (true, SYN, 1000, 0, b""),
+        (false, SYN_ACK, 5000, 1001, b""),
+        (true, ACK, 1001, 5001, b""),
+        (true, PSH_ACK, 1001, 5001, b"aaaa"),
+        (true, PSH_ACK, 1009, 5001, b"cccc"),
+        (true, PSH_ACK, 1013, 5001, b"dddd"),
+        (true, PSH_ACK, 1017, 5001, b"eeee"),
+        (true, PSH_ACK, 1025, 5001, b"gggg"),
+        (false, PSH_ACK, 5001, 1029, b"reply"),
+        (true, FIN_ACK, 1029, 5006, b""),
+        (false, FIN_ACK, 5006, 1030, b""),
+        (true, ACK, 1030, 5007, b""),
     ]);
     let p = plan(&cap, Side::Server).unwrap();
     assert!(
