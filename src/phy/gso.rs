@@ -131,7 +131,7 @@ pub fn segment(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::tcp::{self, Flags};
     use crate::wire::{ipv4, ipv6};
@@ -154,10 +154,14 @@ mod tests {
         }
     }
 
+    /// The first sequence number of [`super_v4`]'s super-segments (the
+    /// wrap is 4 KiB on).
+    pub(crate) const SUPER_SEQ: u32 = 0xffff_f000;
+
     /// A super-segment as the interface builds it: payload, header with
-    /// the pseudo-header sum only.
-    fn super_v4(payload: &[u8], flags: Flags) -> Vec<u8> {
-        let r = repr(0xffff_f000, flags);
+    /// the pseudo-header sum only (IPv4, no link header).
+    pub(crate) fn super_v4(payload: &[u8], flags: Flags) -> Vec<u8> {
+        let r = repr(SUPER_SEQ, flags);
         let hl = r.header_len();
         let (s, d) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut f = vec![0u8; 20 + hl + payload.len()];

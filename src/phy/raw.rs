@@ -837,43 +837,17 @@ mod tests {
         });
     }
 
-    /// An IPv4 TCP super-segment of 3,000 payload bytes (gso_size 1,000) in
-    /// an Ethernet frame from `src` to `dst`, checksum partial.
+    /// `payload` as one IPv4 TCP super-segment with a partial checksum
+    /// ([`gso::tests::super_v4`]) in an Ethernet frame from `src` to `dst`.
     fn tcp_super_segment(src: EthernetAddress, dst: EthernetAddress, payload: &[u8]) -> Vec<u8> {
-        let (s, d) = (Ipv4Addr::new(10, 9, 2, 1), Ipv4Addr::new(10, 9, 2, 2));
-        let r = tcp::Repr {
-            src_port: 40000,
-            dst_port: 80,
-            seq_number: 1_000_000,
-            ack_number: 7,
-            flags: tcp::Flags::ACK | tcp::Flags::PSH,
-            window_len: 500,
-            urgent_at: 0,
-            options: tcp::Options::default(),
-            payload: &[],
-        };
-        let hl = r.header_len();
-        let mut f = vec![0u8; 14 + 20 + hl + payload.len()];
-        f[..6].copy_from_slice(&dst.0);
-        f[6..12].copy_from_slice(&src.0);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        ipv4::Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: 6,
-            payload_len: hl + payload.len(),
-            ttl: 64,
-            dscp_ecn: 0,
-            ident: 1,
-            dont_frag: true,
-        }
-        .emit(&mut ipv4::Packet::new_unchecked(&mut f[14..]));
-        f[34 + hl..].copy_from_slice(payload);
-        r.emit_partial(
-            &mut tcp::Packet::new_unchecked(&mut f[34..]),
-            IpAddr::V4(s),
-            IpAddr::V4(d),
-        );
+        let mut f = Vec::with_capacity(14 + 20 + 32 + payload.len());
+        f.extend_from_slice(&dst.0);
+        f.extend_from_slice(&src.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&gso::tests::super_v4(
+            payload,
+            tcp::Flags::ACK | tcp::Flags::PSH,
+        ));
         f
     }
 
@@ -917,7 +891,7 @@ mod tests {
             assert_eq!(whole.len(), f.len());
             assert_eq!(m.gso_size, 1000);
             assert!(matches!(m.checksum, Checksum::Partial { .. }));
-            assert_eq!(&whole[54..], &payload[..]);
+            assert_eq!(&whole[whole.len() - payload.len()..], &payload[..]);
             let s = off.stats();
             assert_eq!((s.gso_in, s.truncated, s.gso_cut), (1, 0, 0), "{s:?}");
 
@@ -931,7 +905,8 @@ mod tests {
                 let t = tcp::Packet::new_checked(ip.payload()).unwrap();
                 let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
                 let r = tcp::Repr::parse(&t, src, dst, true).expect("checksum verifies");
-                assert_eq!(r.seq_number, 1_000_000 + 1000 * i as u32);
+                let seq = gso::tests::SUPER_SEQ.wrapping_add(1000 * i as u32);
+                assert_eq!(r.seq_number, seq);
                 joined.extend_from_slice(r.payload);
             }
             assert_eq!(joined, payload);
