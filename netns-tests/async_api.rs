@@ -322,14 +322,11 @@ fn async_echo_over_ipv6(medium: Medium, dual: bool, s: u8) {
     } else {
         Rig::ipv6_only(medium, "aex6", s)
     };
-    rig.launch(
-        ToolSpec::new(
-            &async_echo_example(),
-            &["--addr", &format!("{v6}/64"), "--port", "7"],
-        )
-        .ready("async_echo: echoing"),
+    rig.launch_v6(
+        ToolSpec::new(&async_echo_example(), &["--port", "7"]).ready("async_echo: echoing"),
+        &v6,
+        &kv6,
     );
-    rig.kernel_ipv6(&format!("{kv6}/64"));
     let mut hosts = vec![v6.clone()];
     if dual {
         hosts.push(rig.stack_ip.clone());

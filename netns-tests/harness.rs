@@ -734,6 +734,16 @@ impl Rig {
         self.kernel.add_ipv6(self.kernel_dev(), cidr);
     }
 
+    /// [`Rig::launch`] with the stack's IPv6 address `--addr V6/64` added
+    /// to the tool's flags, then the kernel's end given `KV6/64`
+    /// ([`Rig::kernel_ipv6`]).
+    pub fn launch_v6(&mut self, mut spec: ToolSpec, v6: &str, kv6: &str) {
+        spec.argv
+            .splice(1..1, ["--addr".to_string(), format!("{v6}/64")]);
+        self.launch(spec);
+        self.kernel_ipv6(&format!("{kv6}/64"));
+    }
+
     /// `udpecho` on a new rig, with `extra` flags (ready when it says so).
     pub fn start(medium: Medium, tag: &str, subnet: u8, extra: &[&str]) -> Rig {
         let mut rig = Rig::new(medium, tag, subnet);

@@ -49,21 +49,15 @@ fn http_server_over_ipv6(medium: Medium, dual: bool, tag: &str, s: u8) {
     let want = sha256(root.0.join("data.bin").to_str().unwrap());
     let (v6, kv6) = v6_pair(medium, s);
     let mut rig = rig(medium, tag, s, dual);
-    rig.launch(
+    rig.launch_v6(
         ToolSpec::new(
             &example("http_server"),
-            &[
-                "--addr",
-                &format!("{v6}/64"),
-                "--port",
-                "80",
-                "--root",
-                root.path(),
-            ],
+            &["--port", "80", "--root", root.path()],
         )
         .ready("http_server: serving"),
+        &v6,
+        &kv6,
     );
-    rig.kernel_ipv6(&format!("{kv6}/64"));
     let mut bases = vec![("-6", format!("http://[{v6}]"))];
     if dual {
         bases.push(("-4", format!("http://{}", rig.stack_ip)));
@@ -182,11 +176,11 @@ fn ucat_ipv6_only(medium: Medium) {
     let (v6, kv6) = v6_pair(medium, s0);
     let mut r = Rig::ipv6_only(medium, "u6c", s0);
     let mut server = r.python_server(py::SERVER, &["6001", "sink", "thanks", "40", "::"]);
-    r.launch(
-        ToolSpec::ucat(&["--addr", &format!("{v6}/64"), "connect", &kv6, "6001"])
-            .stdin(Input::File(data.0.clone())),
+    r.launch_v6(
+        ToolSpec::ucat(&["connect", &kv6, "6001"]).stdin(Input::File(data.0.clone())),
+        &v6,
+        &kv6,
     );
-    r.kernel_ipv6(&format!("{kv6}/64"));
     let u = r.wait(Duration::from_secs(40));
     let srv = server.wait(Duration::from_secs(10));
     let ctx = format!("{medium:?}: ucat connect over IPv6\n{u}\n{srv}");
@@ -209,12 +203,13 @@ fn ucat_ipv6_only(medium: Medium) {
     let got = TempFile::new("u6-got");
     let (v6, kv6) = v6_pair(medium, s0 + 1);
     let mut r = Rig::ipv6_only(medium, "u6l", s0 + 1);
-    r.launch(
-        ToolSpec::ucat(&["--addr", &format!("{v6}/64"), "listen", "6002"])
+    r.launch_v6(
+        ToolSpec::ucat(&["listen", "6002"])
             .stdin(Input::File(reply.0.clone()))
             .stdout_to(got.path()),
+        &v6,
+        &kv6,
     );
-    r.kernel_ipv6(&format!("{kv6}/64"));
     let out = r.python(
         py::UPLOAD,
         &[&v6, "6002", data.path(), "30"],
@@ -235,18 +230,11 @@ fn ucat_ipv6_only(medium: Medium) {
     let (v6, kv6) = v6_pair(medium, s0 + 2);
     let mut r = Rig::ipv6_only(medium, "u6uc", s0 + 2);
     let mut server = r.python_server(UDP_ECHO, &["6003", "20"]);
-    r.launch(
-        ToolSpec::ucat(&[
-            "--addr",
-            &format!("{v6}/64"),
-            "--udp",
-            "connect",
-            &kv6,
-            "6003",
-        ])
-        .stdin(Input::Pipe),
+    r.launch_v6(
+        ToolSpec::ucat(&["--udp", "connect", &kv6, "6003"]).stdin(Input::Pipe),
+        &v6,
+        &kv6,
     );
-    r.kernel_ipv6(&format!("{kv6}/64"));
     r.tool().write_stdin(b"over udp\n");
     r.tool().close_stdin();
     let u = r.wait(Duration::from_secs(20));
@@ -266,18 +254,11 @@ fn ucat_ipv6_only(medium: Medium) {
     let bulk = TempFile::new("u6-udp");
     write_pseudo_random(&bulk.0, 50_000, 63);
     let mut sink = r.python_server(py::UDP_SINK, &["6005", "50000", "20", "::"]);
-    r.launch(
-        ToolSpec::ucat(&[
-            "--addr",
-            &format!("{v6}/64"),
-            "--udp",
-            "connect",
-            &kv6,
-            "6005",
-        ])
-        .stdin(Input::Pipe),
+    r.launch_v6(
+        ToolSpec::ucat(&["--udp", "connect", &kv6, "6005"]).stdin(Input::Pipe),
+        &v6,
+        &kv6,
     );
-    r.kernel_ipv6(&format!("{kv6}/64"));
     r.tool()
         .write_stdin(&std::fs::read(&bulk.0).expect("read data file"));
     r.tool().close_stdin();
@@ -304,11 +285,11 @@ fn ucat_ipv6_only(medium: Medium) {
     // test keeps feeding it until the client got an answer.
     let (v6, kv6) = v6_pair(medium, s0 + 3);
     let mut r = Rig::ipv6_only(medium, "u6ul", s0 + 3);
-    r.launch(
-        ToolSpec::ucat(&["--addr", &format!("{v6}/64"), "--udp", "listen", "6004"])
-            .stdin(Input::Pipe),
+    r.launch_v6(
+        ToolSpec::ucat(&["--udp", "listen", "6004"]).stdin(Input::Pipe),
+        &v6,
+        &kv6,
     );
-    r.kernel_ipv6(&format!("{kv6}/64"));
     let mut client = r.python_server(UDP_PING, &[&v6, "6004"]);
     for _ in 0..200 {
         if !client.running() {
@@ -345,10 +326,7 @@ fn ucat_ipv6_only_on_tap() {
 
 #[test]
 fn ucat_ipv6_only_on_raw() {
-    if preconditions(
-        "ipv6_tools::ucat_ipv6_only_on_raw",
-        &["sha256sum", "ethtool"],
-    ) {
+    if preconditions("ipv6_tools::ucat_ipv6_only_on_raw", &["sha256sum"]) {
         ucat_ipv6_only(Medium::Raw);
     }
 }
@@ -371,21 +349,12 @@ fn proxy_dual_stack_to_ipv6() {
         ToolSpec::python_server(HALF_SERVER, &["::", "9000", "2"]),
     );
     let to = format!("[fd00:9:{s}::2]:9000");
-    rig.launch(
-        ToolSpec::new(
-            &example("proxy"),
-            &[
-                "--addr",
-                &format!("{v6}/64"),
-                "--listen",
-                "9000",
-                "--to",
-                &to,
-            ],
-        )
-        .ready("proxy: relaying"),
+    rig.launch_v6(
+        ToolSpec::new(&example("proxy"), &["--listen", "9000", "--to", &to])
+            .ready("proxy: relaying"),
+        &v6,
+        &kv6,
     );
-    rig.kernel_ipv6(&format!("{kv6}/64"));
     for (host, len) in [(v6.clone(), "100000"), (rig.stack_ip.clone(), "50000")] {
         let out = rig.python(HALF_CLIENT, &[&host, "9000", len], Duration::from_secs(40));
         if !(out.success() && out.stdout.contains("RESULT ok=1")) {
@@ -411,14 +380,11 @@ fn poll_loop_ipv6_only() {
     }
     let (v6, kv6) = v6_pair(Medium::Tun, S_POLL6);
     let mut rig = Rig::ipv6_only(Medium::Tun, "pl6", S_POLL6);
-    rig.launch(
-        ToolSpec::new(
-            &example("poll_loop"),
-            &["--addr", &format!("{v6}/64"), "--port", "7"],
-        )
-        .ready("poll_loop: echoing"),
+    rig.launch_v6(
+        ToolSpec::new(&example("poll_loop"), &["--port", "7"]).ready("poll_loop: echoing"),
+        &v6,
+        &kv6,
     );
-    rig.kernel_ipv6(&format!("{kv6}/64"));
     let out = rig.python(ECHO_BOTH, &[&v6, "7"], Duration::from_secs(90));
     let stopped = rig.stop();
     assert!(
@@ -436,14 +402,11 @@ fn threaded_echo_dual_stack_on_tap() {
     }
     let (v6, kv6) = v6_pair(Medium::Tap, S_THREADED6);
     let mut rig = Rig::new(Medium::Tap, "te6", S_THREADED6);
-    rig.launch(
-        ToolSpec::new(
-            &example("threaded_echo"),
-            &["--addr", &format!("{v6}/64"), "--port", "7"],
-        )
-        .ready("threaded_echo: echoing"),
+    rig.launch_v6(
+        ToolSpec::new(&example("threaded_echo"), &["--port", "7"]).ready("threaded_echo: echoing"),
+        &v6,
+        &kv6,
     );
-    rig.kernel_ipv6(&format!("{kv6}/64"));
     for host in [v6.clone(), rig.stack_ip.clone()] {
         let out = rig.python(py::ONE, &[&host, "7"], Duration::from_secs(20));
         if !out.stdout.contains("RESULT echo=1") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command:
 #
-#   sudo scripts/test.sh
+#   scripts/test.sh        (as root; from an ordinary account: sudo scripts/test.sh)
 #
 # Installs the tools (scripts/install-deps.sh), then runs cargo fmt --check,
 # cargo clippy (all targets, warnings are errors), cargo doc (warnings are
