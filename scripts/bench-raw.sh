@@ -33,16 +33,6 @@ CLIENT="$T/examples/tcp_bench"
 source "$ROOT/scripts/lib-bench.sh"
 LIFETIME=$((SECS * 8 + 60))
 
-waitfor() { # FILE PATTERN
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench-raw.sh: '$2' not seen in $1:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
 tun_rig() { # NS NET EXTRA...
     local ns=$1 net=$2
     shift 2

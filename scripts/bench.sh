@@ -105,16 +105,6 @@ source "$ROOT/scripts/lib-bench.sh"
 source "$ROOT/scripts/lib-bench-mq.sh"
 # --- end multi-queue ------------------------------------------------------------
 
-waitfor() { # FILE PATTERN
-    for _ in $(seq 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench.sh: '$2' not seen in $1:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
 # --- one setup for everything ------------------------------------------------
 LIFETIME=$((60 * 5))
 mkns "$NSU"

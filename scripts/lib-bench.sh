@@ -22,6 +22,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# waitfor FILE PATTERN: wait (at most 10 s) for PATTERN in FILE, a tool's
+# output; else print the file and exit 1.
+waitfor() {
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$(basename "$0"): '$2' not seen in $1:" >&2
+    cat "$1" >&2
+    exit 1
+}
+
 # mkns NAME: a namespace of ours (deleted on exit), loopback up, no IPv6.
 mkns() {
     ip netns add "$1"
