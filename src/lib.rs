@@ -193,6 +193,7 @@
 
 pub mod cli;
 pub mod iface;
+pub mod link;
 pub mod net;
 pub mod phy;
 pub mod replay;

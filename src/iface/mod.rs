@@ -39,7 +39,7 @@ use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
 
-use crate::phy::{Checksum, FrameBatch, FrameMeta, Medium, Offload, GSO_MAX_PACKET};
+use crate::link::{Checksum, FrameBatch, FrameMeta, Medium, Offload, GSO_MAX_PACKET};
 use crate::socket::{SocketHandle, SocketSet};
 use crate::time::Instant;
 use crate::udp::UdpConfig;
@@ -150,7 +150,7 @@ pub struct Config {
     /// Seed of the core's randomness (ephemeral ports, IP identification).
     pub seed: u64,
     /// What the device does for the stack, from
-    /// [`crate::phy::DeviceCaps::offload`] (the tools and
+    /// [`crate::link::DeviceCaps::offload`] (the tools and
     /// [`crate::stack::StackBuilder`] copy it): with `tso`, TCP hands the
     /// device super-segments of up to 64 KiB; with `tx_checksum`, it leaves
     /// TCP checksums to the device. Received frames say for themselves
@@ -163,7 +163,7 @@ impl Config {
     /// address, with no IP address yet. Prefer this to [`Config::new`]
     /// when a device is at hand: an interface that does not know the
     /// device offloads TCP segmentation sends one segment per frame.
-    pub fn for_device(caps: crate::phy::DeviceCaps) -> Config {
+    pub fn for_device(caps: crate::link::DeviceCaps) -> Config {
         let mut c = Config::new(caps.medium);
         c.mtu = caps.mtu;
         c.offload = caps.offload;
@@ -496,7 +496,7 @@ impl Interface {
             let mut buf = std::mem::take(&mut self.rx_scratch);
             buf.clear();
             buf.extend_from_slice(frame);
-            crate::phy::gso::complete_checksum(&mut buf, meta);
+            meta.checksum.complete(&mut buf);
             self.handle_frame_inner(now, &buf);
             self.rx_scratch = buf;
             self.rx_csum_trusted = false;
@@ -1129,7 +1129,7 @@ impl TxOffload {
     /// metadata). The field holds the pseudo-header sum, so the sum over
     /// the transport segment as it stands is the whole sum.
     pub fn complete_checksum(&self, l4: &mut [u8]) {
-        crate::phy::gso::complete_checksum(l4, self.meta(0, false));
+        self.meta(0, false).checksum.complete(l4);
     }
 }
 

@@ -642,7 +642,7 @@ impl<D: Device> Device for Impair<D> {
             // Impairment works on wire frames one at a time: super-segments
             // and partial checksums would bypass it (open the device
             // without offload under an impairment).
-            caps.offload = super::Offload::default();
+            caps.offload = crate::link::Offload::default();
         }
         caps
     }

@@ -241,7 +241,7 @@ fn completed(frame: &[u8], meta: FrameMeta, scratch: &mut Vec<u8>) -> bool {
     }
     scratch.clear();
     scratch.extend_from_slice(frame);
-    super::gso::complete_checksum(scratch, meta)
+    meta.checksum.complete(scratch)
 }
 
 impl<D: Device, W: Write> Device for PcapWriter<D, W> {

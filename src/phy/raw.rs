@@ -457,7 +457,7 @@ impl RawSocket {
             let mut buf = mem::take(&mut self.scratch);
             buf.clear();
             buf.extend_from_slice(frame);
-            if !gso::complete_checksum(&mut buf, meta) {
+            if !meta.checksum.complete(&mut buf) {
                 self.scratch = buf;
                 self.stats.cut_dropped += 1;
                 return 0;
@@ -797,7 +797,7 @@ mod tests {
             );
             assert!(meta.checksum_trusted());
             assert!(!udp_checksum_ok(&f), "the kernel left it partial");
-            assert!(gso::complete_checksum(&mut f, meta));
+            assert!(meta.checksum.complete(&mut f));
             assert!(udp_checksum_ok(&f));
 
             let ip = pkt::ipv4_udp(

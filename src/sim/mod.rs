@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
 use crate::iface::Interface;
-use crate::phy::FrameBatch;
+use crate::link::FrameBatch;
 use crate::time::{Duration, Instant};
 use crate::wire::{icmpv4, ipv4};
 
@@ -285,11 +285,11 @@ impl Sim {
         // with them (a frame it cannot cut is lost, counted).
         let mut frames: Vec<Vec<u8>> = Vec::with_capacity(self.batch.len());
         for (f, meta) in self.batch.iter_meta() {
-            if meta == crate::phy::FrameMeta::default() {
+            if meta == crate::link::FrameMeta::default() {
                 frames.push(f.to_vec());
             } else if self.whole_super_segments {
                 let mut f = f.to_vec();
-                crate::phy::gso::complete_checksum(&mut f, meta);
+                meta.checksum.complete(&mut f);
                 frames.push(f);
             } else if crate::phy::gso::segment(f, link, meta, &mut |s| frames.push(s.to_vec()))
                 .is_err()
