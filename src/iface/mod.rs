@@ -39,7 +39,7 @@ use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
 
-use crate::link::{Checksum, FrameBatch, FrameMeta, Medium, Offload, GSO_MAX_PACKET};
+use crate::link::{Checksum, FrameBatch, FrameMeta, Medium, Offload, Rng, GSO_MAX_PACKET};
 use crate::socket::{SocketHandle, SocketSet};
 use crate::time::Instant;
 use crate::udp::UdpConfig;
@@ -296,7 +296,7 @@ pub struct Interface {
     /// Path MTUs learned per destination.
     pub(crate) pmtu: pmtu::PmtuCache,
     ident: u16,
-    rng: u64,
+    rng: Rng,
     started: bool,
     /// The frame being handled came from a device that verified (or need
     /// not verify) its transport checksum.
@@ -316,14 +316,14 @@ pub struct Interface {
 impl Interface {
     /// An interface with `config`, started at `now`.
     pub fn new(config: Config, now: Instant) -> Interface {
-        let mut rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut rng = Rng::from_state(config.seed ^ 0x9e37_79b9_7f4a_7c15);
         let hardware_addr = config.hardware_addr.unwrap_or_else(|| {
-            let r = splitmix(&mut rng).to_be_bytes();
+            let r = rng.next_u64().to_be_bytes();
             // Locally administered, unicast.
             EthernetAddress([0x02, r[1], r[2], r[3], r[4], r[5]])
         });
         let link = config.medium.header_len();
-        let ident = splitmix(&mut rng) as u16;
+        let ident = rng.next_u64() as u16;
         let mut config = config;
         if config.medium == Medium::Ethernet && !config.addrs_v6.is_empty() {
             let ll = crate::wire::ipv6::link_local(hardware_addr);
@@ -467,7 +467,7 @@ impl Interface {
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {
-        splitmix(&mut self.rng)
+        self.rng.next_u64()
     }
 
     fn link_header_len(&self) -> usize {
@@ -1196,14 +1196,6 @@ impl Interface {
             IpAddr::V6(_) => false,
         }
     }
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -2,12 +2,19 @@
 //! and the devices ([`crate::phy`]): what a link carries ([`Medium`]), what
 //! a device can offload ([`DeviceCaps`], [`Offload`]), the state of a
 //! frame's checksum ([`Checksum`], [`FrameMeta`]) and the batches frames
-//! travel in ([`FrameBatch`]). No I/O here.
+//! travel in ([`FrameBatch`]); the impairment engine both the `Impair`
+//! device and the simulator run ([`impair`]), and the crate's seeded
+//! generator ([`Rng`]). No I/O here.
 //!
 //! This is the canonical path of these items; [`crate::phy`] re-exports
 //! them under their older names (`ustack::phy::Medium` and so on).
 
 use crate::wire::EthernetAddress;
+
+pub mod impair;
+mod rng;
+
+pub use rng::Rng;
 
 /// What a device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
