@@ -363,6 +363,9 @@ pub enum Discipline {
 /// simulated link) run on it.
 #[derive(Debug)]
 pub struct Lane {
+    spec: ImpairSpec,
+    /// Bytes of link header in front of each frame (spared by corruption).
+    link_hdr: usize,
     rng: Rng,
     discipline: Discipline,
     ge_bad: bool,
@@ -377,9 +380,12 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// An empty lane drawing from `rng`.
-    pub fn new(rng: Rng, discipline: Discipline) -> Lane {
+    /// An empty lane impairing by `spec` frames with `link_hdr` bytes of
+    /// link header, drawing from `rng`.
+    pub fn new(spec: ImpairSpec, link_hdr: usize, rng: Rng, discipline: Discipline) -> Lane {
         Lane {
+            spec,
+            link_hdr,
             rng,
             discipline,
             ge_bad: false,
@@ -439,17 +445,10 @@ impl Lane {
     }
 
     /// Runs one frame through loss and duplication, then each copy through
-    /// corruption, the queue and the delay. `link_hdr` bytes of link header
-    /// are spared by corruption; `extra` is added to the frame's delay
-    /// (only under [`Discipline::Wire`]; pass zero otherwise).
-    pub fn offer(
-        &mut self,
-        spec: &ImpairSpec,
-        now: Instant,
-        frame: &[u8],
-        link_hdr: usize,
-        extra: Duration,
-    ) {
+    /// corruption, the queue and the delay; `extra` is added to the frame's
+    /// delay (only under [`Discipline::Wire`]; pass zero otherwise).
+    pub fn offer(&mut self, now: Instant, frame: &[u8], extra: Duration) {
+        let spec = self.spec;
         let mut lost = false;
         if let Some(ge) = spec.ge {
             if self.ge_bad {
@@ -476,19 +475,12 @@ impl Lane {
             1
         };
         for _ in 0..copies {
-            self.enqueue(spec, now, frame, link_hdr, extra);
+            self.enqueue(&spec, now, frame, extra);
         }
     }
 
     /// Corruption, rate, queue, delay and reorder for one copy.
-    fn enqueue(
-        &mut self,
-        spec: &ImpairSpec,
-        now: Instant,
-        frame: &[u8],
-        link_hdr: usize,
-        extra: Duration,
-    ) {
+    fn enqueue(&mut self, spec: &ImpairSpec, now: Instant, frame: &[u8], extra: Duration) {
         if self.frames_held() >= spec.limit {
             self.stats.queue_dropped += 1;
             return;
@@ -497,7 +489,11 @@ impl Lane {
         buf.clear();
         buf.extend_from_slice(frame);
         if !buf.is_empty() && self.rng.chance(spec.corrupt) {
-            let start = if buf.len() > link_hdr { link_hdr } else { 0 };
+            let start = if buf.len() > self.link_hdr {
+                self.link_hdr
+            } else {
+                0
+            };
             let at = start + self.rng.below((buf.len() - start) as u64) as usize;
             let bit = self.rng.below(8);
             buf[at] ^= 1 << bit;
@@ -608,11 +604,11 @@ mod tests {
 
     /// Offers `n` frames (their index as 4 bytes) one every `gap`, and
     /// returns the indices in the order the lane releases them.
-    fn order(lane: &mut Lane, spec: &ImpairSpec, n: u32, gap: Duration) -> Vec<u32> {
+    fn order(lane: &mut Lane, n: u32, gap: Duration) -> Vec<u32> {
         let mut out = Vec::new();
         let mut now = Instant::ZERO;
         for i in 0..n {
-            lane.offer(spec, now, &i.to_be_bytes(), 0, Duration::ZERO);
+            lane.offer(now, &i.to_be_bytes(), Duration::ZERO);
             while let Some(f) = lane.pop_due(now) {
                 out.push(u32::from_be_bytes(f[..4].try_into().unwrap()));
             }
@@ -630,13 +626,10 @@ mod tests {
     fn wire_jitter_reorders_and_netem_jitter_does_not() {
         let s = spec("delay=10ms,jitter=5ms");
         let gap = Duration::from_micros(100);
-        let mut netem = Lane::new(Rng::new(5), Discipline::Netem);
-        assert_eq!(
-            order(&mut netem, &s, 3000, gap),
-            (0..3000).collect::<Vec<_>>()
-        );
-        let mut wire = Lane::new(Rng::new(5), Discipline::Wire);
-        let got = order(&mut wire, &s, 3000, gap);
+        let mut netem = Lane::new(s, 0, Rng::new(5), Discipline::Netem);
+        assert_eq!(order(&mut netem, 3000, gap), (0..3000).collect::<Vec<_>>());
+        let mut wire = Lane::new(s, 0, Rng::new(5), Discipline::Wire);
+        let got = order(&mut wire, 3000, gap);
         let mut sorted = got.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..3000).collect::<Vec<_>>());
@@ -651,9 +644,9 @@ mod tests {
         let s = spec("rate=8mbit,queue=10kb,delay=1s");
         let frame = [0u8; 1000];
         for (discipline, admitted_later) in [(Discipline::Netem, 5), (Discipline::Wire, 0)] {
-            let mut lane = Lane::new(Rng::new(1), discipline);
+            let mut lane = Lane::new(s, 0, Rng::new(1), discipline);
             for _ in 0..100 {
-                lane.offer(&s, Instant::ZERO, &frame, 0, Duration::ZERO);
+                lane.offer(Instant::ZERO, &frame, Duration::ZERO);
             }
             assert_eq!(lane.stats().queue_dropped, 90, "{discipline:?}");
             // 15 ms on, the bottleneck has sent all ten: netem's queue
@@ -661,7 +654,7 @@ mod tests {
             // simulator's does not (it counts until delivery).
             let later = Instant::from_millis(15);
             for _ in 0..5 {
-                lane.offer(&s, later, &frame, 0, Duration::ZERO);
+                lane.offer(later, &frame, Duration::ZERO);
             }
             assert_eq!(lane.frames_held(), 10 + admitted_later, "{discipline:?}");
         }
@@ -670,10 +663,10 @@ mod tests {
     #[test]
     fn wire_adds_the_extra_delay_and_serializes_in_whole_microseconds() {
         let s = spec("delay=1ms,rate=100mbit");
-        let mut lane = Lane::new(Rng::new(1), Discipline::Wire);
+        let mut lane = Lane::new(s, 0, Rng::new(1), Discipline::Wire);
         // 52 bytes at 100 Mbit/s: 4.16 us, counted as 4.
-        lane.offer(&s, Instant::ZERO, &[0; 52], 0, Duration::from_millis(2));
-        lane.offer(&s, Instant::ZERO, &[0; 52], 0, Duration::ZERO);
+        lane.offer(Instant::ZERO, &[0; 52], Duration::from_millis(2));
+        lane.offer(Instant::ZERO, &[0; 52], Duration::ZERO);
         assert_eq!(lane.next_release(), Some(Instant::from_micros(1008)));
         assert!(lane.pop_due(Instant::from_micros(1007)).is_none());
         assert!(lane.pop_due(Instant::from_micros(1008)).is_some());

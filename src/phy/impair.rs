@@ -41,7 +41,6 @@ pub struct ImpairStats {
 pub struct Impair<D: Device> {
     inner: D,
     spec: ImpairSpec,
-    link_hdr: usize,
     tx: Lane,
     rx: Lane,
     /// Frames due toward the inner device that it has not taken yet.
@@ -60,9 +59,8 @@ impl<D: Device> Impair<D> {
         Impair {
             inner,
             spec,
-            link_hdr,
-            tx: Lane::new(Rng::with_stream(seed, 0), Discipline::Netem),
-            rx: Lane::new(Rng::with_stream(seed, 1), Discipline::Netem),
+            tx: Lane::new(spec, link_hdr, Rng::with_stream(seed, 0), Discipline::Netem),
+            rx: Lane::new(spec, link_hdr, Rng::with_stream(seed, 1), Discipline::Netem),
             tx_ready: FrameBatch::new(STAGE_FRAMES, STAGE_FRAME_LEN),
             rx_scratch: FrameBatch::new(STAGE_FRAMES, caps.max_frame_len().max(1)),
             last_now: Instant::ZERO,
@@ -155,8 +153,7 @@ impl<D: Device> Device for Impair<D> {
             self.rx_scratch.clear();
             let n = self.inner.recv_batch(now, &mut self.rx_scratch)?;
             for f in self.rx_scratch.iter() {
-                self.rx
-                    .offer(&self.spec, now, f, self.link_hdr, Duration::ZERO);
+                self.rx.offer(now, f, Duration::ZERO);
             }
             pulled += n;
             if n < self.rx_scratch.max_frames() {
@@ -187,8 +184,7 @@ impl<D: Device> Device for Impair<D> {
         }
         self.flush_tx(now)?;
         for f in batch.iter() {
-            self.tx
-                .offer(&self.spec, now, f, self.link_hdr, Duration::ZERO);
+            self.tx.offer(now, f, Duration::ZERO);
         }
         self.flush_tx(now)?;
         Ok(batch.len())

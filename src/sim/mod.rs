@@ -32,7 +32,8 @@ pub struct LinkConfig {
     pub loss: f64,
     /// Probability a frame is duplicated.
     pub dup: f64,
-    /// Probability a frame has one bit flipped.
+    /// Probability a frame has one bit flipped (on Ethernet, outside the
+    /// link header, where a checksum notices).
     pub corrupt: f64,
     /// Bottleneck rate in bits per second (0: unlimited).
     pub rate_bps: u64,
@@ -117,7 +118,6 @@ impl LinkConfig {
 #[derive(Debug)]
 struct Side {
     config: LinkConfig,
-    spec: ImpairSpec,
     lane: Lane,
     /// The lane's counters merged with the simulator's own.
     stats: LinkStats,
@@ -129,11 +129,13 @@ struct Side {
 }
 
 impl Side {
-    fn new(config: LinkConfig, seed: u64, stream: u64) -> Side {
+    /// Direction `stream` (0: a to b, 1: b to a) of a link whose frames
+    /// carry `link_hdr` bytes of link header.
+    fn new(config: LinkConfig, link_hdr: usize, seed: u64, stream: u64) -> Side {
+        let rng = Rng::with_stream(seed, stream);
         Side {
             config,
-            spec: config.spec(),
-            lane: Lane::new(Rng::with_stream(seed, stream), Discipline::Wire),
+            lane: Lane::new(config.spec(), link_hdr, rng, Discipline::Wire),
             stats: LinkStats::default(),
             lost_outside: 0,
             burst: (Instant::ZERO, 0),
@@ -193,11 +195,15 @@ pub type DropFilter = Box<dyn FnMut(usize, &[u8]) -> bool>;
 impl Sim {
     /// Joins `a` and `b` with `ab` (a to b) and `ba` impairments.
     pub fn new(a: Interface, b: Interface, ab: LinkConfig, ba: LinkConfig, seed: u64) -> Sim {
+        let sides = [
+            Side::new(ab, a.config().medium.header_len(), seed, 0),
+            Side::new(ba, b.config().medium.header_len(), seed, 1),
+        ];
         Sim {
             a,
             b,
             now: Instant::ZERO,
-            sides: [Side::new(ab, seed, 0), Side::new(ba, seed, 1)],
+            sides,
             replies: BinaryHeap::new(),
             seq: 0,
             batch: FrameBatch::new(1024, 65535 + 14),
@@ -306,12 +312,12 @@ impl Sim {
             }
         }
         for f in frames {
-            self.offer(from, &f, link);
+            self.offer(from, &f);
         }
         self.sides[from].sync();
     }
 
-    fn offer(&mut self, from: usize, frame: &[u8], link: usize) {
+    fn offer(&mut self, from: usize, frame: &[u8]) {
         let now = self.now;
         let side = &mut self.sides[from];
         side.stats.sent += 1;
@@ -333,8 +339,7 @@ impl Sim {
             .as_mut()
             .and_then(|f| f(from, frame))
             .unwrap_or(Duration::ZERO);
-        let side = &mut self.sides[from];
-        side.lane.offer(&side.spec, now, frame, link, extra);
+        self.sides[from].lane.offer(now, frame, extra);
     }
 
     /// When the next frame arrives anywhere: (time, 0/1 the lane from a/b,
