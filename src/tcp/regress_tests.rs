@@ -3,19 +3,26 @@
 
 use std::net::{Shutdown, SocketAddr};
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
-use crate::phy::Medium;
+use crate::iface::Interface;
 use crate::sim::{LinkConfig, Sim};
 use crate::tcp::State;
+use crate::testkit::{self, A, B};
 use crate::time::{Duration, Instant};
 
-fn host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
-    c.tcp.recv_buffer = 32 * 1024;
-    Interface::new(c, Instant::ZERO)
+/// [`A`] and [`B`] with 32 KiB receive buffers, over clean links.
+fn sim_small_rcvbuf() -> Sim {
+    let host = |addr, seed| {
+        let mut c = testkit::config(addr, seed);
+        c.tcp.recv_buffer = 32 * 1024;
+        Interface::new(c, Instant::ZERO)
+    };
+    Sim::new(
+        host(A, 1),
+        host(B, 2),
+        LinkConfig::default(),
+        LinkConfig::default(),
+        1,
+    )
 }
 
 /// Found with smoltcp: the peer sends its data and FIN and closes as soon
@@ -25,13 +32,7 @@ fn host(addr: &str, seed: u64) -> Interface {
 /// of the peer's FIN on a read.
 #[test]
 fn no_window_update_after_the_peers_fin() {
-    let mut s = Sim::new(
-        host("10.0.0.1", 1),
-        host("10.0.0.2", 2),
-        LinkConfig::default(),
-        LinkConfig::default(),
-        1,
-    );
+    let mut s = sim_small_rcvbuf();
     let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
     let now = s.now();
     let c =
@@ -75,13 +76,7 @@ fn no_deadline_for_a_connection_reset_with_an_ack_pending() {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    let mut s = Sim::new(
-        host("10.0.0.1", 1),
-        host("10.0.0.2", 2),
-        LinkConfig::default(),
-        LinkConfig::default(),
-        1,
-    );
+    let mut s = sim_small_rcvbuf();
     let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
     let now = s.now();
     let c =
