@@ -62,8 +62,8 @@ for a in $ALGOS; do
 done
 
 NS="ustk-ccs-$$"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 mkns "$NS"
 # A persistent TUN, so that the kernel side keeps its address between the
 # cells (each cell's ucat attaches to it and goes away).
