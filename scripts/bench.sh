@@ -93,10 +93,8 @@ case $CELL in
     mq)
         SECS=${1:-3}
         MQ_ROUNDS=${2:-${MQ_ROUNDS:-1}}
-        if ! [[ $SECS =~ ^[0-9]+$ && $MQ_ROUNDS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30 || MQ_ROUNDS < 1 || MQ_ROUNDS > 9)); then
-            echo "SECS: 1..30, ROUNDS: 1..9" >&2
-            exit 2
-        fi
+        bounded SECS "$SECS" 1 30
+        bounded ROUNDS "$MQ_ROUNDS" 1 9
         echo "bench.sh mq: building" >&2
         build --bin tcpecho --example tcp_bench
         TCPECHO="$T/tcpecho"
@@ -129,10 +127,7 @@ case $PIN in
         exit 2
         ;;
 esac
-if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
-    echo "SECS: 1..30" >&2
-    exit 2
-fi
+bounded SECS "$SECS" 1 30
 START=$(date +%s)
 
 echo "bench.sh: building" >&2
@@ -157,11 +152,9 @@ LIFETIME=$((60 * 5))
 mkns "$NSU"
 # Room for 100,000 client connections from 8 source addresses.
 ip netns exec "$NSU" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSU" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 \
-    --discard-port 9 --source-port 19 --backlog 4096 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-waitfor "$OUT/echo.err" "tcpecho: echoing"
+serve "$NSU" echo "tcpecho: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 \
+    --addr 10.5.0.2/24 --discard-port 9 --source-port 19 --backlog 4096
+ECHO_PID=$SERVED
 tun_peer "$NSU" 10.5.0.1/24
 for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$a/24" dev ustk0; done
 # tcpecho runs under timeout(1): its pid is the child's.
@@ -169,10 +162,8 @@ TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
 
 mkns "$NSO"
 ip netns exec "$NSO" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSO" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.4.0.2/24 \
-    --discard-port 9 --source-port 19 --offload off >"$OUT/echo-off.out" 2>"$OUT/echo-off.err" &
-PIDS+=($!)
-waitfor "$OUT/echo-off.err" "tcpecho: echoing"
+serve "$NSO" echo-off "tcpecho: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 \
+    --addr 10.4.0.2/24 --discard-port 9 --source-port 19 --offload off
 tun_peer "$NSO" 10.4.0.1/24
 
 mkns "$NSS"
@@ -181,27 +172,20 @@ mkns "$NSS"
 # narrower one (the Linux cell measured 3,600 conn/s with the default range
 # and 12,000 with this one).
 ip netns exec "$NSS" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSS" timeout "$LIFETIME" "${SRV_PIN[@]}" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
-PIDS+=($!)
-waitfor "$OUT/smol.err" "smoltcp_echo: echoing"
+serve "$NSS" smol "smoltcp_echo: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19
 ip -n "$NSS" link set ustk0 up txqueuelen 4096
 tun_peer "$NSS" 10.7.0.1/24
 
 mkns "$NSUT"
 ip netns exec "$NSUT" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSUT" timeout "$LIFETIME" "${SRV_PIN[@]}" "$THREADED" --tun ustk0 --addr 10.8.0.2/24 \
-    >"$OUT/techo.out" 2>"$OUT/techo.err" &
-PIDS+=($!)
-waitfor "$OUT/techo.err" "threaded_echo: echoing"
+serve "$NSUT" techo "threaded_echo: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$THREADED" --tun ustk0 --addr 10.8.0.2/24
 tun_peer "$NSUT" 10.8.0.1/24
 
 mkns "$NSKC"
 ip netns exec "$NSKC" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
 mkns "$NSKS"
 veth "$NSKC" ustkk0 10.6.0.1/24 "$NSKS" ustks0 10.6.0.2/24
-ip netns exec "$NSKS" "${SRV_PIN[@]}" "$CLIENT" server 10.6.0.2 "$LIFETIME" 2>"$OUT/linux.err" &
-PIDS+=($!)
-waitfor "$OUT/linux.err" "tcp_bench server: serving"
+serve "$NSKS" linux "tcp_bench server: serving" "${SRV_PIN[@]}" "$CLIENT" server 10.6.0.2 "$LIFETIME"
 
 mkns "$NST"
 

@@ -75,6 +75,27 @@ waitfor() {
     exit 1
 }
 
+# bounded NAME VALUE LO HI: exit 2 (usage) unless VALUE is a whole number
+# from LO to HI.
+bounded() {
+    if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+        echo "$ME: $1: $3..$4" >&2
+        exit 2
+    fi
+}
+
+# serve NS NAME READY CMD...: starts CMD in namespace NS in the background
+# (stdout to $OUT/NAME.out, stderr to $OUT/NAME.err; its pid in SERVED and
+# in PIDS), then waits for READY on its stderr (waitfor).
+serve() {
+    local ns=$1 name=$2 ready=$3
+    shift 3
+    ip netns exec "$ns" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+    SERVED=$!
+    PIDS+=("$SERVED")
+    waitfor "$OUT/$name.err" "$ready"
+}
+
 # mkns NAME: a namespace of ours (ustk-*; deleted on exit), loopback up,
 # no IPv6.
 mkns() {

@@ -15,10 +15,7 @@
 #   rk/rs:   client 10.12.0.1 on ustkk0 -- veth -- ustks0: tcpecho --raw 10.12.0.2
 #   rko/rso: the same with --offload off, 10.13.0.0/24
 SECS=${1:-3}
-if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
-    echo "SECS: 1..30" >&2
-    exit 2
-fi
+bounded SECS "$SECS" 1 30
 echo "bench.sh raw: building" >&2
 build --bin tcpecho --example tcp_bench
 TCPECHO="$T/tcpecho"
@@ -29,10 +26,8 @@ tun_rig() { # NS NET EXTRA...
     local ns=$1 net=$2
     shift 2
     mkns "$ns"
-    ip netns exec "$ns" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr "$net.2/24" \
-        --discard-port 9 --source-port 19 "$@" >"$OUT/$ns.out" 2>"$OUT/$ns.err" &
-    PIDS+=($!)
-    waitfor "$OUT/$ns.err" "tcpecho: echoing"
+    serve "$ns" "$ns" "tcpecho: echoing" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr "$net.2/24" \
+        --discard-port 9 --source-port 19 "$@"
     tun_peer "$ns" "$net.1/24"
 }
 
@@ -42,10 +37,8 @@ raw_rig() { # KNS SNS NET EXTRA...: the veth at its default offloads
     mkns "$k"
     mkns "$s"
     veth "$k" ustkk0 "$net.1/24" "$s" ustks0
-    ip netns exec "$s" timeout "$LIFETIME" "$TCPECHO" --raw ustks0 --addr "$net.2/24" \
-        --discard-port 9 --source-port 19 "$@" >"$OUT/$s.out" 2>"$OUT/$s.err" &
-    PIDS+=($!)
-    waitfor "$OUT/$s.err" "tcpecho: echoing"
+    serve "$s" "$s" "tcpecho: echoing" timeout "$LIFETIME" "$TCPECHO" --raw ustks0 --addr "$net.2/24" \
+        --discard-port 9 --source-port 19 "$@"
 }
 
 NRT="ustk-perf-rt-$$" NRTO="ustk-perf-rto-$$"

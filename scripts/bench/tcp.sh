@@ -17,14 +17,8 @@
 # Writes a markdown table to stdout, progress to stderr.
 DURATION=${1:-5}
 MIB=${2:-256}
-if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
-    echo "DURATION: 1..60 s" >&2
-    exit 2
-fi
-if ! [[ $MIB =~ ^[0-9]+$ ]] || ((MIB < 1 || MIB > 4096)); then
-    echo "MIB: 1..4096" >&2
-    exit 2
-fi
+bounded DURATION "$DURATION" 1 60
+bounded MIB "$MIB" 1 4096
 
 scripts/install-deps.sh >&2
 build --bin tcpecho
@@ -39,17 +33,13 @@ NSM="ustk-btcpm-$$"
 
 # --- the stack: tcpecho on a TUN -------------------------------------------
 mkns "$NS"
-ip netns exec "$NS" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-waitfor "$OUT/echo.err" "tcpecho: echoing"
+serve "$NS" echo "tcpecho: echoing" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24
+ECHO_PID=$SERVED
 tun_peer "$NS" 10.5.0.1/24
 
 # --- the user-space reference: smoltcp on a TUN ----------------------------
 mkns "$NSM"
-ip netns exec "$NSM" "$SMOLECHO" ustk0 10.7.0.2/24 7 32 >"$OUT/smol.out" 2>"$OUT/smol.err" &
-PIDS+=($!)
-waitfor "$OUT/smol.err" "smoltcp_echo: echoing"
+serve "$NSM" smol "smoltcp_echo: echoing" "$SMOLECHO" ustk0 10.7.0.2/24 7 32
 ip -n "$NSM" link set ustk0 up txqueuelen 4096
 tun_peer "$NSM" 10.7.0.1/24
 

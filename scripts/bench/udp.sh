@@ -15,14 +15,8 @@
 # Writes a markdown table to stdout, progress to stderr.
 DURATION=${1:-5}
 WINDOW=${2:-32}
-if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
-    echo "DURATION: 1..60 s" >&2
-    exit 2
-fi
-if ! [[ $WINDOW =~ ^[0-9]+$ ]] || ((WINDOW < 1 || WINDOW > 1024)); then
-    echo "WINDOW: 1..1024" >&2
-    exit 2
-fi
+bounded DURATION "$DURATION" 1 60
+bounded WINDOW "$WINDOW" 1 1024
 
 scripts/install-deps.sh >&2
 build --bin udpecho
@@ -36,10 +30,8 @@ NSS="ustk-benchs-$$"
 
 # --- the stack: udpecho on a TUN -------------------------------------------
 mkns "$NS"
-ip netns exec "$NS" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-waitfor "$OUT/echo.err" "echoing UDP port"
+serve "$NS" echo "echoing UDP port" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24
+ECHO_PID=$SERVED
 tun_peer "$NS" 10.1.0.1/24
 
 # --- the reference: Linux UDP, python3 echo loop, over a veth pair ---------
