@@ -96,6 +96,18 @@ serve() {
     waitfor "$OUT/$name.err" "$ready"
 }
 
+# stop PID: SIGINT to our child PID (a tool prints its counters and exits),
+# SIGKILL after 5 s, then reaped.
+stop() {
+    kill -INT "$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "$ME: pid $1 ignored SIGINT for 5 s: SIGKILL" >&2
+        kill -KILL "$1" 2>/dev/null || true
+    fi
+    wait "$1" 2>/dev/null || true
+}
+
 # mkns NAME: a namespace of ours (ustk-*; deleted on exit), loopback up,
 # no IPv6.
 mkns() {

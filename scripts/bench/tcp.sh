@@ -198,10 +198,7 @@ for mode in bulk rr cps; do
     read -r V[s$mode] OK[s$mode] < <(bench "$NSM" 10.7.0.2 "$mode" "$arg")
 done
 
-kill -INT "$ECHO_PID"
-for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
-wait "$ECHO_PID" 2>/dev/null || true
+stop "$ECHO_PID"
 grep -E "segments retransmitted|fragmentation failed|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }

@@ -134,10 +134,7 @@ for size in 64 1400; do
     read -r RATE[ck$size] LOST[ck$size] BAD[ck$size] < <(cbench "$NSK" 10.4.0.2:9 "$size")
 done
 
-kill -INT "$ECHO_PID"
-for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
-wait "$ECHO_PID" 2>/dev/null || true
+stop "$ECHO_PID"
 grep -E "echoes dropped|frames refused|transmit queue drops|receive buffer errors" "$OUT/echo.out" >&2 || true
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
