@@ -5,24 +5,34 @@ use std::net::{Shutdown, SocketAddr};
 
 use crate::iface::Interface;
 use crate::sim::{LinkConfig, Sim};
+use crate::socket::SocketHandle;
 use crate::tcp::State;
 use crate::testkit::{self, A, B};
 use crate::time::{Duration, Instant};
 
-/// [`A`] and [`B`] with 32 KiB receive buffers, over clean links.
-fn sim_small_rcvbuf() -> Sim {
+/// [`A`] and [`B`] with 32 KiB receive buffers, over clean links, 100 ms
+/// after A connected to a listener on B: (sim, client, server).
+fn connected_small_rcvbuf() -> (Sim, SocketHandle, SocketHandle) {
     let host = |addr, seed| {
         let mut c = testkit::config(addr, seed);
         c.tcp.recv_buffer = 32 * 1024;
         Interface::new(c, Instant::ZERO)
     };
-    Sim::new(
+    let mut s = Sim::new(
         host(A, 1),
         host(B, 2),
         LinkConfig::default(),
         LinkConfig::default(),
         1,
-    )
+    );
+    let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
+    let now = s.now();
+    let c =
+        s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
+            .unwrap();
+    s.advance(Duration::from_millis(100));
+    let (srv, _) = s.b.tcp_accept(l).unwrap();
+    (s, c, srv)
 }
 
 /// Found with smoltcp: the peer sends its data and FIN and closes as soon
@@ -32,14 +42,7 @@ fn sim_small_rcvbuf() -> Sim {
 /// of the peer's FIN on a read.
 #[test]
 fn no_window_update_after_the_peers_fin() {
-    let mut s = sim_small_rcvbuf();
-    let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
-    let now = s.now();
-    let c =
-        s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
-            .unwrap();
-    s.advance(Duration::from_millis(100));
-    let (srv, _) = s.b.tcp_accept(l).unwrap();
+    let (mut s, c, srv) = connected_small_rcvbuf();
     // The server fills most of our (small) receive buffer, then closes.
     let data = vec![7u8; 30 * 1024];
     assert_eq!(s.b.tcp_send(srv, &data).unwrap(), data.len());
@@ -76,14 +79,7 @@ fn no_deadline_for_a_connection_reset_with_an_ack_pending() {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    let mut s = sim_small_rcvbuf();
-    let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
-    let now = s.now();
-    let c =
-        s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
-            .unwrap();
-    s.advance(Duration::from_millis(100));
-    let (srv, _) = s.b.tcp_accept(l).unwrap();
+    let (mut s, c, srv) = connected_small_rcvbuf();
     // Record B's data segment on its way.
     let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
     let rec = seen.clone();
