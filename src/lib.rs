@@ -215,3 +215,6 @@ pub mod wire;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod testkit;
