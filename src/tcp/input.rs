@@ -6,6 +6,7 @@ use std::io;
 use super::cc::AckEvent;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb, Timestamps};
+use super::timer::Timer;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp;
 
@@ -184,7 +185,7 @@ impl Tcb {
             self.syn_text = seg.payload[..keep].to_vec();
             self.set_state(State::SynReceived);
             self.snd_nxt = self.iss;
-            self.rto_at = Some(now);
+            self.timers.set(Timer::Rto, now);
         }
         None
     }
@@ -210,12 +211,15 @@ impl Tcb {
             }
         }
         self.retries = 0;
-        self.rto_at = None;
+        self.timers.stop(Timer::Rto);
         self.unacked_since = None;
     }
 
     pub(crate) fn on_established(&mut self, now: Instant) {
-        self.keepalive_at = self.config.keepalive.map(|k| now + k.idle);
+        match self.config.keepalive {
+            Some(k) => self.timers.set(Timer::Keepalive, now + k.idle),
+            None => self.timers.stop(Timer::Keepalive),
+        }
     }
 
     fn rcv_wnd_advertised(&self) -> usize {
@@ -383,7 +387,7 @@ impl Tcb {
         }
         self.last_recv_at = now;
         if let Some(k) = self.config.keepalive {
-            self.keepalive_at = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
             self.keepalive_probes = 0;
         }
 
@@ -537,7 +541,7 @@ impl Tcb {
             self.snd_wl1 = seg_seq;
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
-                self.persist_at = None;
+                self.timers.stop(Timer::Persist);
                 self.persist_backoff = 0;
             }
         }
@@ -546,7 +550,8 @@ impl Tcb {
             State::FinWait1 if fin_acked => {
                 self.set_state(State::FinWait2);
                 if self.orphaned {
-                    self.fin_wait2_at = Some(now + self.config.fin_wait2_timeout);
+                    self.timers
+                        .set(Timer::FinWait2, now + self.config.fin_wait2_timeout);
                 }
             }
             State::Closing if fin_acked => {
@@ -599,11 +604,11 @@ impl Tcb {
         }
         self.retries = 0;
         if self.snd_una == self.snd_max {
-            self.rto_at = None;
+            self.timers.stop(Timer::Rto);
             self.unacked_since = None;
         } else {
             self.unacked_since = Some(now);
-            self.rto_at = Some(self.rto_deadline(now));
+            self.timers.set(Timer::Rto, self.rto_deadline(now));
         }
         self.info.bytes_acked += acked as u64;
         let in_flight = self.bytes_in_flight();
@@ -721,8 +726,9 @@ impl Tcb {
                 self.segs_unacked += (payload.len() / full).max(1) as u32;
                 if self.segs_unacked >= 2 {
                     self.ack_now = true;
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(now + self.config.delayed_ack);
+                } else if !self.timers.is_set(Timer::DelAck) {
+                    self.timers
+                        .set(Timer::DelAck, now + self.config.delayed_ack);
                 }
             }
         }
@@ -745,7 +751,10 @@ impl Tcb {
                 // Linux in pingpong mode); if it does not, the ACK goes when
                 // the delayed-ACK timer fires.
                 let at = now + self.config.delayed_ack;
-                self.delack_at = Some(self.delack_at.map_or(at, |t| t.min(at)));
+                self.timers.set(
+                    Timer::DelAck,
+                    self.timers.get(Timer::DelAck).map_or(at, |t| t.min(at)),
+                );
                 self.set_state(State::CloseWait);
                 return;
             }
@@ -774,7 +783,7 @@ impl Tcb {
         }
         if f.fin() {
             // A retransmitted FIN restarts 2 MSL (§3.10.7.4, eighth check).
-            self.time_wait_at = Some(now + 2 * self.config.msl);
+            self.timers.set(Timer::TimeWait, now + 2 * self.config.msl);
         }
         // First check: an unacceptable segment (an old duplicate, or the
         // peer's retransmitted FIN) is answered with an ACK.

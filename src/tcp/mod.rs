@@ -36,6 +36,7 @@ mod sack;
 pub mod seq;
 mod tcb;
 pub mod time_wait;
+mod timer;
 
 pub use config::{Keepalive, SynFin, TcpConfig};
 pub use input::RstReply;

@@ -20,6 +20,7 @@
 use super::rack::Tlp;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb};
+use super::timer::Timer;
 use crate::time::Instant;
 
 /// TCP header without options.
@@ -107,8 +108,8 @@ impl Tcb {
             self.rack.on_exit_recovery();
         }
         self.rtt_probe = None; // Karn: the timed segment may be resent
-        self.reo_at = None;
-        self.pto_at = None;
+        self.timers.stop(Timer::ReoWnd);
+        self.timers.stop(Timer::Tlp);
         self.tlp = Tlp::default();
         self.sack.clear_lost();
         self.sack.clear_retransmitted();

@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use super::rate::TxStamp;
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
+use super::timer::Timer;
 use crate::time::{Duration, Instant};
 
 /// Most segment records kept (a 16 MiB flight of 1 KiB segments).
@@ -533,10 +534,13 @@ impl Tcb {
             sack.mark_lost(s, e);
             n += 1;
         });
-        self.reo_at = timeout.map(|t| now + t);
+        match timeout {
+            Some(t) => self.timers.set(Timer::ReoWnd, now + t),
+            None => self.timers.stop(Timer::ReoWnd),
+        }
         if n > 0 {
             self.info.lost_total += n as u64;
-            self.pto_at = None;
+            self.timers.stop(Timer::Tlp);
             if self.recovery.is_none()
                 && self.snd_nxt == self.snd_max
                 && self.snd_una < self.snd_max
@@ -550,7 +554,7 @@ impl Tcb {
 
     /// The reordering timer fired (RFC 8985 §6.3): check again.
     pub(crate) fn rack_timeout(&mut self, now: Instant) {
-        self.reo_at = None;
+        self.timers.stop(Timer::ReoWnd);
         self.rack_detect_loss(now);
     }
 
@@ -558,7 +562,7 @@ impl Tcb {
     /// advanced snd_una (RFC 8985 §7.2): only in the open state, with data
     /// in flight, nothing SACKed, no reordering timer and no probe out.
     pub(crate) fn arm_pto(&mut self, now: Instant) {
-        self.pto_at = None;
+        self.timers.stop(Timer::Tlp);
         if !self.rack_on()
             || !self.config.tlp
             || self.recovery.is_some()
@@ -566,13 +570,14 @@ impl Tcb {
             || self.snd_nxt != self.snd_max
             || self.snd_una == self.snd_max
             || self.segs.segs_sacked() > 0
-            || self.reo_at.is_some()
+            || self.timers.is_set(Timer::ReoWnd)
             || self.tlp.end_seq.is_some()
         {
             return;
         }
         let rto_left = self
-            .rto_at
+            .timers
+            .get(Timer::Rto)
             .map_or(self.rtt.rto(), |t| t.saturating_duration_since(now));
         let one = self.bytes_in_flight() <= self.data_mss();
         let granularity = self.rtt.config().granularity;
@@ -583,7 +588,7 @@ impl Tcb {
             rto_left,
             granularity * 2,
         );
-        self.pto_at = Some(now + p);
+        self.timers.set(Timer::Tlp, now + p);
     }
 
     /// RFC 8985 §7.4 `TLP_process_ack`, for an ACK up to `ack` that

@@ -18,6 +18,7 @@
 use super::prr::Prr;
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
+use super::timer::Timer;
 use crate::time::Instant;
 
 /// Most SACKed (and, separately, retransmitted) ranges remembered (2 KiB
@@ -636,7 +637,7 @@ impl Tcb {
         }
         // Recovery repairs what a tail loss probe was out for.
         self.tlp.end_seq = None;
-        self.pto_at = None;
+        self.timers.stop(Timer::Tlp);
         if !self.rack_on() {
             // With RACK a retransmission stays marked until RACK finds it
             // lost again (a TLP's among them).

@@ -18,6 +18,7 @@ use super::rate::RateEstimator;
 use super::rtt::RttEstimator;
 use super::sack::{Scoreboard, Undo};
 use super::seq::SeqNumber;
+use super::timer::{Fired, Timer, TimerTable};
 use crate::time::{Duration, Instant};
 
 /// The eleven states of RFC 9293 §3.3.2.
@@ -257,19 +258,12 @@ pub struct Tcb {
     /// A D-SACK block (RFC 2883) for the next ACK we send.
     pub(crate) dsack_pending: Option<(SeqNumber, SeqNumber)>,
 
-    // Timers (deadlines).
-    pub(crate) rto_at: Option<Instant>,
-    /// RACK's reordering timer (RFC 8985 §6.3).
-    pub(crate) reo_at: Option<Instant>,
-    /// The tail loss probe timeout (RFC 8985 §7.2).
-    pub(crate) pto_at: Option<Instant>,
-    pub(crate) delack_at: Option<Instant>,
-    pub(crate) persist_at: Option<Instant>,
+    // Timers (deadlines) and the probes they leave due.
+    pub(crate) timers: TimerTable,
+    /// Probes a timer left for the next transmission.
+    pub(crate) fired: Fired,
     pub(crate) persist_backoff: u32,
-    pub(crate) keepalive_at: Option<Instant>,
     pub(crate) keepalive_probes: u32,
-    pub(crate) time_wait_at: Option<Instant>,
-    pub(crate) fin_wait2_at: Option<Instant>,
     /// Consecutive RTOs without progress.
     pub(crate) retries: u32,
     /// When the oldest unacknowledged data was first sent (user timeout).
@@ -285,9 +279,6 @@ pub struct Tcb {
     pub(crate) syn_text: Vec<u8>,
     /// Delivery-rate estimation (`rate.rs`).
     pub(crate) rate: RateEstimator,
-    /// When the pacer lets the next data segment go (controllers that
-    /// pace: BBR).
-    pub(crate) pace_next: Option<Instant>,
 
     // Application side.
     pub(crate) error: Option<io::ErrorKind>,
@@ -394,16 +385,10 @@ impl Tcb {
             prr: None,
             undo: None,
             dsack_pending: None,
-            rto_at: None,
-            reo_at: None,
-            pto_at: None,
-            delack_at: None,
-            persist_at: None,
+            timers: TimerTable::default(),
+            fired: Fired::default(),
             persist_backoff: 0,
-            keepalive_at: None,
             keepalive_probes: 0,
-            time_wait_at: None,
-            fin_wait2_at: None,
             retries: 0,
             unacked_since: None,
             ack_now: false,
@@ -411,7 +396,6 @@ impl Tcb {
             challenge_acks: (0, 0),
             syn_text: Vec::new(),
             rate: RateEstimator::default(),
-            pace_next: None,
             error: None,
             read_closed: false,
             orphaned: false,
@@ -448,7 +432,7 @@ impl Tcb {
     pub(crate) fn connect(&mut self, now: Instant) {
         self.set_state(State::SynSent);
         self.snd_nxt = self.iss;
-        self.rto_at = Some(now);
+        self.timers.set(Timer::Rto, now);
         self.unacked_since = Some(now);
     }
 
@@ -729,27 +713,31 @@ impl Tcb {
 
     pub(crate) fn enter_closed(&mut self) {
         self.set_state(State::Closed);
-        self.rto_at = None;
-        self.reo_at = None;
-        self.pto_at = None;
+        self.timers.stop_all(&[
+            Timer::Rto,
+            Timer::ReoWnd,
+            Timer::Tlp,
+            Timer::DelAck,
+            Timer::Persist,
+            Timer::Keepalive,
+            Timer::TimeWait,
+            Timer::FinWait2,
+        ]);
         self.tlp.due = false;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.time_wait_at = None;
-        self.fin_wait2_at = None;
     }
 
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
-        self.rto_at = None;
-        self.reo_at = None;
-        self.pto_at = None;
+        self.timers.stop_all(&[
+            Timer::Rto,
+            Timer::ReoWnd,
+            Timer::Tlp,
+            Timer::Persist,
+            Timer::Keepalive,
+            Timer::FinWait2,
+        ]);
         self.tlp.due = false;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.fin_wait2_at = None;
-        self.time_wait_at = Some(now + 2 * self.config.msl);
+        self.timers.set(Timer::TimeWait, now + 2 * self.config.msl);
     }
 
     /// The timestamp clock value for `now` (milliseconds plus offset).
@@ -766,9 +754,10 @@ impl Tcb {
     pub fn set_keepalive(&mut self, ka: Option<super::config::Keepalive>, now: Instant) {
         Arc::make_mut(&mut self.config).keepalive = ka;
         self.keepalive_probes = 0;
-        self.keepalive_at = ka
-            .filter(|_| self.state.is_synchronized())
-            .map(|k| now + k.idle);
+        match ka.filter(|_| self.state.is_synchronized()) {
+            Some(k) => self.timers.set(Timer::Keepalive, now + k.idle),
+            None => self.timers.stop(Timer::Keepalive),
+        }
     }
 
     /// Chooses this connection's congestion controller by name (one of
@@ -790,7 +779,7 @@ impl Tcb {
             )
         })?;
         self.cc = cc;
-        self.pace_next = None;
+        self.timers.stop(Timer::Pacing);
         Arc::make_mut(&mut self.config).congestion = name.into();
         Ok(())
     }

@@ -11,6 +11,7 @@ use crate::iface::{Config, Interface, Ipv4Cidr};
 use crate::phy::Medium;
 use crate::sim::{LinkConfig, Sim};
 use crate::socket::SocketHandle;
+use crate::tcp::timer::Timer;
 use crate::tcp::{State, TcpInfo};
 use crate::time::{Duration, Instant};
 
@@ -183,7 +184,7 @@ fn bulk_with(
                 let t = s.a.tcp_socket(c).unwrap();
                 eprintln!(
                     "   una {:?} rto_at {:?} now {:?} rack.rtt {:?} recovery {:?} pipe {} rcwnd {} pace_next {:?} lost_at_una {} rexmit_at_una {:?} lost_ranges {:?}",
-                    t.snd_una, t.rto_at, s.now(), t.rack.rtt, t.recovery, t.pipe(), t.recovery_cwnd(), t.pace_next,
+                    t.snd_una, t.timers.get(Timer::Rto), s.now(), t.rack.rtt, t.recovery, t.pipe(), t.recovery_cwnd(), t.timers.get(Timer::Pacing),
                     t.sack.is_lost(t.snd_una, 1448), t.sack.rexmitted_at(t.snd_una), t.sack.lost_ranges()
                 );
                 eprintln!(
@@ -191,7 +192,7 @@ fn bulk_with(
                     t.segs.front(),
                     t.rack.xmit_ts,
                     t.rack.end_seq,
-                    t.reo_at
+                    t.timers.get(Timer::ReoWnd)
                 );
                 eprintln!(
                     "{ms} ms: got {got} cwnd {} {:?} pacing {:?} rate {:?} srtt {:?} flight {} sacked {} lost {} retrans {} rtos {}",
