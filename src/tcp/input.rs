@@ -20,6 +20,25 @@ pub struct RstReply {
     pub ack: Option<SeqNumber>,
 }
 
+/// Whether the rest of a segment is processed after its ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterAck {
+    /// Go on to its text and FIN.
+    Continue,
+    /// The segment is done with (it acknowledged what was never sent, was
+    /// too old, or its ACK closed the connection).
+    Done,
+}
+
+/// The part of an acceptable segment inside the receive window.
+#[derive(Debug)]
+struct Text<'a> {
+    seq: SeqNumber,
+    payload: &'a [u8],
+    syn: bool,
+    fin: bool,
+}
+
 /// PAWS: TS.Recent older than 24 days is no longer trusted (RFC 7323 §5.5).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
@@ -238,123 +257,26 @@ impl Tcb {
     }
 
     fn process_synchronized(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
-        let f = seg.flags;
-        let seg_seq = SeqNumber(seg.seq_number);
-
         if self.state == State::TimeWait {
             return self.process_time_wait(now, seg);
         }
-
-        // PAWS (RFC 7323 §5.3).
-        if let (Some(ts), Some((val, _))) = (self.ts, seg.options.timestamps) {
-            if !f.rst()
-                && (val.wrapping_sub(ts.recent) as i32) < 0
-                && now - ts.recent_at < PAWS_IDLE
-            {
-                // An old copy (typically the original of a segment whose
-                // retransmission arrived first): a D-SACK for what of it
-                // lies below rcv_nxt, as Linux (`tcp_send_dupack`).
-                let end = seg_seq + seg.payload.len();
-                if !seg.payload.is_empty() && seg_seq < self.rcv_nxt {
-                    self.note_dsack(seg_seq, end.min(self.rcv_nxt));
-                }
-                self.ack_now = true;
-                return None;
-            }
+        if self.paws_rejects(now, seg) {
+            return None;
         }
-
-        // Acceptability (§3.10.7.4, first check).
-        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
-        let wnd = self.rcv_wnd_advertised();
-        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
-        let acceptable = match (seg_len, wnd) {
-            (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
-            (_, 0) => false,
-            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let Some(Text {
+            seq,
+            payload,
+            syn,
+            fin,
+        }) = self.acceptable_text(seg)
+        else {
+            return None;
         };
-        let mut syn = f.syn();
-        let mut fin = f.fin();
-        let mut payload = seg.payload;
-        let mut seq = seg_seq;
-        if !acceptable {
-            if f.rst() {
-                return None;
-            }
-            if self.state == State::SynReceived && syn && seg_seq == self.irs {
-                if f.ack() && !self.passive {
-                    // Simultaneous open: the peer's SYN-ACK. Its SYN is
-                    // old news; its ACK completes the handshake.
-                    syn = false;
-                    seq += 1;
-                } else {
-                    // A retransmitted SYN: our SYN-ACK was lost.
-                    self.snd_nxt = self.iss;
-                    return None;
-                }
-            } else if wnd == 0 && seg_seq == self.rcv_nxt {
-                // A zero window still takes ACKs, URGs and RSTs.
-                payload = &[];
-                syn = false;
-                fin = false;
-                self.ack_now = true;
-            } else {
-                if !payload.is_empty() && seg_seq + payload.len() <= self.rcv_nxt {
-                    // All of it was received before (RFC 2883 §4.1.1).
-                    self.note_dsack(seg_seq, seg_seq + payload.len());
-                }
-                self.ack_now = true;
-                return None;
-            }
-            let _ = (&mut syn, &mut seq);
-        }
 
-        // Trim to the window.
-        if syn && seq < self.rcv_nxt {
-            syn = false;
-            seq += 1;
-        }
-        if seq < self.rcv_nxt {
-            let t = (self.rcv_nxt - seq) as usize;
-            if !payload.is_empty() {
-                // The start was received before (RFC 2883 §4.1.3).
-                self.note_dsack(seq, seq + t.min(payload.len()));
-            }
-            if t > payload.len() {
-                fin = false;
-            }
-            payload = &payload[t.min(payload.len())..];
-            seq = self.rcv_nxt;
-            self.ack_now = true;
-        }
-        let right = self.rcv_nxt + wnd;
-        if seq + payload.len() > right {
-            let keep = (right - seq).max(0) as usize;
-            payload = &payload[..keep.min(payload.len())];
-            fin = false;
-            self.ack_now = true;
-        }
-
-        // RST (§3.10.7.4 second check, RFC 5961 §3.2; with RFC 5961 off,
-        // RFC 793: any RST in the window).
         if f.rst() {
-            if seg_seq == self.rcv_nxt || !self.config.rfc5961_rst {
-                match self.state {
-                    State::SynReceived if self.passive => self.enter_closed(),
-                    State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
-                    // Like Linux's tcp_reset: every synchronized state
-                    // reports the reset, LAST-ACK and CLOSING included.
-                    State::Established
-                    | State::FinWait1
-                    | State::FinWait2
-                    | State::CloseWait
-                    | State::LastAck
-                    | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
-                    _ => self.enter_closed(),
-                }
-            } else {
-                self.challenge_ack(now);
-            }
+            self.process_rst(now, seg_seq);
             return None;
         }
 
@@ -411,10 +333,10 @@ impl Tcb {
                     ack: None,
                 });
             }
-        } else if let Some(reply) =
-            self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+        } else if self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+            == AfterAck::Done
         {
-            return reply;
+            return None;
         }
 
         // Text and FIN.
@@ -434,9 +356,136 @@ impl Tcb {
         None
     }
 
+    /// PAWS (RFC 7323 §5.3): true when `seg` is an old duplicate to drop
+    /// (and ACK).
+    fn paws_rejects(&mut self, now: Instant, seg: &tcp::Repr) -> bool {
+        let (Some(ts), Some((val, _))) = (self.ts, seg.options.timestamps) else {
+            return false;
+        };
+        if seg.flags.rst()
+            || (val.wrapping_sub(ts.recent) as i32) >= 0
+            || now - ts.recent_at >= PAWS_IDLE
+        {
+            return false;
+        }
+        // An old copy (typically the original of a segment whose
+        // retransmission arrived first): a D-SACK for what of it lies
+        // below rcv_nxt, as Linux (`tcp_send_dupack`).
+        let seg_seq = SeqNumber(seg.seq_number);
+        let end = seg_seq + seg.payload.len();
+        if !seg.payload.is_empty() && seg_seq < self.rcv_nxt {
+            self.note_dsack(seg_seq, end.min(self.rcv_nxt));
+        }
+        self.ack_now = true;
+        true
+    }
+
+    /// Acceptability (§3.10.7.4, first check) and trimming to the window:
+    /// what of `seg` is new text (a SYN and FIN among it), or `None` when
+    /// the segment goes no further (an ACK is due when it should draw one).
+    fn acceptable_text<'a>(&mut self, seg: &tcp::Repr<'a>) -> Option<Text<'a>> {
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
+        let wnd = self.rcv_wnd_advertised();
+        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg_seq == self.rcv_nxt,
+            (0, _) => in_wnd(seg_seq),
+            (_, 0) => false,
+            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        };
+        let mut t = Text {
+            seq: seg_seq,
+            payload: seg.payload,
+            syn: f.syn(),
+            fin: f.fin(),
+        };
+        if !acceptable {
+            if f.rst() {
+                return None;
+            }
+            if self.state == State::SynReceived && t.syn && seg_seq == self.irs {
+                if f.ack() && !self.passive {
+                    // Simultaneous open: the peer's SYN-ACK. Its SYN is
+                    // old news; its ACK completes the handshake.
+                    t.syn = false;
+                    t.seq += 1;
+                } else {
+                    // A retransmitted SYN: our SYN-ACK was lost.
+                    self.snd_nxt = self.iss;
+                    return None;
+                }
+            } else if wnd == 0 && seg_seq == self.rcv_nxt {
+                // A zero window still takes ACKs, URGs and RSTs.
+                t.payload = &[];
+                t.syn = false;
+                t.fin = false;
+                self.ack_now = true;
+            } else {
+                if !t.payload.is_empty() && seg_seq + t.payload.len() <= self.rcv_nxt {
+                    // All of it was received before (RFC 2883 §4.1.1).
+                    self.note_dsack(seg_seq, seg_seq + t.payload.len());
+                }
+                self.ack_now = true;
+                return None;
+            }
+        }
+        self.trim_to_window(&mut t, wnd);
+        Some(t)
+    }
+
+    /// Cuts what lies outside `[rcv_nxt, rcv_nxt + wnd)` off `t`.
+    fn trim_to_window(&mut self, t: &mut Text, wnd: usize) {
+        if t.syn && t.seq < self.rcv_nxt {
+            t.syn = false;
+            t.seq += 1;
+        }
+        if t.seq < self.rcv_nxt {
+            let n = (self.rcv_nxt - t.seq) as usize;
+            if !t.payload.is_empty() {
+                // The start was received before (RFC 2883 §4.1.3).
+                self.note_dsack(t.seq, t.seq + n.min(t.payload.len()));
+            }
+            if n > t.payload.len() {
+                t.fin = false;
+            }
+            t.payload = &t.payload[n.min(t.payload.len())..];
+            t.seq = self.rcv_nxt;
+            self.ack_now = true;
+        }
+        let right = self.rcv_nxt + wnd;
+        if t.seq + t.payload.len() > right {
+            let keep = (right - t.seq).max(0) as usize;
+            t.payload = &t.payload[..keep.min(t.payload.len())];
+            t.fin = false;
+            self.ack_now = true;
+        }
+    }
+
+    /// An acceptable RST (§3.10.7.4 second check, RFC 5961 §3.2; with RFC
+    /// 5961 off, RFC 793: any RST in the window).
+    fn process_rst(&mut self, now: Instant, seg_seq: SeqNumber) {
+        if seg_seq != self.rcv_nxt && self.config.rfc5961_rst {
+            self.challenge_ack(now);
+            return;
+        }
+        match self.state {
+            State::SynReceived if self.passive => self.enter_closed(),
+            State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
+            // Like Linux's tcp_reset: every synchronized state reports the
+            // reset, LAST-ACK and CLOSING included.
+            State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::CloseWait
+            | State::LastAck
+            | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
+            _ => self.enter_closed(),
+        }
+    }
+
     /// ACK processing in synchronized states (§3.10.7.4 fifth check).
-    /// `Some(r)` ends processing of the segment with reply `r`.
-    #[allow(clippy::option_option)]
     fn process_ack(
         &mut self,
         now: Instant,
@@ -444,16 +493,16 @@ impl Tcb {
         seg_seq: SeqNumber,
         ack: SeqNumber,
         pure: bool,
-    ) -> Option<Option<RstReply>> {
+    ) -> AfterAck {
         if ack > self.snd_max {
             // Acknowledges something never sent.
             self.ack_now = true;
-            return Some(None);
+            return AfterAck::Done;
         }
         let max_wnd = self.max_snd_wnd.max(65535);
         if ack < self.snd_una - max_wnd {
             self.challenge_ack(now);
-            return Some(None);
+            return AfterAck::Done;
         }
         let old_wnd = self.snd_wnd;
         let blocks = seg.options.sack_blocks();
@@ -556,15 +605,15 @@ impl Tcb {
             }
             State::Closing if fin_acked => {
                 self.enter_time_wait(now);
-                return Some(None);
+                return AfterAck::Done;
             }
             State::LastAck if fin_acked => {
                 self.enter_closed();
-                return Some(None);
+                return AfterAck::Done;
             }
             _ => {}
         }
-        None
+        AfterAck::Continue
     }
 
     fn new_ack(&mut self, now: Instant, ack: SeqNumber, ts_ecr: Option<u32>) {
