@@ -75,7 +75,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = self.config.sack && o.sack_permitted;
-        self.sack.rack = self.rack_on();
+        self.rec.sack.rack = self.rack_on();
         self.cc.set_mss(self.data_mss());
     }
 
@@ -137,7 +137,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = sack && self.config.sack && self.ts.is_some();
-        self.sack.rack = self.rack_on();
+        self.rec.sack.rack = self.rack_on();
         self.cc.set_mss(self.data_mss());
         self.snd_una = self.iss + 1;
         self.snd_nxt = self.snd_una;
@@ -516,7 +516,7 @@ impl Tcb {
                 self.info.dsacks_received += 1;
                 self.undo_on_dsack(l, r);
                 if self.rack_on() {
-                    self.rack.on_dsack(self.snd_nxt);
+                    self.rec.rack.on_dsack(self.snd_nxt);
                 }
             }
             self.sack_on_ack(blocks, dsack.is_some(), ack);
@@ -525,7 +525,7 @@ impl Tcb {
             // below it too (hundreds of ms in a long recovery), and an
             // inflated SRTT widens RACK's reordering window and the RTO.
             if let Some((p, t)) = self.rtt_probe {
-                if ack <= p && self.sack.sacked().range_at(p).is_some() {
+                if ack <= p && self.rec.sack.sacked().range_at(p).is_some() {
                     self.rtt.sample(now - t);
                     self.rtt_probe = None;
                 }
@@ -561,7 +561,7 @@ impl Tcb {
             self.cc
                 .on_delivery(now, rs.as_ref(), newly as usize, flight, total);
         }
-        self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
+        self.rec.sack.dupthresh = self.rack_on() && !self.rec.rack.reordering_seen;
         if self.rack_on() {
             self.rack_detect_loss(now);
             self.tlp_on_ack(now, ack, dsack, plain_dup);
@@ -573,7 +573,7 @@ impl Tcb {
                 - sacked_before as i64)
                 .max(0) as usize;
             let pipe = self.pipe();
-            if let Some(p) = self.prr.as_mut() {
+            if let Some(p) = self.rec.prr.as_mut() {
                 p.on_ack(delivered, pipe);
             }
         }
@@ -661,14 +661,14 @@ impl Tcb {
         }
         self.info.bytes_acked += acked as u64;
         let in_flight = self.bytes_in_flight();
-        match self.recovery {
+        match self.rec.recover {
             Some(rec) if ack >= rec => {
                 self.cc.on_exit_recovery(now, in_flight);
-                self.recovery = None;
-                self.dup_acks = 0;
-                self.sack.clear_retransmitted();
-                self.prr = None;
-                self.rack.on_exit_recovery();
+                self.rec.recover = None;
+                self.rec.dup_acks = 0;
+                self.rec.sack.clear_retransmitted();
+                self.rec.prr = None;
+                self.rec.rack.on_exit_recovery();
             }
             // RFC 6675: a partial ACK needs nothing special, NextSeg()
             // finds the next hole from the scoreboard; no window deflation
@@ -677,10 +677,10 @@ impl Tcb {
             Some(_) => {
                 // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
                 self.cc.on_partial_ack(now, acked);
-                self.retransmit_one = true;
+                self.rec.retransmit_one = true;
             }
             None => {
-                self.dup_acks = 0;
+                self.rec.dup_acks = 0;
                 let ev = AckEvent {
                     bytes_acked: acked,
                     rtt,
@@ -695,10 +695,10 @@ impl Tcb {
     }
 
     fn dup_ack(&mut self, now: Instant) {
-        self.dup_acks += 1;
-        if self.recovery.is_some() {
+        self.rec.dup_acks += 1;
+        if self.rec.recover.is_some() {
             // SACK recovery counts `pipe` instead of inflating the window.
-            if self.dup_acks > 3 && !self.sack_ok {
+            if self.rec.dup_acks > 3 && !self.sack_ok {
                 self.cc.on_recovery_dup_ack(now);
             }
             return;
@@ -711,9 +711,9 @@ impl Tcb {
         let fresh = if self.sack_ok {
             self.sack_fresh()
         } else {
-            self.last_recover.is_none_or(|r| self.snd_una > r)
+            self.rec.last_recover.is_none_or(|r| self.snd_una > r)
         };
-        if self.dup_acks == 3 && fresh {
+        if self.rec.dup_acks == 3 && fresh {
             self.enter_recovery(now);
         }
     }

@@ -6,8 +6,8 @@
 use std::io;
 use std::ops::ControlFlow;
 
-use super::rack::Tlp;
-use super::sack::Rexmit;
+use super::recovery::rack::Tlp;
+use super::recovery::Rexmit;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb};
 use super::timer::{Fired, Timer};
@@ -176,8 +176,8 @@ impl Tcb {
         }
         let immediate = self.rst_pending
             || self.ack_now
-            || self.retransmit_one
-            || self.tlp.due
+            || self.rec.retransmit_one
+            || self.rec.tlp.due
             || (matches!(self.state, State::SynSent | State::SynReceived)
                 && self.snd_nxt == self.iss);
         if immediate {
@@ -214,7 +214,7 @@ impl Tcb {
         // replacing the RTO's). If no probe can be sent, the RTO fires
         // below.
         if self.timers.take_expired(Timer::Tlp, now) {
-            self.tlp.due = true;
+            self.rec.tlp.due = true;
         } else if self.timers.is_expired(Timer::Rto, now) {
             self.on_rto(now);
             if self.state == State::Closed {
@@ -247,8 +247,8 @@ impl Tcb {
         // meanwhile fires now, not on the next round (a deadline left in
         // the past is a runtime that spins; found by the live_stack fuzz
         // target).
-        if self.tlp.due && self.probes_may_go() && self.tlp_probe().is_none() {
-            self.tlp.due = false;
+        if self.rec.tlp.due && self.probes_may_go() && self.tlp_probe().is_none() {
+            self.rec.tlp.due = false;
             if self.timers.is_expired(Timer::Rto, now) {
                 self.on_rto(now);
             }
@@ -321,24 +321,24 @@ impl Tcb {
             self.undo_start();
         }
         self.cc.on_rto(now, in_flight);
-        self.recovery = None;
-        self.prr = None;
+        self.rec.recover = None;
+        self.rec.prr = None;
         self.timers.stop(Timer::ReoWnd);
         self.timers.stop(Timer::Tlp);
-        self.tlp = super::rack::Tlp::default();
-        self.sack.clear_lost();
-        self.segs.on_rto();
-        self.last_recover = Some(self.snd_max);
-        self.dup_acks = 0;
-        self.retransmit_one = false;
+        self.rec.tlp = Tlp::default();
+        self.rec.sack.clear_lost();
+        self.rec.segs.on_rto();
+        self.rec.last_recover = Some(self.snd_max);
+        self.rec.dup_acks = 0;
+        self.rec.retransmit_one = false;
         // RFC 6675 §5.1: holes may be retransmitted again; the SACK
         // information is kept, so go-back-N skips SACKed ranges. A second
         // RTO in a row without progress forgets it too, in case the peer
         // reneged on what it SACKed (RFC 2018 §8).
         if self.retries >= 2 {
-            self.sack.clear();
+            self.rec.sack.clear();
         } else {
-            self.sack.clear_retransmitted();
+            self.rec.sack.clear_retransmitted();
         }
         // Go back N: resend from the first unacknowledged byte.
         self.snd_nxt = self.snd_una;
@@ -583,14 +583,14 @@ impl Tcb {
 
     /// A tail loss probe whose timer fired (RFC 8985 §7.3).
     fn transmit_tlp(&mut self, tx: &mut Tx) -> ControlFlow<()> {
-        if !self.tlp.due {
+        if !self.rec.tlp.due {
             return ControlFlow::Continue(());
         }
         match self.tlp_probe() {
             Some(p) => self.send_probe(tx, p),
             None => {
                 // `handle_timeout` found none too, and let the RTO fire.
-                self.tlp.due = false;
+                self.rec.tlp.due = false;
                 ControlFlow::Continue(())
             }
         }
@@ -602,7 +602,7 @@ impl Tcb {
         if self.sack_recovery() {
             self.transmit_sack_recovery(tx)?;
         }
-        if self.retransmit_one {
+        if self.rec.retransmit_one {
             self.retransmit_una(tx)?;
         }
         ControlFlow::Continue(())
@@ -612,12 +612,12 @@ impl Tcb {
     /// NextSeg() while cwnd - pipe >= 1 SMSS (step C). New data (rule 2)
     /// is left to [`Self::transmit_new_data`], which uses `pipe` too.
     fn transmit_sack_recovery(&mut self, tx: &mut Tx) -> ControlFlow<()> {
-        if self.retransmit_one {
+        if self.rec.retransmit_one {
             if let Some(r) = self.sack_first_rexmit() {
                 self.emit_data(tx, r.seq, r.len, r.fin)?;
                 self.sack_rexmit_sent(r);
             }
-            self.retransmit_one = false;
+            self.rec.retransmit_one = false;
         }
         // Each pass moves up the sequence space: a retransmission at or
         // below the previous one would be a mark that did not stick, and
@@ -657,7 +657,7 @@ impl Tcb {
             self.emit_data(tx, self.snd_una, len, fin)?;
             self.count_retransmit();
         }
-        self.retransmit_one = false;
+        self.rec.retransmit_one = false;
         ControlFlow::Continue(())
     }
 
@@ -763,7 +763,7 @@ impl Tcb {
         let never_sent = self.send_buf.len().saturating_sub(in_flight);
         if never_sent < self.payload_room()
             && self.cwnd_flight() < self.send_cwnd()
-            && self.recovery.is_none()
+            && self.rec.recover.is_none()
         {
             self.rate.mark_app_limited(self.bytes_in_flight());
         }
@@ -859,7 +859,7 @@ impl Tcb {
             self.undo_on_rexmit(old);
         }
         self.rack_sent(seq, end, now);
-        if let Some(p) = self.prr.as_mut() {
+        if let Some(p) = self.rec.prr.as_mut() {
             p.on_sent(len + fin as usize);
         }
         ControlFlow::Continue(())
@@ -879,9 +879,9 @@ impl Tcb {
     fn tlp_probe(&self) -> Option<Probe> {
         let skip = self.snd_una == self.snd_max
             || self.snd_nxt != self.snd_max
-            || self.recovery.is_some()
-            || self.tlp.end_seq.is_some()
-            || (!self.tlp.rtt_since_probe && self.info.tlps > 0);
+            || self.rec.recover.is_some()
+            || self.rec.tlp.end_seq.is_some()
+            || (!self.rec.tlp.rtt_since_probe && self.info.tlps > 0);
         if skip {
             return None;
         }
@@ -920,7 +920,7 @@ impl Tcb {
             Probe::Again(r) => {
                 self.emit_data(tx, r.seq, r.len, r.fin)?;
                 let end = r.seq + r.len + r.fin as usize;
-                self.sack.mark_retransmitted(r.seq, end);
+                self.rec.sack.mark_retransmitted(r.seq, end);
                 if self.rtt_probe.is_some_and(|(p, _)| p.in_range(r.seq, end)) {
                     self.rtt_probe = None; // Karn
                 }
@@ -928,7 +928,7 @@ impl Tcb {
                 true
             }
         };
-        self.tlp = Tlp {
+        self.rec.tlp = Tlp {
             end_seq: Some(self.snd_max),
             is_retrans,
             rtt_since_probe: false,

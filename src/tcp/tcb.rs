@@ -12,11 +12,9 @@ use std::sync::Arc;
 use super::buffer::{ReceiveBuffer, SendBuffer};
 use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
-use super::prr::Prr;
-use super::rack::{Rack, SegQueue, Tlp};
 use super::rate::RateEstimator;
+use super::recovery::Recovery;
 use super::rtt::RttEstimator;
-use super::sack::{Scoreboard, Undo};
 use super::seq::SeqNumber;
 use super::timer::{Fired, Timer, TimerTable};
 use crate::time::{Duration, Instant};
@@ -232,29 +230,14 @@ pub struct Tcb {
     pub(crate) ts_offset_seed: u32,
     /// Sequence number of our FIN once sent.
     pub(crate) fin_seq: Option<SeqNumber>,
-    /// `recover` of the last fast recovery (RFC 6582 §3.2 step 1).
-    pub(crate) last_recover: Option<SeqNumber>,
 
     // Loss recovery and congestion control.
     pub(crate) rtt: RttEstimator,
     /// One segment being timed (Karn's rule: discarded when retransmitted).
     pub(crate) rtt_probe: Option<(SeqNumber, Instant)>,
     pub(crate) cc: Box<dyn CongestionControl>,
-    pub(crate) dup_acks: u32,
-    /// In fast recovery until this is acknowledged (RFC 6582 `recover`).
-    pub(crate) recovery: Option<SeqNumber>,
-    /// Retransmit the segment at snd_una now (fast retransmit / partial ACK).
-    pub(crate) retransmit_one: bool,
-    /// The SACK scoreboard (RFC 6675), used when `sack_ok`.
-    pub(crate) sack: Scoreboard,
-    /// Transmit records of the data in flight, for RACK.
-    pub(crate) segs: SegQueue,
-    pub(crate) rack: Rack,
-    pub(crate) tlp: Tlp,
-    /// Proportional Rate Reduction, during SACK recovery.
-    pub(crate) prr: Option<Prr>,
-    /// Undo of the last window reduction (D-SACK).
-    pub(crate) undo: Option<Undo>,
+    /// Loss recovery: its state and the transmit records.
+    pub(crate) rec: Recovery,
     /// A D-SACK block (RFC 2883) for the next ACK we send.
     pub(crate) dsack_pending: Option<(SeqNumber, SeqNumber)>,
 
@@ -375,15 +358,7 @@ impl Tcb {
             rtt: RttEstimator::new(config.rtt),
             rtt_probe: None,
             cc,
-            dup_acks: 0,
-            recovery: None,
-            retransmit_one: false,
-            sack: Scoreboard::default(),
-            segs: SegQueue::default(),
-            rack: Rack::default(),
-            tlp: Tlp::default(),
-            prr: None,
-            undo: None,
+            rec: Recovery::default(),
             dsack_pending: None,
             timers: TimerTable::default(),
             fired: Fired::default(),
@@ -406,7 +381,6 @@ impl Tcb {
             info: TcpInfo::default(),
             ts_offset_seed: ts_offset,
             fin_seq: None,
-            last_recover: None,
             config,
         }
     }
@@ -637,20 +611,21 @@ impl Tcb {
         }
         i.sacked_bytes = self.sacked_bytes();
         if self.rack_on() {
-            i.sacked = self.segs.segs_sacked();
-            let live = || self.segs.iter().filter(|r| !r.sacked);
+            i.sacked = self.rec.segs.segs_sacked();
+            let live = || self.rec.segs.iter().filter(|r| !r.sacked);
             i.lost = live().filter(|r| r.lost).count();
             i.retrans_out = live().filter(|r| r.rexmit).count();
         } else {
             let mss = self.data_mss();
             i.sacked = self
+                .rec
                 .sack
                 .sacked()
                 .ranges()
                 .iter()
                 .map(|&(s, e)| ((e - s).max(0) as usize).div_ceil(mss))
                 .sum();
-            i.lost = self.sack.lost_bytes().div_ceil(mss);
+            i.lost = self.rec.sack.lost_bytes().div_ceil(mss);
         }
         i.min_rtt = self.min_rtt();
         let last = self.rate.last();
@@ -663,7 +638,7 @@ impl Tcb {
 
     /// The smallest RTT measured (RTO estimator or RACK).
     pub(crate) fn min_rtt(&self) -> Option<Duration> {
-        match (self.rtt.min_rtt(), self.rack.min_rtt) {
+        match (self.rtt.min_rtt(), self.rec.rack.min_rtt) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -723,7 +698,7 @@ impl Tcb {
             Timer::TimeWait,
             Timer::FinWait2,
         ]);
-        self.tlp.due = false;
+        self.rec.tlp.due = false;
     }
 
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {
@@ -736,7 +711,7 @@ impl Tcb {
             Timer::Keepalive,
             Timer::FinWait2,
         ]);
-        self.tlp.due = false;
+        self.rec.tlp.due = false;
         self.timers.set(Timer::TimeWait, now + 2 * self.config.msl);
     }
 
