@@ -3,7 +3,6 @@
 
 use std::io;
 
-use super::cc::AckEvent;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb, Timestamps};
 use super::timer::Timer;
@@ -509,28 +508,7 @@ impl Tcb {
         let ecr = seg.options.timestamps.map(|(_, ecr)| ecr);
         let una_before = self.snd_una;
         let sacked_before = self.sacked_bytes();
-        let mut dsack = None;
-        if self.sack_ok {
-            dsack = self.find_dsack(blocks, ack);
-            if let Some((l, r)) = dsack {
-                self.info.dsacks_received += 1;
-                self.undo_on_dsack(l, r);
-                if self.rack_on() {
-                    self.rec.rack.on_dsack(self.snd_nxt);
-                }
-            }
-            self.sack_on_ack(blocks, dsack.is_some(), ack);
-            // The timed segment arrived, by SACK: its RTT is now. Waiting
-            // for the cumulative ACK would time the repair of the holes
-            // below it too (hundreds of ms in a long recovery), and an
-            // inflated SRTT widens RACK's reordering window and the RTO.
-            if let Some((p, t)) = self.rtt_probe {
-                if ack <= p && self.rec.sack.sacked().range_at(p).is_some() {
-                    self.rtt.sample(now - t);
-                    self.rtt_probe = None;
-                }
-            }
-        }
+        let dsack = self.sack_on_ack(now, blocks, ack);
         // The segment records (RACK's, and the rate sampler's without it).
         let delivered_before = self.rate.delivered();
         self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
@@ -561,22 +539,7 @@ impl Tcb {
             self.cc
                 .on_delivery(now, rs.as_ref(), newly as usize, flight, total);
         }
-        self.rec.sack.dupthresh = self.rack_on() && !self.rec.rack.reordering_seen;
-        if self.rack_on() {
-            self.rack_detect_loss(now);
-            self.tlp_on_ack(now, ack, dsack, plain_dup);
-        }
-        self.sack_check_loss(now);
-        if self.sack_recovery() {
-            // RFC 6937: DeliveredData = Δsnd_una + ΔSACKed.
-            let delivered = ((self.snd_una - una_before).max(0) as i64 + self.sacked_bytes() as i64
-                - sacked_before as i64)
-                .max(0) as usize;
-            let pipe = self.pipe();
-            if let Some(p) = self.rec.prr.as_mut() {
-                p.on_ack(delivered, pipe);
-            }
-        }
+        self.detect_loss_on_ack(now, ack, dsack, plain_dup, una_before, sacked_before);
         if dsack.is_some() || advanced {
             self.undo_check(now);
         }
@@ -660,62 +623,7 @@ impl Tcb {
             self.timers.set(Timer::Rto, self.rto_deadline(now));
         }
         self.info.bytes_acked += acked as u64;
-        let in_flight = self.bytes_in_flight();
-        match self.rec.recover {
-            Some(rec) if ack >= rec => {
-                self.cc.on_exit_recovery(now, in_flight);
-                self.rec.recover = None;
-                self.rec.dup_acks = 0;
-                self.rec.sack.clear_retransmitted();
-                self.rec.prr = None;
-                self.rec.rack.on_exit_recovery();
-            }
-            // RFC 6675: a partial ACK needs nothing special, NextSeg()
-            // finds the next hole from the scoreboard; no window deflation
-            // either (see `Tcb::recovery_cwnd`).
-            Some(_) if self.sack_ok => {}
-            Some(_) => {
-                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
-                self.cc.on_partial_ack(now, acked);
-                self.rec.retransmit_one = true;
-            }
-            None => {
-                self.rec.dup_acks = 0;
-                let ev = AckEvent {
-                    bytes_acked: acked,
-                    rtt,
-                    in_flight,
-                    delivered: self.info.bytes_acked,
-                    app_limited: self.send_buf.len() <= in_flight,
-                    rate: self.rate.this_ack(),
-                };
-                self.cc.on_ack(now, &ev);
-            }
-        }
-    }
-
-    fn dup_ack(&mut self, now: Instant) {
-        self.rec.dup_acks += 1;
-        if self.rec.recover.is_some() {
-            // SACK recovery counts `pipe` instead of inflating the window.
-            if self.rec.dup_acks > 3 && !self.sack_ok {
-                self.cc.on_recovery_dup_ack(now);
-            }
-            return;
-        }
-        if self.rack_on() {
-            // RACK decides, by time, not by counting (RFC 8985 §6).
-            return;
-        }
-        // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
-        let fresh = if self.sack_ok {
-            self.sack_fresh()
-        } else {
-            self.rec.last_recover.is_none_or(|r| self.snd_una > r)
-        };
-        if self.rec.dup_acks == 3 && fresh {
-            self.enter_recovery(now);
-        }
+        self.recovery_on_new_ack(now, ack, acked, rtt);
     }
 
     /// Reports `[l, r)`, received twice, as a D-SACK block in the next

@@ -4,13 +4,14 @@
 //! RACK-TLP's book-keeping (RFC 8985); undo of spurious reductions
 //! (D-SACK, RFC 2883/3708).
 
+use super::cc::AckEvent;
 use super::recovery::prr::Prr;
 use super::recovery::rack::pto;
 use super::recovery::{Rexmit, Undo};
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use super::timer::Timer;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 impl Tcb {
     /// In RFC 6675 loss recovery (SACK agreed and fast recovery running).
@@ -106,7 +107,7 @@ impl Tcb {
 
     /// Takes the SACK blocks of an ACK acknowledging up to `ack`; the
     /// first is left out when it is a D-SACK (`skip_first`).
-    pub(crate) fn sack_on_ack(&mut self, blocks: &[(u32, u32)], skip_first: bool, ack: SeqNumber) {
+    fn scoreboard_update(&mut self, blocks: &[(u32, u32)], skip_first: bool, ack: SeqNumber) {
         let una = self.snd_una.max(ack);
         self.rec.sack.prune(una);
         self.rec.sack.update(
@@ -114,6 +115,142 @@ impl Tcb {
             una,
             self.snd_max,
         );
+    }
+
+    /// The SACK share of an ACK up to `ack` (when SACK is in use): its
+    /// D-SACK (returned), the scoreboard, and an RTT sample when the timed
+    /// segment arrived by SACK.
+    pub(crate) fn sack_on_ack(
+        &mut self,
+        now: Instant,
+        blocks: &[(u32, u32)],
+        ack: SeqNumber,
+    ) -> Option<(SeqNumber, SeqNumber)> {
+        if !self.sack_ok {
+            return None;
+        }
+        let dsack = self.find_dsack(blocks, ack);
+        if let Some((l, r)) = dsack {
+            self.info.dsacks_received += 1;
+            self.undo_on_dsack(l, r);
+            if self.rack_on() {
+                self.rec.rack.on_dsack(self.snd_nxt);
+            }
+        }
+        self.scoreboard_update(blocks, dsack.is_some(), ack);
+        // The timed segment arrived, by SACK: its RTT is now. Waiting for
+        // the cumulative ACK would time the repair of the holes below it
+        // too (hundreds of ms in a long recovery), and an inflated SRTT
+        // widens RACK's reordering window and the RTO.
+        if let Some((p, t)) = self.rtt_probe {
+            if ack <= p && self.rec.sack.sacked().range_at(p).is_some() {
+                self.rtt.sample(now - t);
+                self.rtt_probe = None;
+            }
+        }
+        dsack
+    }
+
+    /// Loss detection after an ACK up to `ack` was taken in (with D-SACK
+    /// `dsack`; a plain duplicate when `plain_dup`): RACK and the TLP's
+    /// check, RFC 6675's IsLost at snd_una, and PRR's share of what the
+    /// ACK delivered (from snd_una and the SACKed bytes before it).
+    pub(crate) fn detect_loss_on_ack(
+        &mut self,
+        now: Instant,
+        ack: SeqNumber,
+        dsack: Option<(SeqNumber, SeqNumber)>,
+        plain_dup: bool,
+        una_before: SeqNumber,
+        sacked_before: usize,
+    ) {
+        self.rec.sack.dupthresh = self.rack_on() && !self.rec.rack.reordering_seen;
+        if self.rack_on() {
+            self.rack_detect_loss(now);
+            self.tlp_on_ack(now, ack, dsack, plain_dup);
+        }
+        self.sack_check_loss(now);
+        if self.sack_recovery() {
+            // RFC 6937: DeliveredData = Δsnd_una + ΔSACKed.
+            let delivered = ((self.snd_una - una_before).max(0) as i64 + self.sacked_bytes() as i64
+                - sacked_before as i64)
+                .max(0) as usize;
+            let pipe = self.pipe();
+            if let Some(p) = self.rec.prr.as_mut() {
+                p.on_ack(delivered, pipe);
+            }
+        }
+    }
+
+    /// Recovery's and the congestion controller's share of an ACK of new
+    /// data (`acked` bytes up to `ack`, with an RTT sample when taken):
+    /// the end of a recovery episode, a partial ACK (NewReno), or an
+    /// ordinary ACK.
+    pub(crate) fn recovery_on_new_ack(
+        &mut self,
+        now: Instant,
+        ack: SeqNumber,
+        acked: usize,
+        rtt: Option<Duration>,
+    ) {
+        let in_flight = self.bytes_in_flight();
+        match self.rec.recover {
+            Some(rec) if ack >= rec => {
+                self.cc.on_exit_recovery(now, in_flight);
+                self.rec.recover = None;
+                self.rec.dup_acks = 0;
+                self.rec.sack.clear_retransmitted();
+                self.rec.prr = None;
+                self.rec.rack.on_exit_recovery();
+            }
+            // RFC 6675: a partial ACK needs nothing special, NextSeg()
+            // finds the next hole from the scoreboard; no window deflation
+            // either (see `Tcb::recovery_cwnd`).
+            Some(_) if self.sack_ok => {}
+            Some(_) => {
+                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
+                self.cc.on_partial_ack(now, acked);
+                self.rec.retransmit_one = true;
+            }
+            None => {
+                self.rec.dup_acks = 0;
+                let ev = AckEvent {
+                    bytes_acked: acked,
+                    rtt,
+                    in_flight,
+                    delivered: self.info.bytes_acked,
+                    app_limited: self.send_buf.len() <= in_flight,
+                    rate: self.rate.this_ack(),
+                };
+                self.cc.on_ack(now, &ev);
+            }
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681): window inflation in NewReno recovery,
+    /// and the third one starts fast recovery unless RACK decides by time.
+    pub(crate) fn dup_ack(&mut self, now: Instant) {
+        self.rec.dup_acks += 1;
+        if self.rec.recover.is_some() {
+            // SACK recovery counts `pipe` instead of inflating the window.
+            if self.rec.dup_acks > 3 && !self.sack_ok {
+                self.cc.on_recovery_dup_ack(now);
+            }
+            return;
+        }
+        if self.rack_on() {
+            // RACK decides, by time, not by counting (RFC 8985 §6).
+            return;
+        }
+        // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
+        let fresh = if self.sack_ok {
+            self.sack_fresh()
+        } else {
+            self.rec.last_recover.is_none_or(|r| self.snd_una > r)
+        };
+        if self.rec.dup_acks == 3 && fresh {
+            self.enter_recovery(now);
+        }
     }
 
     /// RFC 2883 §4: the first SACK block is a D-SACK when it lies below
