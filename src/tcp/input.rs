@@ -74,7 +74,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = self.config.sack && o.sack_permitted;
-        self.rec.sack.rack = self.rack_on();
+        self.rec.choose(self.sack_ok, self.config.rack);
         self.cc.set_mss(self.data_mss());
     }
 
@@ -136,7 +136,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = sack && self.config.sack && self.ts.is_some();
-        self.rec.sack.rack = self.rack_on();
+        self.rec.choose(self.sack_ok, self.config.rack);
         self.cc.set_mss(self.data_mss());
         self.snd_una = self.iss + 1;
         self.snd_nxt = self.snd_una;

@@ -7,7 +7,7 @@
 use super::cc::AckEvent;
 use super::recovery::prr::Prr;
 use super::recovery::rack::pto;
-use super::recovery::{Rexmit, Undo};
+use super::recovery::{Rexmit, Strategy, Undo};
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use super::timer::Timer;
@@ -206,7 +206,7 @@ impl Tcb {
             // RFC 6675: a partial ACK needs nothing special, NextSeg()
             // finds the next hole from the scoreboard; no window deflation
             // either (see `Tcb::recovery_cwnd`).
-            Some(_) if self.sack_ok => {}
+            Some(_) if self.rec.strategy != Strategy::NewReno => {}
             Some(_) => {
                 // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
                 self.cc.on_partial_ack(now, acked);
@@ -231,25 +231,31 @@ impl Tcb {
     /// and the third one starts fast recovery unless RACK decides by time.
     pub(crate) fn dup_ack(&mut self, now: Instant) {
         self.rec.dup_acks += 1;
-        if self.rec.recover.is_some() {
-            // SACK recovery counts `pipe` instead of inflating the window.
-            if self.rec.dup_acks > 3 && !self.sack_ok {
-                self.cc.on_recovery_dup_ack(now);
+        match self.rec.strategy {
+            Strategy::NewReno if self.rec.recover.is_some() => {
+                if self.rec.dup_acks > 3 {
+                    self.cc.on_recovery_dup_ack(now);
+                }
             }
-            return;
-        }
-        if self.rack_on() {
+            Strategy::NewReno => {
+                // RFC 6582 §3.2 step 1: no new recovery for losses of the
+                // last one.
+                let fresh = self.rec.last_recover.is_none_or(|r| self.snd_una > r);
+                if self.rec.dup_acks == 3 && fresh {
+                    self.enter_recovery(now);
+                }
+            }
+            // SACK recovery counts `pipe` instead of inflating the window;
             // RACK decides, by time, not by counting (RFC 8985 §6).
-            return;
-        }
-        // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
-        let fresh = if self.sack_ok {
-            self.sack_fresh()
-        } else {
-            self.rec.last_recover.is_none_or(|r| self.snd_una > r)
-        };
-        if self.rec.dup_acks == 3 && fresh {
-            self.enter_recovery(now);
+            Strategy::Sack { rack } => {
+                if self.rec.recover.is_none()
+                    && !rack
+                    && self.rec.dup_acks == 3
+                    && self.sack_fresh()
+                {
+                    self.enter_recovery(now);
+                }
+            }
         }
     }
 
@@ -291,7 +297,7 @@ impl Tcb {
         self.cc.on_enter_recovery(now, in_flight);
         self.rec.retransmit_one = true;
         self.info.fast_retransmits += 1;
-        if self.sack_ok {
+        if let Strategy::Sack { .. } = self.rec.strategy {
             let mut prr = Prr::new(in_flight, self.cc.ssthresh(), self.data_mss());
             // Until the next ACK: the fast retransmit only.
             prr.on_ack(0, self.pipe());
@@ -481,7 +487,7 @@ impl Tcb {
 impl Tcb {
     /// RACK-TLP in use: SACK agreed and RACK enabled.
     pub(crate) fn rack_on(&self) -> bool {
-        self.sack_ok && self.config.rack
+        self.rec.strategy.rack()
     }
 
     /// Book-keeping for a data segment `[seq, end)` that just went out:

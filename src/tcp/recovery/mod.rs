@@ -50,10 +50,45 @@ pub(crate) struct Rexmit {
     pub rescue: bool,
 }
 
+/// How losses are found and repaired, chosen once when the handshake
+/// settles SACK (as gVisor's `lossRecovery`: `reno_recovery.go`,
+/// `sack_recovery.go`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// No SACK: NewReno (RFC 5681, RFC 6582). Three duplicate ACKs start
+    /// fast recovery, which inflates the window per duplicate ACK and
+    /// resends the segment at snd_una on each partial ACK.
+    #[default]
+    NewReno,
+    /// SACK (RFC 6675): the scoreboard's IsLost, `pipe` and NextSeg(),
+    /// with Proportional Rate Reduction and undo by D-SACK. With `rack`,
+    /// RACK-TLP (RFC 8985) decides by time what is lost, and probes tails.
+    Sack { rack: bool },
+}
+
+impl Strategy {
+    /// The strategy for a connection that agreed SACK (`sack`) and is
+    /// configured for RACK-TLP (`rack`).
+    pub(crate) fn choose(sack: bool, rack: bool) -> Strategy {
+        if sack {
+            Strategy::Sack { rack }
+        } else {
+            Strategy::NewReno
+        }
+    }
+
+    /// RACK-TLP decides loss.
+    pub(crate) fn rack(self) -> bool {
+        self == Strategy::Sack { rack: true }
+    }
+}
+
 /// One connection's loss-recovery state: the transmit records, the
 /// scoreboard, RACK-TLP, and the recovery episode with its PRR and undo.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Recovery {
+    /// NewReno or SACK-based, chosen at the handshake.
+    pub(crate) strategy: Strategy,
     /// Duplicate ACKs in a row (RFC 5681; NewReno without SACK).
     pub(crate) dup_acks: u32,
     /// In fast recovery until this is acknowledged (RFC 6582 `recover`).
@@ -72,4 +107,13 @@ pub(crate) struct Recovery {
     pub(crate) prr: Option<Prr>,
     /// Undo of the last window reduction (D-SACK).
     pub(crate) undo: Option<Undo>,
+}
+
+impl Recovery {
+    /// The handshake settled SACK (`sack`); RACK-TLP is configured
+    /// (`rack`).
+    pub(crate) fn choose(&mut self, sack: bool, rack: bool) {
+        self.strategy = Strategy::choose(sack, rack);
+        self.sack.rack = self.strategy.rack();
+    }
 }
