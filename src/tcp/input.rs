@@ -264,15 +264,12 @@ impl Tcb {
         }
         let f = seg.flags;
         let seg_seq = SeqNumber(seg.seq_number);
-        let Some(Text {
+        let Text {
             seq,
             payload,
             syn,
             fin,
-        }) = self.acceptable_text(seg)
-        else {
-            return None;
-        };
+        } = self.acceptable_text(seg)?;
 
         if f.rst() {
             self.process_rst(now, seg_seq);
