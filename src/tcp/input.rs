@@ -382,15 +382,8 @@ impl Tcb {
     fn acceptable_text<'a>(&mut self, seg: &tcp::Repr<'a>) -> Option<Text<'a>> {
         let f = seg.flags;
         let seg_seq = SeqNumber(seg.seq_number);
-        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
         let wnd = self.rcv_wnd_advertised();
-        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
-        let acceptable = match (seg_len, wnd) {
-            (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
-            (_, 0) => false,
-            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
-        };
+        let acceptable = self.acceptable(seg);
         let mut t = Text {
             seq: seg_seq,
             payload: seg.payload,
@@ -429,6 +422,22 @@ impl Tcb {
         }
         self.trim_to_window(&mut t, wnd);
         Some(t)
+    }
+
+    /// The first check of §3.10.7.4: some of `seg`'s sequence space lies
+    /// in the receive window (a segment without any, at rcv_nxt).
+    fn acceptable(&self, seg: &tcp::Repr) -> bool {
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
+        let wnd = self.rcv_wnd_advertised();
+        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        match (seg_len, wnd) {
+            (0, 0) => seg_seq == self.rcv_nxt,
+            (0, _) => in_wnd(seg_seq),
+            (_, 0) => false,
+            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        }
     }
 
     /// Cuts what lies outside `[rcv_nxt, rcv_nxt + wnd)` off `t`.
@@ -741,17 +750,7 @@ impl Tcb {
         }
         // First check: an unacceptable segment (an old duplicate, or the
         // peer's retransmitted FIN) is answered with an ACK.
-        let seg_seq = SeqNumber(seg.seq_number);
-        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
-        let wnd = self.rcv_wnd_advertised();
-        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
-        let acceptable = match (seg_len, wnd) {
-            (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
-            (_, 0) => false,
-            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
-        };
-        if !acceptable {
+        if !self.acceptable(seg) {
             self.ack_now = true;
             return None;
         }
@@ -775,7 +774,7 @@ impl Tcb {
         // Only a bare ACK at RCV.NXT is absorbed silently; any other
         // segment (a FIN, text, or a sequence number past RCV.NXT) is
         // answered with an ACK, as Linux (`tcp_timewait_state_process`).
-        if f.fin() || !seg.payload.is_empty() || seg_seq != self.rcv_nxt {
+        if f.fin() || !seg.payload.is_empty() || SeqNumber(seg.seq_number) != self.rcv_nxt {
             self.ack_now = true;
         }
         None
