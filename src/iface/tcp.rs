@@ -697,6 +697,7 @@ impl Interface {
         let (local, remote) = (c.tcb.local, c.tcb.remote);
         let mut blocked = false;
         let retrans_before = c.tcb.info.retransmits;
+        c.tcb.handle_timeout(now);
         c.tcb.poll_transmit(now, &mut |seg: &OutSegment| {
             let ok = self.emit_tcp(now, local, remote, seg);
             blocked |= !ok;

@@ -558,7 +558,7 @@ impl<'a> TcpRun<'a> {
                         table.push_str(&format!(
                             "ack_now {} retransmit_one {} sack_wants_send {} rst_pending {}",
                             t.ack_now,
-                            t.retransmit_one,
+                            t.rec.retransmit_one,
                             t.sack_wants_send(),
                             t.rst_pending
                         ));

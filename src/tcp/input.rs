@@ -3,9 +3,9 @@
 
 use std::io;
 
-use super::cc::AckEvent;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb, Timestamps};
+use super::timer::Timer;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp;
 
@@ -17,6 +17,25 @@ pub struct RstReply {
     pub seq: SeqNumber,
     /// Acknowledgement number, when the RST carries ACK.
     pub ack: Option<SeqNumber>,
+}
+
+/// Whether the rest of a segment is processed after its ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterAck {
+    /// Go on to its text and FIN.
+    Continue,
+    /// The segment is done with (it acknowledged what was never sent, was
+    /// too old, or its ACK closed the connection).
+    Done,
+}
+
+/// The part of an acceptable segment inside the receive window.
+#[derive(Debug)]
+struct Text<'a> {
+    seq: SeqNumber,
+    payload: &'a [u8],
+    syn: bool,
+    fin: bool,
 }
 
 /// PAWS: TS.Recent older than 24 days is no longer trusted (RFC 7323 §5.5).
@@ -55,7 +74,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = self.config.sack && o.sack_permitted;
-        self.sack.rack = self.rack_on();
+        self.rec.choose(self.sack_ok, self.config.rack);
         self.cc.set_mss(self.data_mss());
     }
 
@@ -117,7 +136,7 @@ impl Tcb {
             _ => None,
         };
         self.sack_ok = sack && self.config.sack && self.ts.is_some();
-        self.sack.rack = self.rack_on();
+        self.rec.choose(self.sack_ok, self.config.rack);
         self.cc.set_mss(self.data_mss());
         self.snd_una = self.iss + 1;
         self.snd_nxt = self.snd_una;
@@ -184,7 +203,7 @@ impl Tcb {
             self.syn_text = seg.payload[..keep].to_vec();
             self.set_state(State::SynReceived);
             self.snd_nxt = self.iss;
-            self.rto_at = Some(now);
+            self.timers.set(Timer::Rto, now);
         }
         None
     }
@@ -210,12 +229,15 @@ impl Tcb {
             }
         }
         self.retries = 0;
-        self.rto_at = None;
+        self.timers.stop(Timer::Rto);
         self.unacked_since = None;
     }
 
     pub(crate) fn on_established(&mut self, now: Instant) {
-        self.keepalive_at = self.config.keepalive.map(|k| now + k.idle);
+        match self.config.keepalive {
+            Some(k) => self.timers.set(Timer::Keepalive, now + k.idle),
+            None => self.timers.stop(Timer::Keepalive),
+        }
     }
 
     fn rcv_wnd_advertised(&self) -> usize {
@@ -234,123 +256,23 @@ impl Tcb {
     }
 
     fn process_synchronized(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
-        let f = seg.flags;
-        let seg_seq = SeqNumber(seg.seq_number);
-
         if self.state == State::TimeWait {
             return self.process_time_wait(now, seg);
         }
+        if self.paws_rejects(now, seg) {
+            return None;
+        }
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let Text {
+            seq,
+            payload,
+            syn,
+            fin,
+        } = self.acceptable_text(seg)?;
 
-        // PAWS (RFC 7323 §5.3).
-        if let (Some(ts), Some((val, _))) = (self.ts, seg.options.timestamps) {
-            if !f.rst()
-                && (val.wrapping_sub(ts.recent) as i32) < 0
-                && now - ts.recent_at < PAWS_IDLE
-            {
-                // An old copy (typically the original of a segment whose
-                // retransmission arrived first): a D-SACK for what of it
-                // lies below rcv_nxt, as Linux (`tcp_send_dupack`).
-                let end = seg_seq + seg.payload.len();
-                if !seg.payload.is_empty() && seg_seq < self.rcv_nxt {
-                    self.note_dsack(seg_seq, end.min(self.rcv_nxt));
-                }
-                self.ack_now = true;
-                return None;
-            }
-        }
-
-        // Acceptability (§3.10.7.4, first check).
-        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
-        let wnd = self.rcv_wnd_advertised();
-        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
-        let acceptable = match (seg_len, wnd) {
-            (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
-            (_, 0) => false,
-            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
-        };
-        let mut syn = f.syn();
-        let mut fin = f.fin();
-        let mut payload = seg.payload;
-        let mut seq = seg_seq;
-        if !acceptable {
-            if f.rst() {
-                return None;
-            }
-            if self.state == State::SynReceived && syn && seg_seq == self.irs {
-                if f.ack() && !self.passive {
-                    // Simultaneous open: the peer's SYN-ACK. Its SYN is
-                    // old news; its ACK completes the handshake.
-                    syn = false;
-                    seq += 1;
-                } else {
-                    // A retransmitted SYN: our SYN-ACK was lost.
-                    self.snd_nxt = self.iss;
-                    return None;
-                }
-            } else if wnd == 0 && seg_seq == self.rcv_nxt {
-                // A zero window still takes ACKs, URGs and RSTs.
-                payload = &[];
-                syn = false;
-                fin = false;
-                self.ack_now = true;
-            } else {
-                if !payload.is_empty() && seg_seq + payload.len() <= self.rcv_nxt {
-                    // All of it was received before (RFC 2883 §4.1.1).
-                    self.note_dsack(seg_seq, seg_seq + payload.len());
-                }
-                self.ack_now = true;
-                return None;
-            }
-            let _ = (&mut syn, &mut seq);
-        }
-
-        // Trim to the window.
-        if syn && seq < self.rcv_nxt {
-            syn = false;
-            seq += 1;
-        }
-        if seq < self.rcv_nxt {
-            let t = (self.rcv_nxt - seq) as usize;
-            if !payload.is_empty() {
-                // The start was received before (RFC 2883 §4.1.3).
-                self.note_dsack(seq, seq + t.min(payload.len()));
-            }
-            if t > payload.len() {
-                fin = false;
-            }
-            payload = &payload[t.min(payload.len())..];
-            seq = self.rcv_nxt;
-            self.ack_now = true;
-        }
-        let right = self.rcv_nxt + wnd;
-        if seq + payload.len() > right {
-            let keep = (right - seq).max(0) as usize;
-            payload = &payload[..keep.min(payload.len())];
-            fin = false;
-            self.ack_now = true;
-        }
-
-        // RST (§3.10.7.4 second check, RFC 5961 §3.2; with RFC 5961 off,
-        // RFC 793: any RST in the window).
         if f.rst() {
-            if seg_seq == self.rcv_nxt || !self.config.rfc5961_rst {
-                match self.state {
-                    State::SynReceived if self.passive => self.enter_closed(),
-                    State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
-                    // Like Linux's tcp_reset: every synchronized state
-                    // reports the reset, LAST-ACK and CLOSING included.
-                    State::Established
-                    | State::FinWait1
-                    | State::FinWait2
-                    | State::CloseWait
-                    | State::LastAck
-                    | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
-                    _ => self.enter_closed(),
-                }
-            } else {
-                self.challenge_ack(now);
-            }
+            self.process_rst(now, seg_seq);
             return None;
         }
 
@@ -383,7 +305,7 @@ impl Tcb {
         }
         self.last_recv_at = now;
         if let Some(k) = self.config.keepalive {
-            self.keepalive_at = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
             self.keepalive_probes = 0;
         }
 
@@ -407,10 +329,10 @@ impl Tcb {
                     ack: None,
                 });
             }
-        } else if let Some(reply) =
-            self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+        } else if self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+            == AfterAck::Done
         {
-            return reply;
+            return None;
         }
 
         // Text and FIN.
@@ -430,9 +352,145 @@ impl Tcb {
         None
     }
 
+    /// PAWS (RFC 7323 §5.3): true when `seg` is an old duplicate to drop
+    /// (and ACK).
+    fn paws_rejects(&mut self, now: Instant, seg: &tcp::Repr) -> bool {
+        let (Some(ts), Some((val, _))) = (self.ts, seg.options.timestamps) else {
+            return false;
+        };
+        if seg.flags.rst()
+            || (val.wrapping_sub(ts.recent) as i32) >= 0
+            || now - ts.recent_at >= PAWS_IDLE
+        {
+            return false;
+        }
+        // An old copy (typically the original of a segment whose
+        // retransmission arrived first): a D-SACK for what of it lies
+        // below rcv_nxt, as Linux (`tcp_send_dupack`).
+        let seg_seq = SeqNumber(seg.seq_number);
+        let end = seg_seq + seg.payload.len();
+        if !seg.payload.is_empty() && seg_seq < self.rcv_nxt {
+            self.note_dsack(seg_seq, end.min(self.rcv_nxt));
+        }
+        self.ack_now = true;
+        true
+    }
+
+    /// Acceptability (§3.10.7.4, first check) and trimming to the window:
+    /// what of `seg` is new text (a SYN and FIN among it), or `None` when
+    /// the segment goes no further (an ACK is due when it should draw one).
+    fn acceptable_text<'a>(&mut self, seg: &tcp::Repr<'a>) -> Option<Text<'a>> {
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let wnd = self.rcv_wnd_advertised();
+        let acceptable = self.acceptable(seg);
+        let mut t = Text {
+            seq: seg_seq,
+            payload: seg.payload,
+            syn: f.syn(),
+            fin: f.fin(),
+        };
+        if !acceptable {
+            if f.rst() {
+                return None;
+            }
+            if self.state == State::SynReceived && t.syn && seg_seq == self.irs {
+                if f.ack() && !self.passive {
+                    // Simultaneous open: the peer's SYN-ACK. Its SYN is
+                    // old news; its ACK completes the handshake.
+                    t.syn = false;
+                    t.seq += 1;
+                } else {
+                    // A retransmitted SYN: our SYN-ACK was lost.
+                    self.snd_nxt = self.iss;
+                    return None;
+                }
+            } else if wnd == 0 && seg_seq == self.rcv_nxt {
+                // A zero window still takes ACKs, URGs and RSTs.
+                t.payload = &[];
+                t.syn = false;
+                t.fin = false;
+                self.ack_now = true;
+            } else {
+                if !t.payload.is_empty() && seg_seq + t.payload.len() <= self.rcv_nxt {
+                    // All of it was received before (RFC 2883 §4.1.1).
+                    self.note_dsack(seg_seq, seg_seq + t.payload.len());
+                }
+                self.ack_now = true;
+                return None;
+            }
+        }
+        self.trim_to_window(&mut t, wnd);
+        Some(t)
+    }
+
+    /// The first check of §3.10.7.4: some of `seg`'s sequence space lies
+    /// in the receive window (a segment without any, at rcv_nxt).
+    fn acceptable(&self, seg: &tcp::Repr) -> bool {
+        let f = seg.flags;
+        let seg_seq = SeqNumber(seg.seq_number);
+        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
+        let wnd = self.rcv_wnd_advertised();
+        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
+        match (seg_len, wnd) {
+            (0, 0) => seg_seq == self.rcv_nxt,
+            (0, _) => in_wnd(seg_seq),
+            (_, 0) => false,
+            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
+        }
+    }
+
+    /// Cuts what lies outside `[rcv_nxt, rcv_nxt + wnd)` off `t`.
+    fn trim_to_window(&mut self, t: &mut Text, wnd: usize) {
+        if t.syn && t.seq < self.rcv_nxt {
+            t.syn = false;
+            t.seq += 1;
+        }
+        if t.seq < self.rcv_nxt {
+            let n = (self.rcv_nxt - t.seq) as usize;
+            if !t.payload.is_empty() {
+                // The start was received before (RFC 2883 §4.1.3).
+                self.note_dsack(t.seq, t.seq + n.min(t.payload.len()));
+            }
+            if n > t.payload.len() {
+                t.fin = false;
+            }
+            t.payload = &t.payload[n.min(t.payload.len())..];
+            t.seq = self.rcv_nxt;
+            self.ack_now = true;
+        }
+        let right = self.rcv_nxt + wnd;
+        if t.seq + t.payload.len() > right {
+            let keep = (right - t.seq).max(0) as usize;
+            t.payload = &t.payload[..keep.min(t.payload.len())];
+            t.fin = false;
+            self.ack_now = true;
+        }
+    }
+
+    /// An acceptable RST (§3.10.7.4 second check, RFC 5961 §3.2; with RFC
+    /// 5961 off, RFC 793: any RST in the window).
+    fn process_rst(&mut self, now: Instant, seg_seq: SeqNumber) {
+        if seg_seq != self.rcv_nxt && self.config.rfc5961_rst {
+            self.challenge_ack(now);
+            return;
+        }
+        match self.state {
+            State::SynReceived if self.passive => self.enter_closed(),
+            State::SynReceived => self.fail(io::ErrorKind::ConnectionRefused),
+            // Like Linux's tcp_reset: every synchronized state reports the
+            // reset, LAST-ACK and CLOSING included.
+            State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::CloseWait
+            | State::LastAck
+            | State::Closing => self.fail(io::ErrorKind::ConnectionReset),
+            _ => self.enter_closed(),
+        }
+    }
+
     /// ACK processing in synchronized states (§3.10.7.4 fifth check).
-    /// `Some(r)` ends processing of the segment with reply `r`.
-    #[allow(clippy::option_option)]
     fn process_ack(
         &mut self,
         now: Instant,
@@ -440,44 +498,23 @@ impl Tcb {
         seg_seq: SeqNumber,
         ack: SeqNumber,
         pure: bool,
-    ) -> Option<Option<RstReply>> {
+    ) -> AfterAck {
         if ack > self.snd_max {
             // Acknowledges something never sent.
             self.ack_now = true;
-            return Some(None);
+            return AfterAck::Done;
         }
         let max_wnd = self.max_snd_wnd.max(65535);
         if ack < self.snd_una - max_wnd {
             self.challenge_ack(now);
-            return Some(None);
+            return AfterAck::Done;
         }
         let old_wnd = self.snd_wnd;
         let blocks = seg.options.sack_blocks();
         let ecr = seg.options.timestamps.map(|(_, ecr)| ecr);
         let una_before = self.snd_una;
         let sacked_before = self.sacked_bytes();
-        let mut dsack = None;
-        if self.sack_ok {
-            dsack = self.find_dsack(blocks, ack);
-            if let Some((l, r)) = dsack {
-                self.info.dsacks_received += 1;
-                self.undo_on_dsack(l, r);
-                if self.rack_on() {
-                    self.rack.on_dsack(self.snd_nxt);
-                }
-            }
-            self.sack_on_ack(blocks, dsack.is_some(), ack);
-            // The timed segment arrived, by SACK: its RTT is now. Waiting
-            // for the cumulative ACK would time the repair of the holes
-            // below it too (hundreds of ms in a long recovery), and an
-            // inflated SRTT widens RACK's reordering window and the RTO.
-            if let Some((p, t)) = self.rtt_probe {
-                if ack <= p && self.sack.sacked().range_at(p).is_some() {
-                    self.rtt.sample(now - t);
-                    self.rtt_probe = None;
-                }
-            }
-        }
+        let dsack = self.sack_on_ack(now, blocks, ack);
         // The segment records (RACK's, and the rate sampler's without it).
         let delivered_before = self.rate.delivered();
         self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
@@ -508,22 +545,7 @@ impl Tcb {
             self.cc
                 .on_delivery(now, rs.as_ref(), newly as usize, flight, total);
         }
-        self.sack.dupthresh = self.rack_on() && !self.rack.reordering_seen;
-        if self.rack_on() {
-            self.rack_detect_loss(now);
-            self.tlp_on_ack(now, ack, dsack, plain_dup);
-        }
-        self.sack_check_loss(now);
-        if self.sack_recovery() {
-            // RFC 6937: DeliveredData = Δsnd_una + ΔSACKed.
-            let delivered = ((self.snd_una - una_before).max(0) as i64 + self.sacked_bytes() as i64
-                - sacked_before as i64)
-                .max(0) as usize;
-            let pipe = self.pipe();
-            if let Some(p) = self.prr.as_mut() {
-                p.on_ack(delivered, pipe);
-            }
-        }
+        self.detect_loss_on_ack(now, ack, dsack, plain_dup, una_before, sacked_before);
         if dsack.is_some() || advanced {
             self.undo_check(now);
         }
@@ -537,7 +559,7 @@ impl Tcb {
             self.snd_wl1 = seg_seq;
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
-                self.persist_at = None;
+                self.timers.stop(Timer::Persist);
                 self.persist_backoff = 0;
             }
         }
@@ -546,20 +568,21 @@ impl Tcb {
             State::FinWait1 if fin_acked => {
                 self.set_state(State::FinWait2);
                 if self.orphaned {
-                    self.fin_wait2_at = Some(now + self.config.fin_wait2_timeout);
+                    self.timers
+                        .set(Timer::FinWait2, now + self.config.fin_wait2_timeout);
                 }
             }
             State::Closing if fin_acked => {
                 self.enter_time_wait(now);
-                return Some(None);
+                return AfterAck::Done;
             }
             State::LastAck if fin_acked => {
                 self.enter_closed();
-                return Some(None);
+                return AfterAck::Done;
             }
             _ => {}
         }
-        None
+        AfterAck::Continue
     }
 
     fn new_ack(&mut self, now: Instant, ack: SeqNumber, ts_ecr: Option<u32>) {
@@ -599,69 +622,14 @@ impl Tcb {
         }
         self.retries = 0;
         if self.snd_una == self.snd_max {
-            self.rto_at = None;
+            self.timers.stop(Timer::Rto);
             self.unacked_since = None;
         } else {
             self.unacked_since = Some(now);
-            self.rto_at = Some(self.rto_deadline(now));
+            self.timers.set(Timer::Rto, self.rto_deadline(now));
         }
         self.info.bytes_acked += acked as u64;
-        let in_flight = self.bytes_in_flight();
-        match self.recovery {
-            Some(rec) if ack >= rec => {
-                self.cc.on_exit_recovery(now, in_flight);
-                self.recovery = None;
-                self.dup_acks = 0;
-                self.sack.clear_retransmitted();
-                self.prr = None;
-                self.rack.on_exit_recovery();
-            }
-            // RFC 6675: a partial ACK needs nothing special, NextSeg()
-            // finds the next hole from the scoreboard; no window deflation
-            // either (see `Tcb::recovery_cwnd`).
-            Some(_) if self.sack_ok => {}
-            Some(_) => {
-                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
-                self.cc.on_partial_ack(now, acked);
-                self.retransmit_one = true;
-            }
-            None => {
-                self.dup_acks = 0;
-                let ev = AckEvent {
-                    bytes_acked: acked,
-                    rtt,
-                    in_flight,
-                    delivered: self.info.bytes_acked,
-                    app_limited: self.send_buf.len() <= in_flight,
-                    rate: self.rate.this_ack(),
-                };
-                self.cc.on_ack(now, &ev);
-            }
-        }
-    }
-
-    fn dup_ack(&mut self, now: Instant) {
-        self.dup_acks += 1;
-        if self.recovery.is_some() {
-            // SACK recovery counts `pipe` instead of inflating the window.
-            if self.dup_acks > 3 && !self.sack_ok {
-                self.cc.on_recovery_dup_ack(now);
-            }
-            return;
-        }
-        if self.rack_on() {
-            // RACK decides, by time, not by counting (RFC 8985 §6).
-            return;
-        }
-        // RFC 6582 §3.2 step 1: no new recovery for losses of the last one.
-        let fresh = if self.sack_ok {
-            self.sack_fresh()
-        } else {
-            self.last_recover.is_none_or(|r| self.snd_una > r)
-        };
-        if self.dup_acks == 3 && fresh {
-            self.enter_recovery(now);
-        }
+        self.recovery_on_new_ack(now, ack, acked, rtt);
     }
 
     /// Reports `[l, r)`, received twice, as a D-SACK block in the next
@@ -721,8 +689,9 @@ impl Tcb {
                 self.segs_unacked += (payload.len() / full).max(1) as u32;
                 if self.segs_unacked >= 2 {
                     self.ack_now = true;
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(now + self.config.delayed_ack);
+                } else if !self.timers.is_set(Timer::DelAck) {
+                    self.timers
+                        .set(Timer::DelAck, now + self.config.delayed_ack);
                 }
             }
         }
@@ -745,7 +714,10 @@ impl Tcb {
                 // Linux in pingpong mode); if it does not, the ACK goes when
                 // the delayed-ACK timer fires.
                 let at = now + self.config.delayed_ack;
-                self.delack_at = Some(self.delack_at.map_or(at, |t| t.min(at)));
+                self.timers.set(
+                    Timer::DelAck,
+                    self.timers.get(Timer::DelAck).map_or(at, |t| t.min(at)),
+                );
                 self.set_state(State::CloseWait);
                 return;
             }
@@ -774,21 +746,11 @@ impl Tcb {
         }
         if f.fin() {
             // A retransmitted FIN restarts 2 MSL (§3.10.7.4, eighth check).
-            self.time_wait_at = Some(now + 2 * self.config.msl);
+            self.timers.set(Timer::TimeWait, now + 2 * self.config.msl);
         }
         // First check: an unacceptable segment (an old duplicate, or the
         // peer's retransmitted FIN) is answered with an ACK.
-        let seg_seq = SeqNumber(seg.seq_number);
-        let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
-        let wnd = self.rcv_wnd_advertised();
-        let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
-        let acceptable = match (seg_len, wnd) {
-            (0, 0) => seg_seq == self.rcv_nxt,
-            (0, _) => in_wnd(seg_seq),
-            (_, 0) => false,
-            (_, _) => in_wnd(seg_seq) || in_wnd(seg_seq + (seg_len - 1)),
-        };
-        if !acceptable {
+        if !self.acceptable(seg) {
             self.ack_now = true;
             return None;
         }
@@ -812,7 +774,7 @@ impl Tcb {
         // Only a bare ACK at RCV.NXT is absorbed silently; any other
         // segment (a FIN, text, or a sequence number past RCV.NXT) is
         // answered with an ACK, as Linux (`tcp_timewait_state_process`).
-        if f.fin() || !seg.payload.is_empty() || seg_seq != self.rcv_nxt {
+        if f.fin() || !seg.payload.is_empty() || SeqNumber(seg.seq_number) != self.rcv_nxt {
             self.ack_now = true;
         }
         None

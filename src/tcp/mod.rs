@@ -2,22 +2,33 @@
 //!
 //! Everything here is sans-IO: time is an input ([`crate::time::Instant`]),
 //! nothing reads a clock or touches a socket, and nothing panics on wire
-//! input. A connection is a [`Tcb`]: segments go in through the interface
-//! (`process`), segments come out of [`Tcb::poll_transmit`], and
-//! [`Tcb::poll_at`] says when it next needs to run.
+//! input. A connection is a [`Tcb`], driven only by the interface: segments
+//! go in (`process`), due timers fire (`handle_timeout`), segments come
+//! out (`poll_transmit`), and `poll_at` says when it next needs to run. An
+//! application holding a `&mut Tcb` reads its state, sends, receives,
+//! closes and sets options; it cannot drive it.
 //!
 //! * [`seq`]: sequence numbers across the 2^32 wrap.
 //! * [`buffer`]: the send ring and the receive assembler.
 //! * [`rtt`]: the RFC 6298 RTO estimator.
 //! * [`isn`]: RFC 6528 initial sequence numbers.
-//! * [`cc`]: pluggable congestion control (NewReno now).
-//! * `tcb`, `input`, `output`: the state machine.
-//! * `sack`: the SACK scoreboard and RFC 6675 recovery; `rack`: RACK-TLP
-//!   loss detection (RFC 8985); `prr`: Proportional Rate Reduction
-//!   (RFC 6937).
+//! * [`cc`]: pluggable congestion control (Reno, CUBIC, BBR; Linux's
+//!   `TCP_CONGESTION` names).
+//! * [`rate`]: delivery-rate estimation.
+//! * `tcb`: the connection's state and the application's calls; `input`:
+//!   segment arrival; `output`: what goes out, step by step (RST, SYN,
+//!   tail loss probe, retransmissions, new data, probes, ACK).
+//! * `timer`: the connection's deadlines, one table keyed by `Timer`.
+//! * `recovery`: loss recovery's state and arithmetic, which knows nothing
+//!   of the connection: `sent` (the transmit records), `scoreboard` (SACK,
+//!   RFC 6675, and D-SACK undo), `rack` (RACK-TLP, RFC 8985) and `prr`
+//!   (Proportional Rate Reduction, RFC 6937). `loss` is the connection's
+//!   side: fast recovery with NewReno (RFC 6582) without SACK, RFC 6675
+//!   with it.
 //! * `listen`: listeners with bounded SYN and accept queues.
 //! * `pmtu`: path MTU discovery's share of the connection (RFC 1191/8201,
 //!   validated per RFC 5927): the MSS shrinks, oversized segments go again.
+//! * [`time_wait`]: compact TIME-WAIT entries for connections let go of.
 
 pub mod buffer;
 pub mod cc;
@@ -26,16 +37,16 @@ pub mod cookie;
 mod input;
 pub mod isn;
 mod listen;
+mod loss;
 mod output;
 mod pmtu;
-mod prr;
-mod rack;
 pub mod rate;
+mod recovery;
 pub mod rtt;
-mod sack;
 pub mod seq;
 mod tcb;
 pub mod time_wait;
+mod timer;
 
 pub use config::{Keepalive, SynFin, TcpConfig};
 pub use input::RstReply;

@@ -4,9 +4,13 @@
 //! next needs to run.
 
 use std::io;
+use std::ops::ControlFlow;
 
+use super::recovery::rack::Tlp;
+use super::recovery::Rexmit;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb};
+use super::timer::{Fired, Timer};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{self, Flags};
 
@@ -162,7 +166,7 @@ impl Tcb {
     }
 
     /// When [`Tcb::poll_transmit`] next has work: now, or a timer.
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
         // A closed connection sends nothing but a pending RST; left-over
         // recovery state must not ask for a transmission that
         // `poll_transmit` will never make (found by pcap replay: after an
@@ -172,8 +176,8 @@ impl Tcb {
         }
         let immediate = self.rst_pending
             || self.ack_now
-            || self.retransmit_one
-            || self.tlp.due
+            || self.rec.retransmit_one
+            || self.rec.tlp.due
             || (matches!(self.state, State::SynSent | State::SynReceived)
                 && self.snd_nxt == self.iss);
         if immediate {
@@ -188,68 +192,67 @@ impl Tcb {
         }
         [
             data.then(|| self.pace_gate()).flatten(),
-            self.rto_at,
-            self.reo_at,
-            self.pto_at,
-            self.delack_at,
-            self.persist_at,
-            self.keepalive_at,
-            self.time_wait_at,
-            self.fin_wait2_at,
+            self.timers.next_timeout(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Runs the timers due at `now`; returns (persist fired, keep-alive
-    /// probe due).
-    fn run_timers(&mut self, now: Instant) -> (bool, bool) {
-        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.time_wait_at) || due(self.fin_wait2_at) {
+    /// Runs the timers due at `now`. The interface calls it before it lets
+    /// the connection transmit; the probes a timer asks for (persist,
+    /// keep-alive, tail loss) go out in the next [`Tcb::poll_transmit`].
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.is_expired(Timer::TimeWait, now)
+            || self.timers.is_expired(Timer::FinWait2, now)
+        {
             self.enter_closed();
-            return (false, false);
+            return;
         }
         // The PTO is never later than the RTO; when both are due the probe
         // goes first and re-arms the RTO (Linux: one timer, the probe's
-        // replacing the RTO's). If no probe can be sent, the RTO fires on
-        // the next poll.
-        if due(self.pto_at) {
-            self.pto_at = None;
-            self.tlp.due = true;
-        } else if due(self.rto_at) {
+        // replacing the RTO's). If no probe can be sent, the RTO fires
+        // below.
+        if self.timers.take_expired(Timer::Tlp, now) {
+            self.rec.tlp.due = true;
+        } else if self.timers.is_expired(Timer::Rto, now) {
             self.on_rto(now);
             if self.state == State::Closed {
-                return (false, false);
+                return;
             }
         }
-        if due(self.reo_at) {
+        if self.timers.is_expired(Timer::ReoWnd, now) {
             self.rack_timeout(now);
         }
-        if due(self.delack_at) {
-            self.delack_at = None;
+        if self.timers.take_expired(Timer::DelAck, now) {
             self.ack_now = true;
             // The application did not answer within the delayed-ACK time:
             // not an exchange of requests and answers after all.
             self.pingpong = false;
         }
-        let mut persist = false;
-        if due(self.persist_at) {
-            self.persist_at = None;
-            persist = true;
+        if self.timers.take_expired(Timer::Persist, now) {
+            self.fired.persist = true;
         }
-        let mut keepalive = false;
-        if due(self.keepalive_at) {
+        if self.timers.is_expired(Timer::Keepalive, now) {
             let k = self.config.keepalive.unwrap_or_default();
             if self.keepalive_probes >= k.count {
                 self.fail(io::ErrorKind::TimedOut);
-                return (false, false);
+                return;
             }
             self.keepalive_probes += 1;
-            self.keepalive_at = Some(now + k.interval);
-            keepalive = true;
+            self.timers.set(Timer::Keepalive, now + k.interval);
+            self.fired.keepalive = true;
         }
-        (persist, keepalive)
+        // A tail loss probe is due but none can go: an RTO that fell due
+        // meanwhile fires now, not on the next round (a deadline left in
+        // the past is a runtime that spins; found by the live_stack fuzz
+        // target).
+        if self.rec.tlp.due && self.probes_may_go() && self.tlp_probe().is_none() {
+            self.rec.tlp.due = false;
+            if self.timers.is_expired(Timer::Rto, now) {
+                self.on_rto(now);
+            }
+        }
     }
 
     fn persist_interval(&self) -> crate::time::Duration {
@@ -272,7 +275,7 @@ impl Tcb {
     }
 
     fn on_rto(&mut self, now: Instant) {
-        self.rto_at = None;
+        self.timers.stop(Timer::Rto);
         let handshake = matches!(self.state, State::SynSent | State::SynReceived);
         if handshake && self.snd_max == self.iss {
             // The first SYN has not gone out yet: that is not a timeout.
@@ -318,24 +321,24 @@ impl Tcb {
             self.undo_start();
         }
         self.cc.on_rto(now, in_flight);
-        self.recovery = None;
-        self.prr = None;
-        self.reo_at = None;
-        self.pto_at = None;
-        self.tlp = super::rack::Tlp::default();
-        self.sack.clear_lost();
-        self.segs.on_rto();
-        self.last_recover = Some(self.snd_max);
-        self.dup_acks = 0;
-        self.retransmit_one = false;
+        self.rec.recover = None;
+        self.rec.prr = None;
+        self.timers.stop(Timer::ReoWnd);
+        self.timers.stop(Timer::Tlp);
+        self.rec.tlp = Tlp::default();
+        self.rec.sack.clear_lost();
+        self.rec.segs.on_rto();
+        self.rec.last_recover = Some(self.snd_max);
+        self.rec.dup_acks = 0;
+        self.rec.retransmit_one = false;
         // RFC 6675 §5.1: holes may be retransmitted again; the SACK
         // information is kept, so go-back-N skips SACKed ranges. A second
         // RTO in a row without progress forgets it too, in case the peer
         // reneged on what it SACKed (RFC 2018 §8).
         if self.retries >= 2 {
-            self.sack.clear();
+            self.rec.sack.clear();
         } else {
-            self.sack.clear_retransmitted();
+            self.rec.sack.clear_retransmitted();
         }
         // Go back N: resend from the first unacknowledged byte.
         self.snd_nxt = self.snd_una;
@@ -358,7 +361,7 @@ impl Tcb {
     /// controller paces (BBR); `None` when it does not.
     fn pace_gate(&self) -> Option<Instant> {
         self.pacing_rate()
-            .map(|_| self.pace_next.unwrap_or(Instant::ZERO))
+            .map(|_| self.timers.get(Timer::Pacing).unwrap_or(Instant::ZERO))
     }
 
     /// The rate data is paced at, bytes per second: the controller's own
@@ -394,8 +397,11 @@ impl Tcb {
         if let Some(rate) = self.pacing_rate() {
             let wire = (len + 40) as u64;
             let dt = Duration::from_micros(wire * 1_000_000 / rate.max(1));
-            let from = self.pace_next.map_or(now, |t| t.max(now - PACE_CREDIT));
-            self.pace_next = Some(from + dt);
+            let from = self
+                .timers
+                .get(Timer::Pacing)
+                .map_or(now, |t| t.max(now - PACE_CREDIT));
+            self.timers.set(Timer::Pacing, from + dt);
         }
     }
 
@@ -405,8 +411,8 @@ impl Tcb {
     /// bursting out the catch-up credit (which is for a runtime that woke
     /// late, not for a window that opened).
     fn pacer_blocked(&mut self, now: Instant) {
-        if self.pace_next.is_some_and(|t| t <= now) {
-            self.pace_next = None;
+        if self.timers.get(Timer::Pacing).is_some_and(|t| t <= now) {
+            self.timers.stop(Timer::Pacing);
         }
     }
 
@@ -470,7 +476,7 @@ impl Tcb {
             self.info.dsacks_sent += 1; // reported once (RFC 2883 §4)
         }
         self.ack_now = false;
-        self.delack_at = None;
+        self.timers.stop(Timer::DelAck);
         self.segs_unacked = 0;
         self.last_ack_sent = self.rcv_nxt;
         let wnd = if repr.flags.syn() {
@@ -486,298 +492,337 @@ impl Tcb {
 
     /// Emits what is due at `now` through `emit`, which returns false when
     /// it has no room (the rest waits). Returns the segments emitted.
-    pub fn poll_transmit(
+    /// Timers run before, in [`Tcb::handle_timeout`]; the steps, in order:
+    /// a pending RST, the handshake's SYN (or TIME-WAIT's ACK), a tail loss
+    /// probe, the retransmissions recovery chooses, new data, the
+    /// window and keep-alive probes, and a pure ACK.
+    pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         emit: &mut dyn FnMut(&OutSegment) -> bool,
     ) -> usize {
-        let (persist, keepalive) = self.run_timers(now);
-        let mut sent = 0;
+        let fired = std::mem::take(&mut self.fired);
+        let mut tx = Tx { now, emit, sent: 0 };
+        let _ = self.transmit(&mut tx, fired);
+        tx.sent
+    }
+
+    /// The steps of [`Tcb::poll_transmit`]; `Break` when one of them ends
+    /// the round (`emit` is full, or the state allows nothing more).
+    fn transmit(&mut self, tx: &mut Tx, fired: Fired) -> ControlFlow<()> {
         if self.rst_pending {
-            let r = self.build(now, self.ack_seq(), Flags::RST | Flags::ACK);
-            if emit(&OutSegment {
-                repr: r,
-                payload: (&[], &[]),
-                gso_size: 0,
-            }) {
+            if self
+                .emit_bare(tx, self.ack_seq(), Flags::RST | Flags::ACK)
+                .is_some()
+            {
                 self.rst_pending = false;
-                self.info.segs_out += 1;
                 self.enter_closed();
-                return 1;
             }
-            return 0;
+            return ControlFlow::Break(());
         }
+        self.transmit_control(tx)?;
+        if self.state.is_synchronized() {
+            self.transmit_tlp(tx)?;
+            self.transmit_recovery(tx)?;
+        }
+        let force = self.transmit_new_data(tx, fired.persist)?;
+        self.note_app_limited();
+        self.transmit_probe(tx, force, fired.keepalive);
+        if self.ack_now {
+            self.emit_ack(tx);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// What the state allows before anything else: nothing when closed or
+    /// listening, the SYN (or SYN-ACK) in the handshake, only an ACK in
+    /// TIME-WAIT. `Break` when nothing more may go.
+    fn transmit_control(&mut self, tx: &mut Tx) -> ControlFlow<()> {
         match self.state {
-            State::Closed | State::Listen => return 0,
-            State::SynSent | State::SynReceived => {
-                if self.snd_nxt == self.iss {
-                    let flags = if self.state == State::SynSent {
-                        Flags::SYN
-                    } else {
-                        Flags::SYN | Flags::ACK
-                    };
-                    let r = self.build(now, self.iss, flags);
-                    if !emit(&OutSegment {
-                        repr: r,
-                        payload: (&[], &[]),
-                        gso_size: 0,
-                    }) {
-                        return 0;
-                    }
-                    self.info.segs_out += 1;
-                    if flags.ack() {
-                        self.ack_sent(&r);
-                    }
-                    self.snd_nxt = self.iss + 1;
-                    if self.snd_max < self.snd_nxt {
-                        self.snd_max = self.snd_nxt;
-                    } else {
-                        self.info.retransmits += 1;
-                        tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
-                    }
-                    if self.retries == 0 {
-                        self.rtt_probe = Some((self.iss, now));
-                    }
-                    self.unacked_since.get_or_insert(now);
-                    self.rto_at = Some(self.rto_deadline(now));
-                    return 1;
-                }
-                if !self.ack_now {
-                    return 0;
-                }
+            State::Closed | State::Listen => ControlFlow::Break(()),
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
+                self.transmit_syn(tx);
+                ControlFlow::Break(())
             }
+            State::SynSent | State::SynReceived if !self.ack_now => ControlFlow::Break(()),
             State::TimeWait => {
                 if self.ack_now {
-                    let r = self.build(now, self.ack_seq(), Flags::ACK);
-                    if emit(&OutSegment {
-                        repr: r,
-                        payload: (&[], &[]),
-                        gso_size: 0,
-                    }) {
-                        self.info.segs_out += 1;
-                        self.ack_sent(&r);
-                        return 1;
-                    }
+                    self.emit_ack(tx);
                 }
-                return 0;
+                ControlFlow::Break(())
             }
-            _ => {}
+            _ => ControlFlow::Continue(()),
         }
+    }
 
-        // A tail loss probe whose timer fired (RFC 8985 §7.3).
-        if self.tlp.due && self.state.is_synchronized() {
-            match self.send_probe(now, emit) {
-                Some(true) => sent += 1,
-                Some(false) => return sent,
-                None => {
-                    // No probe could go: an RTO that fell due meanwhile
-                    // fires in this poll, not the next one (a deadline
-                    // left in the past is a runtime that spins; found by
-                    // the live_stack fuzz target).
-                    if self.rto_at.is_some_and(|t| t <= now) {
-                        self.on_rto(now);
-                        if self.state == State::Closed {
-                            return sent;
-                        }
-                    }
-                }
+    /// The SYN (active open) or SYN-ACK (passive), first or again.
+    fn transmit_syn(&mut self, tx: &mut Tx) {
+        let flags = if self.state == State::SynSent {
+            Flags::SYN
+        } else {
+            Flags::SYN | Flags::ACK
+        };
+        let Some(r) = self.emit_bare(tx, self.iss, flags) else {
+            return;
+        };
+        if flags.ack() {
+            self.ack_sent(&r);
+        }
+        self.snd_nxt = self.iss + 1;
+        if self.snd_max < self.snd_nxt {
+            self.snd_max = self.snd_nxt;
+        } else {
+            self.count_retransmit();
+        }
+        if self.retries == 0 {
+            self.rtt_probe = Some((self.iss, tx.now));
+        }
+        self.unacked_since.get_or_insert(tx.now);
+        self.timers.set(Timer::Rto, self.rto_deadline(tx.now));
+    }
+
+    /// A tail loss probe whose timer fired (RFC 8985 §7.3).
+    fn transmit_tlp(&mut self, tx: &mut Tx) -> ControlFlow<()> {
+        if !self.rec.tlp.due {
+            return ControlFlow::Continue(());
+        }
+        match self.tlp_probe() {
+            Some(p) => self.send_probe(tx, p),
+            None => {
+                // `handle_timeout` found none too, and let the RTO fire.
+                self.rec.tlp.due = false;
+                ControlFlow::Continue(())
             }
         }
+    }
 
-        // RFC 6675 loss recovery: the first hole at once (§5 step 4.3),
-        // then NextSeg() while cwnd - pipe >= 1 SMSS (step C). New data
-        // (rule 2) is left to the loop below, which uses `pipe` too.
-        if self.sack_recovery() && self.state.is_synchronized() {
-            if self.retransmit_one {
-                if let Some(r) = self.sack_first_rexmit() {
-                    if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
-                        return sent;
-                    }
-                    sent += 1;
-                    self.sack_rexmit_sent(r);
-                }
-                self.retransmit_one = false;
-            }
-            // Each pass moves up the sequence space: a retransmission at or
-            // below the previous one would be a mark that did not stick,
-            // and resending it in a loop a stack that never yields.
-            let mut floor: Option<SeqNumber> = None;
-            loop {
-                if self.recovery_cwnd() < self.pipe() + self.data_mss() {
-                    break;
-                }
-                let r = match self.sack_lost_rexmit() {
-                    Some(r) => r,
-                    None if matches!(self.next_data(), Next::Send { .. }) => break,
-                    None => match self.sack_other_rexmit() {
-                        Some(r) => r,
-                        None => break,
-                    },
-                };
-                if floor.is_some_and(|f| r.seq < f) {
-                    debug_assert!(false, "SACK recovery picked {:?} again", r.seq);
-                    break;
-                }
-                if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
-                    return sent;
-                }
-                sent += 1;
-                floor = Some(r.seq + r.len.max(1));
+    /// Retransmissions: in SACK recovery what RFC 6675 chooses, else the
+    /// segment at snd_una on a fast retransmit or partial ACK.
+    fn transmit_recovery(&mut self, tx: &mut Tx) -> ControlFlow<()> {
+        if self.sack_recovery() {
+            self.transmit_sack_recovery(tx)?;
+        }
+        if self.rec.retransmit_one {
+            self.retransmit_una(tx)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// RFC 6675 loss recovery: the first hole at once (§5 step 4.3), then
+    /// NextSeg() while cwnd - pipe >= 1 SMSS (step C). New data (rule 2)
+    /// is left to [`Self::transmit_new_data`], which uses `pipe` too.
+    fn transmit_sack_recovery(&mut self, tx: &mut Tx) -> ControlFlow<()> {
+        if self.rec.retransmit_one {
+            if let Some(r) = self.sack_first_rexmit() {
+                self.emit_data(tx, r.seq, r.len, r.fin)?;
                 self.sack_rexmit_sent(r);
             }
+            self.rec.retransmit_one = false;
         }
-
-        // Fast retransmit / partial ACK: the segment at snd_una again.
-        if self.retransmit_one && self.state.is_synchronized() {
-            // Only what was sent before: when an ACK has meanwhile covered
-            // everything in flight, this is not a retransmission, and new
-            // data here would bypass the window and SND.MAX (found by pcap
-            // replay: 1448 bytes into a zero window, SND.MAX left behind, and
-            // the peer's ACK of them then taken for "never sent").
-            let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
-            let len = self.send_buf.len().min(self.payload_room()).min(in_flight);
-            let fin = self.fin_seq == Some(self.snd_una + len);
-            if len > 0 || fin {
-                if !self.emit_data(now, self.snd_una, len, fin, emit) {
-                    return sent;
-                }
-                sent += 1;
-                self.info.retransmits += 1;
-                tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
+        // Each pass moves up the sequence space: a retransmission at or
+        // below the previous one would be a mark that did not stick, and
+        // resending it in a loop a stack that never yields.
+        let mut floor: Option<SeqNumber> = None;
+        while self.recovery_cwnd() >= self.pipe() + self.data_mss() {
+            let r = match self.sack_lost_rexmit() {
+                Some(r) => r,
+                None if matches!(self.next_data(), Next::Send { .. }) => break,
+                None => match self.sack_other_rexmit() {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            if floor.is_some_and(|f| r.seq < f) {
+                debug_assert!(false, "SACK recovery picked {:?} again", r.seq);
+                break;
             }
-            self.retransmit_one = false;
+            self.emit_data(tx, r.seq, r.len, r.fin)?;
+            floor = Some(r.seq + r.len.max(1));
+            self.sack_rexmit_sent(r);
         }
+        ControlFlow::Continue(())
+    }
 
+    /// Fast retransmit / partial ACK: the segment at snd_una again.
+    fn retransmit_una(&mut self, tx: &mut Tx) -> ControlFlow<()> {
+        // Only what was sent before: when an ACK has meanwhile covered
+        // everything in flight, this is not a retransmission, and new data
+        // here would bypass the window and SND.MAX (found by pcap replay:
+        // 1448 bytes into a zero window, SND.MAX left behind, and the
+        // peer's ACK of them then taken for "never sent").
+        let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
+        let len = self.send_buf.len().min(self.payload_room()).min(in_flight);
+        let fin = self.fin_seq == Some(self.snd_una + len);
+        if len > 0 || fin {
+            self.emit_data(tx, self.snd_una, len, fin)?;
+            self.count_retransmit();
+        }
+        self.rec.retransmit_one = false;
+        ControlFlow::Continue(())
+    }
+
+    /// New data (and data again after an RTO rewound snd_nxt) under the
+    /// windows, Nagle and the pacer. With `persist` (its timer fired) a
+    /// window-blocked sender sends what fits; `Continue(true)` when that
+    /// was nothing and the closed window must be probed instead.
+    fn transmit_new_data(&mut self, tx: &mut Tx, persist: bool) -> ControlFlow<(), bool> {
         let mut force = persist && self.state.is_synchronized();
         let mut sent_new = false;
-        loop {
-            let next = self.next_data();
-            let (len, fin) = match next {
-                Next::Send { len, fin } => (len, fin),
-                Next::WindowBlocked if force => {
-                    // Persist timer fired: send what fits (overriding SWS
-                    // avoidance), else probe the closed window below.
-                    let off = (self.snd_nxt - self.snd_una).max(0) as usize;
-                    let usable = self.snd_wnd.saturating_sub(self.bytes_in_flight());
-                    let len = self
-                        .send_buf
-                        .len()
-                        .saturating_sub(off)
-                        .min(usable)
-                        .min(self.payload_room());
-                    if len == 0 {
-                        break;
-                    }
-                    force = false;
-                    (len, false)
-                }
-                Next::WindowBlocked => {
-                    if self.bytes_in_flight() == 0
-                        && self.persist_at.is_none()
-                        && self.rto_at.is_none()
-                    {
-                        self.persist_at = Some(now + self.persist_interval());
-                    }
-                    self.pacer_blocked(now);
-                    break;
-                }
-                Next::Idle => {
-                    self.pacer_blocked(now);
-                    break;
-                }
-            };
-            if self.pace_gate().is_some_and(|t| now < t) {
+        while let Some((len, fin)) = self.next_segment(tx.now, &mut force) {
+            if self.pace_gate().is_some_and(|t| tx.now < t) {
                 break; // poll_at asks again when pacing allows
             }
             self.snd_nxt = self.sack_skip(self.snd_nxt);
             let seq = self.snd_nxt;
-            if !self.emit_data(now, seq, len, fin, emit) {
-                return sent;
-            }
-            sent += 1;
-            self.paced(now, len);
-            if seq < self.snd_max {
-                self.info.retransmits += 1;
-                tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
-            } else {
-                sent_new = true;
-                if self.rtt_probe.is_none() {
-                    self.rtt_probe = Some((seq, now));
-                }
-            }
-            self.snd_nxt = seq + len + fin as usize;
-            if fin {
-                self.fin_seq = Some(seq + len);
-            }
-            if self.snd_max < self.snd_nxt {
-                self.snd_max = self.snd_nxt;
-            }
-            self.unacked_since.get_or_insert(now);
-            if self.rto_at.is_none() {
-                self.rto_at = Some(self.rto_deadline(now));
-            }
+            self.emit_data(tx, seq, len, fin)?;
+            sent_new |= self.data_sent(tx.now, seq, len, fin);
             if fin {
                 break;
             }
         }
-        if sent_new && self.pto_at.is_none() {
-            self.arm_pto(now);
+        if sent_new && !self.timers.is_set(Timer::Tlp) {
+            self.arm_pto(tx.now);
         }
-        // Less than a segment left to send while the congestion window
-        // has room and nothing waits for retransmission: the application
-        // limits the sender (delivery-rate draft §3.4, "app-limited").
-        if self.state.is_synchronized() {
-            let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
-            let never_sent = self.send_buf.len().saturating_sub(in_flight);
-            if never_sent < self.payload_room()
-                && self.cwnd_flight() < self.send_cwnd()
-                && self.recovery.is_none()
-            {
-                self.rate.mark_app_limited(self.bytes_in_flight());
-            }
-        }
-
-        if force || (keepalive && sent == 0) {
-            // A zero-window or keep-alive probe: an already acknowledged
-            // sequence number draws an ACK with the current window.
-            let r = self.build(now, self.snd_una - 1, Flags::ACK);
-            if emit(&OutSegment {
-                repr: r,
-                payload: (&[], &[]),
-                gso_size: 0,
-            }) {
-                sent += 1;
-                self.info.segs_out += 1;
-            }
-            if force {
-                self.persist_backoff += 1;
-                self.persist_at = Some(now + self.persist_interval());
-            }
-        }
-
-        if self.ack_now {
-            let r = self.build(now, self.ack_seq(), Flags::ACK);
-            if emit(&OutSegment {
-                repr: r,
-                payload: (&[], &[]),
-                gso_size: 0,
-            }) {
-                sent += 1;
-                self.info.segs_out += 1;
-                self.ack_sent(&r);
-            }
-        }
-        sent
+        ControlFlow::Continue(force)
     }
 
-    fn emit_data(
+    /// The next segment of new data, `(len, fin)`, or `None` when the
+    /// sender must wait (arming the persist timer when the peer's window
+    /// blocks it and nothing in flight will bring an ACK). A `force`d
+    /// (persist) send overrides sender SWS avoidance once.
+    fn next_segment(&mut self, now: Instant, force: &mut bool) -> Option<(usize, bool)> {
+        match self.next_data() {
+            Next::Send { len, fin } => Some((len, fin)),
+            Next::WindowBlocked if *force => {
+                // Persist timer fired: send what fits (overriding SWS
+                // avoidance), else probe the closed window afterwards.
+                let off = (self.snd_nxt - self.snd_una).max(0) as usize;
+                let usable = self.snd_wnd.saturating_sub(self.bytes_in_flight());
+                let len = self
+                    .send_buf
+                    .len()
+                    .saturating_sub(off)
+                    .min(usable)
+                    .min(self.payload_room());
+                if len == 0 {
+                    return None;
+                }
+                *force = false;
+                Some((len, false))
+            }
+            Next::WindowBlocked => {
+                if self.bytes_in_flight() == 0
+                    && !self.timers.is_set(Timer::Persist)
+                    && !self.timers.is_set(Timer::Rto)
+                {
+                    self.timers
+                        .set(Timer::Persist, now + self.persist_interval());
+                }
+                self.pacer_blocked(now);
+                None
+            }
+            Next::Idle => {
+                self.pacer_blocked(now);
+                None
+            }
+        }
+    }
+
+    /// Book-keeping once data `[seq, seq + len)` (and a FIN) went out at
+    /// snd_nxt; true when it was new (not sent before).
+    fn data_sent(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> bool {
+        self.paced(now, len);
+        let new = seq >= self.snd_max;
+        if !new {
+            self.count_retransmit();
+        } else if self.rtt_probe.is_none() {
+            self.rtt_probe = Some((seq, now));
+        }
+        self.snd_nxt = seq + len + fin as usize;
+        if fin {
+            self.fin_seq = Some(seq + len);
+        }
+        if self.snd_max < self.snd_nxt {
+            self.snd_max = self.snd_nxt;
+        }
+        self.unacked_since.get_or_insert(now);
+        if !self.timers.is_set(Timer::Rto) {
+            self.timers.set(Timer::Rto, self.rto_deadline(now));
+        }
+        new
+    }
+
+    /// Less than a segment left to send while the congestion window has
+    /// room and nothing waits for retransmission: the application limits
+    /// the sender (delivery-rate draft §3.4, "app-limited").
+    fn note_app_limited(&mut self) {
+        if !self.state.is_synchronized() {
+            return;
+        }
+        let in_flight = (self.snd_max - self.snd_una).max(0) as usize;
+        let never_sent = self.send_buf.len().saturating_sub(in_flight);
+        if never_sent < self.payload_room()
+            && self.cwnd_flight() < self.send_cwnd()
+            && self.rec.recover.is_none()
+        {
+            self.rate.mark_app_limited(self.bytes_in_flight());
+        }
+    }
+
+    /// A zero-window (`force`: the persist timer fired and no data could
+    /// go) or keep-alive probe (when nothing else went out): an already
+    /// acknowledged sequence number draws an ACK with the current window.
+    fn transmit_probe(&mut self, tx: &mut Tx, force: bool, keepalive: bool) {
+        if !(force || (keepalive && tx.sent == 0)) {
+            return;
+        }
+        self.emit_bare(tx, self.snd_una - 1, Flags::ACK);
+        if force {
+            self.persist_backoff += 1;
+            self.timers
+                .set(Timer::Persist, tx.now + self.persist_interval());
+        }
+    }
+
+    /// A pure ACK (with SACK blocks, D-SACK, timestamps as they apply).
+    fn emit_ack(&mut self, tx: &mut Tx) {
+        if let Some(r) = self.emit_bare(tx, self.ack_seq(), Flags::ACK) {
+            self.ack_sent(&r);
+        }
+    }
+
+    /// A segment without data (SYN, RST, ACK, probe); its header when it
+    /// went, `None` when `emit` had no room.
+    fn emit_bare(
         &mut self,
-        now: Instant,
+        tx: &mut Tx,
         seq: SeqNumber,
-        len: usize,
-        fin: bool,
-        emit: &mut dyn FnMut(&OutSegment) -> bool,
-    ) -> bool {
+        flags: Flags,
+    ) -> Option<tcp::Repr<'static>> {
+        let repr = self.build(tx.now, seq, flags);
+        let seg = OutSegment {
+            repr,
+            payload: (&[], &[]),
+            gso_size: 0,
+        };
+        if !(tx.emit)(&seg) {
+            return None;
+        }
+        tx.sent += 1;
+        self.info.segs_out += 1;
+        Some(repr)
+    }
+
+    /// A segment retransmitted (counted, and traced at `trace` level).
+    fn count_retransmit(&mut self) {
+        self.info.retransmits += 1;
+        tracing::trace!(target: "ustack::tcp::retransmit", local = %self.local, remote = %self.remote, "tcp segment retransmitted");
+    }
+
+    /// Data `[seq, seq + len)` and a FIN when `fin`, from the send buffer;
+    /// `Break` when `emit` had no room.
+    fn emit_data(&mut self, tx: &mut Tx, seq: SeqNumber, len: usize, fin: bool) -> ControlFlow<()> {
+        let now = tx.now;
         let off = (seq - self.snd_una).max(0) as usize;
         let mut flags = Flags::ACK;
         if len > 0 && off + len == self.send_buf.len() {
@@ -793,9 +838,10 @@ impl Tcb {
             payload: self.send_buf.slices_at(off, len),
             gso_size: if len > room { room as u16 } else { 0 },
         };
-        if !emit(&seg) {
-            return false;
+        if !(tx.emit)(&seg) {
+            return ControlFlow::Break(());
         }
+        tx.sent += 1;
         self.info.segs_out += 1;
         self.ack_sent(&r);
         if len > 0
@@ -813,80 +859,100 @@ impl Tcb {
             self.undo_on_rexmit(old);
         }
         self.rack_sent(seq, end, now);
-        if let Some(p) = self.prr.as_mut() {
+        if let Some(p) = self.rec.prr.as_mut() {
             p.on_sent(len + fin as usize);
         }
-        true
+        ControlFlow::Continue(())
     }
 
-    /// RFC 8985 §7.3: the PTO fired. Sends one segment of new data if the
-    /// peer's window allows (regardless of cwnd), else the last segment
-    /// again, and re-arms the RTO. `None`: no probe was due (one is still
-    /// out, or no RTT sample since the last); `Some(false)`: `emit` had
-    /// no room (it is tried again on the next poll).
-    fn send_probe(
-        &mut self,
-        now: Instant,
-        emit: &mut dyn FnMut(&OutSegment) -> bool,
-    ) -> Option<bool> {
+    /// True when the state lets a tail loss probe go in this round (the
+    /// steps before it did not end it: no RST pending, synchronized, not
+    /// TIME-WAIT).
+    fn probes_may_go(&self) -> bool {
+        !self.rst_pending && self.state.is_synchronized() && self.state != State::TimeWait
+    }
+
+    /// RFC 8985 §7.3: what the probe whose timer fired sends: one segment
+    /// of new data if the peer's window allows (regardless of cwnd), else
+    /// the last segment again. `None`: no probe may go (one is still out,
+    /// recovery, no RTT sample since the last) or there is nothing to send.
+    fn tlp_probe(&self) -> Option<Probe> {
         let skip = self.snd_una == self.snd_max
             || self.snd_nxt != self.snd_max
-            || self.recovery.is_some()
-            || self.tlp.end_seq.is_some()
-            || (!self.tlp.rtt_since_probe && self.info.tlps > 0);
+            || self.rec.recover.is_some()
+            || self.rec.tlp.end_seq.is_some()
+            || (!self.rec.tlp.rtt_since_probe && self.info.tlps > 0);
         if skip {
-            self.tlp.due = false;
             return None;
         }
         let off = (self.snd_nxt - self.snd_una).max(0) as usize;
         let unsent = self.send_buf.len().saturating_sub(off);
         let room = self.snd_wnd.saturating_sub(off);
-        let is_retrans;
         if unsent > 0 && room > 0 {
             let len = unsent.min(room).min(self.payload_room());
             let fin = self.fin_queued
                 && off + len == self.send_buf.len()
                 && self.fin_unsent_at(off + len);
-            let seq = self.snd_nxt;
-            if !self.emit_data(now, seq, len, fin, emit) {
-                return Some(false);
-            }
-            self.snd_nxt = seq + len + fin as usize;
-            self.snd_max = self.snd_nxt;
-            if fin {
-                self.fin_seq = Some(seq + len);
-            }
-            is_retrans = false;
-        } else {
-            // The highest segment sent, again.
-            let fin_out = self.fin_seq.is_some_and(|f| f < self.snd_max);
-            let data_end = self.snd_max - fin_out as usize;
-            let span = (data_end - self.snd_una).max(0) as usize;
-            let start = data_end - span.min(self.payload_room());
-            let Some(r) = self.rexmit_at(start, (self.snd_max - start) as usize) else {
-                self.tlp.due = false;
-                return None;
-            };
-            if !self.emit_data(now, r.seq, r.len, r.fin, emit) {
-                return Some(false);
-            }
-            let end = r.seq + r.len + r.fin as usize;
-            self.sack.mark_retransmitted(r.seq, end);
-            if self.rtt_probe.is_some_and(|(p, _)| p.in_range(r.seq, end)) {
-                self.rtt_probe = None; // Karn
-            }
-            self.info.retransmits += 1;
-            is_retrans = true;
+            return Some(Probe::New { len, fin });
         }
-        self.tlp = super::rack::Tlp {
+        let fin_out = self.fin_seq.is_some_and(|f| f < self.snd_max);
+        let data_end = self.snd_max - fin_out as usize;
+        let span = (data_end - self.snd_una).max(0) as usize;
+        let start = data_end - span.min(self.payload_room());
+        self.rexmit_at(start, (self.snd_max - start) as usize)
+            .map(Probe::Again)
+    }
+
+    /// Sends the tail loss probe and re-arms the RTO; `Break` when `emit`
+    /// had no room (the probe stays due for the next round).
+    fn send_probe(&mut self, tx: &mut Tx, probe: Probe) -> ControlFlow<()> {
+        let is_retrans = match probe {
+            Probe::New { len, fin } => {
+                let seq = self.snd_nxt;
+                self.emit_data(tx, seq, len, fin)?;
+                self.snd_nxt = seq + len + fin as usize;
+                self.snd_max = self.snd_nxt;
+                if fin {
+                    self.fin_seq = Some(seq + len);
+                }
+                false
+            }
+            Probe::Again(r) => {
+                self.emit_data(tx, r.seq, r.len, r.fin)?;
+                let end = r.seq + r.len + r.fin as usize;
+                self.rec.sack.mark_retransmitted(r.seq, end);
+                if self.rtt_probe.is_some_and(|(p, _)| p.in_range(r.seq, end)) {
+                    self.rtt_probe = None; // Karn
+                }
+                self.info.retransmits += 1;
+                true
+            }
+        };
+        self.rec.tlp = Tlp {
             end_seq: Some(self.snd_max),
             is_retrans,
             rtt_since_probe: false,
             due: false,
         };
         self.info.tlps += 1;
-        self.unacked_since.get_or_insert(now);
-        self.rto_at = Some(self.rto_deadline(now));
-        Some(true)
+        self.unacked_since.get_or_insert(tx.now);
+        self.timers.set(Timer::Rto, self.rto_deadline(tx.now));
+        ControlFlow::Continue(())
     }
+}
+
+/// One transmission round: its time, where segments go, how many went.
+struct Tx<'a> {
+    now: Instant,
+    emit: &'a mut dyn FnMut(&OutSegment) -> bool,
+    sent: usize,
+}
+
+/// What a tail loss probe sends (RFC 8985 §7.3).
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// New data at snd_nxt: `len` bytes, and the FIN after them when `fin`.
+    New { len: usize, fin: bool },
+    /// The highest segment sent, again.
+    Again(Rexmit),
 }

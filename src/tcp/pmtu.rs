@@ -17,9 +17,10 @@
 //! `min_pmtu`; IPv6 1280), counts what it ignores, and keeps the
 //! per-destination cache that new connections start from.
 
-use super::rack::Tlp;
+use super::recovery::rack::Tlp;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb};
+use super::timer::Timer;
 use crate::time::Instant;
 
 /// TCP header without options.
@@ -81,6 +82,7 @@ impl Tcb {
             return false;
         }
         let oversized = self
+            .rec
             .segs
             .iter()
             .find(|r| !r.sacked && (r.end - r.start).max(0) as usize > mss)
@@ -91,32 +93,32 @@ impl Tcb {
         // In recovery (or after an RTO) segments below the first oversized
         // one may be marked lost too; go back to snd_una then, as an RTO
         // does, so the marks can be forgotten without forgetting data.
-        let start = if self.recovery.is_some() || self.retries > 0 {
+        let start = if self.rec.recover.is_some() || self.retries > 0 {
             self.snd_una
         } else {
             first
         };
-        if self.recovery.is_some() {
+        if self.rec.recover.is_some() {
             // The reduction that recovery began for a real loss stands;
             // the rest is go-back-N at the new size (Linux moves from
             // Recovery to Loss here).
             let ssthresh = self.cc.ssthresh();
             self.cc.on_exit_recovery(now, ssthresh);
-            self.recovery = None;
-            self.prr = None;
-            self.rack.on_exit_recovery();
+            self.rec.recover = None;
+            self.rec.prr = None;
+            self.rec.rack.on_exit_recovery();
         }
         self.rtt_probe = None; // Karn: the timed segment may be resent
-        self.reo_at = None;
-        self.pto_at = None;
-        self.tlp = Tlp::default();
-        self.sack.clear_lost();
-        self.sack.clear_retransmitted();
-        self.segs.on_rto();
-        self.dup_acks = 0;
-        self.retransmit_one = false;
+        self.timers.stop(Timer::ReoWnd);
+        self.timers.stop(Timer::Tlp);
+        self.rec.tlp = Tlp::default();
+        self.rec.sack.clear_lost();
+        self.rec.sack.clear_retransmitted();
+        self.rec.segs.on_rto();
+        self.rec.dup_acks = 0;
+        self.rec.retransmit_one = false;
         // No undo: these retransmissions say nothing about congestion.
-        self.undo = None;
+        self.rec.undo = None;
         if start < self.snd_nxt {
             self.snd_nxt = start;
         }

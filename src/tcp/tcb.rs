@@ -12,12 +12,11 @@ use std::sync::Arc;
 use super::buffer::{ReceiveBuffer, SendBuffer};
 use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
-use super::prr::Prr;
-use super::rack::{Rack, SegQueue, Tlp};
 use super::rate::RateEstimator;
+use super::recovery::Recovery;
 use super::rtt::RttEstimator;
-use super::sack::{Scoreboard, Undo};
 use super::seq::SeqNumber;
+use super::timer::{Fired, Timer, TimerTable};
 use crate::time::{Duration, Instant};
 
 /// The eleven states of RFC 9293 §3.3.2.
@@ -231,45 +230,23 @@ pub struct Tcb {
     pub(crate) ts_offset_seed: u32,
     /// Sequence number of our FIN once sent.
     pub(crate) fin_seq: Option<SeqNumber>,
-    /// `recover` of the last fast recovery (RFC 6582 §3.2 step 1).
-    pub(crate) last_recover: Option<SeqNumber>,
 
     // Loss recovery and congestion control.
     pub(crate) rtt: RttEstimator,
     /// One segment being timed (Karn's rule: discarded when retransmitted).
     pub(crate) rtt_probe: Option<(SeqNumber, Instant)>,
     pub(crate) cc: Box<dyn CongestionControl>,
-    pub(crate) dup_acks: u32,
-    /// In fast recovery until this is acknowledged (RFC 6582 `recover`).
-    pub(crate) recovery: Option<SeqNumber>,
-    /// Retransmit the segment at snd_una now (fast retransmit / partial ACK).
-    pub(crate) retransmit_one: bool,
-    /// The SACK scoreboard (RFC 6675), used when `sack_ok`.
-    pub(crate) sack: Scoreboard,
-    /// Transmit records of the data in flight, for RACK.
-    pub(crate) segs: SegQueue,
-    pub(crate) rack: Rack,
-    pub(crate) tlp: Tlp,
-    /// Proportional Rate Reduction, during SACK recovery.
-    pub(crate) prr: Option<Prr>,
-    /// Undo of the last window reduction (D-SACK).
-    pub(crate) undo: Option<Undo>,
+    /// Loss recovery: its state and the transmit records.
+    pub(crate) rec: Recovery,
     /// A D-SACK block (RFC 2883) for the next ACK we send.
     pub(crate) dsack_pending: Option<(SeqNumber, SeqNumber)>,
 
-    // Timers (deadlines).
-    pub(crate) rto_at: Option<Instant>,
-    /// RACK's reordering timer (RFC 8985 §6.3).
-    pub(crate) reo_at: Option<Instant>,
-    /// The tail loss probe timeout (RFC 8985 §7.2).
-    pub(crate) pto_at: Option<Instant>,
-    pub(crate) delack_at: Option<Instant>,
-    pub(crate) persist_at: Option<Instant>,
+    // Timers (deadlines) and the probes they leave due.
+    pub(crate) timers: TimerTable,
+    /// Probes a timer left for the next transmission.
+    pub(crate) fired: Fired,
     pub(crate) persist_backoff: u32,
-    pub(crate) keepalive_at: Option<Instant>,
     pub(crate) keepalive_probes: u32,
-    pub(crate) time_wait_at: Option<Instant>,
-    pub(crate) fin_wait2_at: Option<Instant>,
     /// Consecutive RTOs without progress.
     pub(crate) retries: u32,
     /// When the oldest unacknowledged data was first sent (user timeout).
@@ -285,9 +262,6 @@ pub struct Tcb {
     pub(crate) syn_text: Vec<u8>,
     /// Delivery-rate estimation (`rate.rs`).
     pub(crate) rate: RateEstimator,
-    /// When the pacer lets the next data segment go (controllers that
-    /// pace: BBR).
-    pub(crate) pace_next: Option<Instant>,
 
     // Application side.
     pub(crate) error: Option<io::ErrorKind>,
@@ -384,26 +358,12 @@ impl Tcb {
             rtt: RttEstimator::new(config.rtt),
             rtt_probe: None,
             cc,
-            dup_acks: 0,
-            recovery: None,
-            retransmit_one: false,
-            sack: Scoreboard::default(),
-            segs: SegQueue::default(),
-            rack: Rack::default(),
-            tlp: Tlp::default(),
-            prr: None,
-            undo: None,
+            rec: Recovery::default(),
             dsack_pending: None,
-            rto_at: None,
-            reo_at: None,
-            pto_at: None,
-            delack_at: None,
-            persist_at: None,
+            timers: TimerTable::default(),
+            fired: Fired::default(),
             persist_backoff: 0,
-            keepalive_at: None,
             keepalive_probes: 0,
-            time_wait_at: None,
-            fin_wait2_at: None,
             retries: 0,
             unacked_since: None,
             ack_now: false,
@@ -411,7 +371,6 @@ impl Tcb {
             challenge_acks: (0, 0),
             syn_text: Vec::new(),
             rate: RateEstimator::default(),
-            pace_next: None,
             error: None,
             read_closed: false,
             orphaned: false,
@@ -422,7 +381,6 @@ impl Tcb {
             info: TcpInfo::default(),
             ts_offset_seed: ts_offset,
             fin_seq: None,
-            last_recover: None,
             config,
         }
     }
@@ -448,7 +406,7 @@ impl Tcb {
     pub(crate) fn connect(&mut self, now: Instant) {
         self.set_state(State::SynSent);
         self.snd_nxt = self.iss;
-        self.rto_at = Some(now);
+        self.timers.set(Timer::Rto, now);
         self.unacked_since = Some(now);
     }
 
@@ -653,20 +611,21 @@ impl Tcb {
         }
         i.sacked_bytes = self.sacked_bytes();
         if self.rack_on() {
-            i.sacked = self.segs.segs_sacked();
-            let live = || self.segs.iter().filter(|r| !r.sacked);
+            i.sacked = self.rec.segs.segs_sacked();
+            let live = || self.rec.segs.iter().filter(|r| !r.sacked);
             i.lost = live().filter(|r| r.lost).count();
             i.retrans_out = live().filter(|r| r.rexmit).count();
         } else {
             let mss = self.data_mss();
             i.sacked = self
+                .rec
                 .sack
                 .sacked()
                 .ranges()
                 .iter()
                 .map(|&(s, e)| ((e - s).max(0) as usize).div_ceil(mss))
                 .sum();
-            i.lost = self.sack.lost_bytes().div_ceil(mss);
+            i.lost = self.rec.sack.lost_bytes().div_ceil(mss);
         }
         i.min_rtt = self.min_rtt();
         let last = self.rate.last();
@@ -679,7 +638,7 @@ impl Tcb {
 
     /// The smallest RTT measured (RTO estimator or RACK).
     pub(crate) fn min_rtt(&self) -> Option<Duration> {
-        match (self.rtt.min_rtt(), self.rack.min_rtt) {
+        match (self.rtt.min_rtt(), self.rec.rack.min_rtt) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -729,27 +688,31 @@ impl Tcb {
 
     pub(crate) fn enter_closed(&mut self) {
         self.set_state(State::Closed);
-        self.rto_at = None;
-        self.reo_at = None;
-        self.pto_at = None;
-        self.tlp.due = false;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.time_wait_at = None;
-        self.fin_wait2_at = None;
+        self.timers.stop_all(&[
+            Timer::Rto,
+            Timer::ReoWnd,
+            Timer::Tlp,
+            Timer::DelAck,
+            Timer::Persist,
+            Timer::Keepalive,
+            Timer::TimeWait,
+            Timer::FinWait2,
+        ]);
+        self.rec.tlp.due = false;
     }
 
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
-        self.rto_at = None;
-        self.reo_at = None;
-        self.pto_at = None;
-        self.tlp.due = false;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.fin_wait2_at = None;
-        self.time_wait_at = Some(now + 2 * self.config.msl);
+        self.timers.stop_all(&[
+            Timer::Rto,
+            Timer::ReoWnd,
+            Timer::Tlp,
+            Timer::Persist,
+            Timer::Keepalive,
+            Timer::FinWait2,
+        ]);
+        self.rec.tlp.due = false;
+        self.timers.set(Timer::TimeWait, now + 2 * self.config.msl);
     }
 
     /// The timestamp clock value for `now` (milliseconds plus offset).
@@ -766,9 +729,10 @@ impl Tcb {
     pub fn set_keepalive(&mut self, ka: Option<super::config::Keepalive>, now: Instant) {
         Arc::make_mut(&mut self.config).keepalive = ka;
         self.keepalive_probes = 0;
-        self.keepalive_at = ka
-            .filter(|_| self.state.is_synchronized())
-            .map(|k| now + k.idle);
+        match ka.filter(|_| self.state.is_synchronized()) {
+            Some(k) => self.timers.set(Timer::Keepalive, now + k.idle),
+            None => self.timers.stop(Timer::Keepalive),
+        }
     }
 
     /// Chooses this connection's congestion controller by name (one of
@@ -790,7 +754,7 @@ impl Tcb {
             )
         })?;
         self.cc = cc;
-        self.pace_next = None;
+        self.timers.stop(Timer::Pacing);
         Arc::make_mut(&mut self.config).congestion = name.into();
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
+use super::timer::Timer;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp;
 
@@ -33,7 +34,10 @@ impl TimeWaitEntry {
             rcv_nxt: t.rcv_nxt,
             ts: t.ts.map(|ts| (ts.recent, ts.offset)),
             window: (t.recv_buf.capacity() >> t.rcv_wscale).min(65535) as u16,
-            expires: t.time_wait_at.unwrap_or(now + 2 * t.config.msl),
+            expires: t
+                .timers
+                .get(Timer::TimeWait)
+                .unwrap_or(now + 2 * t.config.msl),
         }
     }
 

@@ -8,6 +8,7 @@ use std::io;
 
 use crate::sim::LinkConfig;
 use crate::socket::SocketHandle;
+use crate::tcp::timer::Timer;
 use crate::tcp::{State, TcpInfo};
 use crate::testkit::{configure, connect, sa, sim2, state, B};
 use crate::time::Duration;
@@ -143,15 +144,15 @@ fn bulk_with(
                 let t = s.a.tcp_socket(c).unwrap();
                 eprintln!(
                     "   una {:?} rto_at {:?} now {:?} rack.rtt {:?} recovery {:?} pipe {} rcwnd {} pace_next {:?} lost_at_una {} rexmit_at_una {:?} lost_ranges {:?}",
-                    t.snd_una, t.rto_at, s.now(), t.rack.rtt, t.recovery, t.pipe(), t.recovery_cwnd(), t.pace_next,
-                    t.sack.is_lost(t.snd_una, 1448), t.sack.rexmitted_at(t.snd_una), t.sack.lost_ranges()
+                    t.snd_una, t.timers.get(Timer::Rto), s.now(), t.rec.rack.rtt, t.rec.recover, t.pipe(), t.recovery_cwnd(), t.timers.get(Timer::Pacing),
+                    t.rec.sack.is_lost(t.snd_una, 1448), t.rec.sack.rexmitted_at(t.snd_una), t.rec.sack.lost_ranges()
                 );
                 eprintln!(
                     "   front {:?} rack xmit_ts {:?} end {:?} reo_at {:?}",
-                    t.segs.front(),
-                    t.rack.xmit_ts,
-                    t.rack.end_seq,
-                    t.reo_at
+                    t.rec.segs.front(),
+                    t.rec.rack.xmit_ts,
+                    t.rec.rack.end_seq,
+                    t.timers.get(Timer::ReoWnd)
                 );
                 eprintln!(
                     "{ms} ms: got {got} cwnd {} {:?} pacing {:?} rate {:?} srtt {:?} flight {} sacked {} lost {} retrans {} rtos {}",
@@ -496,7 +497,7 @@ fn shared(ccs: &[&str], seed: u64, secs: usize, queue: usize) -> Shared {
                 let t = s.a.tcp_socket(c).unwrap();
                 eprintln!(
                     "sec {sec} {:?}: cwnd {} ssthresh {} srtt {:?} rto {:?} retrans {} fast {} rtos {} tlps {} dsacks {} undos {} lost {} sacked {} unacked {} recovery {:?} reo_mult {}",
-                    i.congestion, i.cwnd, i.ssthresh, i.srtt, i.rto, i.retransmits, i.fast_retransmits, i.timeouts, i.tlps, i.dsacks_received, i.undos, i.lost, i.sacked, i.unacked, t.recovery.is_some(), t.rack.reo_wnd_mult
+                    i.congestion, i.cwnd, i.ssthresh, i.srtt, i.rto, i.retransmits, i.fast_retransmits, i.timeouts, i.tlps, i.dsacks_received, i.undos, i.lost, i.sacked, i.unacked, t.rec.recover.is_some(), t.rec.rack.reo_wnd_mult
                 );
             }
         }

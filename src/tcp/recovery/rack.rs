@@ -12,245 +12,16 @@
 //! trips instead of an RTO.
 //!
 //! Everything here is arithmetic on values the connection passes in
-//! (`now` among them); the glue to the connection is in `Tcb`'s methods at
-//! the end of this file.
-//!
-//! Bounds: [`SegQueue`] keeps at most [`MAX_SEGS`] records. Beyond that new
-//! data is merged into the last record (it then looks sent later than it
-//! was, which can only delay loss detection: the RTO remains the fallback),
-//! and splits are skipped (a retransmission then marks a whole record).
+//! (`now` among them); the connection's side is in `tcp/loss.rs`.
 
-use std::collections::VecDeque;
-
-use super::rate::TxStamp;
-use super::seq::SeqNumber;
-use super::tcb::Tcb;
+use super::sent::{sent_after, SegQueue, TxSeg};
+use super::DUP_THRESH;
+use crate::tcp::seq::SeqNumber;
 use crate::time::{Duration, Instant};
-
-/// Most segment records kept (a 16 MiB flight of 1 KiB segments).
-pub(crate) const MAX_SEGS: usize = 16_384;
-
-/// DupThresh (RFC 8985 §6.2 uses it to keep the window at zero before
-/// reordering has been seen).
-const DUP_THRESH: usize = 3;
 
 /// Rounds without D-SACK (as recoveries) after which the reordering window
 /// multiplier goes back to 1 (RFC 8985 §6.2).
 const REO_WND_PERSIST: u32 = 16;
-
-/// One transmitted segment (or part of one, after a split).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TxSeg {
-    pub start: SeqNumber,
-    pub end: SeqNumber,
-    /// When it was last (re)transmitted.
-    pub xmit: Instant,
-    /// Retransmitted at least once (RTT samples from it are ambiguous).
-    pub ever_rexmit: bool,
-    /// Retransmitted since RACK last marked it lost (RFC 8985's
-    /// `Segment.retransmitted`).
-    pub rexmit: bool,
-    pub sacked: bool,
-    pub lost: bool,
-    /// Delivery state when it was last (re)transmitted (rate sampling).
-    pub stamp: TxStamp,
-}
-
-/// Whether (t1, s1) was sent after (t2, s2): later, or at the same time
-/// with a higher end (RFC 8985 `RACK_sent_after`).
-pub(crate) fn sent_after(t1: Instant, s1: SeqNumber, t2: Instant, s2: SeqNumber) -> bool {
-    t1 > t2 || (t1 == t2 && s1 > s2)
-}
-
-/// The transmit records of the data in flight, in sequence order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SegQueue {
-    segs: VecDeque<TxSeg>,
-    /// Records with `sacked`.
-    sacked: usize,
-}
-
-impl SegQueue {
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.segs.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &TxSeg> {
-        self.segs.iter()
-    }
-
-    /// Records currently SACKed (RFC 8985 `RACK.segs_sacked`).
-    pub(crate) fn segs_sacked(&self) -> usize {
-        self.sacked
-    }
-
-    /// New data `[start, end)` went out at `now`.
-    pub(crate) fn sent_new(
-        &mut self,
-        start: SeqNumber,
-        end: SeqNumber,
-        now: Instant,
-        stamp: TxStamp,
-    ) {
-        if end <= start {
-            return;
-        }
-        if self.segs.len() >= MAX_SEGS {
-            if let Some(last) = self.segs.back_mut() {
-                if last.end == start && !last.sacked && !last.lost {
-                    last.end = end;
-                    last.xmit = now;
-                    last.stamp = stamp;
-                }
-            }
-            return;
-        }
-        self.segs.push_back(TxSeg {
-            start,
-            end,
-            xmit: now,
-            ever_rexmit: false,
-            rexmit: false,
-            sacked: false,
-            lost: false,
-            stamp,
-        });
-    }
-
-    #[cfg(test)]
-    pub(crate) fn front(&self) -> Option<TxSeg> {
-        self.segs.front().copied()
-    }
-
-    /// Index of the first record ending after `seq`.
-    fn first_ending_after(&self, seq: SeqNumber) -> usize {
-        self.segs.partition_point(|s| s.end <= seq)
-    }
-
-    /// Splits the record containing `seq` strictly inside it, so that a
-    /// record starts at `seq` (unless the bound is reached).
-    fn split_at(&mut self, seq: SeqNumber) {
-        let i = self.first_ending_after(seq);
-        let Some(&r) = self.segs.get(i) else { return };
-        if r.start < seq && seq < r.end && self.segs.len() < MAX_SEGS {
-            self.segs[i].end = seq;
-            let mut tail = r;
-            tail.start = seq;
-            if r.sacked {
-                self.sacked += 1;
-            }
-            self.segs.insert(i + 1, tail);
-        }
-    }
-
-    /// The records overlapping `[s, e)` after splitting at both edges.
-    fn range(&mut self, s: SeqNumber, e: SeqNumber) -> std::ops::Range<usize> {
-        self.split_at(s);
-        self.split_at(e);
-        let lo = self.first_ending_after(s);
-        let hi = self.segs.partition_point(|r| r.start < e);
-        lo..hi.max(lo)
-    }
-
-    /// `[s, e)` was retransmitted at `now`.
-    pub(crate) fn retransmitted(
-        &mut self,
-        s: SeqNumber,
-        e: SeqNumber,
-        now: Instant,
-        stamp: TxStamp,
-    ) {
-        for i in self.range(s, e) {
-            let r = &mut self.segs[i];
-            r.xmit = now;
-            r.stamp = stamp;
-            r.ever_rexmit = true;
-            r.rexmit = true;
-        }
-    }
-
-    /// `[s, e)` was SACKed: calls `delivered` with each record newly
-    /// SACKed.
-    pub(crate) fn sack(&mut self, s: SeqNumber, e: SeqNumber, mut delivered: impl FnMut(&TxSeg)) {
-        for i in self.range(s, e) {
-            let r = &mut self.segs[i];
-            if !r.sacked {
-                r.sacked = true;
-                r.lost = false;
-                self.sacked += 1;
-                delivered(r);
-            }
-        }
-    }
-
-    /// A cumulative ACK up to `una`: drops the records below it, calling
-    /// `delivered` with each one not SACKed before.
-    pub(crate) fn ack(&mut self, una: SeqNumber, mut delivered: impl FnMut(&TxSeg)) {
-        while let Some(r) = self.segs.front_mut() {
-            if r.end <= una {
-                let r = self.segs.pop_front().expect("front");
-                if r.sacked {
-                    self.sacked -= 1;
-                } else {
-                    delivered(&r);
-                }
-            } else {
-                if r.start < una {
-                    r.start = una; // partly acknowledged
-                }
-                break;
-            }
-        }
-    }
-
-    /// An RTO: go-back-N resends everything not SACKed, so lost marks go.
-    pub(crate) fn on_rto(&mut self) {
-        for r in self.segs.iter_mut() {
-            r.lost = false;
-            r.rexmit = false;
-        }
-    }
-
-    /// RFC 8985 `RACK_detect_loss`: marks lost every segment sent before
-    /// RACK's one more than `RACK.rtt + reo_wnd` ago, calling `lost` with
-    /// each newly marked range. Returns how long until the next segment
-    /// would be marked (the reordering timer), if any is waiting.
-    pub(crate) fn detect_loss(
-        &mut self,
-        rack: &Rack,
-        reo_wnd: Duration,
-        now: Instant,
-        mut lost: impl FnMut(SeqNumber, SeqNumber),
-    ) -> Option<Duration> {
-        let rx = rack.xmit_ts?;
-        let mut timeout: Option<Duration> = None;
-        for r in self.segs.iter_mut() {
-            if sent_after(r.xmit, r.end, rx, rack.end_seq) {
-                // First transmissions go out in sequence order, and a
-                // retransmission is later still: nothing beyond a first
-                // transmission sent after RACK's segment can be before it.
-                if !r.ever_rexmit {
-                    break;
-                }
-                continue;
-            }
-            if r.sacked || (r.lost && !r.rexmit) {
-                continue;
-            }
-            let deadline = r.xmit + rack.rtt + reo_wnd;
-            if deadline <= now {
-                r.lost = true;
-                r.rexmit = false;
-                lost(r.start, r.end);
-            } else {
-                let left = deadline - now;
-                timeout = Some(timeout.map_or(left, |t| t.max(left)));
-            }
-        }
-        timeout
-    }
-}
 
 /// RACK's state (RFC 8985 §6.1).
 #[derive(Debug, Clone)]
@@ -290,6 +61,45 @@ impl Default for Rack {
 }
 
 impl Rack {
+    /// RFC 8985 `RACK_detect_loss`: marks lost every segment sent before
+    /// RACK's one more than `RACK.rtt + reo_wnd` ago, calling `lost` with
+    /// each newly marked range. Returns how long until the next segment
+    /// would be marked (the reordering timer), if any is waiting.
+    pub(crate) fn detect_loss(
+        &self,
+        segs: &mut SegQueue,
+        reo_wnd: Duration,
+        now: Instant,
+        mut lost: impl FnMut(SeqNumber, SeqNumber),
+    ) -> Option<Duration> {
+        let rx = self.xmit_ts?;
+        let mut timeout: Option<Duration> = None;
+        for r in segs.iter_mut() {
+            if sent_after(r.xmit, r.end, rx, self.end_seq) {
+                // First transmissions go out in sequence order, and a
+                // retransmission is later still: nothing beyond a first
+                // transmission sent after RACK's segment can be before it.
+                if !r.ever_rexmit {
+                    break;
+                }
+                continue;
+            }
+            if r.sacked || (r.lost && !r.rexmit) {
+                continue;
+            }
+            let deadline = r.xmit + self.rtt + reo_wnd;
+            if deadline <= now {
+                r.lost = true;
+                r.rexmit = false;
+                lost(r.start, r.end);
+            } else {
+                let left = deadline - now;
+                timeout = Some(timeout.map_or(left, |t| t.max(left)));
+            }
+        }
+        timeout
+    }
+
     /// RFC 8985 `RACK_update` and `RACK_detect_reordering` for a segment
     /// just delivered at `now`. `ts` is the ACK's TSecr and our timestamp
     /// offset, for a cumulative ACK when timestamps are in use: a
@@ -435,193 +245,10 @@ pub(crate) fn pto(
     p.min(rto_left).max(floor)
 }
 
-impl Tcb {
-    /// RACK-TLP in use: SACK agreed and RACK enabled.
-    pub(crate) fn rack_on(&self) -> bool {
-        self.sack_ok && self.config.rack
-    }
-
-    /// Book-keeping for a data segment `[seq, end)` that just went out:
-    /// the part below snd_max is a retransmission, the rest is new.
-    /// The records are kept with or without RACK: delivery-rate sampling
-    /// (`Tcb::rate`) reads their stamps.
-    pub(crate) fn rack_sent(&mut self, seq: SeqNumber, end: SeqNumber, now: Instant) {
-        let mid = end.min(self.snd_max).max(seq);
-        let stamp = self
-            .rate
-            .on_send(now, self.snd_una == self.snd_max, seq < mid);
-        if seq < mid {
-            self.segs.retransmitted(seq, mid, now, stamp);
-        }
-        if mid < end {
-            self.segs.sent_new(mid, end, now, stamp);
-        }
-    }
-
-    /// RACK's share of an ACK: the records of what it delivered (by SACK
-    /// blocks other than a D-SACK, and cumulatively up to `ack`) update
-    /// RACK's state.
-    pub(crate) fn rack_on_ack(
-        &mut self,
-        now: Instant,
-        blocks: &[(u32, u32)],
-        skip_first: bool,
-        ack: SeqNumber,
-        ecr: Option<u32>,
-    ) {
-        // Without RACK the records still feed the rate sampler.
-        let rack_on = self.rack_on();
-        let sack_ok = self.sack_ok;
-        let rate = &mut self.rate;
-        let ts = match (self.ts, ecr) {
-            (Some(t), Some(e)) => Some((e, t.offset)),
-            _ => None,
-        };
-        let rack = &mut self.rack;
-        let una = self.snd_una.max(ack);
-        let max = self.snd_max;
-        let mut delivered = false;
-        for &(l, r) in blocks.iter().skip(skip_first as usize) {
-            let (l, r) = (SeqNumber(l), SeqNumber(r));
-            if !sack_ok || l >= r || l < una || r > max {
-                continue;
-            }
-            // No timestamp check for SACKed segments: the echo of an ACK
-            // for out-of-order data is of the last in-order segment
-            // (RFC 7323 §4.3), older than any retransmission (Linux
-            // checks only against min_RTT too).
-            self.segs.sack(l, r, |s| {
-                rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
-                if rack_on {
-                    rack.on_delivered(s, true, now, None);
-                }
-                delivered = true;
-            });
-        }
-        self.segs.ack(ack, |s| {
-            rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
-            if rack_on {
-                rack.on_delivered(s, false, now, ts);
-            }
-            delivered = true;
-        });
-        if !rack_on {
-            return;
-        }
-        rack.on_ack(una);
-        if delivered {
-            self.tlp.rtt_since_probe = true;
-        }
-    }
-
-    /// RFC 8985 §6.2 `RACK_detect_loss` over the records; marks what it
-    /// finds lost on the scoreboard, arms the reordering timer, and starts
-    /// recovery when something is lost (Linux: `tcp_rack_mark_lost` then
-    /// `tcp_enter_recovery`). Returns the segments newly marked lost.
-    pub(crate) fn rack_detect_loss(&mut self, now: Instant) -> usize {
-        if !self.rack_on() {
-            return 0;
-        }
-        let srtt = self.rtt.srtt().unwrap_or(self.rack.rtt);
-        let in_recovery = self.recovery.is_some() || self.retries > 0;
-        let reo = self
-            .rack
-            .reo_wnd(in_recovery, self.segs.segs_sacked(), srtt);
-        let sack = &mut self.sack;
-        let mut n = 0;
-        let timeout = self.segs.detect_loss(&self.rack, reo, now, |s, e| {
-            sack.mark_lost(s, e);
-            n += 1;
-        });
-        self.reo_at = timeout.map(|t| now + t);
-        if n > 0 {
-            self.info.lost_total += n as u64;
-            self.pto_at = None;
-            if self.recovery.is_none()
-                && self.snd_nxt == self.snd_max
-                && self.snd_una < self.snd_max
-                && self.sack_fresh()
-            {
-                self.enter_recovery(now);
-            }
-        }
-        n
-    }
-
-    /// The reordering timer fired (RFC 8985 §6.3): check again.
-    pub(crate) fn rack_timeout(&mut self, now: Instant) {
-        self.reo_at = None;
-        self.rack_detect_loss(now);
-    }
-
-    /// Arms (or disarms) the PTO after new data went out or an ACK
-    /// advanced snd_una (RFC 8985 §7.2): only in the open state, with data
-    /// in flight, nothing SACKed, no reordering timer and no probe out.
-    pub(crate) fn arm_pto(&mut self, now: Instant) {
-        self.pto_at = None;
-        if !self.rack_on()
-            || !self.config.tlp
-            || self.recovery.is_some()
-            || self.retries > 0
-            || self.snd_nxt != self.snd_max
-            || self.snd_una == self.snd_max
-            || self.segs.segs_sacked() > 0
-            || self.reo_at.is_some()
-            || self.tlp.end_seq.is_some()
-        {
-            return;
-        }
-        let rto_left = self
-            .rto_at
-            .map_or(self.rtt.rto(), |t| t.saturating_duration_since(now));
-        let one = self.bytes_in_flight() <= self.data_mss();
-        let granularity = self.rtt.config().granularity;
-        let p = pto(
-            self.rtt.srtt(),
-            one,
-            self.config.max_ack_delay,
-            rto_left,
-            granularity * 2,
-        );
-        self.pto_at = Some(now + p);
-    }
-
-    /// RFC 8985 §7.4 `TLP_process_ack`, for an ACK up to `ack` that
-    /// carried D-SACK `dsack` (if any) and was a pure duplicate without
-    /// SACK blocks when `plain_dup`. When the probe turns out to have
-    /// repaired a loss, the congestion controller reduces the window as
-    /// for a recovery that is already over (Linux: CWR).
-    pub(crate) fn tlp_on_ack(
-        &mut self,
-        now: Instant,
-        ack: SeqNumber,
-        dsack: Option<(SeqNumber, SeqNumber)>,
-        plain_dup: bool,
-    ) {
-        let Some(end) = self.tlp.end_seq else { return };
-        if ack < end {
-            return;
-        }
-        if !self.tlp.is_retrans || dsack.is_some_and(|(_, r)| r == end) {
-            self.tlp.end_seq = None;
-        } else if ack > end {
-            self.tlp.end_seq = None;
-            let flight = self.reduction_flight();
-            self.cc.on_enter_recovery(now, flight);
-            let ssthresh = self.cc.ssthresh();
-            self.cc.on_exit_recovery(now, ssthresh);
-            self.info.tlp_loss_repaired += 1;
-        } else if plain_dup {
-            // Linux (tcp_process_tlp_ack): a plain duplicate ACK means the
-            // original and the probe both arrived; no loss.
-            self.tlp.end_seq = None;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::rate::TxStamp;
 
     const MSS: u32 = 1000;
 
@@ -655,7 +282,7 @@ mod tests {
         now: Instant,
     ) -> (Vec<u32>, Option<Duration>) {
         let mut v = Vec::new();
-        let t = q.detect_loss(rack, reo, now, |a, _| v.push(a.0 / MSS));
+        let t = rack.detect_loss(q, reo, now, |a, _| v.push(a.0 / MSS));
         (v, t)
     }
 

@@ -1,0 +1,119 @@
+//! Loss recovery: what is lost, what to retransmit next, how much may be
+//! sent meanwhile.
+//!
+//! * [`sent`]: the transmit records of the data in flight.
+//! * [`scoreboard`]: the sender's SACK scoreboard (RFC 6675 §3) and the
+//!   D-SACK-based undo.
+//! * [`rack`]: RACK-TLP loss detection (RFC 8985).
+//! * [`prr`]: Proportional Rate Reduction (RFC 6937).
+//!
+//! Nothing here knows the connection: it works on the values the
+//! connection passes in. The connection's side (when to enter and leave
+//! recovery, NewReno without SACK, RFC 6675 with it) is `tcp/loss.rs`.
+
+pub(crate) mod prr;
+pub(crate) mod rack;
+pub(crate) mod scoreboard;
+pub(crate) mod sent;
+
+use self::prr::Prr;
+use self::rack::{Rack, Tlp};
+use self::scoreboard::Scoreboard;
+use self::sent::SegQueue;
+use crate::tcp::seq::SeqNumber;
+
+/// DupThresh (RFC 6675; RFC 8985 §6.2 uses it too, to keep the reordering
+/// window at zero before reordering has been seen).
+pub(crate) const DUP_THRESH: usize = 3;
+
+/// Undo of a window reduction that D-SACKs show was spurious (RFC 3708's
+/// D-SACK detection; Linux's `undo_marker` / `undo_retrans`): every
+/// segment retransmitted since the reduction was also delivered the first
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Undo {
+    /// snd_una at the reduction: D-SACKs below it are about older data.
+    pub marker: SeqNumber,
+    /// Retransmitted segments not (yet) D-SACKed.
+    pub retrans: u32,
+    /// Retransmissions were made.
+    pub any: bool,
+}
+
+/// A retransmission the SACK recovery wants to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rexmit {
+    pub seq: SeqNumber,
+    pub len: usize,
+    pub fin: bool,
+    /// NextSeg() rule 4 (the rescue retransmission).
+    pub rescue: bool,
+}
+
+/// How losses are found and repaired, chosen once when the handshake
+/// settles SACK (as gVisor's `lossRecovery`: `reno_recovery.go`,
+/// `sack_recovery.go`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// No SACK: NewReno (RFC 5681, RFC 6582). Three duplicate ACKs start
+    /// fast recovery, which inflates the window per duplicate ACK and
+    /// resends the segment at snd_una on each partial ACK.
+    #[default]
+    NewReno,
+    /// SACK (RFC 6675): the scoreboard's IsLost, `pipe` and NextSeg(),
+    /// with Proportional Rate Reduction and undo by D-SACK. With `rack`,
+    /// RACK-TLP (RFC 8985) decides by time what is lost, and probes tails.
+    Sack { rack: bool },
+}
+
+impl Strategy {
+    /// The strategy for a connection that agreed SACK (`sack`) and is
+    /// configured for RACK-TLP (`rack`).
+    pub(crate) fn choose(sack: bool, rack: bool) -> Strategy {
+        if sack {
+            Strategy::Sack { rack }
+        } else {
+            Strategy::NewReno
+        }
+    }
+
+    /// RACK-TLP decides loss.
+    pub(crate) fn rack(self) -> bool {
+        self == Strategy::Sack { rack: true }
+    }
+}
+
+/// One connection's loss-recovery state: the transmit records, the
+/// scoreboard, RACK-TLP, and the recovery episode with its PRR and undo.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recovery {
+    /// NewReno or SACK-based, chosen at the handshake.
+    pub(crate) strategy: Strategy,
+    /// Duplicate ACKs in a row (RFC 5681; NewReno without SACK).
+    pub(crate) dup_acks: u32,
+    /// In fast recovery until this is acknowledged (RFC 6582 `recover`).
+    pub(crate) recover: Option<SeqNumber>,
+    /// `recover` of the last fast recovery (RFC 6582 §3.2 step 1).
+    pub(crate) last_recover: Option<SeqNumber>,
+    /// Retransmit the segment at snd_una now (fast retransmit / partial ACK).
+    pub(crate) retransmit_one: bool,
+    /// The SACK scoreboard (RFC 6675), used when SACK was agreed.
+    pub(crate) sack: Scoreboard,
+    /// Transmit records of the data in flight, for RACK.
+    pub(crate) segs: SegQueue,
+    pub(crate) rack: Rack,
+    pub(crate) tlp: Tlp,
+    /// Proportional Rate Reduction, during SACK recovery.
+    pub(crate) prr: Option<Prr>,
+    /// Undo of the last window reduction (D-SACK).
+    pub(crate) undo: Option<Undo>,
+}
+
+impl Recovery {
+    /// The handshake settled SACK (`sack`); RACK-TLP is configured
+    /// (`rack`).
+    pub(crate) fn choose(&mut self, sack: bool, rack: bool) {
+        self.strategy = Strategy::choose(sack, rack);
+        self.sack.rack = self.strategy.rack();
+    }
+}
