@@ -1,4 +1,4 @@
-//! TCP, written from the RFCs (RFC 9293 and the scope list in DESIGN.md).
+//! TCP, written from the RFCs (RFC 9293 and the RFC map in ARCHITECTURE.md).
 //!
 //! Everything here is sans-IO: time is an input ([`crate::time::Instant`]),
 //! nothing reads a clock or touches a socket, and nothing panics on wire
