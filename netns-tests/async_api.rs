@@ -243,7 +243,7 @@ fn thousand_concurrent_connections() {
     }
 }
 
-/// `examples/async_echo` (built by `cargo test --features tokio` beside the
+/// `examples/async_echo` (built by `cargo test --features tokio,tools` beside the
 /// test binaries: target/<profile>/examples/).
 pub fn async_echo_example() -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
@@ -254,9 +254,9 @@ pub fn async_echo_example() -> String {
     let path = dir.join("examples").join("async_echo");
     assert!(
         path.exists(),
-        "{} is missing: `cargo test --features tokio` builds it with the tests; \
+        "{} is missing: `cargo test --features tokio,tools` builds it with the tests; \
          when running only this test binary, build it first with \
-         `cargo build --release --features tokio --example async_echo`",
+         `cargo build --release --features tokio,tools --example async_echo`",
         path.display()
     );
     path.to_str().expect("utf-8 path").to_string()

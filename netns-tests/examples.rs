@@ -41,6 +41,8 @@ pub fn example(name: &str) -> String {
             env!("CARGO"),
             "build",
             "--examples",
+            "--features",
+            "tools",
             "--manifest-path",
             manifest,
             "--target-dir",

@@ -25,7 +25,7 @@ cd "$ROOT"
 [[ $(id -u) -eq 0 ]] || { echo "bench-raw.sh: needs root" >&2; exit 1; }
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 echo "bench-raw.sh: building" >&2
-cargo build --release --quiet --bin tcpecho --example tcp_bench >&2
+cargo build --release --features tools --quiet --bin tcpecho --example tcp_bench >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 TCPECHO="$T/tcpecho"
 CLIENT="$T/examples/tcp_bench"

@@ -25,8 +25,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 [[ $(id -u) -eq 0 ]] || { echo "bench-rr.sh: needs root" >&2; exit 1; }
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
-cargo build --release --quiet --bin tcpecho >&2
-cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example threaded_echo >&2
+cargo build --release --features tools --quiet --bin tcpecho >&2
+cargo build --release --features tools --quiet --example smoltcp_echo --example tcp_bench --example threaded_echo >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 case ${PIN:-} in
     "" | none) S=() C=() ;;

@@ -33,7 +33,7 @@ cd "$ROOT"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >&2
-cargo build --release --quiet --bin tcpecho >&2
+cargo build --release --features tools --quiet --bin tcpecho >&2
 cargo build --release --quiet --example smoltcp_echo >&2
 TCPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
 SMOLECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/smoltcp_echo"

@@ -31,7 +31,7 @@ cd "$ROOT"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >&2
-cargo build --release --quiet --bin udpecho >&2
+cargo build --release --features tools --quiet --bin udpecho >&2
 cargo build --release --quiet --example udp_bench >&2
 UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
 UDPBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/udp_bench"

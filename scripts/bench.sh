@@ -82,8 +82,8 @@ export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 START=$(date +%s)
 
 echo "bench.sh: building" >&2
-cargo build --release --quiet --bin tcpecho >&2
-cargo build --release --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo >&2
+cargo build --release --features tools --quiet --bin tcpecho >&2
+cargo build --release --features tools --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo >&2
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 # TCPECHO, THREADED: other builds of the two ustack servers (A/B runs).
 TCPECHO=${TCPECHO:-$T/tcpecho}

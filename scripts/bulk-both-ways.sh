@@ -5,7 +5,7 @@
 # run ucat's retransmissions (its last --progress line) and the Linux
 # side's counters: retransmitted segments, PAWS drops of established
 # connections (TcpExtPAWSEstab) and D-SACKs received. Needs root and a
-# release build (cargo build --release). The kernel's defaults everywhere.
+# release build (cargo build --release --features tools). The kernel's defaults everywhere.
 #
 #   [UCAT=path/to/ucat] scripts/bulk-both-ways.sh [RUNS] [SIZE_MB] [-- UCAT-FLAGS...]
 #   e.g. scripts/bulk-both-ways.sh 10 100 -- --offload off
@@ -16,7 +16,7 @@ MB=${2:-100}
 shift $(($# >= 2 ? 2 : $#))
 [[ ${1:-} == -- ]] && shift
 UCAT=${UCAT:-$PWD/target/release/ucat}
-[[ -x $UCAT ]] || { echo "bulk-both-ways.sh: build first: cargo build --release" >&2; exit 1; }
+[[ -x $UCAT ]] || { echo "bulk-both-ways.sh: build first: cargo build --release --features tools" >&2; exit 1; }
 command -v nc >/dev/null || { echo "bulk-both-ways.sh: needs nc (scripts/install-deps.sh)" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/ustk-bulk2.XXXXXX)
 NS=""

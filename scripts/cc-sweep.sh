@@ -51,7 +51,7 @@ cd "$ROOT"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >&2
-cargo build --release --quiet --bin ucat >&2
+cargo build --release --features tools --quiet --bin ucat >&2
 UCAT="${CARGO_TARGET_DIR:-$ROOT/target}/release/ucat"
 
 for a in $ALGOS; do

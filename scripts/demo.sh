@@ -15,8 +15,8 @@ cd "$ROOT"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
 
 scripts/install-deps.sh >/dev/null
-echo "+ cargo build --release"
-cargo build --release --quiet --bin udpecho
+echo "+ cargo build --release --features tools"
+cargo build --release --features tools --quiet --bin udpecho
 UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
 
 SUFFIX="demo-$$"

@@ -25,7 +25,7 @@ for t in python3 tcpdump editcap nft ip ethtool tc; do
     command -v "$t" >/dev/null || { echo "record-pcaps.sh: needs $t" >&2; exit 1; }
 done
 
-cargo build --release --bins --manifest-path "$ROOT/Cargo.toml" >/dev/null
+cargo build --release --features tools --bins --manifest-path "$ROOT/Cargo.toml" >/dev/null
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 A=ustk-reca-$$

@@ -15,7 +15,7 @@ cd "$ROOT"
 DUR=${1:-5}
 NS="ustk-flood-$$"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
-cargo build --release --quiet --bin tcpecho
+cargo build --release --features tools --quiet --bin tcpecho
 PID=
 FLOOD=
 cleanup() {

@@ -191,12 +191,15 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tools")]
 pub mod cli;
 pub mod iface;
 pub mod net;
 pub mod phy;
+#[cfg(feature = "replay")]
 pub mod replay;
 pub mod runtime;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod socket;
 pub mod stack;

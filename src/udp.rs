@@ -102,6 +102,7 @@ impl DatagramQueue {
         self.bytes
     }
 
+    #[cfg(feature = "replay")]
     pub fn limit(&self) -> usize {
         self.limit
     }
