@@ -3,6 +3,7 @@
 
 use std::io;
 
+use super::buffer::BufferPool;
 use super::cc::AckEvent;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb, Timestamps};
@@ -132,16 +133,26 @@ impl Tcb {
     }
 
     /// A segment for this connection arrived at `now`.
-    pub(crate) fn process(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    pub(crate) fn process(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         self.info.segs_in += 1;
         match self.state {
             State::Closed | State::Listen => None,
-            State::SynSent => self.process_syn_sent(now, seg),
-            _ => self.process_synchronized(now, seg),
+            State::SynSent => self.process_syn_sent(now, seg, pool),
+            _ => self.process_synchronized(now, seg, pool),
         }
     }
 
-    fn process_syn_sent(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    fn process_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         let f = seg.flags;
         let ack = SeqNumber(seg.ack_number);
         if f.ack() && (ack <= self.iss || ack > self.snd_max) {
@@ -172,7 +183,7 @@ impl Tcb {
             self.ack_now = true;
             // Data on a SYN-ACK (Fast Open) is accepted like any text.
             if !seg.payload.is_empty() || f.fin() {
-                self.accept_text(now, self.rcv_nxt, seg.payload, f.fin());
+                self.accept_text(now, self.rcv_nxt, seg.payload, f.fin(), pool);
             }
         } else {
             // Simultaneous open: answer with SYN-ACK (same ISS). Text on
@@ -233,7 +244,12 @@ impl Tcb {
         }
     }
 
-    fn process_synchronized(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    fn process_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         let f = seg.flags;
         let seg_seq = SeqNumber(seg.seq_number);
 
@@ -396,7 +412,7 @@ impl Tcb {
                 self.on_established(now);
                 if !self.syn_text.is_empty() {
                     let text = std::mem::take(&mut self.syn_text);
-                    self.accept_text(now, self.irs + 1, &text, false);
+                    self.accept_text(now, self.irs + 1, &text, false, pool);
                 }
                 if self.fin_queued {
                     self.set_state(State::FinWait1);
@@ -408,7 +424,7 @@ impl Tcb {
                 });
             }
         } else if let Some(reply) =
-            self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+            self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin, pool)
         {
             return reply;
         }
@@ -417,7 +433,7 @@ impl Tcb {
         match self.state {
             State::Established | State::FinWait1 | State::FinWait2 => {
                 if !payload.is_empty() || fin {
-                    self.accept_text(now, seq, payload, fin);
+                    self.accept_text(now, seq, payload, fin, pool);
                 }
             }
             // Data after the peer's FIN is nonsense; just ACK.
@@ -440,6 +456,7 @@ impl Tcb {
         seg_seq: SeqNumber,
         ack: SeqNumber,
         pure: bool,
+        pool: &mut BufferPool,
     ) -> Option<Option<RstReply>> {
         if ack > self.snd_max {
             // Acknowledges something never sent.
@@ -486,7 +503,7 @@ impl Tcb {
         let advanced = ack > self.snd_una;
         let mut plain_dup = false;
         if advanced {
-            self.new_ack(now, ack, ecr);
+            self.new_ack(now, ack, ecr, pool);
         } else if ack == self.snd_una
             && pure
             && self.snd_max > self.snd_una
@@ -562,7 +579,13 @@ impl Tcb {
         None
     }
 
-    fn new_ack(&mut self, now: Instant, ack: SeqNumber, ts_ecr: Option<u32>) {
+    fn new_ack(
+        &mut self,
+        now: Instant,
+        ack: SeqNumber,
+        ts_ecr: Option<u32>,
+        pool: &mut BufferPool,
+    ) {
         let mut acked = (ack - self.snd_una) as usize;
         if self.snd_una == self.iss {
             acked -= 1; // our SYN
@@ -573,7 +596,7 @@ impl Tcb {
             }
         }
         let acked = acked.min(self.send_buf.len());
-        self.send_buf.consume(acked);
+        self.send_buf.consume(acked, pool);
         self.snd_una = ack;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
@@ -674,7 +697,14 @@ impl Tcb {
     }
 
     /// Takes in-window text starting at `seq` and a FIN after it.
-    pub(crate) fn accept_text(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+    pub(crate) fn accept_text(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        payload: &[u8],
+        fin: bool,
+        pool: &mut BufferPool,
+    ) {
         if !payload.is_empty() {
             if self.orphaned {
                 // Data for an application that has closed: reset (Linux).
@@ -696,7 +726,7 @@ impl Tcb {
                     self.note_dsack(self.rcv_nxt + s, self.rcv_nxt + e);
                 }
             }
-            let out = self.recv_buf.write_at(off, payload);
+            let out = self.recv_buf.write_at(off, payload, pool);
             if out.advanced > 0 {
                 self.last_data_at = Some(now);
                 self.rcv_nxt += out.advanced;
@@ -704,7 +734,7 @@ impl Tcb {
                 if self.read_closed {
                     // shutdown(Read): acknowledged and discarded.
                     let mut sink = [0u8; 4096];
-                    while self.recv_buf.read(&mut sink) > 0 {}
+                    while self.recv_buf.read(&mut sink, pool) > 0 {}
                 }
             }
             if off > 0 || had_holes || out.accepted < payload.len() {
