@@ -727,12 +727,12 @@ mod tests {
         let mut pool = BufferPool::default();
         let data = bytes(0..60);
         let mut r = ReceiveBuffer::new(100);
-        let w = |r: &mut ReceiveBuffer, s: usize, e: usize, nxt: usize| {
-            r.write_at(s - nxt, &data[s..e], &mut pool)
+        let w = |r: &mut ReceiveBuffer, pool: &mut BufferPool, s: usize, e: usize, nxt: usize| {
+            r.write_at(s - nxt, &data[s..e], pool)
         };
-        assert_eq!(w(&mut r, 10, 20, 0).advanced, 0);
-        assert_eq!(w(&mut r, 30, 40, 0).advanced, 0);
-        assert_eq!(w(&mut r, 50, 60, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 10, 20, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 30, 40, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 50, 60, 0).advanced, 0);
         assert!(r.has_out_of_order());
         assert_eq!(r.readable(), 0);
         assert_eq!(r.window(), 100);
@@ -742,12 +742,12 @@ mod tests {
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(50, 60), (30, 40), (10, 20)]);
         // A duplicate of the first block moves it to the front.
-        let o = w(&mut r, 12, 18, 0);
+        let o = w(&mut r, &mut pool, 12, 18, 0);
         assert_eq!(o.accepted, 6);
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(10, 20), (50, 60), (30, 40)]);
         // Bridging two blocks merges them.
-        w(&mut r, 20, 30, 0);
+        w(&mut r, &mut pool, 20, 30, 0);
         assert_eq!(
             r.out_of_order_ranges().collect::<Vec<_>>(),
             vec![(10, 40), (50, 60)]
@@ -755,7 +755,7 @@ mod tests {
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(10, 40), (50, 60)]);
         // Filling the head makes [0, 40) contiguous.
-        let o = w(&mut r, 0, 10, 0);
+        let o = w(&mut r, &mut pool, 0, 10, 0);
         assert_eq!(
             o,
             WriteOutcome {
@@ -772,7 +772,7 @@ mod tests {
         assert_eq!(r.read(&mut buf, &mut pool), 40);
         assert_eq!(&buf[..40], &data[..40]);
         assert!(r.allocated() > 0, "out-of-order data keeps the storage");
-        assert_eq!(w(&mut r, 40, 55, 40).advanced, 20);
+        assert_eq!(w(&mut r, &mut pool, 40, 55, 40).advanced, 20);
         assert!(!r.has_out_of_order());
         assert_eq!(r.read(&mut buf, &mut pool), 20);
         assert_eq!(&buf[..20], &data[40..60]);

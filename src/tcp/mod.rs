@@ -19,23 +19,25 @@
 //! * `pmtu`: path MTU discovery's share of the connection (RFC 1191/8201,
 //!   validated per RFC 5927): the MSS shrinks, oversized segments go again.
 
+// Public (hidden) only for the reassembly benchmark in benches/core.rs.
+#[doc(hidden)]
 pub mod buffer;
 pub mod cc;
 mod config;
-pub mod cookie;
+pub(crate) mod cookie;
 mod input;
-pub mod isn;
+pub(crate) mod isn;
 mod listen;
 mod output;
 mod pmtu;
 mod prr;
 mod rack;
-pub mod rate;
-pub mod rtt;
+pub(crate) mod rate;
+pub(crate) mod rtt;
 mod sack;
-pub mod seq;
+pub(crate) mod seq;
 mod tcb;
-pub mod time_wait;
+pub(crate) mod time_wait;
 
 pub use config::{Keepalive, SynFin, TcpConfig};
 pub use input::RstReply;
@@ -44,7 +46,7 @@ pub use output::OutSegment;
 pub use seq::SeqNumber;
 pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
-pub use time_wait::{TimeWaitEntry, TimeWaitTable};
+pub(crate) use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 #[cfg(test)]
 mod pmtu_tests;
