@@ -213,7 +213,7 @@ pub mod cli;
 pub mod iface;
 pub mod net;
 pub mod phy;
-#[cfg(feature = "replay")]
+#[cfg(any(test, feature = "replay"))]
 pub mod replay;
 pub mod runtime;
 #[cfg(any(test, feature = "sim"))]

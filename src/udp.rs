@@ -102,7 +102,7 @@ impl DatagramQueue {
         self.bytes
     }
 
-    #[cfg(feature = "replay")]
+    #[cfg(any(test, feature = "replay"))]
     pub fn limit(&self) -> usize {
         self.limit
     }
