@@ -6,10 +6,10 @@
 //! (`process`), segments come out of [`Tcb::poll_transmit`], and
 //! [`Tcb::poll_at`] says when it next needs to run.
 //!
-//! * [`seq`]: sequence numbers across the 2^32 wrap.
-//! * [`buffer`]: the send ring and the receive assembler.
-//! * [`rtt`]: the RFC 6298 RTO estimator.
-//! * [`isn`]: RFC 6528 initial sequence numbers.
+//! * `seq`: sequence numbers across the 2^32 wrap.
+//! * `buffer`: the send ring and the receive assembler.
+//! * `rtt`: the RFC 6298 RTO estimator.
+//! * `isn`: RFC 6528 initial sequence numbers.
 //! * [`cc`]: pluggable congestion control (NewReno now).
 //! * `tcb`, `input`, `output`: the state machine.
 //! * `sack`: the SACK scoreboard and RFC 6675 recovery; `rack`: RACK-TLP
@@ -40,10 +40,10 @@ mod tcb;
 pub(crate) mod time_wait;
 
 pub use config::{Keepalive, SynFin, TcpConfig};
-pub use input::RstReply;
+pub(crate) use input::RstReply;
 pub use listen::{Listener, TcpConn};
 pub use output::OutSegment;
-pub use seq::SeqNumber;
+pub(crate) use seq::SeqNumber;
 pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
 pub(crate) use time_wait::{TimeWaitEntry, TimeWaitTable};
