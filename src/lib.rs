@@ -112,8 +112,9 @@
 //! # Choosing a device
 //!
 //! * **TUN** ([`phy::TunDevice`] with [`phy::TunKind::Tun`]): IPv4 and IPv6
-//!   packets, no ARP or neighbour discovery. The simplest way to put the stack next to the kernel: give the
-//!   kernel side an address in the same subnet and route to it.
+//!   packets, no ARP or neighbour discovery. The simplest way to put the
+//!   stack next to the kernel: give the kernel side an address in the same
+//!   subnet and route to it.
 //! * **TAP** ([`phy::TunKind::Tap`]): Ethernet frames; the stack answers and
 //!   sends ARP (IPv4) and neighbour discovery (IPv6) with its own MAC. Use it
 //!   to bridge the stack into a virtual L2 network (a Linux bridge, VMs).
