@@ -1,5 +1,5 @@
 //! A TCP echo server on smoltcp over a TUN device: the user-space reference
-//! that `scripts/bench-tcp.sh` measures beside `tcpecho` and Linux. Generous
+//! that `scripts/bench.sh tcp` measures beside `tcpecho` and Linux. Generous
 //! buffers (1 MiB each way per socket) and a pool of listening sockets, one
 //! per concurrent connection, as smoltcp needs.
 //!

@@ -1,4 +1,4 @@
-//! Compiled UDP benchmark peers for `scripts/bench-udp.sh`, so neither side
+//! Compiled UDP benchmark peers for `scripts/bench.sh udp`, so neither side
 //! of the measurement is an interpreter:
 //!
 //! * `udp_bench echo ADDR:PORT SECONDS` — a kernel-socket echo server (the

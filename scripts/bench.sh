@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# The side-by-side performance harness (issue 8): ustack against smoltcp and
-# Linux, one namespace setup, every cell bounded in time, a markdown table
-# with absolute figures and ratios written into BENCHMARKS.md (between the
-# "bench.sh" markers; appended the first time) and printed on stdout.
+# The one benchmark entry: `bench.sh CELL [ARGS]`, every setup in namespaces
+# of its own (deleted on exit, see "Namespace safety rules" in README.md),
+# every step bounded in time; progress on stderr.
 #
-#   sudo scripts/bench.sh [--no-write] [SECS=3]
-#   sudo CELLS=rr,cps PIN=same scripts/bench.sh [SECS]
+#   sudo scripts/bench.sh [side] [--no-write] [SECS=3]   the side-by-side table
+#   sudo scripts/bench.sh tcp [DURATION=5] [MIB=256]      TCP echo, python3 client
+#   sudo scripts/bench.sh udp [DURATION=5] [WINDOW=32]    UDP echo rate
+#   sudo scripts/bench.sh rr [ROUNDS=6] [SECS=1]          request/response, interleaved
+#   sudo scripts/bench.sh mq [SECS=3] [ROUNDS=1]          multi-queue cells alone
+#   sudo scripts/bench.sh raw [SECS=3]                    raw socket vs TUN bulk
+#   sudo scripts/bench.sh all                             each of them in turn, defaults
+#
+# Each cell's setup and options are at the top of scripts/bench/CELL.sh
+# (sourced from here); the side-by-side table is below.
+#
+# side: ustack against smoltcp and Linux, one namespace setup, a markdown
+# table with absolute figures and ratios written into BENCHMARKS.md
+# (between the "bench.sh" markers; appended the first time) and printed on
+# stdout.
+#
+#   sudo CELLS=rr,cps PIN=same scripts/bench.sh side [SECS]
 #
 # CELLS (comma-separated, default all): up, down, rr, cps (cells 1-3), mem
 # (4), pipe (5), tun (6), mq (7). With CELLS set, nothing is written to
@@ -37,7 +51,7 @@
 #      (examples/tun_rate.rs);
 #   7. multi-queue: tcpecho --queues 1 vs 2 (one stack thread per queue of a
 #      multi-queue TUN), bulk both ways with 4 and 8 parallel connections
-#      (scripts/lib-bench-mq.sh; on its own: scripts/bench-mq.sh).
+#      (scripts/bench/mq.sh; on its own: scripts/bench.sh mq).
 #
 # Namespaces (deleted on exit, see "Namespace safety rules" in README.md), all ustk-perf-*-$$:
 #   u:  client (kernel 10.5.0.1, .11-.14, .21-.28) -- TUN ustk0 -- tcpecho 10.5.0.2
@@ -50,6 +64,49 @@
 #   mq: client (kernel 10.8.0.1) -- multi-queue TUN ustk0 -- tcpecho --queues N 10.8.0.2
 # Progress on stderr.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+need_root
+# The multi-queue cells' functions (mq_cells, mq_table): cell mq and cell 7.
+# shellcheck source=scripts/bench/mq.sh
+source "$ROOT/scripts/bench/mq.sh"
+
+CELL=side
+case ${1:-} in
+    side | tcp | udp | rr | mq | raw | all)
+        CELL=$1
+        shift
+        ;;
+esac
+case $CELL in
+    all)
+        rc=0
+        for c in side tcp udp rr raw; do "$0" "$c" || rc=1; done
+        exit "$rc"
+        ;;
+    tcp | udp | rr | raw)
+        # shellcheck source=/dev/null
+        source "$ROOT/scripts/bench/$CELL.sh"
+        exit 0
+        ;;
+    mq)
+        SECS=${1:-3}
+        MQ_ROUNDS=${2:-${MQ_ROUNDS:-1}}
+        bounded SECS "$SECS" 1 30
+        bounded ROUNDS "$MQ_ROUNDS" 1 9
+        echo "bench.sh mq: building" >&2
+        build --bin tcpecho --example tcp_bench
+        TCPECHO="$T/tcpecho"
+        CLIENT="$T/examples/tcp_bench"
+        LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+        mq_cells
+        echo "- Command: \`sudo scripts/bench.sh mq $SECS $MQ_ROUNDS\` (git $(revision)), $(date -u '+%Y-%m-%d %H:%M UTC'), load average before: $LOAD"
+        echo "- Machine: $(machine)"
+        mq_table
+        exit 0
+        ;;
+esac
 
 WRITE=1
 if [[ ${1:-} == --no-write ]]; then
@@ -70,21 +127,12 @@ case $PIN in
         exit 2
         ;;
 esac
-if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
-    echo "SECS: 1..30" >&2
-    exit 2
-fi
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "bench.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+bounded SECS "$SECS" 1 30
 START=$(date +%s)
 
 echo "bench.sh: building" >&2
-cargo build --release --features tools --quiet --bin tcpecho >&2
-cargo build --release --features tools --quiet --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo >&2
-T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+build --bin tcpecho
+build --example smoltcp_echo --example tcp_bench --example pipe_bench --example tun_rate --example threaded_echo
 # TCPECHO, THREADED: other builds of the two ustack servers (A/B runs).
 TCPECHO=${TCPECHO:-$T/tcpecho}
 THREADED=${THREADED:-$T/examples/threaded_echo}
@@ -98,37 +146,25 @@ NSUT="ustk-perf-ut-$$"
 NSKC="ustk-perf-kc-$$"
 NSKS="ustk-perf-ks-$$"
 NST="ustk-perf-t-$$"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
-# --- multi-queue (7): its functions ---------------------------------------------
-# shellcheck source=scripts/lib-bench-mq.sh
-source "$ROOT/scripts/lib-bench-mq.sh"
-# --- end multi-queue ------------------------------------------------------------
 
 # --- one setup for everything ------------------------------------------------
 LIFETIME=$((60 * 5))
 mkns "$NSU"
 # Room for 100,000 client connections from 8 source addresses.
 ip netns exec "$NSU" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSU" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 \
-    --discard-port 9 --source-port 19 --backlog 4096 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-waitfor "$OUT/echo.err" "tcpecho: echoing"
-ip netns exec "$NSU" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-ip -n "$NSU" addr add 10.5.0.1/24 dev ustk0
+serve "$NSU" echo "tcpecho: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 \
+    --addr 10.5.0.2/24 --discard-port 9 --source-port 19 --backlog 4096
+ECHO_PID=$SERVED
+tun_peer "$NSU" 10.5.0.1/24
 for a in 11 12 13 14 21 22 23 24 25 26 27 28; do ip -n "$NSU" addr add "10.5.0.$a/24" dev ustk0; done
 # tcpecho runs under timeout(1): its pid is the child's.
 TCPECHO_PID=$(pgrep -P "$ECHO_PID" -x tcpecho || echo "$ECHO_PID")
 
 mkns "$NSO"
 ip netns exec "$NSO" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSO" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 --addr 10.4.0.2/24 \
-    --discard-port 9 --source-port 19 --offload off >"$OUT/echo-off.out" 2>"$OUT/echo-off.err" &
-PIDS+=($!)
-waitfor "$OUT/echo-off.err" "tcpecho: echoing"
-ip netns exec "$NSO" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-ip -n "$NSO" addr add 10.4.0.1/24 dev ustk0
+serve "$NSO" echo-off "tcpecho: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$TCPECHO" --tun ustk0 \
+    --addr 10.4.0.2/24 --discard-port 9 --source-port 19 --offload off
+tun_peer "$NSO" 10.4.0.1/24
 
 mkns "$NSS"
 # Every client namespace gets the same ephemeral port range: connect()
@@ -136,33 +172,20 @@ mkns "$NSS"
 # narrower one (the Linux cell measured 3,600 conn/s with the default range
 # and 12,000 with this one).
 ip netns exec "$NSS" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSS" timeout "$LIFETIME" "${SRV_PIN[@]}" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19 >"$OUT/smol.out" 2>"$OUT/smol.err" &
-PIDS+=($!)
-waitfor "$OUT/smol.err" "smoltcp_echo: echoing"
-ip netns exec "$NSS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+serve "$NSS" smol "smoltcp_echo: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$SMOLECHO" ustk0 10.7.0.2/24 7 8 9 19
 ip -n "$NSS" link set ustk0 up txqueuelen 4096
-ip -n "$NSS" addr add 10.7.0.1/24 dev ustk0
+tun_peer "$NSS" 10.7.0.1/24
 
 mkns "$NSUT"
 ip netns exec "$NSUT" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-ip netns exec "$NSUT" timeout "$LIFETIME" "${SRV_PIN[@]}" "$THREADED" --tun ustk0 --addr 10.8.0.2/24 \
-    >"$OUT/techo.out" 2>"$OUT/techo.err" &
-PIDS+=($!)
-waitfor "$OUT/techo.err" "threaded_echo: echoing"
-ip netns exec "$NSUT" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-ip -n "$NSUT" addr add 10.8.0.1/24 dev ustk0
+serve "$NSUT" techo "threaded_echo: echoing" timeout "$LIFETIME" "${SRV_PIN[@]}" "$THREADED" --tun ustk0 --addr 10.8.0.2/24
+tun_peer "$NSUT" 10.8.0.1/24
 
 mkns "$NSKC"
 ip netns exec "$NSKC" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
 mkns "$NSKS"
-ip -n "$NSKC" link add ustkk0 type veth peer name ustks0 netns "$NSKS"
-ip -n "$NSKC" addr add 10.6.0.1/24 dev ustkk0
-ip -n "$NSKS" addr add 10.6.0.2/24 dev ustks0
-ip -n "$NSKC" link set ustkk0 up
-ip -n "$NSKS" link set ustks0 up
-ip netns exec "$NSKS" "${SRV_PIN[@]}" "$CLIENT" server 10.6.0.2 "$LIFETIME" 2>"$OUT/linux.err" &
-PIDS+=($!)
-waitfor "$OUT/linux.err" "tcp_bench server: serving"
+veth "$NSKC" ustkk0 10.6.0.1/24 "$NSKS" ustks0 10.6.0.2/24
+serve "$NSKS" linux "tcp_bench server: serving" "${SRV_PIN[@]}" "$CLIENT" server 10.6.0.2 "$LIFETIME"
 
 mkns "$NST"
 
@@ -278,7 +301,6 @@ num() { # VALUE [DECIMALS] -> 12,345.6
         printf "%s%s%s", i, o, (n > 1 ? "." p[2] : "")
     }'
 }
-cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ELAPSED=$(($(date +%s) - START))
 case $PIN in
     same) PLACE="PIN=same: servers and client all on CPU 0 (taskset -c 0)" ;;
@@ -290,9 +312,9 @@ esac
 <!-- bench.sh begin: written by scripts/bench.sh, replaced on every run -->
 ## Side by side: ustack vs smoltcp vs Linux (scripts/bench.sh, issue 8)
 
-- Command: \`sudo scripts/bench.sh $SECS\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes')), ${ELAPSED} s in all
+- Command: \`sudo scripts/bench.sh $SECS\` (git $(revision)), ${ELAPSED} s in all
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the cells: $LOAD
-- Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
+- Machine: $(machine)
 - Client: \`examples/tcp_bench.rs\` (compiled, std::net on the kernel's TCP), the same for all three servers; ${SECS} s per cell.
 - Servers: \`tcpecho --tun\` (ustack's poll API, one thread; \`--discard-port 9 --source-port 19\`), with TUN offload (the default: TSO/GRO/checksum through the virtio-net header) and with \`--offload off\` (one frame per system call); \`examples/smoltcp_echo.rs\` (smoltcp 0.14 on a TUN, 1 MiB buffers); \`tcp_bench server\` (Linux TCP on a veth pair: echo in one epoll thread, bulk a thread per connection).
 - Placement: $PLACE.

@@ -10,30 +10,23 @@
 #   [UCAT=path/to/ucat] scripts/bulk-both-ways.sh [RUNS] [SIZE_MB] [-- UCAT-FLAGS...]
 #   e.g. scripts/bulk-both-ways.sh 10 100 -- --offload off
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+need_root
 RUNS=${1:-10}
 MB=${2:-100}
 shift $(($# >= 2 ? 2 : $#))
 [[ ${1:-} == -- ]] && shift
-UCAT=${UCAT:-$PWD/target/release/ucat}
-[[ -x $UCAT ]] || { echo "bulk-both-ways.sh: build first: cargo build --release --features tools" >&2; exit 1; }
-command -v nc >/dev/null || { echo "bulk-both-ways.sh: needs nc (scripts/install-deps.sh)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/ustk-bulk2.XXXXXX)
-NS=""
-cleanup() {
-    if [[ -n $NS ]]; then
-        for p in $(ip netns pids "$NS" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-        ip netns del "$NS" 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+UCAT=${UCAT:-$T/ucat}
+[[ -x $UCAT ]] || die "build first: cargo build --release --features tools"
+command -v nc >/dev/null || die "needs nc (scripts/install-deps.sh)"
+TMP=$OUT
 head -c "${MB}M" /dev/urandom >"$TMP/in"
 printf '%-4s %-20s %-10s %-16s %-12s %s\n' run 'ucat_rtx (fast rto tlp dsack)' linux_rtx linux_PAWSEstab linux_DSACK ms
 for i in $(seq 1 "$RUNS"); do
     NS=ustk-bulk2-$$-$i
-    ip netns add "$NS"
-    ip -n "$NS" link set lo up
+    mkns "$NS"
     ip netns exec "$NS" timeout 120 "$UCAT" --tun ustk0 --addr 10.77.0.2/24 "$@" --progress \
         listen 6001 <"$TMP/in" >"$TMP/got-ucat" 2>"$TMP/ucat.err" &
     upid=$!
@@ -57,5 +50,4 @@ for i in $(seq 1 "$RUNS"); do
     printf '%-4s %-20s %-10s %-16s %-12s %s\n' "$i" "$urtx" "$(stat TcpRetransSegs)" \
         "$(stat TcpExtPAWSEstab)" "$(stat TcpExtTCPDSACKRecv)" "$ms"
     ip netns del "$NS"
-    NS=""
 done

@@ -25,14 +25,13 @@
 # markdown table to stdout, progress to stderr. Namespaces and processes of
 # its own only, deleted and killed on exit (README.md, "Namespace safety rules").
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 SECS=${1:-8}
 ALGOS=${2:-"cubic bbr"}
 RATE=${3:-100mbit}
-if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 2 || SECS > 60)); then
-    echo "SECONDS: 2..60" >&2
-    exit 2
-fi
+bounded SECONDS "$SECS" 2 60
 RATE_BPS=$(python3 -c '
 import re, sys
 m = re.fullmatch(r"(\d+)(kbit|mbit|gbit)", sys.argv[1])
@@ -45,14 +44,12 @@ for a in $ALGOS; do
     case $a in reno|cubic|bbr) ;; *) echo "ALGOS: reno, cubic, bbr" >&2; exit 2 ;; esac
 done
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "cc-sweep.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+need_root
 
 scripts/install-deps.sh >&2
-cargo build --release --features tools --quiet --bin ucat >&2
-UCAT="${CARGO_TARGET_DIR:-$ROOT/target}/release/ucat"
+build --bin ucat
+UCAT="$T/ucat"
 
 for a in $ALGOS; do
     grep -qw "$a" /proc/sys/net/ipv4/tcp_available_congestion_control || {
@@ -62,8 +59,6 @@ for a in $ALGOS; do
 done
 
 NS="ustk-ccs-$$"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
 mkns "$NS"
 # A persistent TUN, so that the kernel side keeps its address between the
 # cells (each cell's ucat attaches to it and goes away).

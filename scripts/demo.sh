@@ -9,30 +9,21 @@
 # Bounded: every wait has a limit; the demo itself takes a few seconds.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "demo.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+need_root
 
 scripts/install-deps.sh >/dev/null
 echo "+ cargo build --release --features tools"
-cargo build --release --features tools --quiet --bin udpecho
-UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
+build --bin udpecho
+UDPECHO="$T/udpecho"
 
 SUFFIX="demo-$$"
 NS="ustk-$SUFFIX"
-OUT=$(mktemp -d /tmp/ustk-demo.XXXXXX)
-ECHO_PID=
-cleanup() {
-    if [[ -n $ECHO_PID ]] && kill -0 "$ECHO_PID" 2>/dev/null; then
-        kill -TERM "$ECHO_PID" 2>/dev/null || true
-        wait "$ECHO_PID" 2>/dev/null || true
-    fi
-    "$ROOT/scripts/netns.sh" down tun "$SUFFIX" || true
-    rm -rf "$OUT"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# netns.sh makes the namespace and the TUN's addresses (as the README's
+# hand-run steps do); it goes on exit, after udpecho.
+AT_EXIT+=("\"\$ROOT/scripts/netns.sh\" down tun $SUFFIX")
 
 step() { printf '\n$ %s\n' "$*"; }
 
@@ -40,6 +31,7 @@ step() { printf '\n$ %s\n' "$*"; }
 step "ip netns exec $NS udpecho --tun ustk0 --addr 10.1.0.2/24 &"
 ip netns exec "$NS" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24 >"$OUT/stdout" 2>"$OUT/stderr" &
 ECHO_PID=$! # `ip netns exec` execs udpecho in place: this is udpecho's pid
+PIDS+=("$ECHO_PID")
 for _ in $(seq 100); do
     grep -q "echoing UDP port" "$OUT/stderr" && break
     kill -0 "$ECHO_PID" 2>/dev/null || break
@@ -93,6 +85,5 @@ done
 kill -0 "$ECHO_PID" 2>/dev/null && { echo "udpecho ignored SIGINT for 5 s: SIGKILL"; kill -KILL "$ECHO_PID"; }
 rc=0
 wait "$ECHO_PID" || rc=$?
-ECHO_PID=
 cat "$OUT/stdout"
 echo "(udpecho exit status $rc)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Network namespaces for trying ustack by hand (and for demo.sh / bench-udp.sh),
+# Network namespaces for trying ustack by hand (and for demo.sh),
 # following the safety rules ("Namespace safety rules" in README.md): only `ustk-` namespaces
 # this script creates, devices and 10.x addresses only inside them, nothing
 # added to the root namespace. Needs root.

@@ -16,49 +16,24 @@
 # namespace is deleted on exit; nothing touches the root namespace.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${1:-$ROOT/pcaps}
-mkdir -p "$OUT"
-export PATH="$PATH:/usr/sbin:/sbin:$HOME/.cargo/bin"
-[[ $(id -u) -eq 0 ]] || { echo "record-pcaps.sh: needs root" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+DEST=${1:-$ROOT/pcaps}
+mkdir -p "$DEST"
+need_root
 for t in python3 tcpdump editcap nft ip ethtool tc; do
-    command -v "$t" >/dev/null || { echo "record-pcaps.sh: needs $t" >&2; exit 1; }
+    command -v "$t" >/dev/null || die "needs $t"
 done
 
-cargo build --release --features tools --bins --manifest-path "$ROOT/Cargo.toml" >/dev/null
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+build --bins
+BIN=$T
 
 A=ustk-reca-$$
 B=ustk-recb-$$
 U=ustk-recu-$$
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for ns in "$A" "$B" "$U"; do
-        [[ $ns == ustk-* ]] || continue
-        if ip netns list | grep -qw -- "$ns"; then
-            for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
-            sleep 0.2
-            ip netns del "$ns" 2>/dev/null || true
-        fi
-    done
-}
-trap cleanup EXIT
-
-new_ns() {
-    ip netns add "$1"
-    ip -n "$1" link set lo up
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-}
-
-new_ns "$A"
-new_ns "$B"
-ip -n "$A" link add ustkra type veth peer name ustkrb netns "$B"
-ip -n "$A" addr add 10.4.0.1/24 dev ustkra
-ip -n "$B" addr add 10.4.0.2/24 dev ustkrb
-ip -n "$A" link set ustkra up
-ip -n "$B" link set ustkrb up
+mkns "$A"
+mkns "$B"
+veth "$A" ustkra 10.4.0.1/24 "$B" ustkrb 10.4.0.2/24
 # No TSO/GSO: the kernel builds MSS-sized segments, so the capture shows
 # wire-sized frames and nft drops single segments (checksum offload stays:
 # a's outgoing checksums are unfinished in the capture).
@@ -145,16 +120,16 @@ elif mode == "simclose":
 c.close()
 '
 server() { # PORT MODE: a Python server in B, waits until it listens
-    inB python3 -c "$PY_SERVER" "$1" "$2" >"$OUT/.srv.log" 2>&1 &
+    inB python3 -c "$PY_SERVER" "$1" "$2" >"$DEST/.srv.log" 2>&1 &
     PIDS+=($!)
-    for _ in $(seq 50); do grep -q ready "$OUT/.srv.log" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 50); do grep -q ready "$DEST/.srv.log" 2>/dev/null && break; sleep 0.1; done
 }
 
 echo "== linux_linux_bulk.pcap"
-capture "$A" ustkra "$OUT/linux_linux_bulk.pcap" tcp port 5001
+capture "$A" ustkra "$DEST/linux_linux_bulk.pcap" tcp port 5001
 server 5001 sink
 inA python3 -c "$PY_CLIENT" 10.4.0.2 5001 sink 200000
-stop_capture "$OUT/linux_linux_bulk.pcap"
+stop_capture "$DEST/linux_linux_bulk.pcap"
 
 echo "== linux_linux_loss.pcap"
 inB nft -f - <<'NFT'
@@ -165,21 +140,21 @@ table inet ustkloss {
     }
 }
 NFT
-capture "$A" ustkra "$OUT/linux_linux_loss.pcap" tcp port 5002
+capture "$A" ustkra "$DEST/linux_linux_loss.pcap" tcp port 5002
 server 5002 sink
 inA python3 -c "$PY_CLIENT" 10.4.0.2 5002 sink 200000
-stop_capture "$OUT/linux_linux_loss.pcap"
+stop_capture "$DEST/linux_linux_loss.pcap"
 echo "dropped: $(inB nft list table inet ustkloss | grep -o 'packets [0-9]*')"
 inB nft delete table inet ustkloss
 
 echo "== linux_linux_rst.pcap"
-capture "$A" ustkra "$OUT/linux_linux_rst.pcap" tcp
+capture "$A" ustkra "$DEST/linux_linux_rst.pcap" tcp
 inA python3 -c 'import socket
 try: socket.create_connection(("10.4.0.2", 9), timeout=3)
 except OSError as e: print("refused:", e)'
 server 5003 abort
 inA python3 -c "$PY_CLIENT" 10.4.0.2 5003 abort 0
-stop_capture "$OUT/linux_linux_rst.pcap"
+stop_capture "$DEST/linux_linux_rst.pcap"
 
 echo "== linux_linux_simclose.pcap"
 # A slow link (tbf, 64 kbit/s both ways) keeps each FIN on the wire ~10 ms:
@@ -188,12 +163,12 @@ echo "== linux_linux_simclose.pcap"
 inA tc qdisc add dev ustkra root tbf rate 64kbit burst 1600 latency 500ms
 inB tc qdisc add dev ustkrb root tbf rate 64kbit burst 1600 latency 500ms
 for try in 1 2 3; do
-    capture "$A" ustkra "$OUT/linux_linux_simclose.pcap" tcp port 5004
+    capture "$A" ustkra "$DEST/linux_linux_simclose.pcap" tcp port 5004
     server 5004 simclose
     inA python3 -c "$PY_CLIENT" 10.4.0.2 5004 simclose 0
     sleep 1
-    stop_capture "$OUT/linux_linux_simclose.pcap"
-    fins=$(tshark -r "$OUT/linux_linux_simclose.pcap" -Y tcp.flags.fin==1 2>/dev/null | wc -l)
+    stop_capture "$DEST/linux_linux_simclose.pcap"
+    fins=$(tshark -r "$DEST/linux_linux_simclose.pcap" -Y tcp.flags.fin==1 2>/dev/null | wc -l)
     ((fins >= 2)) && break
     echo "  only $fins FINs captured; again ($try)"
 done
@@ -201,7 +176,7 @@ inA tc qdisc del dev ustkra root
 inB tc qdisc del dev ustkrb root
 
 echo "== linux_linux_udp_frag_cooked.pcapng (Linux cooked capture, pcapng)"
-capture "$A" any "$OUT/.udp.pcap" udp or icmp
+capture "$A" any "$DEST/.udp.pcap" udp or icmp
 inB python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5005)); s.settimeout(5)
@@ -216,29 +191,29 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
 for n in (100, 3000, 5000):
     s.sendto(bytes(i & 0xff for i in range(n)), ("10.4.0.2", 5005)); print(len(s.recv(65535)))
 '
-stop_capture "$OUT/.udp.pcap"
-editcap -F pcapng "$OUT/.udp.pcap" "$OUT/linux_linux_udp_frag_cooked.pcapng"
-rm -f "$OUT/.udp.pcap"
+stop_capture "$DEST/.udp.pcap"
+editcap -F pcapng "$DEST/.udp.pcap" "$DEST/linux_linux_udp_frag_cooked.pcapng"
+rm -f "$DEST/.udp.pcap"
 
 echo "== linux_linux_icmp_echo.pcap"
-capture "$A" ustkra "$OUT/linux_linux_icmp_echo.pcap" icmp
+capture "$A" ustkra "$DEST/linux_linux_icmp_echo.pcap" icmp
 inA ping -c 3 -i 0.2 -s 1000 10.4.0.2 >/dev/null
 inA ping -c 1 -s 3000 10.4.0.2 >/dev/null
-stop_capture "$OUT/linux_linux_icmp_echo.pcap"
+stop_capture "$DEST/linux_linux_icmp_echo.pcap"
 
 echo "== linux_ustack_tcpecho_loss.pcap (Linux client, ustack tcpecho on a TUN, loss)"
-new_ns "$U"
+mkns "$U"
 # Loss from ustack's own impairment layer (2% each way): an nft drop in the
 # kernel's OUTPUT hook is not wire loss (the local TCP just retries), and
 # ustack has no netfilter.
-ip netns exec "$U" "$BIN/tcpecho" --tun ustkrt0 --addr 10.5.0.2/24 --impair loss=2% --seed 7 >"$OUT/.echo.log" 2>&1 &
+ip netns exec "$U" "$BIN/tcpecho" --tun ustkrt0 --addr 10.5.0.2/24 --impair loss=2% --seed 7 >"$DEST/.echo.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ip -n "$U" link show dev ustkrt0 >/dev/null 2>&1 && break; sleep 0.1; done
 ip -n "$U" addr add 10.5.0.1/24 dev ustkrt0
 ip -n "$U" link set ustkrt0 up
 ip netns exec "$U" ethtool -K ustkrt0 tso off gso off >/dev/null 2>&1 || true
 sleep 0.5
-capture "$U" ustkrt0 "$OUT/linux_ustack_tcpecho_loss.pcap" tcp
+capture "$U" ustkrt0 "$DEST/linux_ustack_tcpecho_loss.pcap" tcp
 ip netns exec "$U" python3 -c '
 import socket, threading
 c = socket.create_connection(("10.5.0.2", 7), timeout=20)
@@ -253,12 +228,12 @@ t = threading.Thread(target=rd); t.start()
 c.sendall(data); t.join(); c.shutdown(socket.SHUT_WR); c.recv(10); c.close()
 print("echoed", len(got), bytes(got) == data)
 '
-stop_capture "$OUT/linux_ustack_tcpecho_loss.pcap"
+stop_capture "$DEST/linux_ustack_tcpecho_loss.pcap"
 
-rm -f "$OUT/.srv.log" "$OUT/.echo.log"
+rm -f "$DEST/.srv.log" "$DEST/.echo.log"
 # What each capture should hold.
 for f in linux_linux_loss linux_ustack_tcpecho_loss; do
-    n=$(tshark -r "$OUT/$f.pcap" -d tcp.port==7,data -Y "tcp.analysis.retransmission or tcp.options.sack_le or tcp.analysis.lost_segment" 2>/dev/null | wc -l)
+    n=$(tshark -r "$DEST/$f.pcap" -d tcp.port==7,data -Y "tcp.analysis.retransmission or tcp.options.sack_le or tcp.analysis.lost_segment" 2>/dev/null | wc -l)
     echo "$f: $n frames show loss (retransmissions, SACK blocks or gaps)"
 done
-ls -l "$OUT"
+ls -l "$DEST"

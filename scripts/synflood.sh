@@ -9,25 +9,18 @@
 #
 #   sudo scripts/synflood.sh [DURATION]
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "synflood.sh: needs root" >&2; exit 1; }
+need_root
 DUR=${1:-5}
 NS="ustk-flood-$$"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
-cargo build --release --features tools --quiet --bin tcpecho
-PID=
-FLOOD=
-cleanup() {
-    [[ -n $FLOOD ]] && kill "$FLOOD" 2>/dev/null || true
-    [[ -n $PID ]] && kill -INT "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" "$BIN" --tun ustk0 --addr 10.77.0.2/16 >/tmp/ustk-flood-$$.out 2>&1 &
+BIN="$T/tcpecho"
+build --bin tcpecho
+mkns "$NS"
+ip netns exec "$NS" "$BIN" --tun ustk0 --addr 10.77.0.2/16 >"$OUT/tcpecho.out" 2>&1 &
 PID=$!
+PIDS+=("$PID")
 for _ in $(seq 1 100); do ip -n "$NS" link show ustk0 >/dev/null 2>&1 && break; sleep 0.05; done
 ip -n "$NS" addr add 10.77.0.1/16 dev ustk0
 ip -n "$NS" link set ustk0 up txqueuelen 2000
@@ -77,17 +70,17 @@ rss0=$(rss)
 base=$(bulk "$DUR")
 timeout $((DUR * 2 + 5)) ip netns exec "$NS" hping3 --flood -S -p 7 --rand-source -q 10.77.0.2 >/dev/null 2>&1 &
 FLOOD=$!
+PIDS+=("$FLOOD")
 sleep 0.5
 rss1=$(rss)
 during=$(bulk "$DUR")
 conns=$(newconns "$DUR")
 rss2=$(rss)
-kill "$FLOOD" 2>/dev/null || true; wait "$FLOOD" 2>/dev/null || true; FLOOD=
+kill "$FLOOD" 2>/dev/null || true; wait "$FLOOD" 2>/dev/null || true
 sleep 1
 rss3=$(rss)
-kill -INT "$PID"; wait "$PID" || true; PID=
-cookies=$(awk '/SYN cookies sent/ {print $1}' /tmp/ustk-flood-$$.out)
-rm -f /tmp/ustk-flood-$$.out
+kill -INT "$PID"; wait "$PID" || true
+cookies=$(awk '/SYN cookies sent/ {print $1}' "$OUT/tcpecho.out")
 
 echo "Command: sudo scripts/synflood.sh $DUR — $(date -u +%F), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 echo

@@ -8,6 +8,11 @@
 //! # Layers
 //!
 //! * [`wire`]: zero-copy views and builders for each header.
+//! * [`link`]: the vocabulary of a link that the core and the devices
+//!   share ([`link::Medium`], [`link::DeviceCaps`], [`link::FrameBatch`] and
+//!   the offload metadata of its frames), the impairment engine
+//!   ([`link::impair`]) and the seeded generator ([`link::Rng`]); no I/O.
+//!   `phy` re-exports the vocabulary under its older paths.
 //! * [`phy`]: devices, which move batches of frames ([`phy::Device`]):
 //!   TUN/TAP, raw sockets, in-memory pipes, a pcap recorder and an
 //!   impairment layer (loss, delay, reordering, rate limits).
@@ -134,7 +139,7 @@
 //! and neither side computes TCP checksums the other trusts — several
 //! times the throughput of one frame per system call. Build the
 //! interface's configuration with [`iface::Config::for_device`] (or copy
-//! [`phy::DeviceCaps::offload`] into [`iface::Config::offload`]) so TCP
+//! [`link::DeviceCaps::offload`] into [`iface::Config::offload`]) so TCP
 //! knows; [`stack::StackBuilder`] does it itself. [`phy::PipeDevice`] can
 //! offer the same ([`phy::PipeOptions::offload`]).
 //!
@@ -187,7 +192,7 @@
 //! # Cargo features
 //!
 //! The default build is the stack alone (its dependencies: `libc`,
-//! `tracing`, `tun-rs`, `rand`/`rand_chacha`); everything else is opt-in:
+//! `tracing` and `tun-rs`); everything else is opt-in:
 //!
 //! * `tokio`: the async sockets, `ustack::net::tokio` (below).
 //! * `sim`: `ustack::sim`, the deterministic simulator (the crate's own
@@ -212,6 +217,7 @@
 #[cfg(feature = "tools")]
 pub mod cli;
 pub mod iface;
+pub mod link;
 pub mod net;
 pub mod phy;
 #[cfg(any(test, feature = "replay"))]
@@ -230,3 +236,6 @@ pub mod wire;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod testkit;

@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 use super::{Interface, IpMeta, Ipv4Cidr, TxOffload};
-use crate::phy::Medium;
+use crate::link::Medium;
 use crate::time::Instant;
 use crate::wire::icmpv6::{self, kind};
 use crate::wire::ipv6::{self, Walk};

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::*;
-use crate::phy::FrameBatch;
+use crate::link::FrameBatch;
 use crate::sim::{LinkConfig, Sim};
 use crate::time::Duration;
 use crate::wire::icmpv6::{self, kind};

@@ -41,7 +41,7 @@ use reassembly::{Outcome, Reassembler, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
 
-use crate::phy::{Checksum, FrameBatch, FrameMeta, Medium, Offload, GSO_MAX_PACKET};
+use crate::link::{Checksum, FrameBatch, FrameMeta, Medium, Offload, Rng, GSO_MAX_PACKET};
 use crate::socket::{SocketHandle, SocketSet};
 use crate::time::Instant;
 use crate::udp::UdpConfig;
@@ -152,7 +152,7 @@ pub struct Config {
     /// Seed of the core's randomness (ephemeral ports, IP identification).
     pub seed: u64,
     /// What the device does for the stack, from
-    /// [`crate::phy::DeviceCaps::offload`] (the tools and
+    /// [`crate::link::DeviceCaps::offload`] (the tools and
     /// [`crate::stack::StackBuilder`] copy it): with `tso`, TCP hands the
     /// device super-segments of up to 64 KiB; with `tx_checksum`, it leaves
     /// TCP checksums to the device. Received frames say for themselves
@@ -165,7 +165,7 @@ impl Config {
     /// address, with no IP address yet. Prefer this to [`Config::new`]
     /// when a device is at hand: an interface that does not know the
     /// device offloads TCP segmentation sends one segment per frame.
-    pub fn for_device(caps: crate::phy::DeviceCaps) -> Config {
+    pub fn for_device(caps: crate::link::DeviceCaps) -> Config {
         let mut c = Config::new(caps.medium);
         c.mtu = caps.mtu;
         c.offload = caps.offload;
@@ -298,7 +298,7 @@ pub struct Interface {
     /// Path MTUs learned per destination.
     pub(crate) pmtu: pmtu::PmtuCache,
     ident: u16,
-    rng: u64,
+    rng: Rng,
     started: bool,
     /// The frame being handled came from a device that verified (or need
     /// not verify) its transport checksum.
@@ -318,14 +318,14 @@ pub struct Interface {
 impl Interface {
     /// An interface with `config`, started at `now`.
     pub fn new(config: Config, now: Instant) -> Interface {
-        let mut rng = config.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut rng = Rng::from_state(config.seed ^ 0x9e37_79b9_7f4a_7c15);
         let hardware_addr = config.hardware_addr.unwrap_or_else(|| {
-            let r = splitmix(&mut rng).to_be_bytes();
+            let r = rng.next_u64().to_be_bytes();
             // Locally administered, unicast.
             EthernetAddress([0x02, r[1], r[2], r[3], r[4], r[5]])
         });
         let link = config.medium.header_len();
-        let ident = splitmix(&mut rng) as u16;
+        let ident = rng.next_u64() as u16;
         let mut config = config;
         if config.medium == Medium::Ethernet && !config.addrs_v6.is_empty() {
             let ll = crate::wire::ipv6::link_local(hardware_addr);
@@ -469,7 +469,7 @@ impl Interface {
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {
-        splitmix(&mut self.rng)
+        self.rng.next_u64()
     }
 
     fn link_header_len(&self) -> usize {
@@ -498,7 +498,7 @@ impl Interface {
             let mut buf = std::mem::take(&mut self.rx_scratch);
             buf.clear();
             buf.extend_from_slice(frame);
-            crate::phy::gso::complete_checksum(&mut buf, meta);
+            meta.checksum.complete(&mut buf);
             self.handle_frame_inner(now, &buf);
             self.rx_scratch = buf;
             self.rx_csum_trusted = false;
@@ -1131,7 +1131,7 @@ impl TxOffload {
     /// metadata). The field holds the pseudo-header sum, so the sum over
     /// the transport segment as it stands is the whole sum.
     pub fn complete_checksum(&self, l4: &mut [u8]) {
-        crate::phy::gso::complete_checksum(l4, self.meta(0, false));
+        self.meta(0, false).checksum.complete(l4);
     }
 }
 
@@ -1198,14 +1198,6 @@ impl Interface {
             IpAddr::V6(_) => false,
         }
     }
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ impl Interface {
 #[cfg(test)]
 mod tests {
     use crate::iface::{Config, Interface, Ipv4Cidr};
-    use crate::phy::Medium;
+    use crate::link::Medium;
     use crate::time::Instant;
 
     #[test]

@@ -115,7 +115,7 @@ impl TcpState {
 /// headers when the device segments (and so completes checksums), else 0.
 pub(crate) fn segment_offload_for(config: &super::Config) -> usize {
     if config.offload.tso && config.offload.tx_checksum {
-        crate::phy::GSO_MAX_PACKET - 120
+        crate::link::GSO_MAX_PACKET - 120
     } else {
         0
     }

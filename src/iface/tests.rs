@@ -1,7 +1,7 @@
 //! Interface tests: frames in, frames out, virtual time.
 
 use super::*;
-use crate::phy::FrameBatch;
+use crate::link::FrameBatch;
 use crate::time::Duration;
 use crate::wire::{checksum, icmpv4, udp};
 use std::io;

@@ -5,7 +5,6 @@ mod tcp;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod udp;
-pub(crate) mod wake;
 
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
@@ -16,8 +15,8 @@ use std::sync::Condvar;
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::socket::SocketHandle;
+use crate::stack::wake::Direction;
 use crate::stack::{Core, Shared};
-use wake::Direction;
 
 /// Resolves `addr` to its first address, as `std::net` does for one-address
 /// calls.

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
-use super::wake::Direction;
 use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
+use crate::stack::wake::Direction;
 use crate::stack::{Core, Shared, Stack, Waiters};
 use crate::tcp::{Keepalive, State, TcpInfo};
 

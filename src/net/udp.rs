@@ -5,9 +5,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
-use super::wake::Direction;
 use super::{block_on, check_timeout, first_addr};
 use crate::socket::SocketHandle;
+use crate::stack::wake::Direction;
 use crate::stack::{Core, Shared, Stack};
 
 /// A UDP socket on a [`Stack`], used like `std::net::UdpSocket`: blocking

@@ -1,11 +1,12 @@
 //! Segmentation and checksum completion in software: what a device with
 //! TSO/GSO and checksum offload does to a frame the stack hands it (see
-//! [`FrameMeta`]). The simulator uses it to stand in for such a device, and
+//! [`FrameMeta`]; checksum completion itself is
+//! [`crate::wire::checksum::complete_partial`]). The simulator uses it to stand in for such a device, and
 //! any device without offload could use it as its fallback.
 
 use std::net::IpAddr;
 
-use super::{Checksum, FrameMeta};
+use crate::link::{Checksum, FrameMeta};
 use crate::wire::checksum;
 
 /// Why a frame could not be segmented.
@@ -15,21 +16,6 @@ pub enum GsoError {
     Malformed,
     /// A super-segment without a partial checksum (a device never gets one).
     NoPartialChecksum,
-}
-
-/// Completes the partial checksum of `frame` in place (no-op for a frame
-/// whose checksum is complete). False when the offsets lie outside it.
-pub fn complete_checksum(frame: &mut [u8], meta: FrameMeta) -> bool {
-    let Checksum::Partial { start, offset } = meta.checksum else {
-        return true;
-    };
-    let (start, at) = (start as usize, start as usize + offset as usize);
-    if frame.len() < at + 2 {
-        return false;
-    }
-    let c = checksum::finish(checksum::sum(&frame[start..]));
-    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
 }
 
 /// Turns `frame` (`link` bytes of link header, then an IP packet) into the
@@ -47,7 +33,7 @@ pub fn segment(
 ) -> Result<usize, GsoError> {
     if meta.gso_size == 0 {
         let mut f = frame.to_vec();
-        if !complete_checksum(&mut f, meta) {
+        if !meta.checksum.complete(&mut f) {
             return Err(GsoError::Malformed);
         }
         out(&f);

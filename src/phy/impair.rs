@@ -1,57 +1,8 @@
 //! A network emulator in the style of netem: [`Impair`] wraps a device and
-//! impairs both directions, reproducibly from a seed.
-//!
-//! # Spec grammar
-//!
-//! An [`ImpairSpec`] is parsed from comma-separated `key=value` tokens
-//! (whitespace around tokens is ignored; the empty string is no impairment):
-//!
-//! | key       | value                    | meaning |
-//! |-----------|--------------------------|---------|
-//! | `delay`   | duration                 | fixed one-way delay |
-//! | `jitter`  | duration                 | each frame's delay is `delay ± uniform(jitter)` |
-//! | `loss`    | percent                  | independent random loss |
-//! | `ge`      | `P/R` or `P/R/H/K` (percents) | Gilbert–Elliott bursty loss |
-//! | `reorder` | percent                  | chance a frame overtakes delayed ones |
-//! | `dup`     | percent                  | chance a frame is sent twice |
-//! | `corrupt` | percent                  | chance one random bit of the frame is flipped |
-//! | `rate`    | rate                     | bottleneck serialization rate |
-//! | `queue`   | size                     | bottleneck buffer; excess is tail-dropped |
-//! | `limit`   | integer                  | most frames held per direction (default 10000) |
-//!
-//! Units: durations `us`, `ms`, `s` (decimals allowed: `1.5ms`); percents end
-//! in `%` (`0.5%`); rates `bit`/`bps` (bits per second — note that tc's
-//! `bps` means *bytes* per second, ours does not), `kbit`, `mbit`, `gbit`
-//! (powers of 1000); sizes `b`, `kb`, `mb` (1kb = 1000 bytes) or a bare byte
-//! count. Example: `delay=10ms,jitter=2ms,loss=0.5%,reorder=1%,dup=0.1%,corrupt=0.01%,rate=100mbit,queue=256kb`.
-//! A bad spec yields a [`SpecError`] naming the offending token.
-//!
-//! # Semantics (per direction, each with its own RNG stream)
-//!
-//! A frame entering a direction goes through, in order:
-//! 1. **Loss**: Gilbert–Elliott first (the state moves good→bad with
-//!    probability P or bad→good with R, then the frame is lost with
-//!    probability `1-K` in the good state and `1-H` in the bad state;
-//!    defaults K = 100%, H = 0%, so `ge=P/R` loses every frame in the bad
-//!    state), then independent `loss`.
-//! 2. **Duplication**: with probability `dup` a second copy follows the
-//!    first through the remaining steps.
-//! 3. **Corruption**: with probability `corrupt` one random bit of one random
-//!    byte is flipped; on Ethernet the 14-byte link header is spared so the
-//!    damage lands in the payload (as a checksum would notice).
-//! 4. **Rate**: with `rate`, the frame occupies the bottleneck for
-//!    `len*8/rate` seconds after the previous frame; its serialization ends
-//!    at `max(now, link_free) + len*8/rate`. If the bytes not yet serialized
-//!    plus this frame exceed `queue`, the frame is tail-dropped. Without
-//!    `rate`, `queue` bounds the bytes held by the direction instead.
-//! 5. **Delay**: the frame is released at serialization end plus `delay +
-//!    uniform(-jitter, +jitter)` (never negative). Release times are kept
-//!    monotonic, so jitter alone never reorders.
-//! 6. **Reorder** (netem semantics): with probability `reorder` a frame
-//!    skips the delay and is released at its serialization end, overtaking
-//!    delayed frames. With no delay or jitter, a reordered frame is instead
-//!    held back and released right after the next frame (or after 10 ms if
-//!    no frame follows).
+//! impairs both directions, reproducibly from a seed, with the engine of
+//! [`crate::link::impair`] (one [`Lane`] per direction). The spec grammar
+//! (the `--impair` strings of the tools) and the semantics are documented
+//! there.
 //!
 //! Held frames are released by [`Device::service`] and on every
 //! `recv_batch`/`send_batch`; [`Device::poll_at`] returns the earliest
@@ -60,258 +11,21 @@
 //! would block, the rest wait in a staging batch and `poll_at` asks to be
 //! called again). An empty spec is a pure pass-through.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::str::FromStr;
-
-use rand_chacha::rand_core::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use super::{Device, DeviceCaps, FrameBatch};
+pub use crate::link::impair::{
+    DirectionStats, GilbertElliott, ImpairSpec, SpecError, DEFAULT_LIMIT,
+};
+use crate::link::impair::{Discipline, Lane};
+use crate::link::Rng;
 use crate::time::{Duration, Instant};
 
-/// Default most frames held per direction.
-pub const DEFAULT_LIMIT: usize = 10_000;
-/// With no delay, a reordered frame waits at most this long for a successor.
-const HOLD_MAX: Duration = Duration::from_millis(10);
 /// Frames pulled from or staged for the inner device per round.
 const STAGE_FRAMES: usize = 64;
 /// Largest frame the staging batches take.
 const STAGE_FRAME_LEN: usize = 65_536 + 18;
-
-/// Gilbert–Elliott loss parameters, probabilities in `[0, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GilbertElliott {
-    /// Good → bad transition probability per frame.
-    pub p: f64,
-    /// Bad → good transition probability per frame.
-    pub r: f64,
-    /// Delivery probability in the bad state (loss there is `1-h`).
-    pub h: f64,
-    /// Delivery probability in the good state (loss there is `1-k`).
-    pub k: f64,
-}
-
-/// What to do to the traffic. See the [module documentation](self) for the
-/// grammar and semantics. `Default` is no impairment.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ImpairSpec {
-    /// Fixed delay.
-    pub delay: Duration,
-    /// Uniform jitter around the delay.
-    pub jitter: Duration,
-    /// Independent loss probability.
-    pub loss: f64,
-    /// Bursty loss.
-    pub ge: Option<GilbertElliott>,
-    /// Probability a frame skips the delay.
-    pub reorder: f64,
-    /// Probability a frame is duplicated.
-    pub dup: f64,
-    /// Probability a frame gets one bit flipped.
-    pub corrupt: f64,
-    /// Bottleneck rate in bits per second.
-    pub rate_bps: Option<u64>,
-    /// Bottleneck buffer in bytes.
-    pub queue_bytes: Option<usize>,
-    /// Most frames held per direction.
-    pub limit: usize,
-}
-
-impl Default for ImpairSpec {
-    fn default() -> Self {
-        ImpairSpec {
-            delay: Duration::ZERO,
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            ge: None,
-            reorder: 0.0,
-            dup: 0.0,
-            corrupt: 0.0,
-            rate_bps: None,
-            queue_bytes: None,
-            limit: DEFAULT_LIMIT,
-        }
-    }
-}
-
-impl ImpairSpec {
-    /// True when the spec changes nothing (frames pass straight through).
-    pub fn is_passthrough(&self) -> bool {
-        let d = ImpairSpec::default();
-        ImpairSpec {
-            limit: d.limit,
-            ..*self
-        } == d
-    }
-}
-
-/// A spec that did not parse: the offending token and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    /// The token as written.
-    pub token: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad impairment token '{}': {}", self.token, self.reason)
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-fn parse_number(s: &str) -> Option<f64> {
-    let v: f64 = s.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some(v)
-}
-
-fn parse_percent(s: &str) -> Result<f64, String> {
-    let num = s
-        .strip_suffix('%')
-        .ok_or_else(|| format!("'{s}' is not a percentage (write e.g. 0.5%)"))?;
-    let v = parse_number(num).ok_or_else(|| format!("'{s}' is not a percentage"))?;
-    if v > 100.0 {
-        return Err(format!("'{s}' is over 100%"));
-    }
-    Ok(v / 100.0)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        return Err(format!("'{s}' needs a unit: us, ms or s"));
-    };
-    let v = parse_number(num).ok_or_else(|| format!("'{s}' is not a duration"))?;
-    let secs = v * scale;
-    if secs > 86_400.0 {
-        return Err(format!("'{s}' is longer than a day"));
-    }
-    Ok(Duration::from_micros((secs * 1e6).round() as u64))
-}
-
-fn parse_rate(s: &str) -> Result<u64, String> {
-    let units = [
-        ("gbit", 1e9),
-        ("mbit", 1e6),
-        ("kbit", 1e3),
-        ("bit", 1.0),
-        ("bps", 1.0),
-    ];
-    for (suffix, mult) in units {
-        if let Some(n) = s.strip_suffix(suffix) {
-            let v = parse_number(n).ok_or_else(|| format!("'{s}' is not a rate"))?;
-            let bps = (v * mult).round();
-            if !(1.0..=1e15).contains(&bps) {
-                return Err(format!("rate '{s}' is out of range"));
-            }
-            return Ok(bps as u64);
-        }
-    }
-    Err(format!("'{s}' needs a unit: bit, bps, kbit, mbit or gbit"))
-}
-
-fn parse_size(s: &str) -> Result<usize, String> {
-    let (num, mult) = if let Some(n) = s.strip_suffix("kb") {
-        (n, 1e3)
-    } else if let Some(n) = s.strip_suffix("mb") {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('b') {
-        (n, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v = parse_number(num).ok_or_else(|| format!("'{s}' is not a size (b, kb, mb)"))?;
-    let bytes = (v * mult).round();
-    if !(1.0..=1e12).contains(&bytes) {
-        return Err(format!("size '{s}' is out of range"));
-    }
-    Ok(bytes as usize)
-}
-
-fn parse_ge(s: &str) -> Result<GilbertElliott, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    if parts.len() != 2 && parts.len() != 4 {
-        return Err("expected P/R or P/R/H/K, as percentages".into());
-    }
-    let p = parse_percent(parts[0])?;
-    let r = parse_percent(parts[1])?;
-    let (h, k) = if parts.len() == 4 {
-        (parse_percent(parts[2])?, parse_percent(parts[3])?)
-    } else {
-        (0.0, 1.0)
-    };
-    Ok(GilbertElliott { p, r, h, k })
-}
-
-impl FromStr for ImpairSpec {
-    type Err = SpecError;
-
-    fn from_str(s: &str) -> Result<ImpairSpec, SpecError> {
-        let mut spec = ImpairSpec::default();
-        for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let err = |reason: String| SpecError {
-                token: token.to_string(),
-                reason,
-            };
-            let (key, value) = token
-                .split_once('=')
-                .ok_or_else(|| err("expected key=value".into()))?;
-            let value = value.trim();
-            match key.trim() {
-                "delay" => spec.delay = parse_duration(value).map_err(err)?,
-                "jitter" => spec.jitter = parse_duration(value).map_err(err)?,
-                "loss" => spec.loss = parse_percent(value).map_err(err)?,
-                "ge" => spec.ge = Some(parse_ge(value).map_err(err)?),
-                "reorder" => spec.reorder = parse_percent(value).map_err(err)?,
-                "dup" => spec.dup = parse_percent(value).map_err(err)?,
-                "corrupt" => spec.corrupt = parse_percent(value).map_err(err)?,
-                "rate" => spec.rate_bps = Some(parse_rate(value).map_err(err)?),
-                "queue" => spec.queue_bytes = Some(parse_size(value).map_err(err)?),
-                "limit" => {
-                    spec.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| err(format!("'{value}' is not a positive frame count")))?
-                }
-                k => {
-                    return Err(err(format!(
-                        "unknown key '{k}' (known: delay, jitter, loss, ge, reorder, dup, corrupt, rate, queue, limit)"
-                    )))
-                }
-            }
-        }
-        Ok(spec)
-    }
-}
-
-/// Counters of one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DirectionStats {
-    /// Frames released (duplicates included).
-    pub passed: u64,
-    /// Frames lost (random or Gilbert–Elliott).
-    pub lost: u64,
-    /// Extra copies made.
-    pub duplicated: u64,
-    /// Frames with a flipped bit.
-    pub corrupted: u64,
-    /// Frames that skipped the delay or were held back.
-    pub reordered: u64,
-    /// Frames tail-dropped because the queue (bytes) or limit (frames) was full.
-    pub queue_dropped: u64,
-}
 
 /// Counters of both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -322,234 +36,11 @@ pub struct ImpairStats {
     pub rx: DirectionStats,
 }
 
-struct Held {
-    release: Instant,
-    seq: u64,
-    frame: Vec<u8>,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, o: &Held) -> bool {
-        (self.release, self.seq) == (o.release, o.seq)
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, o: &Held) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Held {
-    /// Reversed, so the `BinaryHeap` pops the earliest release first.
-    fn cmp(&self, o: &Held) -> Ordering {
-        (o.release, o.seq).cmp(&(self.release, self.seq))
-    }
-}
-
-/// One direction's impairment state.
-struct Lane {
-    rng: ChaCha8Rng,
-    ge_bad: bool,
-    heap: BinaryHeap<Held>,
-    seq: u64,
-    last_release: Instant,
-    link_free_ns: u128,
-    held_back: Option<(Vec<u8>, Instant)>,
-    held_bytes: usize,
-    free: Vec<Vec<u8>>,
-    stats: DirectionStats,
-}
-
-impl Lane {
-    fn new(seed: u64, stream: u64) -> Lane {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(stream);
-        Lane {
-            rng,
-            ge_bad: false,
-            heap: BinaryHeap::new(),
-            seq: 0,
-            last_release: Instant::ZERO,
-            link_free_ns: 0,
-            held_back: None,
-            held_bytes: 0,
-            free: Vec::new(),
-            stats: DirectionStats::default(),
-        }
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (p >= 1.0 || self.unit() < p)
-    }
-
-    /// Uniform in [0, n).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.rng.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn frames_held(&self) -> usize {
-        self.heap.len() + usize::from(self.held_back.is_some())
-    }
-
-    fn next_release(&self) -> Option<Instant> {
-        let h = self.heap.peek().map(|h| h.release);
-        let b = self.held_back.as_ref().map(|b| b.1);
-        match (h, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        }
-    }
-
-    fn push(&mut self, release: Instant, frame: Vec<u8>) {
-        self.held_bytes += frame.len();
-        self.seq += 1;
-        self.heap.push(Held {
-            release,
-            seq: self.seq,
-            frame,
-        });
-    }
-
-    fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < 64 {
-            buf.clear();
-            self.free.push(buf);
-        }
-    }
-
-    /// Runs one frame through loss and duplication.
-    fn admit(&mut self, spec: &ImpairSpec, now: Instant, frame: &[u8], link_hdr: usize) {
-        let mut lost = false;
-        if let Some(ge) = spec.ge {
-            if self.ge_bad {
-                if self.chance(ge.r) {
-                    self.ge_bad = false;
-                }
-            } else if self.chance(ge.p) {
-                self.ge_bad = true;
-            }
-            let loss = if self.ge_bad { 1.0 - ge.h } else { 1.0 - ge.k };
-            lost = self.chance(loss);
-        }
-        if self.chance(spec.loss) {
-            lost = true;
-        }
-        if lost {
-            self.stats.lost += 1;
-            return;
-        }
-        let copies = if self.chance(spec.dup) {
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            self.enqueue(spec, now, frame, link_hdr);
-        }
-    }
-
-    /// Corruption, rate, queue, delay and reorder for one copy.
-    fn enqueue(&mut self, spec: &ImpairSpec, now: Instant, frame: &[u8], link_hdr: usize) {
-        if self.frames_held() >= spec.limit {
-            self.stats.queue_dropped += 1;
-            return;
-        }
-        let mut buf = self.free.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(frame);
-        if !buf.is_empty() && self.chance(spec.corrupt) {
-            let start = if buf.len() > link_hdr { link_hdr } else { 0 };
-            let at = start + self.below((buf.len() - start) as u64) as usize;
-            let bit = self.below(8);
-            buf[at] ^= 1 << bit;
-            self.stats.corrupted += 1;
-        }
-        let now_ns = u128::from(now.total_micros()) * 1000;
-        let mut ready_ns = now_ns;
-        if let Some(rate) = spec.rate_bps {
-            let rate = u128::from(rate);
-            let start = now_ns.max(self.link_free_ns);
-            if let Some(q) = spec.queue_bytes {
-                let backlog = (start - now_ns) * rate / 8 / 1_000_000_000;
-                if backlog + buf.len() as u128 > q as u128 {
-                    self.stats.queue_dropped += 1;
-                    self.recycle(buf);
-                    return;
-                }
-            }
-            let end = start + (buf.len() as u128 * 8 * 1_000_000_000).div_ceil(rate);
-            self.link_free_ns = end;
-            ready_ns = end;
-        } else if let Some(q) = spec.queue_bytes {
-            if self.held_bytes + buf.len() > q {
-                self.stats.queue_dropped += 1;
-                self.recycle(buf);
-                return;
-            }
-        }
-        let ready =
-            Instant::from_micros(u64::try_from(ready_ns.div_ceil(1000)).unwrap_or(u64::MAX));
-        let delayed = !spec.delay.is_zero() || !spec.jitter.is_zero();
-        if self.chance(spec.reorder) {
-            self.stats.reordered += 1;
-            if delayed {
-                self.push(ready, buf);
-            } else {
-                if let Some((prev, _)) = self.held_back.take() {
-                    self.push(ready, prev);
-                }
-                self.held_back = Some((buf, ready + HOLD_MAX));
-            }
-            return;
-        }
-        let mut delay = spec.delay.as_micros() as i128;
-        if !spec.jitter.is_zero() {
-            let j = spec.jitter.as_micros() as u64;
-            delay += self.below(2 * j + 1) as i128 - j as i128;
-        }
-        let mut release = ready + Duration::from_micros(delay.max(0) as u64);
-        if release < self.last_release {
-            release = self.last_release;
-        }
-        self.last_release = release;
-        self.push(release, buf);
-        if let Some((prev, _)) = self.held_back.take() {
-            // Released right after the frame that overtook it.
-            self.push(release, prev);
-        }
-    }
-
-    /// The next frame due at `now`, if any.
-    fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if let Some((_, deadline)) = &self.held_back {
-            let deadline = *deadline;
-            if deadline <= now && self.heap.peek().is_none_or(|h| h.release > deadline) {
-                let (f, _) = self.held_back.take().expect("checked");
-                self.push(deadline, f);
-            }
-        }
-        if self.heap.peek()?.release > now {
-            return None;
-        }
-        let h = self.heap.pop().expect("peeked");
-        self.held_bytes -= h.frame.len();
-        self.stats.passed += 1;
-        Some(h.frame)
-    }
-}
-
 /// A device wrapper that impairs both directions. See the
 /// [module documentation](self).
 pub struct Impair<D: Device> {
     inner: D,
     spec: ImpairSpec,
-    link_hdr: usize,
     tx: Lane,
     rx: Lane,
     /// Frames due toward the inner device that it has not taken yet.
@@ -568,9 +59,8 @@ impl<D: Device> Impair<D> {
         Impair {
             inner,
             spec,
-            link_hdr,
-            tx: Lane::new(seed, 0),
-            rx: Lane::new(seed, 1),
+            tx: Lane::new(spec, link_hdr, Rng::with_stream(seed, 0), Discipline::Netem),
+            rx: Lane::new(spec, link_hdr, Rng::with_stream(seed, 1), Discipline::Netem),
             tx_ready: FrameBatch::new(STAGE_FRAMES, STAGE_FRAME_LEN),
             rx_scratch: FrameBatch::new(STAGE_FRAMES, caps.max_frame_len().max(1)),
             last_now: Instant::ZERO,
@@ -585,8 +75,8 @@ impl<D: Device> Impair<D> {
     /// Counters of both directions.
     pub fn stats(&self) -> ImpairStats {
         ImpairStats {
-            tx: self.tx.stats,
-            rx: self.rx.stats,
+            tx: *self.tx.stats(),
+            rx: *self.rx.stats(),
         }
     }
 
@@ -642,7 +132,7 @@ impl<D: Device> Device for Impair<D> {
             // Impairment works on wire frames one at a time: super-segments
             // and partial checksums would bypass it (open the device
             // without offload under an impairment).
-            caps.offload = super::Offload::default();
+            caps.offload = crate::link::Offload::default();
         }
         caps
     }
@@ -651,7 +141,7 @@ impl<D: Device> Device for Impair<D> {
         self.last_now = self.last_now.max(now);
         if self.spec.is_passthrough() {
             let n = self.inner.recv_batch(now, batch)?;
-            self.rx.stats.passed += n as u64;
+            self.rx.stats_mut().passed += n as u64;
             return Ok(n);
         }
         self.flush_tx(now)?;
@@ -663,7 +153,7 @@ impl<D: Device> Device for Impair<D> {
             self.rx_scratch.clear();
             let n = self.inner.recv_batch(now, &mut self.rx_scratch)?;
             for f in self.rx_scratch.iter() {
-                self.rx.admit(&self.spec, now, f, self.link_hdr);
+                self.rx.offer(now, f, Duration::ZERO);
             }
             pulled += n;
             if n < self.rx_scratch.max_frames() {
@@ -677,8 +167,8 @@ impl<D: Device> Device for Impair<D> {
                 n += 1;
             } else {
                 // Longer than the caller's frame limit.
-                self.rx.stats.passed -= 1;
-                self.rx.stats.queue_dropped += 1;
+                self.rx.stats_mut().passed -= 1;
+                self.rx.stats_mut().queue_dropped += 1;
             }
             self.rx.recycle(f);
         }
@@ -689,12 +179,12 @@ impl<D: Device> Device for Impair<D> {
         self.last_now = self.last_now.max(now);
         if self.spec.is_passthrough() {
             let n = self.inner.send_batch(now, batch)?;
-            self.tx.stats.passed += n as u64;
+            self.tx.stats_mut().passed += n as u64;
             return Ok(n);
         }
         self.flush_tx(now)?;
         for f in batch.iter() {
-            self.tx.admit(&self.spec, now, f, self.link_hdr);
+            self.tx.offer(now, f, Duration::ZERO);
         }
         self.flush_tx(now)?;
         Ok(batch.len())

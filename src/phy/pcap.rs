@@ -241,7 +241,7 @@ fn completed(frame: &[u8], meta: FrameMeta, scratch: &mut Vec<u8>) -> bool {
     }
     scratch.clear();
     scratch.extend_from_slice(frame);
-    super::gso::complete_checksum(scratch, meta)
+    meta.checksum.complete(scratch)
 }
 
 impl<D: Device, W: Write> Device for PcapWriter<D, W> {
@@ -810,7 +810,7 @@ mod tests {
         // `../shared/pcaps` beside the repository (present in CI).
         let dir = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
         if !dir.is_dir() {
-            crate::phy::util::netns::skip(
+            crate::testkit::netns::skip(
                 "real_pcapng_captures",
                 &format!("{} is absent", dir.display()),
             );
@@ -953,7 +953,7 @@ mod tests {
             .status()
             .is_ok();
         if !installed {
-            crate::phy::util::netns::skip(
+            crate::testkit::netns::skip(
                 "tshark_parses_our_output",
                 "tshark is not installed (scripts/install-deps.sh installs it)",
             );

@@ -458,7 +458,7 @@ impl RawSocket {
             let mut buf = mem::take(&mut self.scratch);
             buf.clear();
             buf.extend_from_slice(frame);
-            if !gso::complete_checksum(&mut buf, meta) {
+            if !meta.checksum.complete(&mut buf) {
                 self.scratch = buf;
                 self.stats.cut_dropped += 1;
                 return 0;
@@ -635,8 +635,8 @@ impl Device for RawSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phy::util::netns::{require_root, NetNs};
     use crate::phy::util::{pkt, wait_readable};
+    use crate::testkit::netns::{preconditions, Netns};
     use crate::wire::{checksum, ipv4, tcp};
     use std::net::{IpAddr, Ipv4Addr, UdpSocket};
     use std::time::{Duration, Instant as StdInstant};
@@ -718,17 +718,27 @@ mod tests {
     /// A veth pair `ustkv0` (the stack's, no address) / `ustkv1`
     /// (10.9.2.1/24) at the kernel's default offloads in a new namespace;
     /// the MACs of both ends.
-    fn veth(tag: &str) -> (NetNs, EthernetAddress, EthernetAddress) {
-        let ns = NetNs::new(tag);
-        ns.ip("link add ustkv0 type veth peer name ustkv1");
-        ns.ip("addr add 10.9.2.1/24 dev ustkv1");
-        ns.ip("link set ustkv0 up");
-        ns.ip("link set ustkv1 up");
-        let (mac, peer_mac) = ns.run(|| {
+    fn veth(tag: &str) -> (Netns, EthernetAddress, EthernetAddress) {
+        let ns = Netns::new(tag);
+        ns.ip(&[
+            "link", "add", "ustkv0", "type", "veth", "peer", "name", "ustkv1",
+        ]);
+        ns.ip(&["addr", "add", "10.9.2.1/24", "dev", "ustkv1"]);
+        ns.ip(&["link", "set", "ustkv0", "up"]);
+        ns.ip(&["link", "set", "ustkv1", "up"]);
+        let (mac, peer_mac) = ns.enter(|| {
             let mac_of = |name: &str| util::interface_mac(name).unwrap().unwrap();
             (mac_of("ustkv0"), mac_of("ustkv1"))
         });
-        ns.ip(&format!("neigh add 10.9.2.2 lladdr {mac} dev ustkv1"));
+        ns.ip(&[
+            "neigh",
+            "add",
+            "10.9.2.2",
+            "lladdr",
+            &mac.to_string(),
+            "dev",
+            "ustkv1",
+        ]);
         (ns, mac, peer_mac)
     }
 
@@ -739,11 +749,11 @@ mod tests {
     /// read back.
     #[test]
     fn veth_in_namespace_udp_both_ways() {
-        if !require_root("veth_in_namespace_udp_both_ways") {
+        if !preconditions("veth_in_namespace_udp_both_ways", &[]) {
             return;
         }
         let (ns, mac, peer_mac) = veth("phyraw");
-        ns.run(move || {
+        ns.enter(move || {
             let mut plain = RawSocket::open("ustkv0", &RawOptions::default()).unwrap();
             let offload = RawOptions {
                 offload: true,
@@ -779,7 +789,6 @@ mod tests {
             assert_eq!(EthernetAddress::from_bytes(&f[6..12]), peer_mac);
             assert_eq!(meta, FrameMeta::default());
             assert!(udp_checksum_ok(&f), "checksum left partial: {f:02x?}");
-            // (IPv6 is on in the namespace: the kernel may send more.)
             assert!(plain.stats().csum_not_ready >= 1);
             let (mut f, meta) = recv_frames(&mut off, 1, ours).remove(0);
             assert_eq!(
@@ -791,7 +800,7 @@ mod tests {
             );
             assert!(meta.checksum_trusted());
             assert!(!udp_checksum_ok(&f), "the kernel left it partial");
-            assert!(gso::complete_checksum(&mut f, meta));
+            assert!(meta.checksum.complete(&mut f));
             assert!(udp_checksum_ok(&f));
 
             let ip = pkt::ipv4_udp(
@@ -853,11 +862,11 @@ mod tests {
     /// Nothing is truncated.
     #[test]
     fn veth_super_segment_from_the_peer() {
-        if !require_root("veth_super_segment_from_the_peer") {
+        if !preconditions("veth_super_segment_from_the_peer", &[]) {
             return;
         }
         let (ns, mac, peer_mac) = veth("phyrawgso");
-        ns.run(move || {
+        ns.enter(move || {
             let offload = RawOptions {
                 offload: true,
                 ..RawOptions::default()

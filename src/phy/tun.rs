@@ -599,8 +599,8 @@ impl Device for TunDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phy::util::netns::{require_root, NetNs};
     use crate::phy::util::{pkt, wait_readable};
+    use crate::testkit::netns::{preconditions, Netns};
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::{Duration, Instant as StdInstant};
 
@@ -706,16 +706,16 @@ mod tests {
     /// multi-queue, nor the other way round; TAP queues share one MAC.
     #[test]
     fn multi_queue_in_namespace() {
-        if !require_root("multi_queue_in_namespace") {
+        if !preconditions("multi_queue_in_namespace", &[]) {
             return;
         }
-        let ns = NetNs::new("phymq");
-        ns.ip("tuntap add mode tun name ustkmq0");
+        let ns = Netns::new("phymq");
+        ns.ip(&["tuntap", "add", "mode", "tun", "name", "ustkmq0"]);
         let opts = TunOptions {
             mtu: Some(1400),
             ..TunOptions::default()
         };
-        let queues = ns.run(move || {
+        let queues = ns.enter(move || {
             let e = TunDevice::open_queues("ustkmq0", TunKind::Tun, &opts, 2).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
             assert!(
@@ -732,8 +732,8 @@ mod tests {
         assert_eq!(queues[1].caps().mtu, 1400);
         assert_ne!(queues[0].as_raw_fd(), queues[1].as_raw_fd());
         // Up already: open_queues brought it up once both queues were there.
-        ns.ip("addr add 10.9.2.1/24 dev ustkmq1");
-        let per_queue = ns.run(move || {
+        ns.ip(&["addr", "add", "10.9.2.1/24", "dev", "ustkmq1"]);
+        let per_queue = ns.enter(move || {
             // A single-queue open of the multi-queue device is refused.
             let e = TunDevice::open("ustkmq1", TunKind::Tun, &TunOptions::default()).unwrap_err();
             assert!(
@@ -787,7 +787,7 @@ mod tests {
             per_queue[0] > 0 && per_queue[1] > 0,
             "both queues should get flows: {per_queue:?}"
         );
-        let taps = ns.run(|| {
+        let taps = ns.enter(|| {
             TunDevice::open_queues("ustkmq2", TunKind::Tap, &TunOptions::default(), 3).unwrap()
         });
         assert_eq!(taps.len(), 3);
@@ -801,11 +801,11 @@ mod tests {
     /// `persist` outlives its descriptor.
     #[test]
     fn default_queue_len_and_persist_in_namespace() {
-        if !require_root("default_queue_len_and_persist_in_namespace") {
+        if !preconditions("default_queue_len_and_persist_in_namespace", &[]) {
             return;
         }
-        let ns = NetNs::new("phypersist");
-        let (queue_len, plain_left, persistent_left) = ns.run(|| {
+        let ns = Netns::new("phypersist");
+        let (queue_len, plain_left, persistent_left) = ns.enter(|| {
             let dev = TunDevice::open("ustkpl0", TunKind::Tun, &TunOptions::default()).unwrap();
             assert!(dev.created());
             let queue_len = dev.dev.tx_queue_len().unwrap();
@@ -835,7 +835,7 @@ mod tests {
         );
         // Still there from outside the thread that made it (deleted with
         // the namespace).
-        ns.ip("link show ustkps0");
+        ns.ip(&["link", "show", "ustkps0"]);
     }
 
     #[test]
@@ -862,14 +862,13 @@ mod tests {
 
     #[test]
     fn tun_in_namespace_udp_both_ways() {
-        if !require_root("tun_in_namespace_udp_both_ways") {
+        if !preconditions("tun_in_namespace_udp_both_ways", &[]) {
             return;
         }
-        let ns = NetNs::new("phytun");
+        let ns = Netns::new("phytun");
         let name = "ustktun0";
-        let ns_name = ns.name.clone();
         // Create the device inside the namespace, then configure it from outside.
-        let (dev, created) = ns.run(move || {
+        let (dev, created) = ns.enter(move || {
             let opts = TunOptions {
                 mtu: Some(1400),
                 ..TunOptions::default()
@@ -882,10 +881,9 @@ mod tests {
         assert_eq!(dev.caps().medium, Medium::Ip);
         assert_eq!(dev.caps().mtu, 1400);
         assert_eq!(dev.caps().hardware_addr, None);
-        ns.ip(&format!("addr add 10.9.0.1/24 dev {name}"));
-        ns.ip(&format!("link set {name} up"));
-        let _ = ns_name;
-        ns.run(move || {
+        ns.ip(&["addr", "add", "10.9.0.1/24", "dev", name]);
+        ns.ip(&["link", "set", name, "up"]);
+        ns.enter(move || {
             let mut dev = dev;
             let sock = UdpSocket::bind("10.9.0.1:0").unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -915,8 +913,8 @@ mod tests {
             drop(dev);
         });
         // A persistent device made by `ip tuntap` is attached to, not created.
-        ns.ip("tuntap add mode tun name ustktun1");
-        ns.run(|| {
+        ns.ip(&["tuntap", "add", "mode", "tun", "name", "ustktun1"]);
+        ns.enter(|| {
             let dev = TunDevice::open("ustktun1", TunKind::Tun, &TunOptions::default()).unwrap();
             assert!(!dev.created());
             drop(dev);
@@ -932,13 +930,13 @@ mod tests {
 
     #[test]
     fn tap_in_namespace_udp_both_ways() {
-        if !require_root("tap_in_namespace_udp_both_ways") {
+        if !preconditions("tap_in_namespace_udp_both_ways", &[]) {
             return;
         }
-        let ns = NetNs::new("phytap");
+        let ns = Netns::new("phytap");
         let name = "ustktap0";
         let mac = EthernetAddress([0x02, 0x55, 0x53, 0x54, 0x4b, 0x01]);
-        let dev = ns.run(move || {
+        let dev = ns.enter(move || {
             let opts = TunOptions {
                 hardware_addr: Some(mac),
                 ..TunOptions::default()
@@ -948,10 +946,18 @@ mod tests {
         assert_eq!(dev.caps().medium, Medium::Ethernet);
         assert_eq!(dev.caps().hardware_addr, Some(mac));
         assert_eq!(dev.caps().max_frame_len(), dev.caps().mtu + 14);
-        ns.ip(&format!("addr add 10.9.1.1/24 dev {name}"));
-        ns.ip(&format!("link set {name} up"));
-        ns.ip(&format!("neigh add 10.9.1.2 lladdr {mac} dev {name}"));
-        ns.run(move || {
+        ns.ip(&["addr", "add", "10.9.1.1/24", "dev", name]);
+        ns.ip(&["link", "set", name, "up"]);
+        ns.ip(&[
+            "neigh",
+            "add",
+            "10.9.1.2",
+            "lladdr",
+            &mac.to_string(),
+            "dev",
+            name,
+        ]);
+        ns.enter(move || {
             let mut dev = dev;
             let host_mac = dev.kernel_hardware_addr().unwrap().unwrap();
             assert_ne!(host_mac, mac);

@@ -1,5 +1,6 @@
 //! Helpers shared by the devices: entropy for default MAC addresses,
-//! interface ioctls, and (in tests) the network-namespace harness.
+//! interface ioctls, and (in tests) hand-built packets. The namespace harness
+//! the device tests use is `crate::testkit::netns`.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -172,103 +173,6 @@ pub(crate) fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 }
-}
-
-/// Test harness: a network namespace of our own, deleted on drop.
-#[cfg(test)]
-pub(crate) mod netns {
-    use std::process::Command;
-
-    /// True when the environment says this is CI (`CI` set and not empty,
-    /// `0` or `false`): tests must then run, never skip.
-    pub(crate) fn in_ci() -> bool {
-        std::env::var("CI")
-            .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
-    }
-
-    /// A test cannot run here because `what` is missing: with `CI` set
-    /// that fails the test; otherwise it prints why and returns, and the
-    /// caller returns too.
-    pub(crate) fn skip(test: &str, what: &str) {
-        assert!(!in_ci(), "{test}: {what}, and CI is set");
-        println!("SKIPPED {test}: {what} (CI unset)");
-    }
-
-    /// True when the test may go on as root. Not root: with `CI` set the test
-    /// fails, otherwise it prints why and the caller returns.
-    pub(crate) fn require_root(test: &str) -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        skip(test, "needs root for network namespaces and TUN/TAP");
-        false
-    }
-
-    /// A network namespace named `ustk-<tag>-<pid>`; deleted on drop, even
-    /// when the test panics.
-    pub(crate) struct NetNs {
-        pub(crate) name: String,
-    }
-
-    impl NetNs {
-        pub(crate) fn new(tag: &str) -> NetNs {
-            let name = format!("ustk-{tag}-{}", std::process::id());
-            // A leftover from a crashed earlier run with the same pid.
-            let _ = Command::new("ip")
-                .args(["netns", "del", &name])
-                .stderr(std::process::Stdio::null())
-                .status();
-            let st = Command::new("ip")
-                .args(["netns", "add", &name])
-                .status()
-                .expect("run ip netns add");
-            assert!(st.success(), "ip netns add {name} failed");
-            NetNs { name }
-        }
-
-        /// Runs `ip -n <ns> <args>` and asserts success.
-        pub(crate) fn ip(&self, args: &str) {
-            let out = Command::new("ip")
-                .arg("-n")
-                .arg(&self.name)
-                .args(args.split_whitespace())
-                .output()
-                .expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip -n {} {args}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-
-        /// Runs `f` on a dedicated thread that has entered the namespace, so
-        /// the test process's other threads stay where they are.
-        pub(crate) fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-            let path = format!("/var/run/netns/{}", self.name);
-            let h = std::thread::spawn(move || {
-                let file = std::fs::File::open(&path).expect("open netns file");
-                use std::os::fd::AsRawFd;
-                // SAFETY: setns on a namespace fd; affects only this thread.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            });
-            match h.join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-    }
-
-    impl Drop for NetNs {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.name])
-                .status();
-        }
-    }
 }
 
 /// Test helpers: hand-built IPv4/UDP packets and parsing of what arrives.

@@ -1,17 +1,23 @@
-//! A deterministic network simulator: interfaces joined by simulated links
-//! in virtual time, with seeded loss, duplication, reordering, corruption,
-//! delay and a rate limit. The same seed gives the same run, frame for
-//! frame; thousands of seeds run in seconds.
+//! A deterministic network simulator: two interfaces joined by a simulated
+//! point-to-point link in virtual time, with seeded loss, duplication,
+//! reordering, corruption, delay and a rate-limited bottleneck queue per
+//! direction (the impairment engine of [`crate::link::impair`], one
+//! [`Lane`] per direction, each with its own stream of the seed). The
+//! same seed gives the same run, frame for frame; thousands of seeds run in
+//! seconds.
 //!
-//! This is the two-host version (a point-to-point link); the congestion
-//! control work extends it to shared bottlenecks.
+//! The bottleneck of a direction is shared by whatever crosses it (several
+//! connections of the two hosts compete there, as the congestion control
+//! tests do); a topology with more than two hosts is not modelled.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
 use crate::iface::Interface;
-use crate::phy::FrameBatch;
+use crate::link::impair::{Discipline, ImpairSpec, Lane};
+use crate::link::FrameBatch;
+pub use crate::link::Rng;
 use crate::time::{Duration, Instant};
 use crate::wire::{icmpv4, ipv4};
 
@@ -26,11 +32,14 @@ pub struct LinkConfig {
     pub loss: f64,
     /// Probability a frame is duplicated.
     pub dup: f64,
-    /// Probability a frame has one bit flipped.
+    /// Probability a frame has one bit flipped (on Ethernet, outside the
+    /// link header, where a checksum notices).
     pub corrupt: f64,
     /// Bottleneck rate in bits per second (0: unlimited).
     pub rate_bps: u64,
-    /// Bytes that may queue at the bottleneck before tail drop.
+    /// Bytes the bottleneck holds before tail drop, counted from a frame's
+    /// entry until its delivery (so the propagation delay's bytes count
+    /// too); only with a `rate_bps`.
     pub queue_bytes: usize,
 }
 
@@ -86,59 +95,67 @@ pub struct MtuHop {
     pub report_mtu: bool,
 }
 
-/// A small deterministic PRNG (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x6a09_e667_f3bc_c909)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.unit() < p
-    }
-
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
+impl LinkConfig {
+    /// The impairment engine's spec for this direction.
+    fn spec(&self) -> ImpairSpec {
+        let rate = (self.rate_bps > 0).then_some(self.rate_bps);
+        ImpairSpec {
+            delay: self.delay,
+            jitter: self.jitter,
+            loss: self.loss,
+            dup: self.dup,
+            corrupt: self.corrupt,
+            rate_bps: rate,
+            queue_bytes: rate.map(|_| self.queue_bytes),
+            limit: usize::MAX,
+            ..ImpairSpec::default()
         }
     }
 }
 
+/// One direction of the link: the engine's lane and what the simulator
+/// counts around it.
 #[derive(Debug)]
-struct Lane {
+struct Side {
     config: LinkConfig,
+    lane: Lane,
+    /// The lane's counters merged with the simulator's own.
     stats: LinkStats,
-    /// When the bottleneck is free again.
-    busy_until: Instant,
-    queued_bytes: usize,
-    /// Frames offered at `burst_at` so far.
+    /// Lost before the lane: by `drop_filter`, or a super-segment that
+    /// could not be cut.
+    lost_outside: u64,
+    /// Frames offered at `burst.0` so far.
     burst: (Instant, u64),
 }
 
-/// A frame on the wire: (deliver at, sequence for a stable order,
-/// destination 0 = a / 1 = b, the frame, bytes charged to the queue).
-type InFlight = (Instant, u64, u8, Vec<u8>, usize);
+impl Side {
+    /// Direction `stream` (0: a to b, 1: b to a) of a link whose frames
+    /// carry `link_hdr` bytes of link header.
+    fn new(config: LinkConfig, link_hdr: usize, seed: u64, stream: u64) -> Side {
+        let rng = Rng::with_stream(seed, stream);
+        Side {
+            config,
+            lane: Lane::new(config.spec(), link_hdr, rng, Discipline::Wire),
+            stats: LinkStats::default(),
+            lost_outside: 0,
+            burst: (Instant::ZERO, 0),
+        }
+    }
+
+    /// Brings `stats` up to date with the lane's counters.
+    fn sync(&mut self) {
+        let l = self.lane.stats();
+        self.stats.delivered = l.passed;
+        self.stats.lost = l.lost + self.lost_outside;
+        self.stats.duplicated = l.duplicated;
+        self.stats.corrupted = l.corrupted;
+        self.stats.queue_drops = l.queue_dropped;
+    }
+}
+
+/// An ICMP message from an [`MtuHop`] on its way back: (deliver at,
+/// sequence for a stable order, destination 0 = a / 1 = b, the frame).
+type Reply = (Instant, u64, u8, Vec<u8>);
 
 /// Two interfaces on a point-to-point link.
 pub struct Sim {
@@ -147,17 +164,18 @@ pub struct Sim {
     /// Host B.
     pub b: Interface,
     now: Instant,
-    rng: Rng,
-    lanes: [Lane; 2],
-    in_flight: BinaryHeap<Reverse<InFlight>>,
+    /// Per direction: 0 from a to b, 1 from b to a.
+    sides: [Side; 2],
+    replies: BinaryHeap<Reverse<Reply>>,
     seq: u64,
     batch: FrameBatch,
     /// Drops chosen frames: called with the sending side (0 = a, 1 = b)
     /// and the frame; `true` drops it (counted as lost).
     pub drop_filter: Option<DropFilter>,
     /// Delays chosen frames: called with the sending side and the frame
-    /// (after `drop_filter`); `Some(d)` adds `d` to its delivery time
-    /// (reordering it behind later frames), `None` leaves it alone.
+    /// (after `drop_filter` and the MTU hop, before random loss); `Some(d)`
+    /// adds `d` to its delivery time (reordering it behind later frames),
+    /// `None` leaves it alone.
     pub delay_filter: Option<DelayFilter>,
     /// A smaller-MTU hop per direction (0: from a, 1: from b).
     hops: [Option<MtuHop>; 2],
@@ -177,20 +195,16 @@ pub type DropFilter = Box<dyn FnMut(usize, &[u8]) -> bool>;
 impl Sim {
     /// Joins `a` and `b` with `ab` (a to b) and `ba` impairments.
     pub fn new(a: Interface, b: Interface, ab: LinkConfig, ba: LinkConfig, seed: u64) -> Sim {
-        let lane = |config| Lane {
-            config,
-            stats: LinkStats::default(),
-            busy_until: Instant::ZERO,
-            queued_bytes: 0,
-            burst: (Instant::ZERO, 0),
-        };
+        let sides = [
+            Side::new(ab, a.config().medium.header_len(), seed, 0),
+            Side::new(ba, b.config().medium.header_len(), seed, 1),
+        ];
         Sim {
             a,
             b,
             now: Instant::ZERO,
-            rng: Rng::new(seed),
-            lanes: [lane(ab), lane(ba)],
-            in_flight: BinaryHeap::new(),
+            sides,
+            replies: BinaryHeap::new(),
             seq: 0,
             batch: FrameBatch::new(1024, 65535 + 14),
             drop_filter: None,
@@ -221,7 +235,7 @@ impl Sim {
         if ip.len() < ipv4::HEADER_LEN || ip[0] >> 4 != 4 || ip.len() <= hop.mtu {
             return false;
         }
-        self.lanes[from].stats.too_big += 1;
+        self.sides[from].stats.too_big += 1;
         if ip[6] & 0x40 == 0 {
             return true;
         }
@@ -254,9 +268,9 @@ impl Sim {
             &mut reply[link + ipv4::HEADER_LEN..],
         ));
         self.seq += 1;
-        let at = self.now + self.lanes[from].config.delay;
-        self.in_flight
-            .push(Reverse((at, self.seq, from as u8, reply, 0)));
+        let at = self.now + self.sides[from].config.delay;
+        self.replies
+            .push(Reverse((at, self.seq, from as u8, reply)));
         true
     }
 
@@ -267,12 +281,12 @@ impl Sim {
 
     /// Link statistics, a to b and b to a.
     pub fn stats(&self) -> (&LinkStats, &LinkStats) {
-        (&self.lanes[0].stats, &self.lanes[1].stats)
+        (&self.sides[0].stats, &self.sides[1].stats)
     }
 
     /// Frames on the wire now.
     pub fn frames_in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.replies.len() + self.sides[0].lane.frames_held() + self.sides[1].lane.frames_held()
     }
 
     fn transmit(&mut self, from: usize) {
@@ -285,90 +299,55 @@ impl Sim {
         // with them (a frame it cannot cut is lost, counted).
         let mut frames: Vec<Vec<u8>> = Vec::with_capacity(self.batch.len());
         for (f, meta) in self.batch.iter_meta() {
-            if meta == crate::phy::FrameMeta::default() {
+            if meta == crate::link::FrameMeta::default() {
                 frames.push(f.to_vec());
             } else if self.whole_super_segments {
                 let mut f = f.to_vec();
-                crate::phy::gso::complete_checksum(&mut f, meta);
+                meta.checksum.complete(&mut f);
                 frames.push(f);
             } else if crate::phy::gso::segment(f, link, meta, &mut |s| frames.push(s.to_vec()))
                 .is_err()
             {
-                self.lanes[from].stats.lost += 1;
+                self.sides[from].lost_outside += 1;
             }
         }
         for f in frames {
-            self.offer(from, f);
+            self.offer(from, &f);
         }
+        self.sides[from].sync();
     }
 
-    fn offer(&mut self, from: usize, mut frame: Vec<u8>) {
+    fn offer(&mut self, from: usize, frame: &[u8]) {
         let now = self.now;
-        let lane = &mut self.lanes[from];
-        lane.stats.sent += 1;
-        lane.burst = if lane.burst.0 == now {
-            (now, lane.burst.1 + 1)
+        let side = &mut self.sides[from];
+        side.stats.sent += 1;
+        side.burst = if side.burst.0 == now {
+            (now, side.burst.1 + 1)
         } else {
             (now, 1)
         };
-        lane.stats.max_burst = lane.stats.max_burst.max(lane.burst.1);
-        let c = lane.config;
-        if self.drop_filter.as_mut().is_some_and(|f| f(from, &frame)) {
-            lane.stats.lost += 1;
+        side.stats.max_burst = side.stats.max_burst.max(side.burst.1);
+        if self.drop_filter.as_mut().is_some_and(|f| f(from, frame)) {
+            self.sides[from].lost_outside += 1;
             return;
         }
-        if self.mtu_hop(from, &frame) {
-            return;
-        }
-        let lane = &mut self.lanes[from];
-        if self.rng.chance(c.loss) {
-            lane.stats.lost += 1;
+        if self.mtu_hop(from, frame) {
             return;
         }
         let extra = self
             .delay_filter
             .as_mut()
-            .and_then(|f| f(from, &frame))
+            .and_then(|f| f(from, frame))
             .unwrap_or(Duration::ZERO);
-        let copies = if self.rng.chance(c.dup) {
-            lane.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        if self.rng.chance(c.corrupt) && !frame.is_empty() {
-            lane.stats.corrupted += 1;
-            let i = self.rng.below(frame.len() as u64) as usize;
-            frame[i] ^= 1 << self.rng.below(8);
-        }
-        for _ in 0..copies {
-            let mut at = now;
-            let mut charged = 0;
-            if let Some(ns) = (frame.len() as u64 * 8 * 1_000_000_000).checked_div(c.rate_bps) {
-                if lane.queued_bytes + frame.len() > c.queue_bytes {
-                    lane.stats.queue_drops += 1;
-                    continue;
-                }
-                let tx = Duration::from_nanos(ns);
-                let start = lane.busy_until.max(now);
-                lane.busy_until = start + tx;
-                at = lane.busy_until;
-                lane.queued_bytes += frame.len();
-                charged = frame.len();
-            }
-            at += c.delay + extra;
-            if c.jitter > Duration::ZERO {
-                at += Duration::from_micros(self.rng.below(c.jitter.as_micros() as u64 + 1));
-            }
-            self.seq += 1;
-            self.in_flight.push(Reverse((
-                at,
-                self.seq,
-                (1 - from) as u8,
-                frame.clone(),
-                charged,
-            )));
-        }
+        self.sides[from].lane.offer(now, frame, extra);
+    }
+
+    /// When the next frame arrives anywhere: (time, 0/1 the lane from a/b,
+    /// 2 an ICMP reply).
+    fn next_arrival(&self) -> Option<(Instant, usize)> {
+        let reply = self.replies.peek().map(|Reverse(r)| (r.0, 2));
+        let lanes = (0..2).filter_map(|i| self.sides[i].lane.next_release().map(|t| (t, i)));
+        reply.into_iter().chain(lanes).min()
     }
 
     /// Runs until `until` (virtual), or until nothing is left to do.
@@ -392,7 +371,7 @@ impl Sim {
                 break;
             }
             // Next event: a delivery or a deadline of either host.
-            let next_delivery = self.in_flight.peek().map(|Reverse(e)| e.0);
+            let next_delivery = self.next_arrival().map(|(t, _)| t);
             let next = [next_delivery, self.a.poll_at(), self.b.poll_at()]
                 .into_iter()
                 .flatten()
@@ -418,18 +397,26 @@ impl Sim {
                 break;
             }
             self.now = next;
-            while let Some(Reverse(e)) = self.in_flight.peek() {
-                if e.0 > self.now {
+            while let Some((at, src)) = self.next_arrival() {
+                if at > self.now {
                     break;
                 }
-                let Reverse((_, _, to, frame, charged)) = self.in_flight.pop().expect("peeked");
-                let lane = &mut self.lanes[1 - to as usize];
-                lane.queued_bytes -= charged;
-                lane.stats.delivered += 1;
+                let (to, frame) = if src == 2 {
+                    let Reverse((_, _, to, frame)) = self.replies.pop().expect("peeked");
+                    (to as usize, frame)
+                } else {
+                    let side = &mut self.sides[src];
+                    let frame = side.lane.pop_due(self.now).expect("due");
+                    side.sync();
+                    (1 - src, frame)
+                };
                 if to == 0 {
                     self.a.handle_frame(self.now, &frame);
                 } else {
                     self.b.handle_frame(self.now, &frame);
+                }
+                if src < 2 {
+                    self.sides[src].lane.recycle(frame);
                 }
             }
         }

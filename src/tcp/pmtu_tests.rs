@@ -6,16 +6,13 @@
 
 use std::io;
 
-use super::tests::{connect, pattern, sa, sim, state, transfer};
 use crate::phy::FrameBatch;
 use crate::sim::{LinkConfig, MtuHop, Sim};
 use crate::socket::SocketHandle;
 use crate::tcp::State;
+use crate::testkit::{connect, pattern, sa, sim, state, transfer, A, B};
 use crate::time::Duration;
 use crate::wire::{icmpv4, ipv4};
-
-const A: &str = "10.0.0.1";
-const B: &str = "10.0.0.2";
 
 /// An IPv4 ICMP "fragmentation needed" from `router` to A quoting `quote`
 /// (an IP datagram A sent), reporting `mtu`.

@@ -9,22 +9,12 @@ use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 
-use super::tests::{connect, host, pattern, sim, transfer, transfer_losing_with};
+use super::tests::transfer_losing_with;
 use crate::sim::{LinkConfig, Sim};
 use crate::socket::SocketHandle;
 use crate::tcp::{TcpConfig, TcpInfo};
+use crate::testkit::{configure, connect, pattern, sim, sim2, transfer};
 use crate::time::Duration;
-
-const A: &str = "10.0.0.1";
-const B: &str = "10.0.0.2";
-
-fn configure(s: &mut Sim, cfg: &dyn Fn(&mut TcpConfig)) {
-    for iface in [&mut s.a, &mut s.b] {
-        let mut c = iface.tcp_config().clone();
-        cfg(&mut c);
-        iface.set_tcp_config(c);
-    }
-}
 
 /// Index of the data segment in an IPv4 frame from A (its sequence number
 /// relative to the first data segment seen, in MSS), if it carries data.
@@ -234,7 +224,7 @@ fn duplicates_draw_dsacks_and_no_retransmissions() {
         delay: Duration::from_millis(10),
         ..LinkConfig::default()
     };
-    let mut s = Sim::new(host(A, 3), host(B, 4), ab, ba, 3);
+    let mut s = sim2(ab, ba, 3);
     let (c, srv) = connect(&mut s);
     let on_wire = Rc::new(Cell::new(0u64));
     let seen = on_wire.clone();
@@ -312,7 +302,7 @@ fn spurious_fast_retransmit_is_undone_by_dsack() {
             ..LinkConfig::default()
         };
         let mut s = sim(link, 11);
-        configure(&mut s, &|c| c.rack = rack);
+        configure(&mut s, |c| c.rack = rack);
         let (c, srv) = connect(&mut s);
         let mss = s.a.tcp_info(c).unwrap().mss as u32;
         let mut base = None;

@@ -3,31 +3,24 @@
 
 use std::net::{Shutdown, SocketAddr};
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
-use crate::phy::Medium;
+use crate::iface::Interface;
 use crate::sim::{LinkConfig, Sim};
+use crate::socket::SocketHandle;
 use crate::tcp::State;
+use crate::testkit::{self, A, B};
 use crate::time::{Duration, Instant};
 
-fn host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
-    c.tcp.recv_buffer = 32 * 1024;
-    Interface::new(c, Instant::ZERO)
-}
-
-/// Found with smoltcp: the peer sends its data and FIN and closes as soon
-/// as both are acknowledged; our application reads afterwards. Reading
-/// opened our window, and a window update went out after the peer's FIN,
-/// which the closed peer answered with RST. No segment may follow the ACK
-/// of the peer's FIN on a read.
-#[test]
-fn no_window_update_after_the_peers_fin() {
+/// [`A`] and [`B`] with 32 KiB receive buffers, over clean links, 100 ms
+/// after A connected to a listener on B: (sim, client, server).
+fn connected_small_rcvbuf() -> (Sim, SocketHandle, SocketHandle) {
+    let host = |addr, seed| {
+        let mut c = testkit::config(addr, seed);
+        c.tcp.recv_buffer = 32 * 1024;
+        Interface::new(c, Instant::ZERO)
+    };
     let mut s = Sim::new(
-        host("10.0.0.1", 1),
-        host("10.0.0.2", 2),
+        host(A, 1),
+        host(B, 2),
         LinkConfig::default(),
         LinkConfig::default(),
         1,
@@ -39,6 +32,17 @@ fn no_window_update_after_the_peers_fin() {
             .unwrap();
     s.advance(Duration::from_millis(100));
     let (srv, _) = s.b.tcp_accept(l).unwrap();
+    (s, c, srv)
+}
+
+/// Found with smoltcp: the peer sends its data and FIN and closes as soon
+/// as both are acknowledged; our application reads afterwards. Reading
+/// opened our window, and a window update went out after the peer's FIN,
+/// which the closed peer answered with RST. No segment may follow the ACK
+/// of the peer's FIN on a read.
+#[test]
+fn no_window_update_after_the_peers_fin() {
+    let (mut s, c, srv) = connected_small_rcvbuf();
     // The server fills most of our (small) receive buffer, then closes.
     let data = vec![7u8; 30 * 1024];
     assert_eq!(s.b.tcp_send(srv, &data).unwrap(), data.len());
@@ -75,20 +79,7 @@ fn no_deadline_for_a_connection_reset_with_an_ack_pending() {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    let mut s = Sim::new(
-        host("10.0.0.1", 1),
-        host("10.0.0.2", 2),
-        LinkConfig::default(),
-        LinkConfig::default(),
-        1,
-    );
-    let l = s.b.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
-    let now = s.now();
-    let c =
-        s.a.tcp_connect(SocketAddr::from(([10, 0, 0, 2], 80)), None, now)
-            .unwrap();
-    s.advance(Duration::from_millis(100));
-    let (srv, _) = s.b.tcp_accept(l).unwrap();
+    let (mut s, c, srv) = connected_small_rcvbuf();
     // Record B's data segment on its way.
     let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
     let rec = seen.clone();

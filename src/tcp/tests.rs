@@ -3,109 +3,12 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
-use crate::phy::Medium;
+use crate::iface::Interface;
 use crate::sim::{LinkConfig, Sim};
 use crate::socket::SocketHandle;
 use crate::tcp::{SeqNumber, State};
+use crate::testkit::{self, connect, host, pattern, sa, sim, sim2, state, transfer, A, B};
 use crate::time::{Duration, Instant};
-
-const A: &str = "10.0.0.1";
-const B: &str = "10.0.0.2";
-
-pub(super) fn host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
-    Interface::new(c, Instant::ZERO)
-}
-
-pub(super) fn sim(link: LinkConfig, seed: u64) -> Sim {
-    Sim::new(
-        host(A, seed),
-        host(B, seed.wrapping_add(1)),
-        link,
-        link,
-        seed,
-    )
-}
-
-pub(super) fn sa(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-pub(super) fn state(i: &Interface, h: SocketHandle) -> State {
-    i.tcp_socket(h).map(|t| t.state()).unwrap_or(State::Closed)
-}
-
-/// Connects a client on A to a listener on B; returns (client, server).
-pub(super) fn connect(s: &mut Sim) -> (SocketHandle, SocketHandle) {
-    let l = s.b.tcp_listen(sa("0.0.0.0", 80), 16).unwrap();
-    let now = s.now();
-    let c = s.a.tcp_connect(sa(B, 80), None, now).unwrap();
-    let deadline = s.now() + Duration::from_secs(120);
-    let mut server = None;
-    s.run_while(deadline, |s| {
-        if server.is_none() {
-            if let Ok((h, _)) = s.b.tcp_accept(l) {
-                server = Some(h);
-            }
-        }
-        !(server.is_some() && state(&s.a, c) == State::Established)
-    });
-    (c, server.expect("accepted"))
-}
-
-/// Moves `data` from `from` to `to` (A→B when `a_to_b`), the application
-/// writing and reading as fast as the buffers allow; returns what arrived.
-pub(super) fn transfer(
-    s: &mut Sim,
-    a_to_b: bool,
-    from: SocketHandle,
-    to: SocketHandle,
-    data: &[u8],
-    limit: Duration,
-) -> Vec<u8> {
-    let mut sent = 0;
-    let mut got = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 65536];
-    let deadline = s.now() + limit;
-    let mut closed = false;
-    s.run_while(deadline, |s| {
-        let (tx, rx) = if a_to_b {
-            (&mut s.a, &mut s.b)
-        } else {
-            (&mut s.b, &mut s.a)
-        };
-        while sent < data.len() {
-            match tx.tcp_send(from, &data[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("send: {e}"),
-            }
-        }
-        if sent == data.len() && !closed {
-            tx.tcp_shutdown(from, Shutdown::Write).unwrap();
-            closed = true;
-        }
-        loop {
-            match rx.tcp_recv(to, &mut buf) {
-                Ok(0) => return false,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
-        true
-    });
-    got
-}
-
-pub(super) fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut r = crate::sim::Rng::new(seed);
-    (0..n).map(|_| r.next_u64() as u8).collect()
-}
 
 #[test]
 fn handshake_transfer_and_close() {
@@ -1295,16 +1198,11 @@ fn rto_after_sack_recovery_resends_only_the_holes() {
 /// A sim whose A→B link loses everything: B never hears from A, and the
 /// test plays B's part by injecting segments into A.
 fn sim_deaf_b(seed: u64) -> Sim {
-    Sim::new(
-        host(A, seed),
-        host(B, seed.wrapping_add(1)),
-        LinkConfig {
-            loss: 1.0,
-            ..LinkConfig::default()
-        },
-        LinkConfig::default(),
-        seed,
-    )
+    let deaf = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    sim2(deaf, LinkConfig::default(), seed)
 }
 
 #[test]
@@ -1519,10 +1417,7 @@ fn a_trickling_application_is_flagged_app_limited() {
 
 /// An interface whose device does TSO and checksum offload.
 fn offload_host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
+    let mut c = testkit::config(addr, seed);
     c.offload = crate::phy::Offload {
         tx_checksum: true,
         tso: true,

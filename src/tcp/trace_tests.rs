@@ -5,10 +5,9 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
-use crate::phy::Medium;
 use crate::sim::{LinkConfig, Sim};
 use crate::tcp::State;
+use crate::testkit::{host, sim, A, B};
 use crate::time::{Duration, Instant};
 
 #[derive(Clone, Default)]
@@ -45,14 +44,6 @@ fn capture(level: tracing::Level, f: impl FnOnce()) -> String {
     cap.text()
 }
 
-fn host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
-    Interface::new(c, Instant::ZERO)
-}
-
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
@@ -60,13 +51,7 @@ fn sa(s: &str) -> SocketAddr {
 #[test]
 fn rto_state_transitions_and_timeout_are_traced() {
     let log = capture(tracing::Level::TRACE, || {
-        let mut s = Sim::new(
-            host("10.0.0.1", 1),
-            host("10.0.0.2", 2),
-            LinkConfig::default(),
-            LinkConfig::default(),
-            1,
-        );
+        let mut s = sim(LinkConfig::default(), 1);
         let l = s.b.tcp_listen(sa("0.0.0.0:80"), 4).unwrap();
         let now = s.now();
         let c = s.a.tcp_connect(sa("10.0.0.2:80"), None, now).unwrap();
@@ -78,8 +63,8 @@ fn rto_state_transitions_and_timeout_are_traced() {
             ..LinkConfig::default()
         };
         let mut s = Sim::new(
-            std::mem::replace(&mut s.a, host("10.0.0.1", 0)),
-            std::mem::replace(&mut s.b, host("10.0.0.2", 0)),
+            std::mem::replace(&mut s.a, host(A, 0)),
+            std::mem::replace(&mut s.b, host(B, 0)),
             cut,
             cut,
             1,
@@ -128,13 +113,7 @@ fn rto_state_transitions_and_timeout_are_traced() {
 #[test]
 fn drops_are_traced_with_their_reason() {
     let log = capture(tracing::Level::TRACE, || {
-        let mut s = Sim::new(
-            host("10.0.0.1", 3),
-            host("10.0.0.2", 4),
-            LinkConfig::default(),
-            LinkConfig::default(),
-            3,
-        );
+        let mut s = sim(LinkConfig::default(), 3);
         // No listener on B: the SYN is a drop ("no socket") answered by RST.
         let now = s.now();
         let c = s.a.tcp_connect(sa("10.0.0.2:81"), None, now).unwrap();

@@ -180,6 +180,21 @@ pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
     update(c, old as u16, new as u16)
 }
 
+/// Completes a partial checksum in place, as a device with transmit
+/// checksum offload does: the 16-bit field at `start + offset` holds only the
+/// pseudo-header sum, so the sum from `start` to the end of `frame` is the
+/// whole sum and goes into the field. False (nothing changed) when the field
+/// lies outside `frame`.
+pub fn complete_partial(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let at = start + offset;
+    if frame.len() < at + 2 {
+        return false;
+    }
+    let c = finish(sum(&frame[start..]));
+    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -56,8 +56,8 @@ pub use udp::UdpSocket;
 use std::io;
 use std::task::{Context, Poll};
 
-use super::wake::{self, Direction};
 use crate::socket::SocketHandle;
+use crate::stack::wake::{self, Direction};
 use crate::stack::{Core, Shared};
 
 /// Runs `op` on the core under its lock. On `WouldBlock`, registers the

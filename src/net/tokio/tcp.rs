@@ -13,8 +13,8 @@ use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{poll_op, with_core};
 use crate::net::first_addr;
-use crate::net::wake::Direction;
 use crate::socket::SocketHandle;
+use crate::stack::wake::Direction;
 use crate::stack::{Shared, Stack};
 use crate::tcp::{Keepalive, State, TcpInfo};
 

@@ -10,8 +10,8 @@ use ::tokio::io::ReadBuf;
 
 use super::{poll_op, with_core};
 use crate::net::first_addr;
-use crate::net::wake::Direction;
 use crate::socket::SocketHandle;
+use crate::stack::wake::Direction;
 use crate::stack::{Shared, Stack};
 
 /// A UDP socket on a [`Stack`] for async code, like

@@ -5,39 +5,19 @@
 //! Run with `cargo test --release cubic_sim -- --nocapture` to see them.
 
 use std::io;
-use std::net::SocketAddr;
 
-use crate::iface::{Config, Interface, Ipv4Cidr};
-use crate::phy::Medium;
-use crate::sim::{LinkConfig, Sim};
+use crate::sim::LinkConfig;
 use crate::socket::SocketHandle;
 use crate::tcp::{State, TcpInfo};
-use crate::time::{Duration, Instant};
+use crate::testkit::{configure, connect, sa, sim2, state, B};
+use crate::time::Duration;
 
-const A: &str = "10.0.0.1";
-const B: &str = "10.0.0.2";
 /// Bottleneck rate.
 const RATE_BPS: u64 = 100_000_000;
 /// One-way delay: 40 ms RTT.
 const ONE_WAY: Duration = Duration::from_millis(20);
 /// One bandwidth-delay product: 100 Mbit/s * 40 ms.
 const BDP: usize = 500_000;
-
-fn host(addr: &str, seed: u64) -> Interface {
-    let mut c = Config::new(Medium::Ip);
-    c.addrs
-        .push(format!("{addr}/24").parse::<Ipv4Cidr>().unwrap());
-    c.seed = seed;
-    Interface::new(c, Instant::ZERO)
-}
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-fn state(i: &Interface, h: SocketHandle) -> State {
-    i.tcp_socket(h).map(|t| t.state()).unwrap_or(State::Closed)
-}
 
 /// The bottleneck, A to B (data); `loss` random loss on it, `queue` bytes
 /// of buffer.
@@ -109,34 +89,14 @@ fn bulk_with(
     queue: usize,
     pacing: bool,
 ) -> Run {
-    let mut s = Sim::new(
-        host(A, seed),
-        host(B, seed.wrapping_add(1)),
-        bottleneck(loss, queue),
-        ack_path(),
-        seed,
-    );
-    for iface in [&mut s.a, &mut s.b] {
-        let mut cfg = iface.tcp_config().clone();
+    let mut s = sim2(bottleneck(loss, queue), ack_path(), seed);
+    configure(&mut s, |cfg| {
         cfg.congestion = congestion.into();
         cfg.pacing = pacing;
         cfg.send_buffer = 4 << 20;
         cfg.recv_buffer = 4 << 20;
-        iface.set_tcp_config(cfg);
-    }
-    let l = s.b.tcp_listen(sa("0.0.0.0", 80), 16).unwrap();
-    let now = s.now();
-    let c = s.a.tcp_connect(sa(B, 80), None, now).unwrap();
-    let mut srv = None;
-    s.run_while(now + Duration::from_secs(10), |s| {
-        if srv.is_none() {
-            if let Ok((h, _)) = s.b.tcp_accept(l) {
-                srv = Some(h);
-            }
-        }
-        !(srv.is_some() && state(&s.a, c) == State::Established)
     });
-    let srv = srv.expect("accepted");
+    let (c, srv) = connect(&mut s);
     assert_eq!(s.a.tcp_info(c).unwrap().congestion.0, congestion);
 
     let chunk = vec![0x5au8; 65536];
@@ -465,19 +425,11 @@ fn jain(x: &[f64]) -> f64 {
 /// socket), all from A to B through the one bottleneck (1 BDP of buffer
 /// unless `queue`), all starting together, for `secs` simulated seconds.
 fn shared(ccs: &[&str], seed: u64, secs: usize, queue: usize) -> Shared {
-    let mut s = Sim::new(
-        host(A, seed),
-        host(B, seed.wrapping_add(1)),
-        bottleneck(0.0, queue),
-        ack_path(),
-        seed,
-    );
-    for iface in [&mut s.a, &mut s.b] {
-        let mut cfg = iface.tcp_config().clone();
+    let mut s = sim2(bottleneck(0.0, queue), ack_path(), seed);
+    configure(&mut s, |cfg| {
         cfg.send_buffer = 4 << 20;
         cfg.recv_buffer = 4 << 20;
-        iface.set_tcp_config(cfg);
-    }
+    });
     let l = s.b.tcp_listen(sa("0.0.0.0", 80), 16).unwrap();
     let now = s.now();
     let mut clients = Vec::new();

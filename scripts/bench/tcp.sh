@@ -1,5 +1,6 @@
-#!/usr/bin/env bash
-# TCP echo: tcpecho on a TUN device against the Linux kernel's TCP (a python3
+# shellcheck shell=bash
+# Cell tcp of scripts/bench.sh (sourced from there; lib.sh is loaded). TCP
+# echo: tcpecho on a TUN device against the Linux kernel's TCP (a python3
 # selectors echo server, one thread, like tcpecho's one event loop) on a veth
 # pair, side by side in one run, driven by the same python3 client:
 #   bulk  one connection, a sender thread streams MIB MiB while the main
@@ -8,77 +9,44 @@
 #   rr    one connection, TCP_NODELAY, 1-byte request/response for DURATION s
 #   cps   connect, send 1 byte, read it back, close; for DURATION s
 #
-#   sudo scripts/bench-tcp.sh [DURATION=5] [MIB=256]   > table.md
+#   sudo scripts/bench.sh tcp [DURATION=5] [MIB=256]   > table.md
 #
 # Setups (namespaces deleted on exit, see "Namespace safety rules" in README.md):
 #   tcpecho: ustk-btcp-$$ : client (kernel 10.5.0.1) -- TUN ustk0 -- tcpecho 10.5.0.2
 #   kernel:  ustk-btcpk-$$ (client, 10.6.0.1) -- veth -- ustk-btcps-$$ (python3 echo, 10.6.0.2)
 # Writes a markdown table to stdout, progress to stderr.
-set -euo pipefail
-
 DURATION=${1:-5}
 MIB=${2:-256}
-if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
-    echo "DURATION: 1..60 s" >&2
-    exit 2
-fi
-if ! [[ $MIB =~ ^[0-9]+$ ]] || ((MIB < 1 || MIB > 4096)); then
-    echo "MIB: 1..4096" >&2
-    exit 2
-fi
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "bench-tcp.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+bounded DURATION "$DURATION" 1 60
+bounded MIB "$MIB" 1 4096
 
 scripts/install-deps.sh >&2
-cargo build --release --features tools --quiet --bin tcpecho >&2
-cargo build --release --quiet --example smoltcp_echo >&2
-TCPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/tcpecho"
-SMOLECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/smoltcp_echo"
+build --bin tcpecho
+build --example smoltcp_echo
+TCPECHO="$T/tcpecho"
+SMOLECHO="$T/examples/smoltcp_echo"
 
 NS="ustk-btcp-$$"
 NSK="ustk-btcpk-$$"
 NSS="ustk-btcps-$$"
 NSM="ustk-btcpm-$$"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
 
 # --- the stack: tcpecho on a TUN -------------------------------------------
 mkns "$NS"
-ip netns exec "$NS" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-for _ in $(seq 100); do
-    grep -q "tcpecho: echoing" "$OUT/echo.err" && break
-    sleep 0.1
-done
-grep -q "tcpecho: echoing" "$OUT/echo.err" || { cat "$OUT/echo.err" >&2; exit 1; }
-ip netns exec "$NS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-ip -n "$NS" addr add 10.5.0.1/24 dev ustk0
+serve "$NS" echo "tcpecho: echoing" "$TCPECHO" --tun ustk0 --addr 10.5.0.2/24
+ECHO_PID=$SERVED
+tun_peer "$NS" 10.5.0.1/24
 
 # --- the user-space reference: smoltcp on a TUN ----------------------------
 mkns "$NSM"
-ip netns exec "$NSM" "$SMOLECHO" ustk0 10.7.0.2/24 7 32 >"$OUT/smol.out" 2>"$OUT/smol.err" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    grep -q "smoltcp_echo: echoing" "$OUT/smol.err" && break
-    sleep 0.1
-done
-grep -q "smoltcp_echo: echoing" "$OUT/smol.err" || { cat "$OUT/smol.err" >&2; exit 1; }
-ip netns exec "$NSM" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
+serve "$NSM" smol "smoltcp_echo: echoing" "$SMOLECHO" ustk0 10.7.0.2/24 7 32
 ip -n "$NSM" link set ustk0 up txqueuelen 4096
-ip -n "$NSM" addr add 10.7.0.1/24 dev ustk0
+tun_peer "$NSM" 10.7.0.1/24
 
 # --- the reference: Linux TCP, python3 selectors echo, over a veth pair ----
 mkns "$NSK"
 mkns "$NSS"
-ip -n "$NSK" link add ustkk0 type veth peer name ustks0 netns "$NSS"
-ip -n "$NSK" addr add 10.6.0.1/24 dev ustkk0
-ip -n "$NSS" addr add 10.6.0.2/24 dev ustks0
-ip -n "$NSK" link set ustkk0 up
-ip -n "$NSS" link set ustks0 up
+veth "$NSK" ustkk0 10.6.0.1/24 "$NSS" ustks0 10.6.0.2/24
 # Serves for at most the whole run's length, then exits by itself.
 LIFETIME=$((6 * DURATION + 4 * 60 + 10))
 ip netns exec "$NSS" python3 -c '
@@ -230,20 +198,16 @@ for mode in bulk rr cps; do
     read -r V[s$mode] OK[s$mode] < <(bench "$NSM" 10.7.0.2 "$mode" "$arg")
 done
 
-kill -INT "$ECHO_PID"
-for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
-wait "$ECHO_PID" 2>/dev/null || true
+stop "$ECHO_PID"
 grep -E "segments retransmitted|fragmentation failed|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
 
-cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 cat <<EOF
 ### TCP echo: tcpecho (TUN) vs smoltcp (TUN) vs Linux kernel TCP (veth, python3 selectors echo)
 
-- Command: \`sudo scripts/bench-tcp.sh $DURATION $MIB\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))
+- Command: \`sudo scripts/bench.sh tcp $DURATION $MIB\` (git $(revision))
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-- Kernel: $(uname -r); CPU: ${cpu:-unknown} ($(nproc) cores)
+- Machine: $(machine)
 - Client: python3 on the kernel's TCP, the same for both. bulk: one connection, $MIB MiB sent by one thread and echoed back to another (SHA-256 checked), MB/s each way until the last byte is back; rr: one connection, TCP_NODELAY, 1-byte ping-pong for ${DURATION} s; conn/s: connect, 1 byte there and back, close, for ${DURATION} s (both after 0.5 s warm-up).
 
 | test | tcpecho on TUN | smoltcp 0.14 echo on TUN | Linux TCP + python3 echo on veth | tcpecho / smoltcp | tcpecho / Linux |

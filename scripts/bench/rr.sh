@@ -1,11 +1,12 @@
-#!/usr/bin/env bash
-# Request/response side by side, interleaved (issue 8): the servers start
+# shellcheck shell=bash
+# Cell rr of scripts/bench.sh (sourced from there; lib.sh is loaded):
+# request/response side by side, interleaved (issue 8): the servers start
 # once and the compiled client (examples/tcp_bench.rs) runs ROUNDS short
 # cells against each in turn, so that the load of a shared machine falls on
 # all of them alike; prints every cell and the medians.
 #
 #   sudo [PIN=same|cross] [MODE=rr|cps] [OLD=path/to/other/tcpecho] [BUSY=USEC] \
-#        scripts/bench-rr.sh [ROUNDS=6] [SECS=1]
+#        scripts/bench.sh rr [ROUNDS=6] [SECS=1]
 #
 # Servers: tcpecho (ustack's poll API), examples/threaded_echo.rs (ustack's
 # threaded API), examples/smoltcp_echo.rs, each on a TUN in its own
@@ -18,24 +19,16 @@
 # transaction are counted instead (perf stat on the server's pid during one
 # SECS cell each; tracepoint counting makes system calls dearer, so compare
 # servers with each other, not with the cells' rates).
-set -euo pipefail
 ROUNDS=${1:-6}
 SECS=${2:-1}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "bench-rr.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
-cargo build --release --features tools --quiet --bin tcpecho >&2
-cargo build --release --features tools --quiet --example smoltcp_echo --example tcp_bench --example threaded_echo >&2
-T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+build --bin tcpecho
+build --example smoltcp_echo --example tcp_bench --example threaded_echo
 case ${PIN:-} in
     "" | none) S=() C=() ;;
     same) S=(taskset -c 0) C=(taskset -c 0) ;;
     cross) S=(taskset -c 0) C=(taskset -c 1) ;;
     *) echo "PIN: same or cross" >&2; exit 2 ;;
 esac
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
 
 # Every client namespace gets the same ephemeral port range (bench.sh's):
 # the connection-rate client leaves thousands of TIME-WAIT sockets behind,
@@ -59,9 +52,8 @@ tun() {
         ip -n "$ns" link show ustk0 >/dev/null 2>&1 && grep -q echoing "$OUT/$ns.err" && break
         sleep 0.1
     done
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
     ip -n "$ns" link set ustk0 up
-    ip -n "$ns" addr add 10.5.0.1/24 dev ustk0
+    tun_peer "$ns" 10.5.0.1/24
     SPID[$ns]=$(pgrep -P "$!" || echo "$!")
 }
 SERVERS=()
@@ -85,18 +77,14 @@ tun "$NS" "$T/examples/smoltcp_echo" ustk0 10.5.0.2/24 7 8
 SERVERS+=("smoltcp:$NS:10.5.0.2:7")
 mkns_wide "$NKC"
 mkns "$NKS"
-ip -n "$NKC" link add ustkk0 type veth peer name ustks0 netns "$NKS"
-ip -n "$NKC" addr add 10.6.0.1/24 dev ustkk0
-ip -n "$NKS" addr add 10.6.0.2/24 dev ustks0
-ip -n "$NKC" link set ustkk0 up
-ip -n "$NKS" link set ustks0 up
+veth "$NKC" ustkk0 10.6.0.1/24 "$NKS" ustks0 10.6.0.2/24
 ip netns exec "$NKS" "${S[@]}" "$T/examples/tcp_bench" server 10.6.0.2 900 2>"$OUT/linux.err" &
 PIDS+=($!)
 SPID[$NKS]=$!
 sleep 0.5
 SERVERS+=("linux-epoll:$NKC:10.6.0.2:7" "linux-thread:$NKC:10.6.0.2:8")
 
-echo "bench-rr.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), PIN=${PIN:-none}, MODE=${MODE:-rr}, $ROUNDS x $SECS s, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git rev-parse --short HEAD)$(git diff --quiet || echo +changes)"
+echo "bench.sh rr: $(date -u '+%Y-%m-%d %H:%M UTC'), PIN=${PIN:-none}, MODE=${MODE:-rr}, $ROUNDS x $SECS s, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git rev-parse --short HEAD)$(git diff --quiet || echo +changes)"
 if [[ ${COST:-0} == 1 ]]; then
     for s in "${SERVERS[@]}"; do
         IFS=: read -r name ns host port <<<"$s"
@@ -119,7 +107,7 @@ if [[ ${COST:-0} == 1 ]]; then
                 printf "%-16s cpu_us_per_tx=%.2f syscalls_per_tx=%.2f ctxsw_per_tx=%.2f | %s\n", n, tc * 1000 / t, sc / t, cs / t, l
             }' "$OUT/perf.$name"
     done
-    exit 0
+    return 0
 fi
 for _ in $(seq "$ROUNDS"); do
     for s in "${SERVERS[@]}"; do

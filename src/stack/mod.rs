@@ -20,6 +20,8 @@ use crate::socket::SocketHandle;
 use crate::time::{Clock, Instant, RealClock};
 use crate::wire::EthernetAddress;
 
+pub(crate) mod wake;
+
 /// The threads blocked on one socket (blocking API): its condition
 /// variable, and how many wait to read and to write (counted under the
 /// core's lock, so the stack thread wakes them only for the direction that
@@ -36,8 +38,8 @@ pub(crate) struct Waiters {
 pub(crate) struct Core {
     pub iface: Interface,
     pub waiters: HashMap<SocketHandle, Waiters>,
-    /// Async tasks waiting on sockets (see `net::wake`).
-    pub wakers: HashMap<SocketHandle, crate::net::wake::SocketWakers>,
+    /// Async tasks waiting on sockets (see [`wake`]).
+    pub wakers: HashMap<SocketHandle, wake::SocketWakers>,
     pub driver_counters: DriverCounters,
     /// The deadline the stack thread sleeps (or is about to sleep) until,
     /// `None` for no deadline: a socket call that sends from its own thread
@@ -316,7 +318,7 @@ impl Stack {
             for w in core.waiters.values() {
                 w.cond.notify_all();
             }
-            crate::net::wake::take_all(&mut core.wakers, &mut wake);
+            wake::take_all(&mut core.wakers, &mut wake);
         }
         wake.into_iter().for_each(std::task::Waker::wake);
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -402,13 +404,13 @@ fn stack_loop(shared: &Shared) -> io::Result<()> {
                 for h in events.drain(..) {
                     if let Some(w) = core.waiters.get(&h) {
                         if w.readers > 0 || w.writers > 0 {
-                            let (r, wr) = crate::net::wake::readiness(&core.iface, h);
+                            let (r, wr) = wake::readiness(&core.iface, h);
                             if (r && w.readers > 0) || (wr && w.writers > 0) {
                                 to_notify.push(w.cond.clone());
                             }
                         }
                     }
-                    crate::net::wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
+                    wake::take_ready(&mut core.wakers, &core.iface, h, &mut to_wake);
                 }
                 if now >= counters_at {
                     // The device's drop count may cost a syscall: once a second.

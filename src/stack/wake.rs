@@ -128,7 +128,7 @@ mod tests {
     use std::sync::Arc;
 
     use crate::iface::{Config, Interface};
-    use crate::phy::Medium;
+    use crate::link::Medium;
     use crate::time::Instant;
 
     struct Count(AtomicUsize);

@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # Multi-queue cells of the benchmarks (sourced, not run; issue 8): bulk
 # throughput of tcpecho with 1 and with 2 queues of a multi-queue TUN
 # (`--queues N`, one stack thread per queue), with several parallel
 # connections from examples/tcp_bench.rs, both directions. Used by
-# scripts/bench.sh and, on its own, by scripts/bench-mq.sh.
+# scripts/bench.sh: cell 7 of the side-by-side table, and cell mq on its own.
 #
-# Needs from the caller: lib-bench.sh sourced (mkns, PIDS, OUT), TCPECHO and
+# Needs from the caller: lib.sh sourced (mkns, PIDS, OUT), TCPECHO and
 # CLIENT (paths of the release binaries), SECS. Optional: MQ_QUEUES (default
 # "1 2"), MQ_CONNS (default "4 8"), MQ_ROUNDS (default 1: each figure is the
 # median of the rounds; the queue counts alternate within a round).

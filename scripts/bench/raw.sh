@@ -1,48 +1,34 @@
-#!/usr/bin/env bash
-# Bulk throughput of tcpecho on an AF_PACKET raw socket (--raw on one end of
+# shellcheck shell=bash
+# Cell raw of scripts/bench.sh (sourced from there; lib.sh is loaded): bulk
+# throughput of tcpecho on an AF_PACKET raw socket (--raw on one end of
 # a veth pair at its default offloads) against tcpecho on a TUN, with and
 # without offload (issue 16): client -> stack (discard port 9) and
 # stack -> client (source port 19), MB/s, from examples/tcp_bench.rs in the
 # kernel namespace; prints a markdown table with ratios raw/TUN
 # (BENCHMARKS.md is not touched).
 #
-#   sudo scripts/bench-raw.sh [SECS=3]
+#   sudo scripts/bench.sh raw [SECS=3]
 #
 # Namespaces (deleted on exit, see "Namespace safety rules" in README.md), all ustk-perf-*-$$:
 #   rt:  client 10.10.0.1 -- TUN ustk0 -- tcpecho 10.10.0.2 (offload on)
 #   rto: client 10.11.0.1 -- TUN ustk0 -- tcpecho --offload off 10.11.0.2
 #   rk/rs:   client 10.12.0.1 on ustkk0 -- veth -- ustks0: tcpecho --raw 10.12.0.2
 #   rko/rso: the same with --offload off, 10.13.0.0/24
-set -euo pipefail
-
 SECS=${1:-3}
-if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 30)); then
-    echo "SECS: 1..30" >&2
-    exit 2
-fi
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "bench-raw.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
-echo "bench-raw.sh: building" >&2
-cargo build --release --features tools --quiet --bin tcpecho --example tcp_bench >&2
-T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+bounded SECS "$SECS" 1 30
+echo "bench.sh raw: building" >&2
+build --bin tcpecho --example tcp_bench
 TCPECHO="$T/tcpecho"
 CLIENT="$T/examples/tcp_bench"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
 LIFETIME=$((SECS * 8 + 60))
 
 tun_rig() { # NS NET EXTRA...
     local ns=$1 net=$2
     shift 2
     mkns "$ns"
-    ip netns exec "$ns" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr "$net.2/24" \
-        --discard-port 9 --source-port 19 "$@" >"$OUT/$ns.out" 2>"$OUT/$ns.err" &
-    PIDS+=($!)
-    waitfor "$OUT/$ns.err" "tcpecho: echoing"
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-    ip -n "$ns" addr add "$net.1/24" dev ustk0
+    serve "$ns" "$ns" "tcpecho: echoing" timeout "$LIFETIME" "$TCPECHO" --tun ustk0 --addr "$net.2/24" \
+        --discard-port 9 --source-port 19 "$@"
+    tun_peer "$ns" "$net.1/24"
 }
 
 raw_rig() { # KNS SNS NET EXTRA...: the veth at its default offloads
@@ -50,14 +36,9 @@ raw_rig() { # KNS SNS NET EXTRA...: the veth at its default offloads
     shift 3
     mkns "$k"
     mkns "$s"
-    ip -n "$k" link add ustkk0 type veth peer name ustks0 netns "$s"
-    ip -n "$k" addr add "$net.1/24" dev ustkk0
-    ip -n "$k" link set ustkk0 up
-    ip -n "$s" link set ustks0 up
-    ip netns exec "$s" timeout "$LIFETIME" "$TCPECHO" --raw ustks0 --addr "$net.2/24" \
-        --discard-port 9 --source-port 19 "$@" >"$OUT/$s.out" 2>"$OUT/$s.err" &
-    PIDS+=($!)
-    waitfor "$OUT/$s.err" "tcpecho: echoing"
+    veth "$k" ustkk0 "$net.1/24" "$s" ustks0
+    serve "$s" "$s" "tcpecho: echoing" timeout "$LIFETIME" "$TCPECHO" --raw ustks0 --addr "$net.2/24" \
+        --discard-port 9 --source-port 19 "$@"
 }
 
 NRT="ustk-perf-rt-$$" NRTO="ustk-perf-rto-$$"
@@ -91,8 +72,8 @@ for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 sleep 1
 drops() { sed -nE 's/^ *([0-9]+) frames dropped inside the device$/\1/p' "$OUT/$1.out" | tail -1; }
 
-echo "- Command: \`sudo scripts/bench-raw.sh $SECS\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes')), $(date -u '+%Y-%m-%d %H:%M UTC'), load average before: $LOAD"
-echo "- Machine: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+echo "- Command: \`sudo scripts/bench.sh raw $SECS\` (git $(revision)), $(date -u '+%Y-%m-%d %H:%M UTC'), load average before: $LOAD"
+echo "- Machine: $(machine)"
 echo
 echo "| bulk, MB/s | TUN | raw (veth, default offloads) | raw / TUN | TUN --offload off | raw --offload off | raw / TUN, off |"
 echo "|---|---|---|---|---|---|---|"

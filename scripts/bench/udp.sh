@@ -1,68 +1,43 @@
-#!/usr/bin/env bash
-# UDP echo rate (datagrams/s) of udpecho on a TUN device against the Linux
+# shellcheck shell=bash
+# Cell udp of scripts/bench.sh (sourced from there; lib.sh is loaded). UDP
+# echo rate (datagrams/s) of udpecho on a TUN device against the Linux
 # kernel's own UDP with a python3 echo loop on a veth pair, side by side in
 # one run, for 64 B and 1400 B payloads. Both are driven by the same python3
 # client: one connected UDP socket keeping WINDOW datagrams in flight for
 # DURATION seconds (after a 0.5 s warm-up); a window that sees no echo for
 # 200 ms is counted lost and refilled.
 #
-#   sudo scripts/bench-udp.sh [DURATION=5] [WINDOW=32]   > table.md
+#   sudo scripts/bench.sh udp [DURATION=5] [WINDOW=32]   > table.md
 #
 # Setups (namespaces deleted on exit, see "Namespace safety rules" in README.md):
 #   udpecho: ustk-bench-$$ : client (kernel 10.1.0.1) -- TUN ustk0 -- udpecho 10.1.0.2
 #   kernel:  ustk-benchk-$$ (client, 10.4.0.1) -- veth -- ustk-benchs-$$ (python3 echo, 10.4.0.2)
 # Writes a markdown table to stdout, progress to stderr.
-set -euo pipefail
-
 DURATION=${1:-5}
 WINDOW=${2:-32}
-if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1 || DURATION > 60)); then
-    echo "DURATION: 1..60 s" >&2
-    exit 2
-fi
-if ! [[ $WINDOW =~ ^[0-9]+$ ]] || ((WINDOW < 1 || WINDOW > 1024)); then
-    echo "WINDOW: 1..1024" >&2
-    exit 2
-fi
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-[[ $(id -u) -eq 0 ]] || { echo "bench-udp.sh: needs root" >&2; exit 1; }
-export PATH="$PATH:$HOME/.cargo/bin:/usr/sbin:/sbin"
+bounded DURATION "$DURATION" 1 60
+bounded WINDOW "$WINDOW" 1 1024
 
 scripts/install-deps.sh >&2
-cargo build --release --features tools --quiet --bin udpecho >&2
-cargo build --release --quiet --example udp_bench >&2
-UDPECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/udpecho"
-UDPBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/udp_bench"
+build --bin udpecho
+build --example udp_bench
+UDPECHO="$T/udpecho"
+UDPBENCH="$T/examples/udp_bench"
 
 NS="ustk-bench-$$"
 NSK="ustk-benchk-$$"
 NSS="ustk-benchs-$$"
-# shellcheck source=scripts/lib-bench.sh
-source "$ROOT/scripts/lib-bench.sh"
 
 # --- the stack: udpecho on a TUN -------------------------------------------
 mkns "$NS"
-ip netns exec "$NS" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24 >"$OUT/echo.out" 2>"$OUT/echo.err" &
-PIDS+=($!)
-ECHO_PID=$!
-for _ in $(seq 100); do
-    grep -q "echoing UDP port" "$OUT/echo.err" && break
-    sleep 0.1
-done
-grep -q "echoing UDP port" "$OUT/echo.err" || { cat "$OUT/echo.err" >&2; exit 1; }
-ip netns exec "$NS" sysctl -qw net.ipv6.conf.ustk0.disable_ipv6=1
-ip -n "$NS" addr add 10.1.0.1/24 dev ustk0
+serve "$NS" echo "echoing UDP port" "$UDPECHO" --tun ustk0 --addr 10.1.0.2/24
+ECHO_PID=$SERVED
+tun_peer "$NS" 10.1.0.1/24
 
 # --- the reference: Linux UDP, python3 echo loop, over a veth pair ---------
 mkns "$NSK"
 mkns "$NSS"
-ip -n "$NSK" link add ustkk0 type veth peer name ustks0 netns "$NSS"
-ip -n "$NSK" addr add 10.4.0.1/24 dev ustkk0
-ip -n "$NSS" addr add 10.4.0.2/24 dev ustks0
-ip -n "$NSK" link set ustkk0 up
-ip -n "$NSS" link set ustks0 up
+veth "$NSK" ustkk0 10.4.0.1/24 "$NSS" ustks0 10.4.0.2/24
 # Serves for at most the whole run's length, then exits by itself.
 LIFETIME=$((4 * (DURATION + 3) + 10))
 ip netns exec "$NSS" python3 -c '
@@ -159,20 +134,16 @@ for size in 64 1400; do
     read -r RATE[ck$size] LOST[ck$size] BAD[ck$size] < <(cbench "$NSK" 10.4.0.2:9 "$size")
 done
 
-kill -INT "$ECHO_PID"
-for _ in $(seq 50); do kill -0 "$ECHO_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$ECHO_PID" 2>/dev/null && kill -KILL "$ECHO_PID"
-wait "$ECHO_PID" 2>/dev/null || true
+stop "$ECHO_PID"
 grep -E "echoes dropped|frames refused|transmit queue drops|receive buffer errors" "$OUT/echo.out" >&2 || true
 
-cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 cat <<EOF
 ### UDP echo rate: udpecho (TUN) vs Linux kernel UDP (veth, python3 echo loop)
 
-- Command: \`sudo scripts/bench-udp.sh $DURATION $WINDOW\` (git $(git rev-parse --short HEAD 2>/dev/null || echo '?'))
+- Command: \`sudo scripts/bench.sh udp $DURATION $WINDOW\` (git $(revision))
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-- Kernel: $(uname -r); CPU: ${cpu:-unknown} ($(nproc) cores)
+- Machine: $(machine)
 - Client: one python3 connected UDP socket, $WINDOW datagrams in flight, ${DURATION} s after 0.5 s warm-up, same client for both.
 
 | payload | udpecho on TUN (datagrams/s) | Linux UDP + python3 echo on veth (datagrams/s) | udpecho / Linux | lost (udpecho / Linux) |
