@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ustack::iface::{Config, Interface, Ipv4Cidr};
 use ustack::phy::{FrameBatch, Medium};
 use ustack::sim::{LinkConfig, Sim};
-use ustack::tcp::buffer::ReceiveBuffer;
+use ustack::tcp::buffer::{BufferPool, ReceiveBuffer};
 use ustack::time::{Duration, Instant};
 use ustack::wire::{checksum, ipv4, tcp};
 
@@ -266,16 +266,17 @@ fn reassembly(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(64 * 1448));
     g.bench_function("64 segments, 32 holes, 1 MiB buffer", |b| {
         let mut r = ReceiveBuffer::new(1 << 20);
+        let mut pool = BufferPool::default();
         b.iter(|| {
             for i in (1..64).step_by(2) {
-                r.write_at(i * 1448, &seg);
+                r.write_at(i * 1448, &seg, &mut pool);
             }
             for _ in 0..32 {
                 // Each fills the hole at RCV.NXT, which then moves past
                 // the next odd segment.
-                r.write_at(0, &seg);
+                r.write_at(0, &seg, &mut pool);
             }
-            while r.read(&mut out) > 0 {}
+            while r.read(&mut out, &mut pool) > 0 {}
         })
     });
     g.finish();

@@ -243,23 +243,10 @@ fn thousand_concurrent_connections() {
     }
 }
 
-/// `examples/async_echo` (built by `cargo test --features tokio` beside the
-/// test binaries: target/<profile>/examples/).
+/// `examples/async_echo`, built (with every example, once per run) by
+/// [`crate::examples::example`].
 pub fn async_echo_example() -> String {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join("examples").join("async_echo");
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --features tokio` builds it with the tests; \
-         when running only this test binary, build it first with \
-         `cargo build --release --features tokio --example async_echo`",
-        path.display()
-    );
-    path.to_str().expect("utf-8 path").to_string()
+    crate::examples::example("async_echo")
 }
 
 /// The example server as a process on a TUN in a namespace: 200 concurrent

@@ -5,7 +5,8 @@
 //!
 //! The examples are not `[[bin]]`s, so Cargo gives no `CARGO_BIN_EXE_*` for
 //! them: [`example`] builds them once per test run with the same cargo, the
-//! same profile and the same target directory as this test binary.
+//! same profile and the same target directory as this test binary, and
+//! every feature (`tools` for the tools' flags, `tokio` for `async_echo`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -41,6 +42,7 @@ pub fn example(name: &str) -> String {
             env!("CARGO"),
             "build",
             "--examples",
+            "--all-features",
             "--manifest-path",
             manifest,
             "--target-dir",

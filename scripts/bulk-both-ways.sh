@@ -5,7 +5,7 @@
 # run ucat's retransmissions (its last --progress line) and the Linux
 # side's counters: retransmitted segments, PAWS drops of established
 # connections (TcpExtPAWSEstab) and D-SACKs received. Needs root and a
-# release build (cargo build --release). The kernel's defaults everywhere.
+# release build (cargo build --release --features tools). The kernel's defaults everywhere.
 #
 #   [UCAT=path/to/ucat] scripts/bulk-both-ways.sh [RUNS] [SIZE_MB] [-- UCAT-FLAGS...]
 #   e.g. scripts/bulk-both-ways.sh 10 100 -- --offload off
@@ -19,7 +19,7 @@ MB=${2:-100}
 shift $(($# >= 2 ? 2 : $#))
 [[ ${1:-} == -- ]] && shift
 UCAT=${UCAT:-$T/ucat}
-[[ -x $UCAT ]] || die "build first: cargo build --release"
+[[ -x $UCAT ]] || die "build first: cargo build --release --features tools"
 command -v nc >/dev/null || die "needs nc (scripts/install-deps.sh)"
 TMP=$OUT
 head -c "${MB}M" /dev/urandom >"$TMP/in"

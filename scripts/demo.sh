@@ -15,7 +15,7 @@ cd "$ROOT"
 need_root
 
 scripts/install-deps.sh >/dev/null
-echo "+ cargo build --release"
+echo "+ cargo build --release --features tools"
 build --bin udpecho
 UDPECHO="$T/udpecho"
 

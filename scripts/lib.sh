@@ -57,10 +57,11 @@ need_root() {
     [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, TUN)"
 }
 
-# build CARGO-TARGET-ARGS...: a quiet release build (--bin X, --example Y);
+# build CARGO-TARGET-ARGS...: a quiet release build, with the tools' feature
+# (--bin X, --example Y);
 # the binaries land in $T (examples in $T/examples).
 build() {
-    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" "$@" >&2
+    cargo build --release --quiet --features tools --manifest-path "$ROOT/Cargo.toml" "$@" >&2
 }
 
 # waitfor FILE PATTERN: wait (at most 10 s) for PATTERN in FILE, a tool's

@@ -26,10 +26,13 @@
 //!   feature, `net::tokio` has async sockets on the same stack
 //!   (`TcpListener`, `TcpStream` with `AsyncRead`/`AsyncWrite` and
 //!   `into_split`, `UdpSocket`), woken by the stack thread.
-//! * [`sim`]: a deterministic network simulator with virtual time.
-//! * [`replay`]: packet-capture replay under mutations with invariant
-//!   checks (the `pcapreplay` tool and the replay tests), and the harness of
-//!   the fuzz targets.
+//! * `sim` (feature `sim`): a deterministic network simulator with virtual
+//!   time, two interfaces on an impaired link.
+//! * `replay` (feature `replay`): packet-capture replay under mutations
+//!   with invariant checks (the `pcapreplay` tool and the replay tests), and
+//!   the harness of the fuzz targets.
+//! * `cli` (feature `tools`): what the bundled tools share (device flags,
+//!   logging, signals, reports).
 //!
 //! # Two API styles
 //!
@@ -113,12 +116,13 @@
 //!
 //! # Choosing a device
 //!
-//! * **TUN** ([`phy::TunDevice`] with [`phy::TunKind::Tun`]): IP packets,
-//!   no ARP. The simplest way to put the stack next to the kernel: give the
-//!   kernel side an address in the same subnet and route to it.
+//! * **TUN** ([`phy::TunDevice`] with [`phy::TunKind::Tun`]): IPv4 and IPv6
+//!   packets, no ARP or neighbour discovery. The simplest way to put the
+//!   stack next to the kernel: give the kernel side an address in the same
+//!   subnet and route to it.
 //! * **TAP** ([`phy::TunKind::Tap`]): Ethernet frames; the stack answers and
-//!   sends ARP with its own MAC. Use it to bridge the stack into a virtual
-//!   L2 network (a Linux bridge, VMs).
+//!   sends ARP (IPv4) and neighbour discovery (IPv6) with its own MAC. Use it
+//!   to bridge the stack into a virtual L2 network (a Linux bridge, VMs).
 //! * **Raw socket** ([`phy::RawSocket`]): `AF_PACKET` on an existing
 //!   interface (e.g. one end of a veth pair, or a NIC the kernel does not
 //!   use for IP: give it no kernel address, or the two stacks fight over
@@ -185,6 +189,20 @@
 //! On a real device, open it with [`phy::TunDevice::open`] (or
 //! [`phy::RawSocket::open`]) and build the stack the same way.
 //!
+//! # Cargo features
+//!
+//! The default build is the stack alone (its dependencies: `libc`,
+//! `tracing` and `tun-rs`); everything else is opt-in:
+//!
+//! * `tokio`: the async sockets, `ustack::net::tokio` (below).
+//! * `sim`: `ustack::sim`, the deterministic simulator (the crate's own
+//!   tests use it regardless; the `core` benchmark needs it).
+//! * `replay`: `ustack::replay` (pulls in `proptest`).
+//! * `tools`: the four binaries (`udpecho`, `tcpecho`, `ucat`, `pcapreplay`)
+//!   and `ustack::cli`, with `clap` and `tracing-subscriber`; implies
+//!   `replay`. `cargo install ustack --features tools` installs the tools,
+//!   and the examples that take the tools' flags need it too.
+//!
 //! # Async (tokio)
 //!
 //! The `tokio` cargo feature (off by default) adds `ustack::net::tokio`:
@@ -196,13 +214,16 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tools")]
 pub mod cli;
 pub mod iface;
 pub mod link;
 pub mod net;
 pub mod phy;
+#[cfg(any(test, feature = "replay"))]
 pub mod replay;
 pub mod runtime;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod socket;
 pub mod stack;

@@ -102,6 +102,7 @@ impl DatagramQueue {
         self.bytes
     }
 
+    #[cfg(any(test, feature = "replay"))]
     pub fn limit(&self) -> usize {
         self.limit
     }

@@ -18,9 +18,9 @@ macro_rules! trace_drop {
 mod counters;
 mod icmp;
 mod ipv6;
-pub mod neighbor;
+mod neighbor;
 mod pmtu;
-pub mod reassembly;
+mod reassembly;
 mod table;
 mod tcp;
 mod udp;
@@ -33,9 +33,11 @@ use std::str::FromStr;
 pub use counters::{Counters, IcmpCounters, IpCounters, LinkCounters, UdpCounters};
 pub use icmp::IcmpRateLimit;
 pub use ipv6::{IpCidr, Ipv6Cidr};
-use neighbor::{NeighborCache, NeighborConfig, Resolve};
+pub use neighbor::NeighborConfig;
+use neighbor::{NeighborCache, Resolve};
 pub use pmtu::{PmtuConfig, IPV6_MIN_MTU};
-use reassembly::{Outcome, Reassembler, ReassemblyConfig, Reject};
+pub use reassembly::ReassemblyConfig;
+use reassembly::{Outcome, Reassembler, Reject};
 pub use table::SocketRow;
 pub use tcp::TcpCounters;
 

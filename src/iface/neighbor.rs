@@ -215,19 +215,15 @@ impl<A: Copy + Eq + Hash> NeighborCache<A> {
         self.pending.values().map(|p| p.next_request_at).min()
     }
 
-    /// Packets waiting for resolution, all neighbours together.
-    pub fn pending_packets(&self) -> usize {
-        self.pending.values().map(|p| p.packets.len()).sum()
-    }
-
     /// Cached entries (fresh or not yet purged).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// Packets waiting for resolution, all neighbours together.
+    pub fn pending_packets(&self) -> usize {
+        self.pending.values().map(|p| p.packets.len()).sum()
     }
 }
 

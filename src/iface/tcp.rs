@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::{Interface, IpMeta, TxOffload};
 use crate::socket::{Socket, SocketHandle};
+use crate::tcp::buffer::BufferPool;
 use crate::tcp::{
     cookie, isn::IsnGenerator, Listener, OutSegment, RstReply, SeqNumber, State, SynFin, Tcb,
     TcpConfig, TcpConn, TcpInfo, TimeWaitEntry, TimeWaitTable,
@@ -86,6 +87,8 @@ pub(crate) struct TcpState {
     pub isn: IsnGenerator,
     pub counters: TcpCounters,
     pub time_wait: TimeWaitTable,
+    /// Storage the connections' buffers give back, for the next that grows.
+    pub buffers: BufferPool,
 }
 
 impl TcpState {
@@ -102,6 +105,7 @@ impl TcpState {
             isn: IsnGenerator::new(key),
             counters: TcpCounters::default(),
             time_wait: TimeWaitTable::new(65536),
+            buffers: BufferPool::default(),
         }
     }
 }
@@ -285,7 +289,7 @@ impl Interface {
             return;
         };
         let before = c.tcb.state;
-        let reply = c.tcb.process(now, repr);
+        let reply = c.tcb.process(now, repr, &mut self.tcp.buffers);
         let after = c.tcb.state;
         let (local, remote) = (c.tcb.local, c.tcb.remote);
         let parent = c.parent;
@@ -1125,7 +1129,10 @@ impl Interface {
 
     /// Queues data for sending (`WouldBlock` when the buffer is full).
     pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> io::Result<usize> {
-        let r = self.conn_mut(h)?.tcb.send(data);
+        let r = match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(c)) if !c.released => c.tcb.send(data, &mut self.tcp.buffers),
+            _ => Err(no_socket()),
+        };
         if r.is_ok() {
             self.tcp_mark_ready(h);
         }
@@ -1134,8 +1141,11 @@ impl Interface {
 
     /// Reads data (`Ok(0)` at end of stream, `WouldBlock` when none yet).
     pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<usize> {
-        let c = self.conn_mut(h)?;
-        let r = c.tcb.recv(buf);
+        let c = match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(c)) if !c.released => c,
+            _ => return Err(no_socket()),
+        };
+        let r = c.tcb.recv(buf, &mut self.tcp.buffers);
         if c.tcb.ack_now {
             self.tcp_mark_ready(h);
         }

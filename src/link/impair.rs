@@ -1,7 +1,7 @@
 //! The impairment engine, in the style of netem: one direction of a link
 //! ([`Lane`]) with seeded loss, duplication, corruption, rate, queue, delay,
 //! jitter and reordering, sans-IO. [`crate::phy::Impair`] wraps a device
-//! with one lane per direction; [`crate::sim::Sim`] joins two interfaces
+//! with one lane per direction; `sim::Sim` (feature `sim`) joins two interfaces
 //! with one lane per direction.
 //!
 //! # Spec grammar
@@ -344,7 +344,7 @@ pub enum Discipline {
     /// yet serialized.
     #[default]
     Netem,
-    /// [`crate::sim::Sim`]: each frame's delay is `delay + uniform(0,
+    /// `sim::Sim` (feature `sim`): each frame's delay is `delay + uniform(0,
     /// jitter)` plus any extra the caller adds, with no monotonic clamp
     /// (jitter reorders), and with a `rate` the `queue` bounds the bytes
     /// charged from entering the bottleneck until delivery. A frame's
@@ -359,7 +359,7 @@ pub enum Discipline {
 /// independent), duplication, corruption, rate, queue, delay, jitter and
 /// reordering as the [module documentation](self) describes, drawn from the
 /// lane's own [`Rng`]. Both [`crate::phy::Impair`] (one lane per direction
-/// of a device) and [`crate::sim::Sim`] (one per direction of the
+/// of a device) and `sim::Sim` (feature `sim`; one per direction of the
 /// simulated link) run on it.
 #[derive(Debug)]
 pub struct Lane {

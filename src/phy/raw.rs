@@ -2,9 +2,9 @@
 //! a veth pair): Ethernet frames in and out, batched with `recvmmsg` /
 //! `sendmmsg`.
 //!
-//! Interface discovery (index, MAC) uses `pnet_datalink::interfaces()`, but
-//! the socket itself is made with libc: pnet's datalink channel exposes no
-//! descriptor to poll and no batching, and the runtime needs both.
+//! Everything is made with libc: the interface's index (`if_nametoindex`),
+//! its MAC (`SIOCGIFHWADDR`) and the socket, whose descriptor the runtime
+//! polls and whose frames it moves in batches.
 //!
 //! The socket sets `PACKET_IGNORE_OUTGOING`, so the stack does not read its
 //! own frames back (on kernels without it, outgoing frames are filtered by
@@ -192,28 +192,29 @@ impl RawSocket {
     /// goes on with frames as they come (super-segments then cannot be
     /// taken: they are counted in [`RawStats::truncated`]).
     pub fn open(ifname: &str, opts: &RawOptions) -> io::Result<RawSocket> {
-        let ifaces = pnet_datalink::interfaces();
-        let Some(iface) = ifaces.iter().find(|i| i.name == ifname) else {
-            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+        let Some(index) = util::interface_index(ifname) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "no network interface named '{ifname}' in this network namespace (have: {})",
-                    names.join(", ")
+                    util::interface_names().join(", ")
                 ),
             ));
         };
-        let mac = match (opts.hardware_addr, iface.mac) {
-            (Some(m), _) => m,
-            (None, Some(m)) => EthernetAddress(m.octets()),
-            (None, None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "interface '{ifname}' has no MAC address; set RawOptions::hardware_addr"
-                    ),
-                ))
-            }
+        let mac = match opts.hardware_addr {
+            Some(m) => m,
+            None => util::interface_mac(ifname)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("interface '{ifname}': read MAC: {e}"))
+                })?
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "interface '{ifname}' has no MAC address; set RawOptions::hardware_addr"
+                        ),
+                    )
+                })?,
         };
         let mtu = util::interface_mtu(ifname).map_err(|e| {
             io::Error::new(e.kind(), format!("interface '{ifname}': read MTU: {e}"))
@@ -285,7 +286,7 @@ impl RawSocket {
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto;
-        sll.sll_ifindex = iface.index as i32;
+        sll.sll_ifindex = index as i32;
         // SAFETY: binds with a valid sockaddr_ll of the stated size.
         let rc = unsafe {
             libc::bind(
@@ -320,7 +321,7 @@ impl RawSocket {
         let mut sock = RawSocket {
             fd,
             name: ifname.to_string(),
-            ifindex: iface.index,
+            ifindex: index,
             caps,
             vnet_hdr,
             cut: vnet_hdr && !opts.offload,
@@ -726,14 +727,7 @@ mod tests {
         ns.ip(&["link", "set", "ustkv0", "up"]);
         ns.ip(&["link", "set", "ustkv1", "up"]);
         let (mac, peer_mac) = ns.enter(|| {
-            let mac_of = |name: &str| {
-                pnet_datalink::interfaces()
-                    .into_iter()
-                    .find(|i| i.name == name)
-                    .and_then(|i| i.mac)
-                    .map(|m| EthernetAddress(m.octets()))
-                    .unwrap()
-            };
+            let mac_of = |name: &str| util::interface_mac(name).unwrap().unwrap();
             (mac_of("ustkv0"), mac_of("ustkv1"))
         });
         ns.ip(&[

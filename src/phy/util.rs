@@ -70,6 +70,62 @@ pub(crate) fn interface_mtu(name: &str) -> io::Result<usize> {
     Ok(mtu.max(0) as usize)
 }
 
+/// The index of interface `name` (`if_nametoindex`), or `None` when the
+/// calling thread's network namespace has no such interface.
+pub(crate) fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The names of the interfaces in the calling thread's network namespace
+/// (`if_nameindex`), for error messages.
+pub(crate) fn interface_names() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by an entry with
+    // index 0 (or null on failure); it is freed below, once.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut p = list;
+        while (*p).if_index != 0 && !(*p).if_name.is_null() {
+            names.push(
+                std::ffi::CStr::from_ptr((*p).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
+}
+
+/// The MAC address of interface `name` (SIOCGIFHWADDR); `None` when its
+/// link layer is not Ethernet (or loopback, whose address is all zeros).
+pub(crate) fn interface_mac(name: &str) -> io::Result<Option<EthernetAddress>> {
+    let sock = ctl_socket()?;
+    let mut req = ifreq_for(name)?;
+    // SAFETY: SIOCGIFHWADDR reads the name and writes ifru_hwaddr of a
+    // valid ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the hwaddr member of the union.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if hw.sa_family != libc::ARPHRD_ETHER && hw.sa_family != libc::ARPHRD_LOOPBACK {
+        return Ok(None);
+    }
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(hw.sa_data) {
+        *d = s as u8;
+    }
+    Ok(Some(EthernetAddress(mac)))
+}
+
 /// Sets the MTU of interface `name` (SIOCSIFMTU).
 pub(crate) fn set_interface_mtu(name: &str, mtu: usize) -> io::Result<()> {
     let sock = ctl_socket()?;
@@ -104,11 +160,7 @@ pub(crate) fn set_interface_up(name: &str) -> io::Result<()> {
 /// True when an interface called `name` exists in the calling thread's
 /// network namespace.
 pub(crate) fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: c is a valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    interface_index(name).is_some()
 }
 
 /// Waits up to `timeout_ms` for `fd` to become readable; true when it is.

@@ -10,8 +10,8 @@ pub mod capture;
 pub mod check;
 pub mod engine;
 pub mod fuzz;
-pub mod mutate;
-pub mod runner;
+pub(crate) mod mutate;
+mod runner;
 pub mod script;
 
 pub use runner::{check_capture, check_capture_with, Failure, Report, MAX_FAILURES};

@@ -10,83 +10,69 @@
 /// The smallest storage a buffer allocates once it needs any, in bytes.
 const MIN_ALLOC: usize = 512;
 
-/// Storage given back by drained buffers, kept (process-wide, bounded) for
-/// the next buffer that needs some: a connection that drains its buffer
-/// between bursts (every read of a bulk receiver, every acknowledged
-/// request) would otherwise free and re-grow its storage each time, paying
-/// the allocator, the zero-fill and the kernel's page faults per burst.
-/// Idle connections still hold nothing; the pool holds at most 16 MiB (16
-/// buffers). Process-wide rather than per thread: with the threaded
-/// runtime a receive buffer is filled on the stack thread and drained on
-/// the application's.
-mod pool {
-    use std::sync::Mutex;
+/// Buffers kept at most by a [`BufferPool`].
+const POOL_MAX_BUFFERS: usize = 16;
+/// Bytes kept at most by a [`BufferPool`].
+const POOL_MAX_BYTES: usize = 16 << 20;
 
-    /// Buffers kept at most.
-    const POOL_MAX_BUFFERS: usize = 16;
-    /// Bytes kept at most.
-    const POOL_MAX_BYTES: usize = 16 << 20;
+/// Storage given back by drained buffers, kept (bounded) for the next
+/// buffer that needs some: a connection that drains its buffer between
+/// bursts (every read of a bulk receiver, every acknowledged request) would
+/// otherwise free and re-grow its storage each time, paying the allocator,
+/// the zero-fill and the kernel's page faults per burst. Idle connections
+/// still hold nothing; the pool holds at most 16 MiB (16 buffers).
+///
+/// The interface owns one and lends it to its connections' buffers for the
+/// calls that grow or free storage: no lock, nothing process-wide.
+#[derive(Default)]
+pub struct BufferPool {
+    bufs: Vec<Vec<u8>>,
+}
 
-    /// Kept buffers, bounded by count and bytes.
-    #[derive(Default)]
-    pub(super) struct Pool {
-        bufs: Vec<Vec<u8>>,
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("buffers", &self.bufs.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl BufferPool {
+    /// The largest kept buffer whose size is in `[min, max]`, if any.
+    fn take(&mut self, min: usize, max: usize) -> Option<Vec<u8>> {
+        let i = self
+            .bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| (min..=max).contains(&v.len()))
+            .max_by_key(|(_, v)| v.len())
+            .map(|(i, _)| i)?;
+        Some(self.bufs.swap_remove(i))
     }
 
-    impl Pool {
-        /// The largest kept buffer whose size is in `[min, max]`, if any.
-        pub(super) fn take(&mut self, min: usize, max: usize) -> Option<Vec<u8>> {
-            let i = self
-                .bufs
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| (min..=max).contains(&v.len()))
-                .max_by_key(|(_, v)| v.len())
-                .map(|(i, _)| i)?;
-            Some(self.bufs.swap_remove(i))
+    /// Keeps `v` for reuse when there is room, else frees it.
+    fn give(&mut self, v: Vec<u8>) {
+        if v.is_empty() || v.len() > POOL_MAX_BYTES {
+            return;
         }
-
-        /// Keeps `v` for reuse when there is room, else frees it.
-        pub(super) fn give(&mut self, v: Vec<u8>) {
-            if v.is_empty() || v.len() > POOL_MAX_BYTES {
-                return;
-            }
-            let total: usize = self.bufs.iter().map(Vec::len).sum();
-            if total + v.len() > POOL_MAX_BYTES {
-                return;
-            }
-            if self.bufs.len() < POOL_MAX_BUFFERS {
-                self.bufs.push(v);
-            } else if let Some((i, _)) = self.bufs.iter().enumerate().min_by_key(|(_, b)| b.len()) {
-                // Replace the smallest: large buffers are the costly ones
-                // to rebuild.
-                if self.bufs[i].len() < v.len() {
-                    self.bufs[i] = v;
-                }
-            }
+        if self.bytes() + v.len() > POOL_MAX_BYTES {
+            return;
         }
-
-        /// Bytes kept.
-        #[cfg(test)]
-        pub(super) fn bytes(&self) -> usize {
-            self.bufs.iter().map(Vec::len).sum()
+        if self.bufs.len() < POOL_MAX_BUFFERS {
+            self.bufs.push(v);
+        } else if let Some((i, _)) = self.bufs.iter().enumerate().min_by_key(|(_, b)| b.len()) {
+            // Replace the smallest: large buffers are the costly ones
+            // to rebuild.
+            if self.bufs[i].len() < v.len() {
+                self.bufs[i] = v;
+            }
         }
     }
 
-    static POOL: Mutex<Pool> = Mutex::new(Pool { bufs: Vec::new() });
-
-    fn pool() -> std::sync::MutexGuard<'static, Pool> {
-        POOL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// [`Pool::take`] on the process-wide pool.
-    pub(super) fn take(min: usize, max: usize) -> Option<Vec<u8>> {
-        pool().take(min, max)
-    }
-
-    /// [`Pool::give`] on the process-wide pool.
-    pub(super) fn give(v: Vec<u8>) {
-        pool().give(v)
+    /// Bytes kept.
+    fn bytes(&self) -> usize {
+        self.bufs.iter().map(Vec::len).sum()
     }
 }
 
@@ -126,7 +112,7 @@ impl Ring {
     }
 
     /// Makes the ring at least `needed` bytes, keeping logical offsets.
-    fn ensure(&mut self, needed: usize, cap: usize) {
+    fn ensure(&mut self, needed: usize, cap: usize, pool: &mut BufferPool) {
         let old = self.storage.len();
         if needed <= old {
             return;
@@ -135,7 +121,7 @@ impl Ring {
         // A kept buffer of at least that size (and never above the cap):
         // its old contents are never read, every logical byte is written
         // before it is readable.
-        let mut storage = match pool::take(new_size, cap.max(needed)) {
+        let mut storage = match pool.take(new_size, cap.max(needed)) {
             Some(mut v) => {
                 let n = old - self.head;
                 v[..n].copy_from_slice(&self.storage[self.head..]);
@@ -151,13 +137,13 @@ impl Ring {
             }
         };
         std::mem::swap(&mut self.storage, &mut storage);
-        pool::give(storage);
+        pool.give(storage);
         self.head = 0;
     }
 
-    /// Releases the storage (to the per-thread pool of kept buffers).
-    fn release(&mut self) {
-        pool::give(std::mem::take(&mut self.storage));
+    /// Releases the storage (to the pool of kept buffers).
+    fn release(&mut self, pool: &mut BufferPool) {
+        pool.give(std::mem::take(&mut self.storage));
         self.head = 0;
     }
 
@@ -260,12 +246,12 @@ impl SendBuffer {
     }
 
     /// Appends as much of `data` as fits; returns how many bytes were taken.
-    pub fn write(&mut self, data: &[u8]) -> usize {
+    pub fn write(&mut self, data: &[u8], pool: &mut BufferPool) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
         }
-        self.ring.ensure(self.len + n, self.capacity);
+        self.ring.ensure(self.len + n, self.capacity, pool);
         self.ring.write(self.len, &data[..n]);
         self.len += n;
         n
@@ -273,11 +259,11 @@ impl SendBuffer {
 
     /// Drops `n` bytes from the front (they were acknowledged). Clamps to
     /// [`len`](Self::len). Frees the storage when the buffer becomes empty.
-    pub fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize, pool: &mut BufferPool) {
         let n = n.min(self.len);
         self.len -= n;
         if self.len == 0 {
-            self.ring.release();
+            self.ring.release(pool);
         } else {
             self.ring.advance(n);
         }
@@ -419,14 +405,15 @@ impl ReceiveBuffer {
     /// held are accepted again (the later copy wins, which RFC 9293 allows).
     /// If the write fills the hole at `RCV.NXT`, the contiguous edge moves
     /// forward over it and over any out-of-order ranges it now reaches.
-    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> WriteOutcome {
+    pub fn write_at(&mut self, offset: usize, data: &[u8], pool: &mut BufferPool) -> WriteOutcome {
         let window = self.window();
         if offset >= window || data.is_empty() {
             return WriteOutcome::default();
         }
         let n = data.len().min(window - offset);
         let rel_end = offset + n;
-        self.ring.ensure(self.readable + rel_end, self.capacity);
+        self.ring
+            .ensure(self.readable + rel_end, self.capacity, pool);
         self.ring.write(self.readable + offset, &data[..n]);
 
         let start = self.nxt + offset as u64;
@@ -505,11 +492,11 @@ impl ReceiveBuffer {
     }
 
     /// Discards up to `n` readable bytes (clamped); returns how many.
-    pub fn consume(&mut self, n: usize) -> usize {
+    pub fn consume(&mut self, n: usize, pool: &mut BufferPool) -> usize {
         let n = n.min(self.readable);
         self.readable -= n;
         if self.readable == 0 && self.ooo.is_empty() {
-            self.ring.release();
+            self.ring.release(pool);
         } else {
             self.ring.advance(n);
         }
@@ -517,9 +504,9 @@ impl ReceiveBuffer {
     }
 
     /// Copies readable bytes into `buf` and removes them; returns how many.
-    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+    pub fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> usize {
         let n = self.peek(buf);
-        self.consume(n)
+        self.consume(n, pool)
     }
 
     /// Copies readable bytes into `buf` without removing them; returns how
@@ -599,26 +586,27 @@ mod tests {
 
     #[test]
     fn send_lazy_and_released() {
+        let mut pool = BufferPool::default();
         let mut b = SendBuffer::new(10_000);
         assert_eq!(b.allocated(), 0);
         assert!(b.is_empty());
-        assert_eq!(b.write(b"hello"), 5);
+        assert_eq!(b.write(b"hello", &mut pool), 5);
         assert!(b.allocated() >= 5 && b.allocated() <= 10_000);
         assert_eq!(b.len(), 5);
         assert_eq!(b.free(), 9_995);
-        b.consume(2);
+        b.consume(2, &mut pool);
         let mut buf = [0; 8];
         assert_eq!(b.read_at(0, &mut buf), 3);
         assert_eq!(&buf[..3], b"llo");
         assert_eq!(b.read_at(3, &mut buf), 0);
-        b.consume(100); // clamps
+        b.consume(100, &mut pool); // clamps
         assert!(b.is_empty());
         assert_eq!(b.allocated(), 0);
     }
 
     #[test]
     fn pool_keeps_bounded_and_hands_out_within_the_cap() {
-        let mut p = pool::Pool::default();
+        let mut p = BufferPool::default();
         p.give(vec![1u8; 200_000]);
         p.give(vec![2u8; 4096]);
         p.give(Vec::new());
@@ -649,38 +637,41 @@ mod tests {
 
     #[test]
     fn reused_storage_shows_only_what_was_written() {
-        // Whatever kept buffer these get (the pool is shared with tests
-        // running in parallel), old bytes in it are never readable.
+        let mut pool = BufferPool::default();
+        // The storage r gives back is kept and handed to the buffers made
+        // after it: old bytes in it are never readable.
         let mut r = ReceiveBuffer::new(1 << 20);
         let data = bytes(0..200_000);
-        assert_eq!(r.write_at(0, &data).accepted, 200_000);
+        assert_eq!(r.write_at(0, &data, &mut pool).accepted, 200_000);
         let mut out = vec![0u8; 300_000];
-        assert_eq!(r.read(&mut out), 200_000);
+        assert_eq!(r.read(&mut out, &mut pool), 200_000);
         assert_eq!(r.allocated(), 0, "drained: storage given back");
         let mut small = SendBuffer::new(8);
-        assert_eq!(small.write(b"0123456789"), 8);
+        assert_eq!(small.write(b"0123456789", &mut pool), 8);
         assert_eq!(small.allocated(), 8, "never above the capacity");
         let mut s = SendBuffer::new(1 << 20);
-        assert_eq!(s.write(b"abc"), 3);
+        assert_eq!(s.write(b"abc", &mut pool), 3);
+        assert_eq!(s.allocated(), 200_000, "the kept storage is reused");
         let mut buf = [0u8; 8];
         assert_eq!(s.read_at(0, &mut buf), 3);
         assert_eq!(&buf[..3], b"abc");
         let mut r2 = ReceiveBuffer::new(1 << 20);
-        assert_eq!(r2.write_at(5, b"xyz").accepted, 3);
+        assert_eq!(r2.write_at(5, b"xyz", &mut pool).accepted, 3);
         assert_eq!(r2.readable(), 0, "out of order: nothing readable yet");
-        assert_eq!(r2.write_at(0, b"01234").advanced, 8);
-        assert_eq!(r2.read(&mut buf), 8);
+        assert_eq!(r2.write_at(0, b"01234", &mut pool).advanced, 8);
+        assert_eq!(r2.read(&mut buf, &mut pool), 8);
         assert_eq!(&buf, b"01234xyz");
     }
 
     #[test]
     fn send_capacity_limits_and_wraps() {
+        let mut pool = BufferPool::default();
         let mut b = SendBuffer::new(8);
-        assert_eq!(b.write(b"0123456789"), 8);
+        assert_eq!(b.write(b"0123456789", &mut pool), 8);
         assert_eq!(b.allocated(), 8, "never allocates beyond capacity");
-        assert_eq!(b.write(b"x"), 0);
-        b.consume(5);
-        assert_eq!(b.write(b"abcdef"), 5);
+        assert_eq!(b.write(b"x", &mut pool), 0);
+        b.consume(5, &mut pool);
+        assert_eq!(b.write(b"abcdef", &mut pool), 5);
         assert_eq!(b.len(), 8);
         // [567abcde] with the ring wrapped after "567".
         let (x, y) = b.slices_at(0, 100);
@@ -696,23 +687,24 @@ mod tests {
         assert_eq!(&buf, b"67abcd");
         // Growing the limit lets the ring grow, keeping the order.
         b.set_capacity(20);
-        assert_eq!(b.write(b"XYZ"), 3);
+        assert_eq!(b.write(b"XYZ", &mut pool), 3);
         let mut all = [0; 11];
         assert_eq!(b.read_at(0, &mut all), 11);
         assert_eq!(&all, b"567abcdeXYZ");
         // Shrinking below len keeps the data but takes nothing more.
         b.set_capacity(4);
         assert_eq!(b.free(), 0);
-        assert_eq!(b.write(b"q"), 0);
+        assert_eq!(b.write(b"q", &mut pool), 0);
         assert_eq!(b.len(), 11);
     }
 
     #[test]
     fn recv_in_order_and_release() {
+        let mut pool = BufferPool::default();
         let mut r = ReceiveBuffer::new(100);
         assert_eq!(r.allocated(), 0);
         assert_eq!(
-            r.write_at(0, b"abc"),
+            r.write_at(0, b"abc", &mut pool),
             WriteOutcome {
                 accepted: 3,
                 advanced: 3
@@ -723,8 +715,8 @@ mod tests {
         let mut buf = [0; 2];
         assert_eq!(r.peek(&mut buf), 2);
         assert_eq!(&buf, b"ab");
-        assert_eq!(r.read(&mut buf), 2);
-        assert_eq!(r.read(&mut buf), 1);
+        assert_eq!(r.read(&mut buf, &mut pool), 2);
+        assert_eq!(r.read(&mut buf, &mut pool), 1);
         assert_eq!(buf[0], b'c');
         assert_eq!(r.allocated(), 0);
         assert_eq!(r.window(), 100);
@@ -732,14 +724,15 @@ mod tests {
 
     #[test]
     fn recv_out_of_order_fill_and_sack() {
+        let mut pool = BufferPool::default();
         let data = bytes(0..60);
         let mut r = ReceiveBuffer::new(100);
-        let w = |r: &mut ReceiveBuffer, s: usize, e: usize, nxt: usize| {
-            r.write_at(s - nxt, &data[s..e])
+        let w = |r: &mut ReceiveBuffer, pool: &mut BufferPool, s: usize, e: usize, nxt: usize| {
+            r.write_at(s - nxt, &data[s..e], pool)
         };
-        assert_eq!(w(&mut r, 10, 20, 0).advanced, 0);
-        assert_eq!(w(&mut r, 30, 40, 0).advanced, 0);
-        assert_eq!(w(&mut r, 50, 60, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 10, 20, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 30, 40, 0).advanced, 0);
+        assert_eq!(w(&mut r, &mut pool, 50, 60, 0).advanced, 0);
         assert!(r.has_out_of_order());
         assert_eq!(r.readable(), 0);
         assert_eq!(r.window(), 100);
@@ -749,12 +742,12 @@ mod tests {
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(50, 60), (30, 40), (10, 20)]);
         // A duplicate of the first block moves it to the front.
-        let o = w(&mut r, 12, 18, 0);
+        let o = w(&mut r, &mut pool, 12, 18, 0);
         assert_eq!(o.accepted, 6);
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(10, 20), (50, 60), (30, 40)]);
         // Bridging two blocks merges them.
-        w(&mut r, 20, 30, 0);
+        w(&mut r, &mut pool, 20, 30, 0);
         assert_eq!(
             r.out_of_order_ranges().collect::<Vec<_>>(),
             vec![(10, 40), (50, 60)]
@@ -762,7 +755,7 @@ mod tests {
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(10, 40), (50, 60)]);
         // Filling the head makes [0, 40) contiguous.
-        let o = w(&mut r, 0, 10, 0);
+        let o = w(&mut r, &mut pool, 0, 10, 0);
         assert_eq!(
             o,
             WriteOutcome {
@@ -776,31 +769,35 @@ mod tests {
         r.sack_blocks(&mut sack);
         assert_eq!(sack, vec![(10, 20)]);
         let mut buf = [0; 100];
-        assert_eq!(r.read(&mut buf), 40);
+        assert_eq!(r.read(&mut buf, &mut pool), 40);
         assert_eq!(&buf[..40], &data[..40]);
         assert!(r.allocated() > 0, "out-of-order data keeps the storage");
-        assert_eq!(w(&mut r, 40, 55, 40).advanced, 20);
+        assert_eq!(w(&mut r, &mut pool, 40, 55, 40).advanced, 20);
         assert!(!r.has_out_of_order());
-        assert_eq!(r.read(&mut buf), 20);
+        assert_eq!(r.read(&mut buf, &mut pool), 20);
         assert_eq!(&buf[..20], &data[40..60]);
         assert_eq!(r.allocated(), 0);
     }
 
     #[test]
     fn recv_trims_to_window() {
+        let mut pool = BufferPool::default();
         let mut r = ReceiveBuffer::new(10);
-        assert_eq!(r.write_at(0, &[1; 6]).advanced, 6);
+        assert_eq!(r.write_at(0, &[1; 6], &mut pool).advanced, 6);
         assert_eq!(r.window(), 4);
-        assert_eq!(r.write_at(2, &[2; 6]).accepted, 2);
+        assert_eq!(r.write_at(2, &[2; 6], &mut pool).accepted, 2);
         assert_eq!(r.out_of_order_ranges().collect::<Vec<_>>(), vec![(2, 4)]);
-        assert_eq!(r.write_at(4, &[3; 1]), WriteOutcome::default());
-        assert_eq!(r.write_at(usize::MAX, &[3; 1]), WriteOutcome::default());
-        assert_eq!(r.write_at(1, &[]), WriteOutcome::default());
+        assert_eq!(r.write_at(4, &[3; 1], &mut pool), WriteOutcome::default());
+        assert_eq!(
+            r.write_at(usize::MAX, &[3; 1], &mut pool),
+            WriteOutcome::default()
+        );
+        assert_eq!(r.write_at(1, &[], &mut pool), WriteOutcome::default());
         assert!(!r.set_capacity(9), "would cut off held data");
         assert!(r.set_capacity(10));
         assert!(r.set_capacity(1000));
         assert_eq!(r.window(), 994);
-        let o = r.write_at(0, &[4; 3]);
+        let o = r.write_at(0, &[4; 3], &mut pool);
         assert_eq!(
             o,
             WriteOutcome {
@@ -809,30 +806,32 @@ mod tests {
             }
         );
         let mut buf = [0; 16];
-        assert_eq!(r.read(&mut buf), 10);
+        assert_eq!(r.read(&mut buf, &mut pool), 10);
         assert_eq!(&buf[..10], &[1, 1, 1, 1, 1, 1, 4, 4, 4, 2]);
     }
 
     #[test]
     fn recv_zero_capacity() {
+        let mut pool = BufferPool::default();
         let mut r = ReceiveBuffer::new(0);
         assert_eq!(r.window(), 0);
-        assert_eq!(r.write_at(0, b"x"), WriteOutcome::default());
+        assert_eq!(r.write_at(0, b"x", &mut pool), WriteOutcome::default());
         assert_eq!(r.allocated(), 0);
     }
 
     #[test]
     fn recv_readable_slices_wrap() {
+        let mut pool = BufferPool::default();
         let mut r = ReceiveBuffer::new(8);
-        r.write_at(0, b"abcdef");
+        r.write_at(0, b"abcdef", &mut pool);
         let mut buf = [0; 5];
-        r.read(&mut buf);
-        r.write_at(0, b"ghijklm");
+        r.read(&mut buf, &mut pool);
+        r.write_at(0, b"ghijklm", &mut pool);
         let (a, b) = r.readable_slices();
         let mut v = a.to_vec();
         v.extend_from_slice(b);
         assert_eq!(v, b"fghijklm");
-        assert_eq!(r.consume(100), 8);
+        assert_eq!(r.consume(100, &mut pool), 8);
         assert_eq!(r.allocated(), 0);
     }
 
@@ -873,6 +872,7 @@ mod tests {
     proptest! {
         #[test]
         fn send_matches_model(cap in 0usize..4000, ops in proptest::collection::vec(send_op(), 0..60)) {
+            let mut pool = BufferPool::default();
             let mut b = SendBuffer::new(cap);
             let mut model: VecDeque<u8> = VecDeque::new();
             let mut cap = cap;
@@ -881,13 +881,13 @@ mod tests {
                 match op {
                     SendOp::Write(n) => {
                         let data = bytes(next..next + n as u32);
-                        let took = b.write(&data);
+                        let took = b.write(&data, &mut pool);
                         prop_assert_eq!(took, n.min(cap.saturating_sub(model.len())));
                         model.extend(&data[..took]);
                         next += took as u32;
                     }
                     SendOp::Consume(n) => {
-                        b.consume(n);
+                        b.consume(n, &mut pool);
                         for _ in 0..n.min(model.len()) {
                             model.pop_front();
                         }
@@ -920,6 +920,7 @@ mod tests {
             cap in 1usize..2000,
             reads in proptest::collection::vec(0usize..700, 1..40),
         ) {
+            let mut pool = BufferPool::default();
             let stream = bytes(0..len as u32);
             let mut r = ReceiveBuffer::new(cap);
             let mut out = Vec::new();
@@ -937,7 +938,7 @@ mod tests {
                     }
                     let s = s.max(nxt);
                     let window = r.window();
-                    let o = r.write_at(s - nxt, &stream[s..e]);
+                    let o = r.write_at(s - nxt, &stream[s..e], &mut pool);
                     prop_assert!(o.accepted <= window);
                     prop_assert_eq!(o.accepted, (e - s).min(window.saturating_sub(s - nxt)));
                     for h in &mut have[s..s + o.accepted] {
@@ -978,11 +979,11 @@ mod tests {
                     // Read a little sometimes.
                     let n = *reads.next().unwrap();
                     let mut buf = vec![0; n];
-                    let got = r.read(&mut buf);
+                    let got = r.read(&mut buf, &mut pool);
                     out.extend_from_slice(&buf[..got]);
                 }
                 let mut buf = vec![0; cap];
-                let got = r.read(&mut buf);
+                let got = r.read(&mut buf, &mut pool);
                 out.extend_from_slice(&buf[..got]);
                 prop_assert_eq!(&out[..], &stream[..out.len()]);
             }

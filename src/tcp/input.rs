@@ -3,6 +3,7 @@
 
 use std::io;
 
+use super::buffer::BufferPool;
 use super::seq::SeqNumber;
 use super::tcb::{State, Tcb, Timestamps};
 use super::timer::Timer;
@@ -151,16 +152,26 @@ impl Tcb {
     }
 
     /// A segment for this connection arrived at `now`.
-    pub(crate) fn process(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    pub(crate) fn process(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         self.info.segs_in += 1;
         match self.state {
             State::Closed | State::Listen => None,
-            State::SynSent => self.process_syn_sent(now, seg),
-            _ => self.process_synchronized(now, seg),
+            State::SynSent => self.process_syn_sent(now, seg, pool),
+            _ => self.process_synchronized(now, seg, pool),
         }
     }
 
-    fn process_syn_sent(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    fn process_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         let f = seg.flags;
         let ack = SeqNumber(seg.ack_number);
         if f.ack() && (ack <= self.iss || ack > self.snd_max) {
@@ -191,7 +202,7 @@ impl Tcb {
             self.ack_now = true;
             // Data on a SYN-ACK (Fast Open) is accepted like any text.
             if !seg.payload.is_empty() || f.fin() {
-                self.accept_text(now, self.rcv_nxt, seg.payload, f.fin());
+                self.accept_text(now, self.rcv_nxt, seg.payload, f.fin(), pool);
             }
         } else {
             // Simultaneous open: answer with SYN-ACK (same ISS). Text on
@@ -255,7 +266,12 @@ impl Tcb {
         }
     }
 
-    fn process_synchronized(&mut self, now: Instant, seg: &tcp::Repr) -> Option<RstReply> {
+    fn process_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &tcp::Repr,
+        pool: &mut BufferPool,
+    ) -> Option<RstReply> {
         if self.state == State::TimeWait {
             return self.process_time_wait(now, seg);
         }
@@ -318,7 +334,7 @@ impl Tcb {
                 self.on_established(now);
                 if !self.syn_text.is_empty() {
                     let text = std::mem::take(&mut self.syn_text);
-                    self.accept_text(now, self.irs + 1, &text, false);
+                    self.accept_text(now, self.irs + 1, &text, false, pool);
                 }
                 if self.fin_queued {
                     self.set_state(State::FinWait1);
@@ -329,7 +345,7 @@ impl Tcb {
                     ack: None,
                 });
             }
-        } else if self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin)
+        } else if self.process_ack(now, seg, seg_seq, ack, payload.is_empty() && !fin, pool)
             == AfterAck::Done
         {
             return None;
@@ -339,7 +355,7 @@ impl Tcb {
         match self.state {
             State::Established | State::FinWait1 | State::FinWait2 => {
                 if !payload.is_empty() || fin {
-                    self.accept_text(now, seq, payload, fin);
+                    self.accept_text(now, seq, payload, fin, pool);
                 }
             }
             // Data after the peer's FIN is nonsense; just ACK.
@@ -498,6 +514,7 @@ impl Tcb {
         seg_seq: SeqNumber,
         ack: SeqNumber,
         pure: bool,
+        pool: &mut BufferPool,
     ) -> AfterAck {
         if ack > self.snd_max {
             // Acknowledges something never sent.
@@ -523,7 +540,7 @@ impl Tcb {
         let advanced = ack > self.snd_una;
         let mut plain_dup = false;
         if advanced {
-            self.new_ack(now, ack, ecr);
+            self.new_ack(now, ack, ecr, pool);
         } else if ack == self.snd_una
             && pure
             && self.snd_max > self.snd_una
@@ -585,7 +602,13 @@ impl Tcb {
         AfterAck::Continue
     }
 
-    fn new_ack(&mut self, now: Instant, ack: SeqNumber, ts_ecr: Option<u32>) {
+    fn new_ack(
+        &mut self,
+        now: Instant,
+        ack: SeqNumber,
+        ts_ecr: Option<u32>,
+        pool: &mut BufferPool,
+    ) {
         let mut acked = (ack - self.snd_una) as usize;
         if self.snd_una == self.iss {
             acked -= 1; // our SYN
@@ -596,7 +619,7 @@ impl Tcb {
             }
         }
         let acked = acked.min(self.send_buf.len());
-        self.send_buf.consume(acked);
+        self.send_buf.consume(acked, pool);
         self.snd_una = ack;
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
@@ -642,7 +665,14 @@ impl Tcb {
     }
 
     /// Takes in-window text starting at `seq` and a FIN after it.
-    pub(crate) fn accept_text(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+    pub(crate) fn accept_text(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        payload: &[u8],
+        fin: bool,
+        pool: &mut BufferPool,
+    ) {
         if !payload.is_empty() {
             if self.orphaned {
                 // Data for an application that has closed: reset (Linux).
@@ -664,7 +694,7 @@ impl Tcb {
                     self.note_dsack(self.rcv_nxt + s, self.rcv_nxt + e);
                 }
             }
-            let out = self.recv_buf.write_at(off, payload);
+            let out = self.recv_buf.write_at(off, payload, pool);
             if out.advanced > 0 {
                 self.last_data_at = Some(now);
                 self.rcv_nxt += out.advanced;
@@ -672,7 +702,7 @@ impl Tcb {
                 if self.read_closed {
                     // shutdown(Read): acknowledged and discarded.
                     let mut sink = [0u8; 4096];
-                    while self.recv_buf.read(&mut sink) > 0 {}
+                    while self.recv_buf.read(&mut sink, pool) > 0 {}
                 }
             }
             if off > 0 || had_holes || out.accepted < payload.len() {

@@ -8,13 +8,13 @@
 //! application holding a `&mut Tcb` reads its state, sends, receives,
 //! closes and sets options; it cannot drive it.
 //!
-//! * [`seq`]: sequence numbers across the 2^32 wrap.
-//! * [`buffer`]: the send ring and the receive assembler.
-//! * [`rtt`]: the RFC 6298 RTO estimator.
-//! * [`isn`]: RFC 6528 initial sequence numbers.
+//! * `seq`: sequence numbers across the 2^32 wrap.
+//! * `buffer`: the send ring and the receive assembler.
+//! * `rtt`: the RFC 6298 RTO estimator.
+//! * `isn`: RFC 6528 initial sequence numbers.
 //! * [`cc`]: pluggable congestion control (Reno, CUBIC, BBR; Linux's
 //!   `TCP_CONGESTION` names).
-//! * [`rate`]: delivery-rate estimation.
+//! * `rate`: delivery-rate estimation.
 //! * `tcb`: the connection's state and the application's calls; `input`:
 //!   segment arrival; `output`: what goes out, step by step (RST, SYN,
 //!   tail loss probe, retransmissions, new data, probes, ACK).
@@ -28,34 +28,36 @@
 //! * `listen`: listeners with bounded SYN and accept queues.
 //! * `pmtu`: path MTU discovery's share of the connection (RFC 1191/8201,
 //!   validated per RFC 5927): the MSS shrinks, oversized segments go again.
-//! * [`time_wait`]: compact TIME-WAIT entries for connections let go of.
+//! * `time_wait`: compact TIME-WAIT entries for connections let go of.
 
+// Public (hidden) only for the reassembly benchmark in benches/core.rs.
+#[doc(hidden)]
 pub mod buffer;
 pub mod cc;
 mod config;
-pub mod cookie;
+pub(crate) mod cookie;
 mod input;
-pub mod isn;
+pub(crate) mod isn;
 mod listen;
 mod loss;
 mod output;
 mod pmtu;
-pub mod rate;
+pub(crate) mod rate;
 mod recovery;
-pub mod rtt;
-pub mod seq;
+pub(crate) mod rtt;
+pub(crate) mod seq;
 mod tcb;
-pub mod time_wait;
+pub(crate) mod time_wait;
 mod timer;
 
 pub use config::{Keepalive, SynFin, TcpConfig};
-pub use input::RstReply;
+pub(crate) use input::RstReply;
 pub use listen::{Listener, TcpConn};
-pub use output::OutSegment;
-pub use seq::SeqNumber;
+pub(crate) use output::OutSegment;
+pub(crate) use seq::SeqNumber;
 pub(crate) use tcb::wscale_for;
 pub use tcb::{State, Tcb, TcpInfo};
-pub use time_wait::{TimeWaitEntry, TimeWaitTable};
+pub(crate) use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 #[cfg(test)]
 mod pmtu_tests;

@@ -32,12 +32,6 @@ pub struct OutSegment<'a> {
     pub gso_size: u16,
 }
 
-impl OutSegment<'_> {
-    /// Payload length.
-    pub fn payload_len(&self) -> usize {
-        self.payload.0.len() + self.payload.1.len()
-    }
-}
 
 /// What the sender may do next with new data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

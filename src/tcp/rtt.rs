@@ -116,6 +116,7 @@ impl RttEstimator {
 
     /// How many times the RTO was doubled since the last sample (keeps
     /// counting after the RTO reached `max_rto`, so it can bound retries).
+    #[cfg(test)]
     pub fn backoffs(&self) -> u32 {
         self.backoffs
     }
@@ -137,6 +138,7 @@ impl RttEstimator {
     }
 
     /// Whether any sample has been taken.
+    #[cfg(test)]
     pub fn has_sample(&self) -> bool {
         self.srtt.is_some()
     }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::buffer::{ReceiveBuffer, SendBuffer};
+use super::buffer::{BufferPool, ReceiveBuffer, SendBuffer};
 use super::cc::{self, CongestionControl};
 use super::config::TcpConfig;
 use super::rate::RateEstimator;
@@ -467,7 +467,7 @@ impl Tcb {
 
     /// Queues `data` for sending. `WouldBlock` when the buffer is full;
     /// `BrokenPipe` after shutdown(Write); the pending error if any.
-    pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) fn send(&mut self, data: &[u8], pool: &mut BufferPool) -> io::Result<usize> {
         if let Some(e) = self.error.take() {
             return Err(e.into());
         }
@@ -482,7 +482,7 @@ impl Tcb {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = self.send_buf.write(data);
+        let n = self.send_buf.write(data, pool);
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -491,8 +491,8 @@ impl Tcb {
 
     /// Reads in-order data. `Ok(0)` at end of stream; `WouldBlock` when
     /// nothing is there yet; a reset or timeout as its error, once.
-    pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.recv_buf.read(buf);
+    pub(crate) fn recv(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
+        let n = self.recv_buf.read(buf, pool);
         if n > 0 {
             self.after_read();
             return Ok(n);

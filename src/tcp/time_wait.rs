@@ -101,11 +101,6 @@ impl TimeWaitTable {
         self.entries.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds an entry; false (and nothing kept) when the table is full.
     pub fn insert(&mut self, key: (SocketAddr, SocketAddr), e: TimeWaitEntry) -> bool {
         if self.entries.len() >= self.limit && !self.entries.contains_key(&key) {

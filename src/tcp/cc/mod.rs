@@ -12,9 +12,9 @@
 
 use crate::time::{Duration, Instant};
 
-pub mod bbr;
-pub mod cubic;
-pub mod reno;
+mod bbr;
+mod cubic;
+mod reno;
 
 #[cfg(test)]
 mod cubic_sim_tests;
