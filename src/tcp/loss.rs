@@ -105,30 +105,20 @@ impl Tcb {
             .map_or(usize::MAX, |&(s, _)| (s - seq) as usize)
     }
 
-    /// Takes the SACK blocks of an ACK acknowledging up to `ack`; the
-    /// first is left out when it is a D-SACK (`skip_first`).
-    fn scoreboard_update(&mut self, blocks: &[(u32, u32)], skip_first: bool, ack: SeqNumber) {
-        let una = self.snd_una.max(ack);
-        self.rec.sack.prune(una);
-        self.rec.sack.update(
-            &blocks[(skip_first as usize).min(blocks.len())..],
-            una,
-            self.snd_max,
-        );
-    }
-
-    /// The SACK share of an ACK up to `ack` (when SACK is in use): its
-    /// D-SACK (returned), the scoreboard, and an RTT sample when the timed
-    /// segment arrived by SACK.
+    /// What an ACK up to `ack` (TSecr `ecr`) reports delivered: its
+    /// D-SACK (returned; undo and RACK's reordering window take it), its
+    /// other SACK blocks (the scoreboard, when SACK is in use) and the
+    /// cumulative ACK. The transmit records they deliver feed the rate
+    /// sampler and RACK, and an RTT sample is taken when the timed segment
+    /// arrived by SACK.
     pub(crate) fn sack_on_ack(
         &mut self,
         now: Instant,
         blocks: &[(u32, u32)],
         ack: SeqNumber,
+        ecr: Option<u32>,
     ) -> Option<(SeqNumber, SeqNumber)> {
-        if !self.sack_ok {
-            return None;
-        }
+        let blocks = if self.sack_ok { blocks } else { &[] };
         let dsack = self.find_dsack(blocks, ack);
         if let Some((l, r)) = dsack {
             self.info.dsacks_received += 1;
@@ -137,7 +127,12 @@ impl Tcb {
                 self.rec.rack.on_dsack(self.snd_nxt);
             }
         }
-        self.scoreboard_update(blocks, dsack.is_some(), ack);
+        self.take_delivered(
+            now,
+            &blocks[(dsack.is_some() as usize).min(blocks.len())..],
+            ack,
+            ecr,
+        );
         // The timed segment arrived, by SACK: its RTT is now. Waiting for
         // the cumulative ACK would time the repair of the holes below it
         // too (hundreds of ms in a long recovery), and an inflated SRTT
@@ -503,61 +498,49 @@ impl Tcb {
             self.rec.segs.retransmitted(seq, mid, now, stamp);
         }
         if mid < end {
-            self.rec.segs.sent_new(mid, end, now, stamp);
+            let sacked = self.rec.sack.sacked();
+            self.rec
+                .segs
+                .sent_new(mid, end, now, stamp, |s, e| sacked.covers(s, e));
         }
     }
 
-    /// RACK's share of an ACK: the records of what it delivered (by SACK
-    /// blocks other than a D-SACK, and cumulatively up to `ack`) update
-    /// RACK's state.
-    pub(crate) fn rack_on_ack(
+    /// The SACK `blocks` (without a D-SACK) and the cumulative ACK up to
+    /// `ack` go to the scoreboard and the transmit records; what they
+    /// newly deliver updates the rate sampler and, with RACK, RACK's
+    /// state.
+    fn take_delivered(
         &mut self,
         now: Instant,
         blocks: &[(u32, u32)],
-        skip_first: bool,
         ack: SeqNumber,
         ecr: Option<u32>,
     ) {
         // Without RACK the records still feed the rate sampler.
         let rack_on = self.rack_on();
-        let sack_ok = self.sack_ok;
         let rate = &mut self.rate;
         let ts = match (self.ts, ecr) {
             (Some(t), Some(e)) => Some((e, t.offset)),
             _ => None,
         };
-        let rack = &mut self.rec.rack;
         let una = self.snd_una.max(ack);
-        let max = self.snd_max;
         let mut delivered = false;
-        for &(l, r) in blocks.iter().skip(skip_first as usize) {
-            let (l, r) = (SeqNumber(l), SeqNumber(r));
-            if !sack_ok || l >= r || l < una || r > max {
-                continue;
-            }
-            // No timestamp check for SACKed segments: the echo of an ACK
-            // for out-of-order data is of the last in-order segment
-            // (RFC 7323 §4.3), older than any retransmission (Linux
-            // checks only against min_RTT too).
-            self.rec.segs.sack(l, r, |s| {
+        self.rec
+            .on_ack(blocks, una, self.snd_max, |rack, s, sacked| {
                 rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
                 if rack_on {
-                    rack.on_delivered(s, true, now, None);
+                    // No timestamp check for SACKed segments: the echo of an
+                    // ACK for out-of-order data is of the last in-order
+                    // segment (RFC 7323 §4.3), older than any retransmission
+                    // (Linux checks only against min_RTT too).
+                    rack.on_delivered(s, sacked, now, if sacked { None } else { ts });
                 }
                 delivered = true;
             });
-        }
-        self.rec.segs.ack(ack, |s| {
-            rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
-            if rack_on {
-                rack.on_delivered(s, false, now, ts);
-            }
-            delivered = true;
-        });
         if !rack_on {
             return;
         }
-        rack.on_ack(una);
+        self.rec.rack.on_ack(una);
         if delivered {
             self.rec.tlp.rtt_since_probe = true;
         }
@@ -576,16 +559,19 @@ impl Tcb {
         let reo = self
             .rec
             .rack
-            .reo_wnd(in_recovery, self.rec.segs.segs_sacked(), srtt);
-        let sack = &mut self.rec.sack;
-        let mut n = 0;
-        let timeout = self
-            .rec
-            .rack
-            .detect_loss(&mut self.rec.segs, reo, now, |s, e| {
-                sack.mark_lost(s, e);
-                n += 1;
-            });
+            .reo_wnd(in_recovery, self.rec.segs_sacked(), srtt);
+        let mut lost = Vec::new();
+        let timeout = self.rec.rack.detect_loss(
+            &mut self.rec.segs,
+            self.rec.sack.sacked(),
+            reo,
+            now,
+            |s, e| lost.push((s, e)),
+        );
+        let n = lost.len();
+        for (s, e) in lost {
+            self.rec.sack.mark_lost(s, e);
+        }
         match timeout {
             Some(t) => self.timers.set(Timer::ReoWnd, now + t),
             None => self.timers.stop(Timer::ReoWnd),
@@ -621,7 +607,7 @@ impl Tcb {
             || self.retries > 0
             || self.snd_nxt != self.snd_max
             || self.snd_una == self.snd_max
-            || self.rec.segs.segs_sacked() > 0
+            || self.rec.segs_sacked() > 0
             || self.timers.is_set(Timer::ReoWnd)
             || self.rec.tlp.end_seq.is_some()
         {

@@ -19,7 +19,7 @@ pub(crate) mod sent;
 use self::prr::Prr;
 use self::rack::{Rack, Tlp};
 use self::scoreboard::Scoreboard;
-use self::sent::SegQueue;
+use self::sent::{SegQueue, TxSeg};
 use crate::tcp::seq::SeqNumber;
 
 /// DupThresh (RFC 6675; RFC 8985 §6.2 uses it too, to keep the reordering
@@ -99,7 +99,8 @@ pub(crate) struct Recovery {
     pub(crate) retransmit_one: bool,
     /// The SACK scoreboard (RFC 6675), used when SACK was agreed.
     pub(crate) sack: Scoreboard,
-    /// Transmit records of the data in flight, for RACK.
+    /// Transmit records of the data in flight, for RACK and the rate
+    /// sampler (whether one is SACKed, the scoreboard says).
     pub(crate) segs: SegQueue,
     pub(crate) rack: Rack,
     pub(crate) tlp: Tlp,
@@ -115,5 +116,65 @@ impl Recovery {
     pub(crate) fn choose(&mut self, sack: bool, rack: bool) {
         self.strategy = Strategy::choose(sack, rack);
         self.sack.rack = self.strategy.rack();
+    }
+}
+
+impl Recovery {
+    /// What an ACK reports delivered: its SACK `blocks` (without a D-SACK
+    /// block) and the cumulative ACK `una` (the larger of snd_una and the
+    /// ACK), with `max` snd_max. The scoreboard takes the blocks, and is
+    /// the one record of what is SACKed; `delivered` gets the RACK state
+    /// and each transmit record SACKed by this ACK (`true`), then each
+    /// record below `una` that was not SACKed before (`false`), in that
+    /// order. A record only partly SACKed (a split the bound on records
+    /// skipped) counts as not SACKed. Returns true when something new was
+    /// SACKed.
+    pub(crate) fn on_ack(
+        &mut self,
+        blocks: &[(u32, u32)],
+        una: SeqNumber,
+        max: SeqNumber,
+        mut delivered: impl FnMut(&mut Rack, &TxSeg, bool),
+    ) -> bool {
+        let below = self.sack.prune(una);
+        let mut new = false;
+        for (l, r) in Scoreboard::in_window(blocks, una, max) {
+            let sacked = self.sack.sacked();
+            if sacked.covers(l, r) {
+                continue;
+            }
+            let fresh = self.segs.sack_candidates(l, r, |s, e| sacked.covers(s, e));
+            new |= self.sack.add(l, r);
+            let sacked = self.sack.sacked();
+            let rack = &mut self.rack;
+            self.segs.sacked_now(
+                &fresh,
+                |s, e| sacked.covers(s, e),
+                |seg| delivered(rack, seg, true),
+            );
+        }
+        let rack = &mut self.rack;
+        self.segs.ack(
+            una,
+            |s, e| below.covers(s, e),
+            |seg| delivered(rack, seg, false),
+        );
+        new
+    }
+
+    /// Transmit records SACKed now (RFC 8985 `RACK.segs_sacked`), counted
+    /// from the scoreboard's ranges.
+    pub(crate) fn segs_sacked(&self) -> usize {
+        self.sack
+            .sacked()
+            .ranges()
+            .iter()
+            .map(|&(s, e)| self.segs.count_within(s, e))
+            .sum()
+    }
+
+    /// Whether the whole record `seg` is SACKed.
+    pub(crate) fn is_sacked(&self, seg: &TxSeg) -> bool {
+        self.sack.sacked().covers(seg.start, seg.end)
     }
 }
