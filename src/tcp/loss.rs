@@ -7,7 +7,7 @@
 use super::cc::AckEvent;
 use super::recovery::prr::Prr;
 use super::recovery::rack::pto;
-use super::recovery::{Rexmit, Strategy, Undo};
+use super::recovery::{Hole, Rexmit, Strategy, Undo};
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use super::timer::Timer;
@@ -16,7 +16,7 @@ use crate::time::{Duration, Instant};
 impl Tcb {
     /// In RFC 6675 loss recovery (SACK agreed and fast recovery running).
     pub(crate) fn sack_recovery(&self) -> bool {
-        self.sack_ok && self.rec.recover.is_some()
+        self.rec.sack_recovery()
     }
 
     /// The congestion window used during SACK recovery.
@@ -57,7 +57,7 @@ impl Tcb {
             return self.pipe();
         }
         let f = self.bytes_in_flight();
-        if self.sack_ok && !self.rec.sack.is_empty() {
+        if !self.rec.sack.is_empty() {
             f.saturating_sub(
                 self.rec
                     .sack
@@ -79,9 +79,10 @@ impl Tcb {
     }
 
     /// `seq` moved past any SACKed range it falls in (go-back-N after an
-    /// RTO does not resend SACKed bytes).
+    /// RTO does not resend SACKed bytes). Without SACK the scoreboard is
+    /// empty: `seq` itself.
     pub(crate) fn sack_skip(&self, seq: SeqNumber) -> SeqNumber {
-        if !self.sack_ok || seq >= self.snd_max {
+        if seq >= self.snd_max {
             return seq;
         }
         match self.rec.sack.sacked().range_at(seq) {
@@ -91,9 +92,10 @@ impl Tcb {
     }
 
     /// Bytes from `seq` (not SACKed) to the next SACKed range, when below
-    /// snd_max; `usize::MAX` when nothing SACKed lies above.
+    /// snd_max; `usize::MAX` when nothing SACKed lies above (always
+    /// without SACK: the scoreboard is empty).
     pub(crate) fn sack_room(&self, seq: SeqNumber) -> usize {
-        if !self.sack_ok || seq >= self.snd_max {
+        if seq >= self.snd_max {
             return usize::MAX;
         }
         self.rec
@@ -331,8 +333,7 @@ impl Tcb {
     /// scoreboard alone may show the first hole is lost before three
     /// duplicate ACKs arrived (stretch ACKs, ACK loss).
     pub(crate) fn sack_check_loss(&mut self, now: Instant) {
-        if !self.sack_ok
-            || (self.rack_on() && !self.rec.sack.dupthresh)
+        if !self.rec.scoreboard_decides_loss()
             || self.rec.recover.is_some()
             || self.snd_nxt != self.snd_max
             || self.snd_una >= self.snd_max
@@ -359,60 +360,36 @@ impl Tcb {
         })
     }
 
-    /// RFC 6675 §5 step 4.3: the first hole, at snd_una.
-    /// With RACK, the first segment it marked lost.
+    /// The segment retransmitting `hole` (see [`Self::rexmit_at`]).
+    fn rexmit_hole(&self, hole: Hole) -> Option<Rexmit> {
+        let mut r = self.rexmit_at(hole.seq, hole.max)?;
+        r.rescue = hole.rescue;
+        Some(r)
+    }
+
+    /// RFC 6675 §5 step 4.3: the first hole, at snd_una (with RACK, the
+    /// first segment it marked lost, if any).
     pub(crate) fn sack_first_rexmit(&self) -> Option<Rexmit> {
-        if self.rack_on() {
-            if let Some(r) = self.sack_lost_rexmit() {
-                return Some(r);
-            }
+        let lost = self.rec.first_lost_hole(self.snd_una, self.data_mss());
+        if let Some(r) = lost.and_then(|h| self.rexmit_hole(h)) {
+            return Some(r);
         }
         let room = self.sack_room(self.snd_una);
         let max = room.min((self.snd_max - self.snd_una).max(0) as usize);
         self.rexmit_at(self.snd_una, max)
     }
 
-    /// NextSeg() rule 1: a lost hole not yet retransmitted.
+    /// NextSeg() rule 1 ([`super::recovery::Recovery::lost_hole`]).
     pub(crate) fn sack_lost_rexmit(&self) -> Option<Rexmit> {
-        let (seq, max) = self
-            .rec
-            .sack
-            .next_hole(self.snd_una, self.data_mss(), true)?;
-        self.rexmit_at(seq, max)
+        self.rexmit_hole(self.rec.lost_hole(self.snd_una, self.data_mss())?)
     }
 
-    /// NextSeg() rules 3 and 4, for when neither a lost hole nor new data
-    /// can be sent: any hole below the highest SACK not yet retransmitted,
-    /// else once per recovery the segment holding the highest outstanding
-    /// unSACKed byte (the rescue retransmission).
-    ///
-    /// Not with RACK: a hole it has not marked lost may be reordering, and
-    /// its timer, not a guess, decides (a tail is the TLP's business).
+    /// NextSeg() rules 3 and 4 ([`super::recovery::Recovery::other_hole`]).
     pub(crate) fn sack_other_rexmit(&self) -> Option<Rexmit> {
-        if self.rack_on() {
-            return None;
-        }
-        if let Some((seq, max)) = self
+        let hole = self
             .rec
-            .sack
-            .next_hole(self.snd_una, self.data_mss(), false)
-        {
-            return self.rexmit_at(seq, max);
-        }
-        self.rec.recover?;
-        if self.rec.sack.rescue.is_some_and(|r| self.snd_una <= r) {
-            return None;
-        }
-        let (s, e) = self.rec.sack.last_hole(self.snd_una, self.snd_max)?;
-        let span = (e - s) as usize;
-        let start = if span > self.data_mss() {
-            e - self.data_mss()
-        } else {
-            s
-        };
-        let mut r = self.rexmit_at(start, (e - start) as usize)?;
-        r.rescue = true;
-        Some(r)
+            .other_hole(self.snd_una, self.snd_max, self.data_mss())?;
+        self.rexmit_hole(hole)
     }
 
     /// Book-keeping once a SACK-recovery retransmission went out.

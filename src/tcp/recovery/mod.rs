@@ -40,6 +40,16 @@ pub(crate) struct Undo {
     pub any: bool,
 }
 
+/// A hole the SACK strategy wants retransmitted: where it starts, its
+/// longest length (the connection cuts one segment from it), and whether
+/// it is RFC 6675's rescue retransmission (NextSeg() rule 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hole {
+    pub seq: SeqNumber,
+    pub max: usize,
+    pub rescue: bool,
+}
+
 /// A retransmission the SACK recovery wants to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rexmit {
@@ -117,6 +127,22 @@ impl Recovery {
         self.strategy = Strategy::choose(sack, rack);
         self.sack.rack = self.strategy.rack();
     }
+
+    /// In RFC 6675 loss recovery (the SACK strategy, in fast recovery).
+    pub(crate) fn sack_recovery(&self) -> bool {
+        matches!(self.strategy, Strategy::Sack { .. }) && self.recover.is_some()
+    }
+
+    /// The scoreboard's IsLost (DupThresh SACKed segments above the
+    /// hole, RFC 6675) may start recovery: with SACK, unless RACK decides
+    /// by time alone (it lets DupThresh count too while it has seen no
+    /// reordering: `Scoreboard::dupthresh`).
+    pub(crate) fn scoreboard_decides_loss(&self) -> bool {
+        match self.strategy {
+            Strategy::NewReno => false,
+            Strategy::Sack { rack } => !rack || self.sack.dupthresh,
+        }
+    }
 }
 
 impl Recovery {
@@ -176,5 +202,61 @@ impl Recovery {
     /// Whether the whole record `seg` is SACKed.
     pub(crate) fn is_sacked(&self, seg: &TxSeg) -> bool {
         self.sack.sacked().covers(seg.start, seg.end)
+    }
+}
+
+/// The SACK strategy's choice of what to retransmit (RFC 6675 NextSeg(),
+/// with RACK-TLP's loss marks when RACK is on), relative to snd_una `una`,
+/// snd_max `max` and the segment size `smss`.
+impl Recovery {
+    /// RFC 6675 NextSeg() rule 1: a lost hole not yet retransmitted (with
+    /// RACK, one it marked lost).
+    pub(crate) fn lost_hole(&self, una: SeqNumber, smss: usize) -> Option<Hole> {
+        let (seq, max) = self.sack.next_hole(una, smss, true)?;
+        Some(Hole {
+            seq,
+            max,
+            rescue: false,
+        })
+    }
+
+    /// The fast retransmit with RACK (RFC 8985 §6.2): the first range it
+    /// marked lost, before the hole at snd_una (RFC 6675 §5 step 4.3).
+    pub(crate) fn first_lost_hole(&self, una: SeqNumber, smss: usize) -> Option<Hole> {
+        self.strategy
+            .rack()
+            .then(|| self.lost_hole(una, smss))
+            .flatten()
+    }
+
+    /// NextSeg() rules 3 and 4, for when neither a lost hole nor new data
+    /// can be sent: any hole below the highest SACK not yet retransmitted,
+    /// else once per recovery the segment holding the highest outstanding
+    /// unSACKed byte (the rescue retransmission).
+    ///
+    /// Not with RACK: a hole it has not marked lost may be reordering, and
+    /// its timer, not a guess, decides (a tail is the TLP's business).
+    pub(crate) fn other_hole(&self, una: SeqNumber, max: SeqNumber, smss: usize) -> Option<Hole> {
+        if self.strategy.rack() {
+            return None;
+        }
+        if let Some((seq, max)) = self.sack.next_hole(una, smss, false) {
+            return Some(Hole {
+                seq,
+                max,
+                rescue: false,
+            });
+        }
+        self.recover?;
+        if self.sack.rescue.is_some_and(|r| una <= r) {
+            return None;
+        }
+        let (s, e) = self.sack.last_hole(una, max)?;
+        let start = if (e - s) as usize > smss { e - smss } else { s };
+        Some(Hole {
+            seq: start,
+            max: (e - start) as usize,
+            rescue: true,
+        })
     }
 }
