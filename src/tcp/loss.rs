@@ -5,9 +5,8 @@
 //! (D-SACK, RFC 2883/3708).
 
 use super::cc::AckEvent;
-use super::recovery::prr::Prr;
 use super::recovery::rack::pto;
-use super::recovery::{Hole, Rexmit, Strategy, Undo};
+use super::recovery::{DupAck, Hole, Rexmit, Undo};
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use super::timer::Timer;
@@ -200,14 +199,10 @@ impl Tcb {
                 self.rec.prr = None;
                 self.rec.rack.on_exit_recovery();
             }
-            // RFC 6675: a partial ACK needs nothing special, NextSeg()
-            // finds the next hole from the scoreboard; no window deflation
-            // either (see `Tcb::recovery_cwnd`).
-            Some(_) if self.rec.strategy != Strategy::NewReno => {}
             Some(_) => {
-                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
-                self.cc.on_partial_ack(now, acked);
-                self.rec.retransmit_one = true;
+                if self.rec.on_partial_ack() {
+                    self.cc.on_partial_ack(now, acked);
+                }
             }
             None => {
                 self.rec.dup_acks = 0;
@@ -224,35 +219,13 @@ impl Tcb {
         }
     }
 
-    /// A duplicate ACK (RFC 5681): window inflation in NewReno recovery,
-    /// and the third one starts fast recovery unless RACK decides by time.
+    /// A duplicate ACK (RFC 5681): the strategy decides between window
+    /// inflation (NewReno recovery), a fast retransmit, or nothing.
     pub(crate) fn dup_ack(&mut self, now: Instant) {
-        self.rec.dup_acks += 1;
-        match self.rec.strategy {
-            Strategy::NewReno if self.rec.recover.is_some() => {
-                if self.rec.dup_acks > 3 {
-                    self.cc.on_recovery_dup_ack(now);
-                }
-            }
-            Strategy::NewReno => {
-                // RFC 6582 §3.2 step 1: no new recovery for losses of the
-                // last one.
-                let fresh = self.rec.last_recover.is_none_or(|r| self.snd_una > r);
-                if self.rec.dup_acks == 3 && fresh {
-                    self.enter_recovery(now);
-                }
-            }
-            // SACK recovery counts `pipe` instead of inflating the window;
-            // RACK decides, by time, not by counting (RFC 8985 §6).
-            Strategy::Sack { rack } => {
-                if self.rec.recover.is_none()
-                    && !rack
-                    && self.rec.dup_acks == 3
-                    && self.sack_fresh()
-                {
-                    self.enter_recovery(now);
-                }
-            }
+        match self.rec.on_dup_ack(self.snd_una) {
+            DupAck::Inflate => self.cc.on_recovery_dup_ack(now),
+            DupAck::EnterRecovery => self.enter_recovery(now),
+            DupAck::Nothing => {}
         }
     }
 
@@ -294,20 +267,15 @@ impl Tcb {
         self.cc.on_enter_recovery(now, in_flight);
         self.rec.retransmit_one = true;
         self.info.fast_retransmits += 1;
-        if let Strategy::Sack { .. } = self.rec.strategy {
-            let mut prr = Prr::new(in_flight, self.cc.ssthresh(), self.data_mss());
-            // Until the next ACK: the fast retransmit only.
-            prr.on_ack(0, self.pipe());
-            self.rec.prr = Some(prr);
-        }
-        // Recovery repairs what a tail loss probe was out for.
-        self.rec.tlp.end_seq = None;
+        let ssthresh = self.cc.ssthresh();
+        self.rec.begin_episode(
+            in_flight,
+            ssthresh,
+            self.snd_una,
+            self.snd_max,
+            self.data_mss(),
+        );
         self.timers.stop(Timer::Tlp);
-        if !self.rack_on() {
-            // With RACK a retransmission stays marked until RACK finds it
-            // lost again (a TLP's among them).
-            self.rec.sack.clear_retransmitted();
-        }
         tracing::debug!(
             target: "ustack::tcp::recovery",
             local = %self.local,
@@ -326,7 +294,7 @@ impl Tcb {
     /// retransmission, tells that the segment at the old recovery point is
     /// lost (typically new data sent during the previous recovery).
     pub(crate) fn sack_fresh(&self) -> bool {
-        self.rec.last_recover.is_none_or(|r| self.snd_una >= r)
+        self.rec.sack_fresh(self.snd_una)
     }
 
     /// RFC 6675 §5 step 4 by IsLost(HighACK + 1), checked on every ACK: the

@@ -50,6 +50,17 @@ pub(crate) struct Hole {
     pub rescue: bool,
 }
 
+/// What a duplicate ACK calls for (the strategy decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DupAck {
+    Nothing,
+    /// NewReno recovery: one more segment left the network (RFC 5681
+    /// window inflation).
+    Inflate,
+    /// The fast retransmit: recovery begins.
+    EnterRecovery,
+}
+
 /// A retransmission the SACK recovery wants to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rexmit {
@@ -126,6 +137,76 @@ impl Recovery {
     pub(crate) fn choose(&mut self, sack: bool, rack: bool) {
         self.strategy = Strategy::choose(sack, rack);
         self.sack.rack = self.strategy.rack();
+    }
+
+    /// A duplicate ACK arrived with snd_una `una`. NewReno inflates the
+    /// window in recovery and starts it on the third (RFC 6582 §3.2 step
+    /// 1: not for losses of the last one); the SACK strategy counts
+    /// `pipe` instead of inflating, and with RACK decides by time, not by
+    /// counting (RFC 8985 §6).
+    pub(crate) fn on_dup_ack(&mut self, una: SeqNumber) -> DupAck {
+        self.dup_acks += 1;
+        let third = self.dup_acks == 3;
+        let start = match self.strategy {
+            Strategy::NewReno if self.recover.is_some() => {
+                return if self.dup_acks > 3 {
+                    DupAck::Inflate
+                } else {
+                    DupAck::Nothing
+                };
+            }
+            Strategy::NewReno => third && self.last_recover.is_none_or(|r| una > r),
+            Strategy::Sack { rack } => {
+                self.recover.is_none() && !rack && third && self.sack_fresh(una)
+            }
+        };
+        if start {
+            DupAck::EnterRecovery
+        } else {
+            DupAck::Nothing
+        }
+    }
+
+    /// A partial ACK in recovery. NewReno: the next hole is lost too, and
+    /// is resent at once (RFC 6582 §3.2 step 5); returns true, the window
+    /// deflates. RFC 6675 needs nothing special, NextSeg() finds the next
+    /// hole from the scoreboard, and no deflation either (see
+    /// `Tcb::recovery_cwnd`).
+    pub(crate) fn on_partial_ack(&mut self) -> bool {
+        let newreno = self.strategy == Strategy::NewReno;
+        self.retransmit_one |= newreno;
+        newreno
+    }
+
+    /// A recovery episode begins with `in_flight` bytes out, after the
+    /// controller set `ssthresh`. The SACK strategy sends under PRR (RFC
+    /// 6937), until the next ACK the fast retransmit only; a tail loss
+    /// probe out is recovery's to repair now; without RACK the holes may
+    /// be resent again (with RACK a retransmission stays marked until
+    /// RACK finds it lost again, a TLP's among them).
+    pub(crate) fn begin_episode(
+        &mut self,
+        in_flight: usize,
+        ssthresh: usize,
+        una: SeqNumber,
+        max: SeqNumber,
+        smss: usize,
+    ) {
+        if let Strategy::Sack { .. } = self.strategy {
+            let mut prr = Prr::new(in_flight, ssthresh, smss);
+            prr.on_ack(0, self.sack.pipe(una, max, smss));
+            self.prr = Some(prr);
+        }
+        self.tlp.end_seq = None;
+        if !self.strategy.rack() {
+            self.sack.clear_retransmitted();
+        }
+    }
+
+    /// Whether a new SACK recovery may begin at snd_una `una` (RFC 6675
+    /// §5.1: once HighACK ≥ the previous RecoveryPoint).
+    pub(crate) fn sack_fresh(&self, una: SeqNumber) -> bool {
+        self.last_recover.is_none_or(|r| una >= r)
     }
 
     /// In RFC 6675 loss recovery (the SACK strategy, in fast recovery).
