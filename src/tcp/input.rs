@@ -531,10 +531,10 @@ impl Tcb {
         let ecr = seg.options.timestamps.map(|(_, ecr)| ecr);
         let una_before = self.snd_una;
         let sacked_before = self.sacked_bytes();
-        let dsack = self.sack_on_ack(now, blocks, ack);
-        // The segment records (RACK's, and the rate sampler's without it).
         let delivered_before = self.rate.delivered();
-        self.rack_on_ack(now, blocks, dsack.is_some(), ack, ecr);
+        // The scoreboard, and the segment records (RACK's, and the rate
+        // sampler's without it).
+        let dsack = self.sack_on_ack(now, blocks, ack, ecr);
         let min_rtt = self.min_rtt();
         self.rate.finish_ack(min_rtt);
         let advanced = ack > self.snd_una;

@@ -5,9 +5,8 @@
 //! (D-SACK, RFC 2883/3708).
 
 use super::cc::AckEvent;
-use super::recovery::prr::Prr;
 use super::recovery::rack::pto;
-use super::recovery::{Rexmit, Strategy, Undo};
+use super::recovery::{DupAck, Hole, Rexmit, Undo};
 use super::seq::SeqNumber;
 use super::tcb::Tcb;
 use super::timer::Timer;
@@ -16,7 +15,7 @@ use crate::time::{Duration, Instant};
 impl Tcb {
     /// In RFC 6675 loss recovery (SACK agreed and fast recovery running).
     pub(crate) fn sack_recovery(&self) -> bool {
-        self.sack_ok && self.rec.recover.is_some()
+        self.rec.sack_recovery()
     }
 
     /// The congestion window used during SACK recovery.
@@ -57,7 +56,7 @@ impl Tcb {
             return self.pipe();
         }
         let f = self.bytes_in_flight();
-        if self.sack_ok && !self.rec.sack.is_empty() {
+        if !self.rec.sack.is_empty() {
             f.saturating_sub(
                 self.rec
                     .sack
@@ -79,9 +78,10 @@ impl Tcb {
     }
 
     /// `seq` moved past any SACKed range it falls in (go-back-N after an
-    /// RTO does not resend SACKed bytes).
+    /// RTO does not resend SACKed bytes). Without SACK the scoreboard is
+    /// empty: `seq` itself.
     pub(crate) fn sack_skip(&self, seq: SeqNumber) -> SeqNumber {
-        if !self.sack_ok || seq >= self.snd_max {
+        if seq >= self.snd_max {
             return seq;
         }
         match self.rec.sack.sacked().range_at(seq) {
@@ -91,9 +91,10 @@ impl Tcb {
     }
 
     /// Bytes from `seq` (not SACKed) to the next SACKed range, when below
-    /// snd_max; `usize::MAX` when nothing SACKed lies above.
+    /// snd_max; `usize::MAX` when nothing SACKed lies above (always
+    /// without SACK: the scoreboard is empty).
     pub(crate) fn sack_room(&self, seq: SeqNumber) -> usize {
-        if !self.sack_ok || seq >= self.snd_max {
+        if seq >= self.snd_max {
             return usize::MAX;
         }
         self.rec
@@ -105,30 +106,20 @@ impl Tcb {
             .map_or(usize::MAX, |&(s, _)| (s - seq) as usize)
     }
 
-    /// Takes the SACK blocks of an ACK acknowledging up to `ack`; the
-    /// first is left out when it is a D-SACK (`skip_first`).
-    fn scoreboard_update(&mut self, blocks: &[(u32, u32)], skip_first: bool, ack: SeqNumber) {
-        let una = self.snd_una.max(ack);
-        self.rec.sack.prune(una);
-        self.rec.sack.update(
-            &blocks[(skip_first as usize).min(blocks.len())..],
-            una,
-            self.snd_max,
-        );
-    }
-
-    /// The SACK share of an ACK up to `ack` (when SACK is in use): its
-    /// D-SACK (returned), the scoreboard, and an RTT sample when the timed
-    /// segment arrived by SACK.
+    /// What an ACK up to `ack` (TSecr `ecr`) reports delivered: its
+    /// D-SACK (returned; undo and RACK's reordering window take it), its
+    /// other SACK blocks (the scoreboard, when SACK is in use) and the
+    /// cumulative ACK. The transmit records they deliver feed the rate
+    /// sampler and RACK, and an RTT sample is taken when the timed segment
+    /// arrived by SACK.
     pub(crate) fn sack_on_ack(
         &mut self,
         now: Instant,
         blocks: &[(u32, u32)],
         ack: SeqNumber,
+        ecr: Option<u32>,
     ) -> Option<(SeqNumber, SeqNumber)> {
-        if !self.sack_ok {
-            return None;
-        }
+        let blocks = if self.sack_ok { blocks } else { &[] };
         let dsack = self.find_dsack(blocks, ack);
         if let Some((l, r)) = dsack {
             self.info.dsacks_received += 1;
@@ -137,7 +128,12 @@ impl Tcb {
                 self.rec.rack.on_dsack(self.snd_nxt);
             }
         }
-        self.scoreboard_update(blocks, dsack.is_some(), ack);
+        self.take_delivered(
+            now,
+            &blocks[(dsack.is_some() as usize).min(blocks.len())..],
+            ack,
+            ecr,
+        );
         // The timed segment arrived, by SACK: its RTT is now. Waiting for
         // the cumulative ACK would time the repair of the holes below it
         // too (hundreds of ms in a long recovery), and an inflated SRTT
@@ -203,14 +199,10 @@ impl Tcb {
                 self.rec.prr = None;
                 self.rec.rack.on_exit_recovery();
             }
-            // RFC 6675: a partial ACK needs nothing special, NextSeg()
-            // finds the next hole from the scoreboard; no window deflation
-            // either (see `Tcb::recovery_cwnd`).
-            Some(_) if self.rec.strategy != Strategy::NewReno => {}
             Some(_) => {
-                // Partial ACK: the next hole is lost too (RFC 6582 §3.2 5).
-                self.cc.on_partial_ack(now, acked);
-                self.rec.retransmit_one = true;
+                if self.rec.on_partial_ack() {
+                    self.cc.on_partial_ack(now, acked);
+                }
             }
             None => {
                 self.rec.dup_acks = 0;
@@ -227,35 +219,13 @@ impl Tcb {
         }
     }
 
-    /// A duplicate ACK (RFC 5681): window inflation in NewReno recovery,
-    /// and the third one starts fast recovery unless RACK decides by time.
+    /// A duplicate ACK (RFC 5681): the strategy decides between window
+    /// inflation (NewReno recovery), a fast retransmit, or nothing.
     pub(crate) fn dup_ack(&mut self, now: Instant) {
-        self.rec.dup_acks += 1;
-        match self.rec.strategy {
-            Strategy::NewReno if self.rec.recover.is_some() => {
-                if self.rec.dup_acks > 3 {
-                    self.cc.on_recovery_dup_ack(now);
-                }
-            }
-            Strategy::NewReno => {
-                // RFC 6582 §3.2 step 1: no new recovery for losses of the
-                // last one.
-                let fresh = self.rec.last_recover.is_none_or(|r| self.snd_una > r);
-                if self.rec.dup_acks == 3 && fresh {
-                    self.enter_recovery(now);
-                }
-            }
-            // SACK recovery counts `pipe` instead of inflating the window;
-            // RACK decides, by time, not by counting (RFC 8985 §6).
-            Strategy::Sack { rack } => {
-                if self.rec.recover.is_none()
-                    && !rack
-                    && self.rec.dup_acks == 3
-                    && self.sack_fresh()
-                {
-                    self.enter_recovery(now);
-                }
-            }
+        match self.rec.on_dup_ack(self.snd_una) {
+            DupAck::Inflate => self.cc.on_recovery_dup_ack(now),
+            DupAck::EnterRecovery => self.enter_recovery(now),
+            DupAck::Nothing => {}
         }
     }
 
@@ -297,20 +267,15 @@ impl Tcb {
         self.cc.on_enter_recovery(now, in_flight);
         self.rec.retransmit_one = true;
         self.info.fast_retransmits += 1;
-        if let Strategy::Sack { .. } = self.rec.strategy {
-            let mut prr = Prr::new(in_flight, self.cc.ssthresh(), self.data_mss());
-            // Until the next ACK: the fast retransmit only.
-            prr.on_ack(0, self.pipe());
-            self.rec.prr = Some(prr);
-        }
-        // Recovery repairs what a tail loss probe was out for.
-        self.rec.tlp.end_seq = None;
+        let ssthresh = self.cc.ssthresh();
+        self.rec.begin_episode(
+            in_flight,
+            ssthresh,
+            self.snd_una,
+            self.snd_max,
+            self.data_mss(),
+        );
         self.timers.stop(Timer::Tlp);
-        if !self.rack_on() {
-            // With RACK a retransmission stays marked until RACK finds it
-            // lost again (a TLP's among them).
-            self.rec.sack.clear_retransmitted();
-        }
         tracing::debug!(
             target: "ustack::tcp::recovery",
             local = %self.local,
@@ -329,15 +294,14 @@ impl Tcb {
     /// retransmission, tells that the segment at the old recovery point is
     /// lost (typically new data sent during the previous recovery).
     pub(crate) fn sack_fresh(&self) -> bool {
-        self.rec.last_recover.is_none_or(|r| self.snd_una >= r)
+        self.rec.sack_fresh(self.snd_una)
     }
 
     /// RFC 6675 §5 step 4 by IsLost(HighACK + 1), checked on every ACK: the
     /// scoreboard alone may show the first hole is lost before three
     /// duplicate ACKs arrived (stretch ACKs, ACK loss).
     pub(crate) fn sack_check_loss(&mut self, now: Instant) {
-        if !self.sack_ok
-            || (self.rack_on() && !self.rec.sack.dupthresh)
+        if !self.rec.scoreboard_decides_loss()
             || self.rec.recover.is_some()
             || self.snd_nxt != self.snd_max
             || self.snd_una >= self.snd_max
@@ -364,60 +328,36 @@ impl Tcb {
         })
     }
 
-    /// RFC 6675 §5 step 4.3: the first hole, at snd_una.
-    /// With RACK, the first segment it marked lost.
+    /// The segment retransmitting `hole` (see [`Self::rexmit_at`]).
+    fn rexmit_hole(&self, hole: Hole) -> Option<Rexmit> {
+        let mut r = self.rexmit_at(hole.seq, hole.max)?;
+        r.rescue = hole.rescue;
+        Some(r)
+    }
+
+    /// RFC 6675 §5 step 4.3: the first hole, at snd_una (with RACK, the
+    /// first segment it marked lost, if any).
     pub(crate) fn sack_first_rexmit(&self) -> Option<Rexmit> {
-        if self.rack_on() {
-            if let Some(r) = self.sack_lost_rexmit() {
-                return Some(r);
-            }
+        let lost = self.rec.first_lost_hole(self.snd_una, self.data_mss());
+        if let Some(r) = lost.and_then(|h| self.rexmit_hole(h)) {
+            return Some(r);
         }
         let room = self.sack_room(self.snd_una);
         let max = room.min((self.snd_max - self.snd_una).max(0) as usize);
         self.rexmit_at(self.snd_una, max)
     }
 
-    /// NextSeg() rule 1: a lost hole not yet retransmitted.
+    /// NextSeg() rule 1 ([`super::recovery::Recovery::lost_hole`]).
     pub(crate) fn sack_lost_rexmit(&self) -> Option<Rexmit> {
-        let (seq, max) = self
-            .rec
-            .sack
-            .next_hole(self.snd_una, self.data_mss(), true)?;
-        self.rexmit_at(seq, max)
+        self.rexmit_hole(self.rec.lost_hole(self.snd_una, self.data_mss())?)
     }
 
-    /// NextSeg() rules 3 and 4, for when neither a lost hole nor new data
-    /// can be sent: any hole below the highest SACK not yet retransmitted,
-    /// else once per recovery the segment holding the highest outstanding
-    /// unSACKed byte (the rescue retransmission).
-    ///
-    /// Not with RACK: a hole it has not marked lost may be reordering, and
-    /// its timer, not a guess, decides (a tail is the TLP's business).
+    /// NextSeg() rules 3 and 4 ([`super::recovery::Recovery::other_hole`]).
     pub(crate) fn sack_other_rexmit(&self) -> Option<Rexmit> {
-        if self.rack_on() {
-            return None;
-        }
-        if let Some((seq, max)) = self
+        let hole = self
             .rec
-            .sack
-            .next_hole(self.snd_una, self.data_mss(), false)
-        {
-            return self.rexmit_at(seq, max);
-        }
-        self.rec.recover?;
-        if self.rec.sack.rescue.is_some_and(|r| self.snd_una <= r) {
-            return None;
-        }
-        let (s, e) = self.rec.sack.last_hole(self.snd_una, self.snd_max)?;
-        let span = (e - s) as usize;
-        let start = if span > self.data_mss() {
-            e - self.data_mss()
-        } else {
-            s
-        };
-        let mut r = self.rexmit_at(start, (e - start) as usize)?;
-        r.rescue = true;
-        Some(r)
+            .other_hole(self.snd_una, self.snd_max, self.data_mss())?;
+        self.rexmit_hole(hole)
     }
 
     /// Book-keeping once a SACK-recovery retransmission went out.
@@ -503,61 +443,49 @@ impl Tcb {
             self.rec.segs.retransmitted(seq, mid, now, stamp);
         }
         if mid < end {
-            self.rec.segs.sent_new(mid, end, now, stamp);
+            let sacked = self.rec.sack.sacked();
+            self.rec
+                .segs
+                .sent_new(mid, end, now, stamp, |s, e| sacked.covers(s, e));
         }
     }
 
-    /// RACK's share of an ACK: the records of what it delivered (by SACK
-    /// blocks other than a D-SACK, and cumulatively up to `ack`) update
-    /// RACK's state.
-    pub(crate) fn rack_on_ack(
+    /// The SACK `blocks` (without a D-SACK) and the cumulative ACK up to
+    /// `ack` go to the scoreboard and the transmit records; what they
+    /// newly deliver updates the rate sampler and, with RACK, RACK's
+    /// state.
+    fn take_delivered(
         &mut self,
         now: Instant,
         blocks: &[(u32, u32)],
-        skip_first: bool,
         ack: SeqNumber,
         ecr: Option<u32>,
     ) {
         // Without RACK the records still feed the rate sampler.
         let rack_on = self.rack_on();
-        let sack_ok = self.sack_ok;
         let rate = &mut self.rate;
         let ts = match (self.ts, ecr) {
             (Some(t), Some(e)) => Some((e, t.offset)),
             _ => None,
         };
-        let rack = &mut self.rec.rack;
         let una = self.snd_una.max(ack);
-        let max = self.snd_max;
         let mut delivered = false;
-        for &(l, r) in blocks.iter().skip(skip_first as usize) {
-            let (l, r) = (SeqNumber(l), SeqNumber(r));
-            if !sack_ok || l >= r || l < una || r > max {
-                continue;
-            }
-            // No timestamp check for SACKed segments: the echo of an ACK
-            // for out-of-order data is of the last in-order segment
-            // (RFC 7323 §4.3), older than any retransmission (Linux
-            // checks only against min_RTT too).
-            self.rec.segs.sack(l, r, |s| {
+        self.rec
+            .on_ack(blocks, una, self.snd_max, |rack, s, sacked| {
                 rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
                 if rack_on {
-                    rack.on_delivered(s, true, now, None);
+                    // No timestamp check for SACKed segments: the echo of an
+                    // ACK for out-of-order data is of the last in-order
+                    // segment (RFC 7323 §4.3), older than any retransmission
+                    // (Linux checks only against min_RTT too).
+                    rack.on_delivered(s, sacked, now, if sacked { None } else { ts });
                 }
                 delivered = true;
             });
-        }
-        self.rec.segs.ack(ack, |s| {
-            rate.on_delivered(&s.stamp, (s.end - s.start).max(0) as u64, now);
-            if rack_on {
-                rack.on_delivered(s, false, now, ts);
-            }
-            delivered = true;
-        });
         if !rack_on {
             return;
         }
-        rack.on_ack(una);
+        self.rec.rack.on_ack(una);
         if delivered {
             self.rec.tlp.rtt_since_probe = true;
         }
@@ -576,16 +504,19 @@ impl Tcb {
         let reo = self
             .rec
             .rack
-            .reo_wnd(in_recovery, self.rec.segs.segs_sacked(), srtt);
-        let sack = &mut self.rec.sack;
-        let mut n = 0;
-        let timeout = self
-            .rec
-            .rack
-            .detect_loss(&mut self.rec.segs, reo, now, |s, e| {
-                sack.mark_lost(s, e);
-                n += 1;
-            });
+            .reo_wnd(in_recovery, self.rec.segs_sacked(), srtt);
+        let mut lost = Vec::new();
+        let timeout = self.rec.rack.detect_loss(
+            &mut self.rec.segs,
+            self.rec.sack.sacked(),
+            reo,
+            now,
+            |s, e| lost.push((s, e)),
+        );
+        let n = lost.len();
+        for (s, e) in lost {
+            self.rec.sack.mark_lost(s, e);
+        }
         match timeout {
             Some(t) => self.timers.set(Timer::ReoWnd, now + t),
             None => self.timers.stop(Timer::ReoWnd),
@@ -621,7 +552,7 @@ impl Tcb {
             || self.retries > 0
             || self.snd_nxt != self.snd_max
             || self.snd_una == self.snd_max
-            || self.rec.segs.segs_sacked() > 0
+            || self.rec.segs_sacked() > 0
             || self.timers.is_set(Timer::ReoWnd)
             || self.rec.tlp.end_seq.is_some()
         {

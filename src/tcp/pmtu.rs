@@ -85,7 +85,7 @@ impl Tcb {
             .rec
             .segs
             .iter()
-            .find(|r| !r.sacked && (r.end - r.start).max(0) as usize > mss)
+            .find(|r| !self.rec.is_sacked(r) && (r.end - r.start).max(0) as usize > mss)
             .map(|r| r.start.max(self.snd_una));
         let Some(first) = oversized else {
             return false;

@@ -136,6 +136,10 @@ pub struct TcpInfo {
     pub sacked: usize,
     /// Bytes the peer has SACKed, now.
     pub sacked_bytes: usize,
+    /// SACKed ranges the sender's scoreboard forgot for its bound (256
+    /// ranges): more distinct holes than it keeps. Their bytes count as
+    /// not SACKed (at worst resent needlessly).
+    pub sack_ranges_forgotten: u64,
     /// Segments marked lost and not yet acknowledged, now.
     pub lost: usize,
     /// Segments retransmitted and not yet acknowledged, now.
@@ -610,9 +614,10 @@ impl Tcb {
             i.cwnd = self.recovery_cwnd();
         }
         i.sacked_bytes = self.sacked_bytes();
+        i.sack_ranges_forgotten = self.rec.sack.forgotten();
         if self.rack_on() {
-            i.sacked = self.rec.segs.segs_sacked();
-            let live = || self.rec.segs.iter().filter(|r| !r.sacked);
+            i.sacked = self.rec.segs_sacked();
+            let live = || self.rec.segs.iter().filter(|r| !self.rec.is_sacked(r));
             i.lost = live().filter(|r| r.lost).count();
             i.retrans_out = live().filter(|r| r.rexmit).count();
         } else {

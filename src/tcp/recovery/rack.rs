@@ -1,5 +1,6 @@
-//! RACK-TLP loss detection (RFC 8985): the per-segment transmit record
-//! ([`SegQueue`]), the RACK state ([`Rack`]) and the Tail Loss Probe
+//! RACK-TLP loss detection (RFC 8985) over the per-segment transmit
+//! records ([`SegQueue`]) and the scoreboard's SACKed ranges
+//! ([`RangeSet`]): the RACK state ([`Rack`]) and the Tail Loss Probe
 //! timeout ([`pto`]).
 //!
 //! RACK marks a segment lost when a segment sent *after* it has been
@@ -14,6 +15,7 @@
 //! Everything here is arithmetic on values the connection passes in
 //! (`now` among them); the connection's side is in `tcp/loss.rs`.
 
+use super::scoreboard::RangeSet;
 use super::sent::{sent_after, SegQueue, TxSeg};
 use super::DUP_THRESH;
 use crate::tcp::seq::SeqNumber;
@@ -62,12 +64,14 @@ impl Default for Rack {
 
 impl Rack {
     /// RFC 8985 `RACK_detect_loss`: marks lost every segment sent before
-    /// RACK's one more than `RACK.rtt + reo_wnd` ago, calling `lost` with
-    /// each newly marked range. Returns how long until the next segment
-    /// would be marked (the reordering timer), if any is waiting.
+    /// RACK's one more than `RACK.rtt + reo_wnd` ago and not wholly in
+    /// `sacked`, calling `lost` with each newly marked range. Returns how
+    /// long until the next segment would be marked (the reordering
+    /// timer), if any is waiting.
     pub(crate) fn detect_loss(
         &self,
         segs: &mut SegQueue,
+        sacked: &RangeSet,
         reo_wnd: Duration,
         now: Instant,
         mut lost: impl FnMut(SeqNumber, SeqNumber),
@@ -84,7 +88,7 @@ impl Rack {
                 }
                 continue;
             }
-            if r.sacked || (r.lost && !r.rexmit) {
+            if (r.lost && !r.rexmit) || sacked.covers(r.start, r.end) {
                 continue;
             }
             let deadline = r.xmit + self.rtt + reo_wnd;
@@ -247,6 +251,7 @@ pub(crate) fn pto(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Recovery;
     use super::*;
     use crate::tcp::rate::TxStamp;
 
@@ -261,28 +266,67 @@ mod tests {
     }
 
     /// Ten segments `[k*1000, k*1000+1000)`, k = 1..=10, segment k sent at
-    /// k ms.
-    fn queue() -> SegQueue {
-        let mut q = SegQueue::default();
+    /// k ms: the transmit records and the scoreboard of a connection
+    /// (snd_una `una`), fed as the connection feeds them.
+    struct Flight {
+        rec: Recovery,
+        una: SeqNumber,
+    }
+
+    fn queue() -> Flight {
+        let mut rec = Recovery::default();
         for k in 1..=10u32 {
-            q.sent_new(
+            rec.segs.sent_new(
                 s(k * MSS),
                 s(k * MSS + MSS),
                 ms(k as u64),
                 TxStamp::default(),
+                |_, _| false,
             );
         }
-        q
+        Flight { rec, una: s(MSS) }
+    }
+
+    impl Flight {
+        /// The peer SACKs `[a, b)`: `f` gets each record newly SACKed.
+        fn sack(&mut self, a: SeqNumber, b: SeqNumber, mut f: impl FnMut(&TxSeg)) {
+            let max = s(11 * MSS);
+            self.rec
+                .on_ack(&[(a.0, b.0)], self.una, max, |_, r, _| f(r));
+        }
+
+        /// A cumulative ACK up to `una`: `f` gets each record it delivered.
+        fn ack(&mut self, una: SeqNumber, mut f: impl FnMut(&TxSeg)) {
+            self.una = una;
+            self.rec.on_ack(&[], una, s(11 * MSS), |_, r, _| f(r));
+        }
+
+        fn retransmitted(&mut self, a: SeqNumber, b: SeqNumber, now: Instant, st: TxStamp) {
+            self.rec.segs.retransmitted(a, b, now, st);
+        }
+
+        fn segs_sacked(&self) -> usize {
+            self.rec.segs_sacked()
+        }
+
+        fn len(&self) -> usize {
+            self.rec.segs.len()
+        }
+
+        fn iter(&self) -> impl Iterator<Item = &TxSeg> {
+            self.rec.segs.iter()
+        }
     }
 
     fn lost_of(
-        q: &mut SegQueue,
+        q: &mut Flight,
         rack: &Rack,
         reo: Duration,
         now: Instant,
     ) -> (Vec<u32>, Option<Duration>) {
         let mut v = Vec::new();
-        let t = rack.detect_loss(q, reo, now, |a, _| v.push(a.0 / MSS));
+        let sacked = q.rec.sack.sacked();
+        let t = rack.detect_loss(&mut q.rec.segs, sacked, reo, now, |a, _| v.push(a.0 / MSS));
         (v, t)
     }
 

@@ -7,11 +7,23 @@
 //! which the caller passes in, so sequence comparisons stay within one
 //! window and are meaningful across the 2^32 wrap.
 //!
+//! The scoreboard is the connection's one record of what the peer SACKed:
+//! the transmit records ([`super::sent`]) and RACK ([`super::rack`]) keep
+//! no SACK flags of their own and ask [`RangeSet::covers`] instead (see
+//! [`super::Recovery::on_ack`]).
+//!
 //! Bounds: at most [`MAX_RANGES`] SACKed ranges are kept. A SACK block that
 //! would create one more is dropped if it lies above every kept range;
-//! otherwise the highest kept range is dropped to make room. Forgetting a
-//! SACKed range is always safe: its bytes just count as outstanding (and
-//! possibly lost) again, so at worst they are retransmitted needlessly.
+//! otherwise the highest kept range is dropped to make room; both are
+//! counted ([`Scoreboard::forgotten`], `TcpInfo::sack_ranges_forgotten`).
+//! Forgetting a SACKed range is always safe: its bytes just count as
+//! outstanding (and possibly lost) again, so at worst they are
+//! retransmitted needlessly, and nothing unSACKed is ever taken for
+//! delivered. What the bound costs beyond 256 holes: the records in a
+//! forgotten range are not SACKed for RACK either (it may mark them lost
+//! and resend them), their delivery is taken when the cumulative ACK
+//! reaches them (or when the peer SACKs them again and the range is
+//! kept), and a dropped block's delivery does not advance RACK's clock.
 //! The retransmitted-marks set has the same bound, and forgetting a mark
 //! is equally safe (the hole may be resent once more).
 
@@ -33,6 +45,9 @@ pub(crate) const MAX_RANGES: usize = 256;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RangeSet {
     ranges: Vec<(SeqNumber, SeqNumber)>,
+    /// Ranges dropped for the bound (a new one kept out, or the highest
+    /// one pushed out).
+    forgotten: u64,
 }
 
 impl RangeSet {
@@ -78,6 +93,7 @@ impl RangeSet {
 
     fn push_bounded(&mut self, at: usize, r: (SeqNumber, SeqNumber)) -> bool {
         if self.ranges.len() >= MAX_RANGES {
+            self.forgotten += 1;
             if at == self.ranges.len() {
                 return false; // above everything kept: drop the new one
             }
@@ -137,16 +153,30 @@ impl RangeSet {
                 out.push((e, re));
             }
         }
+        self.forgotten += out.len().saturating_sub(MAX_RANGES) as u64;
         out.truncate(MAX_RANGES);
         self.ranges = out;
     }
 
-    /// Forgets everything below `una`.
-    pub(crate) fn prune(&mut self, una: SeqNumber) {
-        self.ranges.retain(|&(_, e)| e > una);
+    /// Forgets everything below `una`; returns what it forgot.
+    pub(crate) fn prune(&mut self, una: SeqNumber) -> RangeSet {
+        let n = self.first_ending_after(una);
+        let mut gone: Vec<_> = self.ranges.drain(..n).collect();
         if let Some(first) = self.ranges.first_mut() {
-            first.0 = first.0.max(una);
+            if first.0 < una {
+                gone.push((first.0, una));
+                first.0 = una;
+            }
         }
+        RangeSet {
+            ranges: gone,
+            forgotten: 0,
+        }
+    }
+
+    /// Whether all of `[s, e)` is in the set.
+    pub(crate) fn covers(&self, s: SeqNumber, e: SeqNumber) -> bool {
+        self.range_at(s).is_some_and(|(_, re)| e <= re)
     }
 
     /// Index of the first range ending after `seq` (the ranges are
@@ -220,29 +250,52 @@ impl Scoreboard {
         self.sacked.ranges().last().map(|&(_, e)| e)
     }
 
-    /// Takes an ACK's SACK blocks. Blocks not inside `(una, max]` (D-SACK
-    /// blocks below `una` among them, RFC 2883) are ignored. Returns true
-    /// when something new was SACKed.
-    pub(crate) fn update(&mut self, blocks: &[(u32, u32)], una: SeqNumber, max: SeqNumber) -> bool {
-        let mut new = false;
-        for &(l, r) in blocks {
-            let (l, r) = (SeqNumber(l), SeqNumber(r));
-            if l >= r || l < una || r > max {
-                continue;
-            }
-            if self.sacked.insert(l, r) {
-                new = true;
-                self.lost.remove(l, r);
-            }
+    /// SACKed ranges dropped for the bound so far.
+    pub(crate) fn forgotten(&self) -> u64 {
+        self.sacked.forgotten
+    }
+
+    /// An ACK's SACK blocks that lie inside `(una, max]`, as ranges: the
+    /// others (D-SACK blocks below `una` among them, RFC 2883) are
+    /// ignored.
+    pub(crate) fn in_window(
+        blocks: &[(u32, u32)],
+        una: SeqNumber,
+        max: SeqNumber,
+    ) -> impl Iterator<Item = (SeqNumber, SeqNumber)> + '_ {
+        blocks
+            .iter()
+            .map(|&(l, r)| (SeqNumber(l), SeqNumber(r)))
+            .filter(move |&(l, r)| l < r && l >= una && r <= max)
+    }
+
+    /// The peer SACKed `[l, r)`. Returns true when bytes not SACKed before
+    /// were added (they are no longer lost).
+    pub(crate) fn add(&mut self, l: SeqNumber, r: SeqNumber) -> bool {
+        let new = self.sacked.insert(l, r);
+        if new {
+            self.lost.remove(l, r);
         }
         new
     }
 
-    /// A cumulative ACK moved snd_una to `una`.
-    pub(crate) fn prune(&mut self, una: SeqNumber) {
-        self.sacked.prune(una);
+    /// Takes an ACK's SACK blocks (those [`in_window`](Self::in_window)).
+    /// Returns true when something new was SACKed.
+    #[cfg(test)]
+    pub(crate) fn update(&mut self, blocks: &[(u32, u32)], una: SeqNumber, max: SeqNumber) -> bool {
+        let mut new = false;
+        for (l, r) in Self::in_window(blocks, una, max) {
+            new |= self.add(l, r);
+        }
+        new
+    }
+
+    /// A cumulative ACK moved snd_una to `una`; returns the SACKed ranges
+    /// it forgot (below `una`).
+    pub(crate) fn prune(&mut self, una: SeqNumber) -> RangeSet {
         self.rexmitted.prune(una);
         self.lost.prune(una);
+        self.sacked.prune(una)
     }
 
     /// Forgets everything (SACK no longer in use, or suspected reneging).

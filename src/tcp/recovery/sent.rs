@@ -1,13 +1,19 @@
 //! The transmit records of the data in flight, in sequence order: when
-//! each segment was last sent, whether it was retransmitted, SACKed or
-//! marked lost, and the delivery state at its transmission. RACK
+//! each segment was last sent, whether it was retransmitted or marked
+//! lost, and the delivery state at its transmission. RACK
 //! ([`super::rack`]) decides loss from them, and the delivery-rate
 //! sampler reads their stamps.
+//!
+//! Whether a record is SACKed is not stored here: the scoreboard
+//! ([`super::scoreboard`]) alone holds what the peer SACKed, and the
+//! methods that need it take it as `sacked(start, end)` (true when the
+//! whole of `[start, end)` is SACKed).
 //!
 //! Bounds: [`SegQueue`] keeps at most [`MAX_SEGS`] records. Beyond that new
 //! data is merged into the last record (it then looks sent later than it
 //! was, which can only delay loss detection: the RTO remains the fallback),
-//! and splits are skipped (a retransmission then marks a whole record).
+//! and splits are skipped (a retransmission then marks a whole record; a
+//! record only partly SACKed counts as not SACKed).
 
 use std::collections::VecDeque;
 
@@ -30,7 +36,6 @@ pub(crate) struct TxSeg {
     /// Retransmitted since RACK last marked it lost (RFC 8985's
     /// `Segment.retransmitted`).
     pub rexmit: bool,
-    pub sacked: bool,
     pub lost: bool,
     /// Delivery state when it was last (re)transmitted (rate sampling).
     pub stamp: TxStamp,
@@ -46,8 +51,6 @@ pub(crate) fn sent_after(t1: Instant, s1: SeqNumber, t2: Instant, s2: SeqNumber)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SegQueue {
     segs: VecDeque<TxSeg>,
-    /// Records with `sacked`.
-    sacked: usize,
 }
 
 impl SegQueue {
@@ -64,9 +67,12 @@ impl SegQueue {
         self.segs.iter_mut()
     }
 
-    /// Records currently SACKed (RFC 8985 `RACK.segs_sacked`).
-    pub(crate) fn segs_sacked(&self) -> usize {
-        self.sacked
+    /// Records lying wholly inside `[s, e)` (the records are sorted and
+    /// disjoint: two binary searches).
+    pub(crate) fn count_within(&self, s: SeqNumber, e: SeqNumber) -> usize {
+        let lo = self.segs.partition_point(|r| r.start < s);
+        let hi = self.segs.partition_point(|r| r.end <= e);
+        hi.saturating_sub(lo)
     }
 
     /// New data `[start, end)` went out at `now`.
@@ -76,13 +82,14 @@ impl SegQueue {
         end: SeqNumber,
         now: Instant,
         stamp: TxStamp,
+        sacked: impl Fn(SeqNumber, SeqNumber) -> bool,
     ) {
         if end <= start {
             return;
         }
         if self.segs.len() >= MAX_SEGS {
             if let Some(last) = self.segs.back_mut() {
-                if last.end == start && !last.sacked && !last.lost {
+                if last.end == start && !last.lost && !sacked(last.start, last.end) {
                     last.end = end;
                     last.xmit = now;
                     last.stamp = stamp;
@@ -96,7 +103,6 @@ impl SegQueue {
             xmit: now,
             ever_rexmit: false,
             rexmit: false,
-            sacked: false,
             lost: false,
             stamp,
         });
@@ -121,9 +127,6 @@ impl SegQueue {
             self.segs[i].end = seq;
             let mut tail = r;
             tail.start = seq;
-            if r.sacked {
-                self.sacked += 1;
-            }
             self.segs.insert(i + 1, tail);
         }
     }
@@ -154,29 +157,53 @@ impl SegQueue {
         }
     }
 
-    /// `[s, e)` was SACKed: calls `delivered` with each record newly
-    /// SACKed.
-    pub(crate) fn sack(&mut self, s: SeqNumber, e: SeqNumber, mut delivered: impl FnMut(&TxSeg)) {
-        for i in self.range(s, e) {
-            let r = &mut self.segs[i];
-            if !r.sacked {
-                r.sacked = true;
+    /// The peer is about to SACK `[s, e)`: splits the records at its
+    /// edges and returns the indices of those overlapping it that are not
+    /// SACKed yet, for [`sacked_now`](Self::sacked_now) once the
+    /// scoreboard took the block.
+    pub(crate) fn sack_candidates(
+        &mut self,
+        s: SeqNumber,
+        e: SeqNumber,
+        sacked: impl Fn(SeqNumber, SeqNumber) -> bool,
+    ) -> Vec<usize> {
+        self.range(s, e)
+            .filter(|&i| !sacked(self.segs[i].start, self.segs[i].end))
+            .collect()
+    }
+
+    /// Of the records `candidates` (from
+    /// [`sack_candidates`](Self::sack_candidates)), calls `delivered` with
+    /// each one SACKed now (a lost mark goes with it).
+    pub(crate) fn sacked_now(
+        &mut self,
+        candidates: &[usize],
+        sacked: impl Fn(SeqNumber, SeqNumber) -> bool,
+        mut delivered: impl FnMut(&TxSeg),
+    ) {
+        for &i in candidates {
+            let Some(r) = self.segs.get_mut(i) else {
+                continue;
+            };
+            if sacked(r.start, r.end) {
                 r.lost = false;
-                self.sacked += 1;
                 delivered(r);
             }
         }
     }
 
     /// A cumulative ACK up to `una`: drops the records below it, calling
-    /// `delivered` with each one not SACKed before.
-    pub(crate) fn ack(&mut self, una: SeqNumber, mut delivered: impl FnMut(&TxSeg)) {
+    /// `delivered` with each one that was not SACKed.
+    pub(crate) fn ack(
+        &mut self,
+        una: SeqNumber,
+        sacked: impl Fn(SeqNumber, SeqNumber) -> bool,
+        mut delivered: impl FnMut(&TxSeg),
+    ) {
         while let Some(r) = self.segs.front_mut() {
             if r.end <= una {
                 let r = self.segs.pop_front().expect("front");
-                if r.sacked {
-                    self.sacked -= 1;
-                } else {
+                if !sacked(r.start, r.end) {
                     delivered(&r);
                 }
             } else {
