@@ -32,7 +32,6 @@ pub struct OutSegment<'a> {
     pub gso_size: u16,
 }
 
-
 /// What the sender may do next with new data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
