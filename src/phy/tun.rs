@@ -819,8 +819,21 @@ mod tests {
             assert!(dev.created());
             drop(dev);
             let persistent_left = util::interface_exists("ustkps0");
-            // Attached to again, as to one made with `ip tuntap add`.
-            let dev = TunDevice::open("ustkps0", TunKind::Tap, &TunOptions::default()).unwrap();
+            // Attached to again, as to one made with `ip tuntap add`. A
+            // process another test thread is starting at this moment can
+            // still hold the closed descriptor (a spawned child has a copy
+            // of the descriptor table until its exec closes it), and the
+            // kernel then says the device is busy: retry for up to 2 s.
+            let mut tries = 0;
+            let dev = loop {
+                match TunDevice::open("ustkps0", TunKind::Tap, &TunOptions::default()) {
+                    Err(e) if e.to_string().contains("busy") && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    r => break r.unwrap(),
+                }
+            };
             assert!(!dev.created());
             (queue_len, plain_left, persistent_left)
         });
