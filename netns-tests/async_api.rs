@@ -142,13 +142,7 @@ async fn echo(mut s: TcpStream) -> std::io::Result<usize> {
 }
 
 fn check_many(out: &Output, n: u64) -> bool {
-    let f = |k| result_field(&out.stdout, k);
-    out.success()
-        && f("connected") == Some(n)
-        && f("peak_open") == Some(n)
-        && f("ok") == Some(n)
-        && f("mismatch") == Some(0)
-        && f("errors") == Some(0)
+    py::many_all_echoed(out, n) && result_field(&out.stdout, "peak_open") == Some(n)
 }
 
 /// 1,000 Linux connections open at once (the client holds every one open
@@ -262,12 +256,7 @@ fn example_echoes_for_linux_clients() {
         &[&rig.stack_ip, "7", &n.to_string(), "77", "60"],
         Duration::from_secs(80),
     );
-    let f = |k| result_field(&out.stdout, k);
-    let ok = out.success()
-        && f("connected") == Some(n)
-        && f("ok") == Some(n)
-        && f("mismatch") == Some(0)
-        && f("errors") == Some(0);
+    let ok = py::many_all_echoed(&out, n);
     let stopped = rig.stop();
     assert!(
         ok,
@@ -324,12 +313,7 @@ fn async_echo_over_ipv6(medium: Medium, dual: bool, s: u8) {
             &[host, "7", &n.to_string(), "78", "40"],
             Duration::from_secs(60),
         );
-        let f = |k| result_field(&out.stdout, k);
-        let ok = out.success()
-            && f("connected") == Some(n)
-            && f("ok") == Some(n)
-            && f("mismatch") == Some(0)
-            && f("errors") == Some(0);
+        let ok = py::many_all_echoed(&out, n);
         if !ok {
             let stopped = rig.stop();
             panic!("{medium:?} (dual: {dual}): {n} connections to async_echo at {host}:\n{out}\n{stopped}");

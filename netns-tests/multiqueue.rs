@@ -69,13 +69,8 @@ pub fn tcpecho_two_queues(medium: Medium) {
             "{medium:?}: SIGUSR1 should make queue {q} report\n{stopped}"
         );
     }
-    let f = |k| result_field(&out.stdout, k);
     assert!(
-        out.success()
-            && f("connected") == Some(CONNS)
-            && f("ok") == Some(CONNS)
-            && f("mismatch") == Some(0)
-            && f("errors") == Some(0),
+        py::many_all_echoed(&out, CONNS),
         "{medium:?}: {CONNS} connections over 2 queues should all echo their own message\n{out}\n{stopped}"
     );
     exited_0(&stopped);

@@ -169,6 +169,17 @@ print("RESULT sent=%d received=%d eof=%d match=%d tail=%d secs=%.2f" % (st["sent
 s.close()
 "#;
 
+/// Whether a [`MANY`] run of `n` connections succeeded: all connected,
+/// all echoed their own message exactly, no error.
+pub fn many_all_echoed(out: &crate::harness::Output, n: u64) -> bool {
+    let f = |k| result_field(&out.stdout, k);
+    out.success()
+        && f("connected") == Some(n)
+        && f("ok") == Some(n)
+        && f("mismatch") == Some(0)
+        && f("errors") == Some(0)
+}
+
 /// `MANY HOST PORT CONNS SEED LIMIT_SECS`: CONNS threads each connect; once
 /// all are connected (a barrier) each sends its own message (2000 + 37*i
 /// bytes of `random.Random(SEED + i)`), does `shutdown(SHUT_WR)` and reads
