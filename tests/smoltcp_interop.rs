@@ -7,6 +7,8 @@
 //! its retransmit timer to idle, so a lost segment before the FIN was never
 //! resent; smoltcp 0.14 handles it, hence the version pinned here.)
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -246,18 +248,6 @@ fn smol_tcp(p: &mut Pair, buf: usize) -> SmolHandle {
     p.sockets.add(s)
 }
 
-fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// smoltcp echoes what it receives and closes after the peer's FIN.
 fn smol_echo(p: &mut Pair, h: SmolHandle, pending: &mut Vec<u8>) {
     let s = p.sockets.get_mut::<stcp::Socket>(h);
@@ -315,7 +305,7 @@ fn ustack_client_smoltcp_server(loss: f64, seed: u64, n: usize) {
     let remote = SocketAddr::from((SMOL, 80));
     let now = p.now;
     let h = p.us.tcp_connect(remote, None, now).unwrap();
-    let data = pattern(n, seed);
+    let data = common::data(n, seed as u32);
     let (mut sent, mut got, mut eof, mut pending) = (0, Vec::new(), false, Vec::new());
     p.run_named(
         &format!("client transfer seed {seed}"),
@@ -364,7 +354,7 @@ fn smoltcp_client_ustack_server(loss: f64, seed: u64, n: usize) {
         s.connect(cx, IpEndpoint::new(IpAddress::v4(10, 0, 0, 1), 80), 40000)
             .unwrap();
     }
-    let data = pattern(n, seed);
+    let data = common::data(n, seed as u32);
     let mut server: Option<SocketHandle> = None;
     let mut pending: Vec<u8> = Vec::new();
     let mut server_done = false;
@@ -465,7 +455,7 @@ fn udp_both_ways() {
     let uh = p.us.udp_bind("0.0.0.0:5000".parse().unwrap()).unwrap();
     let mut got = Vec::new();
     for size in [1usize, 100, 1000, 1400] {
-        let msg = pattern(size, size as u64);
+        let msg = common::data(size, size as u32);
         p.us.udp_send_to(uh, &msg, SocketAddr::from((SMOL, 7)))
             .unwrap();
         let mut echoed = false;
