@@ -128,8 +128,6 @@ pub struct RawSocket {
     rx_buf: Vec<u8>,
     /// Segments of cut super-segments waiting for room (without offload).
     backlog: FrameBatch,
-    /// A frame being cut or completed.
-    scratch: Vec<u8>,
     stats: RawStats,
 }
 
@@ -327,8 +325,15 @@ impl RawSocket {
             cut: vnet_hdr && !opts.offload,
             slot_len,
             rx_buf: Vec::new(),
-            backlog: FrameBatch::new(BACKLOG_FRAMES, caps.max_frame_len()),
-            scratch: Vec::new(),
+            // Used only when cutting (no room is set aside otherwise).
+            backlog: FrameBatch::new(
+                if vnet_hdr && !opts.offload {
+                    BACKLOG_FRAMES
+                } else {
+                    0
+                },
+                caps.max_frame_len(),
+            ),
             stats: RawStats::default(),
         };
         // Drop whatever arrived from other interfaces before the bind.
@@ -454,32 +459,26 @@ impl RawSocket {
             }
             return n;
         }
-        let frame = if matches!(meta.checksum, Checksum::Partial { .. }) {
-            let mut buf = mem::take(&mut self.scratch);
-            buf.clear();
-            buf.extend_from_slice(frame);
-            if !meta.checksum.complete(&mut buf) {
-                self.scratch = buf;
-                self.stats.cut_dropped += 1;
-                return 0;
-            }
-            self.scratch = buf;
-            &self.scratch[..]
-        } else {
-            frame
-        };
         if frame.len() > batch.max_frame_len() {
             self.stats.truncated += 1;
             return 0;
         }
         // Behind segments already waiting, to keep the order.
-        if self.backlog.is_empty() && batch.push(frame) {
-            return 1;
-        }
-        if !self.backlog.push(frame) {
+        let into_batch = self.backlog.is_empty() && !batch.is_full();
+        let target = if into_batch { batch } else { &mut self.backlog };
+        // One copy: the partial checksum is completed in the batch's slot.
+        let Some(slot) = target.reserve_with_headroom(0, frame.len()) else {
             self.stats.cut_dropped += 1;
+            return 0;
+        };
+        slot.copy_from_slice(frame);
+        if !meta.checksum.complete(slot) {
+            target.abandon();
+            self.stats.cut_dropped += 1;
+            return 0;
         }
-        0
+        target.commit(frame.len());
+        usize::from(into_batch)
     }
 }
 
