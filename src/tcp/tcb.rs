@@ -693,16 +693,8 @@ impl Tcb {
 
     pub(crate) fn enter_closed(&mut self) {
         self.set_state(State::Closed);
-        self.timers.stop_all(&[
-            Timer::Rto,
-            Timer::ReoWnd,
-            Timer::Tlp,
-            Timer::DelAck,
-            Timer::Persist,
-            Timer::Keepalive,
-            Timer::TimeWait,
-            Timer::FinWait2,
-        ]);
+        // Nothing is armed once closed (the pacer's gate included).
+        self.timers = TimerTable::default();
         self.rec.tlp.due = false;
     }
 

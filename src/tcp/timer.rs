@@ -27,13 +27,14 @@ pub(crate) enum Timer {
     /// An orphaned connection's limit in FIN-WAIT-2.
     FinWait2,
     /// When the pacer lets the next data segment go. Not a deadline that
-    /// fires: it gates sending while data waits (see [`Timer::fires`]).
+    /// fires: it gates sending while data waits (see [`TimerTable::next_timeout`]).
     Pacing,
 }
 
 impl Timer {
     const COUNT: usize = 9;
 
+    #[cfg(test)]
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Rto,
         Timer::Tlp,
@@ -45,12 +46,6 @@ impl Timer {
         Timer::FinWait2,
         Timer::Pacing,
     ];
-
-    /// True for the deadlines at which the connection has work to do
-    /// whether or not data waits (all but [`Timer::Pacing`]).
-    pub(crate) fn fires(self) -> bool {
-        self != Timer::Pacing
-    }
 }
 
 /// The deadlines, one slot per [`Timer`].
@@ -101,13 +96,15 @@ impl TimerTable {
         due
     }
 
-    /// The earliest deadline among the timers that fire.
+    /// The earliest deadline among the timers that fire (every slot but
+    /// [`Timer::Pacing`]'s, which is the last).
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        Timer::ALL
+        const _: () = assert!(Timer::Pacing as usize + 1 == Timer::COUNT);
+        self.at[..Timer::Pacing as usize]
             .iter()
-            .filter(|t| t.fires())
-            .filter_map(|&t| self.get(t))
+            .flatten()
             .min()
+            .copied()
     }
 }
 

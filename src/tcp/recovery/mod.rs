@@ -129,6 +129,8 @@ pub(crate) struct Recovery {
     pub(crate) prr: Option<Prr>,
     /// Undo of the last window reduction (D-SACK).
     pub(crate) undo: Option<Undo>,
+    /// Reused for the records a SACK block covers (no allocation per ACK).
+    fresh: Vec<usize>,
 }
 
 impl Recovery {
@@ -250,12 +252,13 @@ impl Recovery {
             if sacked.covers(l, r) {
                 continue;
             }
-            let fresh = self.segs.sack_candidates(l, r, |s, e| sacked.covers(s, e));
+            self.segs
+                .sack_candidates(l, r, |s, e| sacked.covers(s, e), &mut self.fresh);
             new |= self.sack.add(l, r);
             let sacked = self.sack.sacked();
             let rack = &mut self.rack;
             self.segs.sacked_now(
-                &fresh,
+                &self.fresh,
                 |s, e| sacked.covers(s, e),
                 |seg| delivered(rack, seg, true),
             );

@@ -158,18 +158,19 @@ impl SegQueue {
     }
 
     /// The peer is about to SACK `[s, e)`: splits the records at its
-    /// edges and returns the indices of those overlapping it that are not
-    /// SACKed yet, for [`sacked_now`](Self::sacked_now) once the
-    /// scoreboard took the block.
+    /// edges and puts into `out` (cleared first) the indices of those
+    /// overlapping it that are not SACKed yet, for
+    /// [`sacked_now`](Self::sacked_now) once the scoreboard took the block.
     pub(crate) fn sack_candidates(
         &mut self,
         s: SeqNumber,
         e: SeqNumber,
         sacked: impl Fn(SeqNumber, SeqNumber) -> bool,
-    ) -> Vec<usize> {
-        self.range(s, e)
-            .filter(|&i| !sacked(self.segs[i].start, self.segs[i].end))
-            .collect()
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        let range = self.range(s, e);
+        out.extend(range.filter(|&i| !sacked(self.segs[i].start, self.segs[i].end)));
     }
 
     /// Of the records `candidates` (from
