@@ -47,7 +47,6 @@ pub struct Impair<D: Device> {
     tx_ready: FrameBatch,
     /// Scratch for frames pulled from the inner device.
     rx_scratch: FrameBatch,
-    last_now: Instant,
 }
 
 impl<D: Device> Impair<D> {
@@ -63,7 +62,6 @@ impl<D: Device> Impair<D> {
             rx: Lane::new(spec, link_hdr, Rng::with_stream(seed, 1), Discipline::Netem),
             tx_ready: FrameBatch::new(STAGE_FRAMES, STAGE_FRAME_LEN),
             rx_scratch: FrameBatch::new(STAGE_FRAMES, caps.max_frame_len().max(1)),
-            last_now: Instant::ZERO,
         }
     }
 
@@ -138,7 +136,6 @@ impl<D: Device> Device for Impair<D> {
     }
 
     fn recv_batch(&mut self, now: Instant, batch: &mut FrameBatch) -> io::Result<usize> {
-        self.last_now = self.last_now.max(now);
         if self.spec.is_passthrough() {
             let n = self.inner.recv_batch(now, batch)?;
             self.rx.stats_mut().passed += n as u64;
@@ -176,7 +173,6 @@ impl<D: Device> Device for Impair<D> {
     }
 
     fn send_batch(&mut self, now: Instant, batch: &FrameBatch) -> io::Result<usize> {
-        self.last_now = self.last_now.max(now);
         if self.spec.is_passthrough() {
             let n = self.inner.send_batch(now, batch)?;
             self.tx.stats_mut().passed += n as u64;
@@ -211,7 +207,6 @@ impl<D: Device> Device for Impair<D> {
     }
 
     fn service(&mut self, now: Instant) -> io::Result<()> {
-        self.last_now = self.last_now.max(now);
         self.inner.service(now)?;
         self.flush_tx(now)
     }
