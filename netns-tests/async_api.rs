@@ -15,6 +15,7 @@ use ustack::net::tokio::{TcpListener, TcpStream};
 use ustack::phy::tun::{TunDevice, TunKind, TunOptions};
 use ustack::stack::Stack;
 
+use crate::examples::async_echo_example;
 use crate::harness::{preconditions, Medium, Netns, Output, Rig, ToolSpec};
 use crate::py::{self, result_field};
 
@@ -235,12 +236,6 @@ fn thousand_concurrent_connections() {
     if preconditions("async_api::thousand_concurrent_connections", &[]) {
         thousand_concurrent_async_connections();
     }
-}
-
-/// `examples/async_echo`, built (with every example, once per run) by
-/// [`crate::examples::example`].
-pub fn async_echo_example() -> String {
-    crate::examples::example("async_echo")
 }
 
 /// The example server as a process on a TUN in a namespace: 200 concurrent

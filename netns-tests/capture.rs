@@ -176,7 +176,7 @@ pub fn async_echo_capture_on_sigint() {
     let mut rig = Rig::new(Medium::Tun, "capasync", S_CAP_ASYNC);
     rig.launch(
         ToolSpec::new(
-            &crate::async_api::async_echo_example(),
+            &crate::examples::async_echo_example(),
             &["--port", "7", "--pcap", pcap.path()],
         )
         .ready("async_echo: echoing"),

@@ -63,6 +63,13 @@ pub fn example(name: &str) -> String {
     }
 }
 
+/// `examples/async_echo` (the tokio API), built with the others (every
+/// feature on), so the tests that run it as a process need no `tokio`
+/// feature of their own.
+pub(crate) fn async_echo_example() -> String {
+    example("async_echo")
+}
+
 /// A directory in the temp dir, removed (with its files) on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
@@ -537,7 +544,7 @@ pub fn stats_interval_prints_counters() {
 /// SIGINT ends each with status 0.
 pub fn sigusr1_prints_socket_table() {
     let root = TempDir::new("usr1root");
-    let async_echo = crate::async_api::async_echo_example();
+    let async_echo = async_echo_example();
     let programs: Vec<(&str, ToolSpec)> = vec![
         (
             "ucat",
