@@ -158,6 +158,15 @@ impl Interface {
         }
     }
 
+    /// [`Self::conn_mut`] with the interface's buffer pool beside it, for
+    /// the calls that grow or free a connection's buffers.
+    fn conn_and_pool(&mut self, h: SocketHandle) -> io::Result<(&mut TcpConn, &mut BufferPool)> {
+        match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(c)) if !c.released => Ok((c, &mut self.tcp.buffers)),
+            _ => Err(no_socket()),
+        }
+    }
+
     fn conn_ref(&self, h: SocketHandle) -> io::Result<&TcpConn> {
         match self.sockets.get(h) {
             Some(Socket::Tcp(c)) if !c.released => Ok(c),
@@ -1129,10 +1138,8 @@ impl Interface {
 
     /// Queues data for sending (`WouldBlock` when the buffer is full).
     pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> io::Result<usize> {
-        let r = match self.sockets.get_mut(h) {
-            Some(Socket::Tcp(c)) if !c.released => c.tcb.send(data, &mut self.tcp.buffers),
-            _ => Err(no_socket()),
-        };
+        let (c, pool) = self.conn_and_pool(h)?;
+        let r = c.tcb.send(data, pool);
         if r.is_ok() {
             self.tcp_mark_ready(h);
         }
@@ -1141,11 +1148,8 @@ impl Interface {
 
     /// Reads data (`Ok(0)` at end of stream, `WouldBlock` when none yet).
     pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> io::Result<usize> {
-        let c = match self.sockets.get_mut(h) {
-            Some(Socket::Tcp(c)) if !c.released => c,
-            _ => return Err(no_socket()),
-        };
-        let r = c.tcb.recv(buf, &mut self.tcp.buffers);
+        let (c, pool) = self.conn_and_pool(h)?;
+        let r = c.tcb.recv(buf, pool);
         if c.tcb.ack_now {
             self.tcp_mark_ready(h);
         }

@@ -399,7 +399,7 @@ impl Tcb {
         let f = seg.flags;
         let seg_seq = SeqNumber(seg.seq_number);
         let wnd = self.rcv_wnd_advertised();
-        let acceptable = self.acceptable(seg);
+        let acceptable = self.acceptable(seg, wnd);
         let mut t = Text {
             seq: seg_seq,
             payload: seg.payload,
@@ -441,12 +441,12 @@ impl Tcb {
     }
 
     /// The first check of §3.10.7.4: some of `seg`'s sequence space lies
-    /// in the receive window (a segment without any, at rcv_nxt).
-    fn acceptable(&self, seg: &tcp::Repr) -> bool {
+    /// in the receive window of `wnd` bytes (a segment without any, at
+    /// rcv_nxt).
+    fn acceptable(&self, seg: &tcp::Repr, wnd: usize) -> bool {
         let f = seg.flags;
         let seg_seq = SeqNumber(seg.seq_number);
         let seg_len = seg.payload.len() + f.syn() as usize + f.fin() as usize;
-        let wnd = self.rcv_wnd_advertised();
         let in_wnd = |s: SeqNumber| s >= self.rcv_nxt && s < self.rcv_nxt + wnd;
         match (seg_len, wnd) {
             (0, 0) => seg_seq == self.rcv_nxt,
@@ -701,8 +701,7 @@ impl Tcb {
                 self.info.bytes_received += out.advanced as u64;
                 if self.read_closed {
                     // shutdown(Read): acknowledged and discarded.
-                    let mut sink = [0u8; 4096];
-                    while self.recv_buf.read(&mut sink, pool) > 0 {}
+                    self.recv_buf.consume(self.recv_buf.readable(), pool);
                 }
             }
             if off > 0 || had_holes || out.accepted < payload.len() {
@@ -780,7 +779,7 @@ impl Tcb {
         }
         // First check: an unacceptable segment (an old duplicate, or the
         // peer's retransmitted FIN) is answered with an ACK.
-        if !self.acceptable(seg) {
+        if !self.acceptable(seg, self.rcv_wnd_advertised()) {
             self.ack_now = true;
             return None;
         }
