@@ -70,11 +70,10 @@ fn replay_project_captures() {
     replay_all(&files);
 }
 
-/// True when the environment says this is CI (as the netns harness reads it).
-fn in_ci() -> bool {
-    std::env::var("CI")
-        .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
-}
+/// The netns harness's rules (`in_ci`), shared by path.
+#[path = "../src/testkit/netns.rs"]
+mod netns;
+use netns::in_ci;
 
 /// The public captures that hold a TCP or UDP conversation: each is
 /// replayed (a missing one fails the test, so none drops out unseen).

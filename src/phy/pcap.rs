@@ -946,13 +946,7 @@ mod tests {
     fn tshark_parses_our_output() {
         // tshark from PATH (scripts/install-deps.sh installs it).
         let tshark = "tshark";
-        let installed = std::process::Command::new(tshark)
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok();
-        if !installed {
+        if !crate::testkit::netns::installed(tshark) {
             crate::testkit::netns::skip(
                 "tshark_parses_our_output",
                 "tshark is not installed (scripts/install-deps.sh installs it)",

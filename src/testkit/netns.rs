@@ -43,7 +43,8 @@ pub fn skip(test: &str, what: &str) {
     eprintln!("skipping: {msg}");
 }
 
-fn installed(cmd: &str) -> bool {
+/// Whether `cmd` is on PATH and runs.
+pub fn installed(cmd: &str) -> bool {
     // Installed is enough: some tools (wrk) exit 1 on --version.
     Command::new(cmd)
         .arg("--version")
