@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{run, Medium, Netns, Rig, TempFile, Tool, ToolSpec};
+use crate::harness::{
+    run, sha256, write_pseudo_random, Medium, Netns, Rig, TempFile, Tool, ToolSpec,
+};
 
 const S_HTTP: u8 = 40;
 const S_WRK: u8 = 41;
@@ -90,29 +92,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-pub(crate) fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        data.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    data.truncate(len);
-    std::fs::write(path, data).expect("write data file");
-}
-
-pub(crate) fn sha256(path: &str) -> String {
-    let out = run(&["sha256sum", path], Duration::from_secs(30));
-    assert!(out.success(), "sha256sum {path}:\n{out}");
-    out.stdout
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 /// A document root with `big.bin` (10 MiB), `index.html` and a secret file

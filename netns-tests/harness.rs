@@ -607,3 +607,28 @@ impl Rig {
         Tool::start(&self.kernel, ToolSpec::python_server(script, args))
     }
 }
+
+/// Fills `path` with `len` deterministic pseudo-random bytes (xorshift64*).
+pub fn write_pseudo_random(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        data.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).expect("write data file");
+}
+
+/// The file's SHA-256, in hex (`sha256sum`).
+pub fn sha256(path: &str) -> String {
+    let out = run(&["sha256sum", path], Duration::from_secs(30));
+    assert!(out.success(), "sha256sum {path}:\n{out}");
+    out.stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}

@@ -9,11 +9,10 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::examples::{
-    example, server_behind_veth, sha256, write_pseudo_random, TempDir, ECHO_BOTH, HALF_CLIENT,
-    HALF_SERVER,
+use crate::examples::{example, server_behind_veth, TempDir, ECHO_BOTH, HALF_CLIENT, HALF_SERVER};
+use crate::harness::{
+    preconditions, sha256, write_pseudo_random, Input, Medium, Rig, TempFile, Tool, ToolSpec,
 };
-use crate::harness::{preconditions, Input, Medium, Rig, TempFile, Tool, ToolSpec};
 use crate::py::{self, result_field, result_str};
 
 const S_HTTP6: u8 = 62;

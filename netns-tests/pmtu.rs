@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{preconditions, run, Input, Medium, Netns, Rig, TempFile, Tool, ToolSpec};
+use crate::harness::{preconditions, sha256, Input, Medium, Netns, Rig, TempFile, Tool, ToolSpec};
 use crate::py::{result_field, result_str};
 
 const S_SEND: u8 = 50;
@@ -107,16 +107,6 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-fn sha256_file(path: &str) -> String {
-    let out = run(&["sha256sum", path], Duration::from_secs(20));
-    assert!(out.success(), "sha256sum {path}:\n{out}");
-    out.stdout
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The TUN rig (A: kernel side of the TUN, and router) plus namespace B
@@ -276,7 +266,7 @@ fn stack_sends_on(mut t: Topology) {
     let bytes = data(LEN, 50);
     let file = TempFile::new("pmtu-send");
     std::fs::write(&file.0, &bytes).expect("write data file");
-    let want = sha256_file(file.path());
+    let want = sha256(file.path());
     t.rig.tool().write_stdin(&bytes[..HALF]);
     if !sink.wait_stderr("HALF", Duration::from_secs(60)) {
         let u = t.rig.stop();
@@ -340,7 +330,7 @@ fn linux_sends_on(mut t: Topology) {
     let bytes = data(LEN, 51);
     let file = TempFile::new("pmtu-src");
     std::fs::write(&file.0, &bytes).expect("write data file");
-    let want = sha256_file(file.path());
+    let want = sha256(file.path());
     let stack_ip = if t.v6 {
         t.stack_v6()
     } else {
@@ -389,7 +379,7 @@ fn linux_sends_on(mut t: Topology) {
         "ucat should exit 0\n{ctx}"
     );
     assert_eq!(
-        sha256_file(got.path()),
+        sha256(got.path()),
         want,
         "SHA-256 of what the stack got\n{ctx}"
     );

@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{run, Input, Medium, Output, Rig, Stopped, TempFile, ToolSpec};
+use std::path::Path;
+
+use crate::harness::{
+    sha256, write_pseudo_random, Input, Medium, Output, Rig, Stopped, TempFile, ToolSpec,
+};
 use crate::py::{self, result_field, result_str};
 
 const S_BULK: u8 = 20;
@@ -24,30 +28,6 @@ const S_AT_EXIT: u8 = 31;
 const S_UDP_CAT: u8 = 32;
 
 const MIB: u64 = 1 << 20;
-
-/// Fills `path` with `len` deterministic pseudo-random bytes (xorshift64*).
-fn write_data_file(path: &str, len: u64, seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut data = Vec::with_capacity(len as usize);
-    while (data.len() as u64) < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        data.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    data.truncate(len as usize);
-    std::fs::write(path, data).expect("write data file");
-}
-
-fn sha256_file(path: &str) -> String {
-    let out = run(&["sha256sum", path], Duration::from_secs(20));
-    assert!(out.success(), "sha256sum {path}:\n{out}");
-    out.stdout
-        .split_whitespace()
-        .next()
-        .expect("sha256sum output")
-        .to_string()
-}
 
 /// Where two files first differ (None when equal).
 fn first_difference(a: &str, b: &str) -> Option<(usize, usize, usize)> {
@@ -344,8 +324,8 @@ pub fn ucat_connect_uploads(medium: Medium) {
     let start = Instant::now();
     let data = TempFile::new("up");
     let len = 8 * MIB;
-    write_data_file(data.path(), len, 4);
-    let want = sha256_file(data.path());
+    write_pseudo_random(Path::new(data.path()), len as usize, 4);
+    let want = sha256(data.path());
     let mut rig = Rig::new(medium, "uup", S_UPLOAD);
     let mut server = rig.python_server(py::SERVER, &["5001", "sink", "thanks", "60"]);
     let kip = rig.kernel_ip.clone();
@@ -379,7 +359,7 @@ pub fn ucat_listen_downloads(medium: Medium) {
     let data = TempFile::new("down-src");
     let got = TempFile::new("down-got");
     let len = 8 * MIB;
-    write_data_file(data.path(), len, 5);
+    write_pseudo_random(Path::new(data.path()), len as usize, 5);
     let mut rig = Rig::new(medium, "udown", S_DOWNLOAD);
     rig.launch(ToolSpec::ucat(&["listen", "5002"]).stdout_to(got.path()));
     let out = rig.python(
@@ -432,7 +412,7 @@ pub fn ucat_half_closed_still_receives(medium: Medium) {
     );
     let len = std::fs::metadata(got.path()).map(|m| m.len()).unwrap_or(0);
     assert_eq!(
-        Some(sha256_file(got.path()).as_str()),
+        Some(sha256(got.path()).as_str()),
         result_str(&s.stdout, "sha256"),
         "{medium:?}: what ucat wrote ({len} bytes) should be what the server sent after ucat's FIN\n{ctx}"
     );
@@ -516,8 +496,8 @@ pub fn ucat_udp_datagrams_fit_the_mtu(medium: Medium) {
     let start = Instant::now();
     let data = TempFile::new("ucatudp");
     let len: u64 = 100_000;
-    write_data_file(data.path(), len, 5);
-    let want_sha = sha256_file(data.path());
+    write_pseudo_random(Path::new(data.path()), len as usize, 5);
+    let want_sha = sha256(data.path());
     for (tag, max, extra) in [
         ("ucu", 1472, &[][..]),
         ("ucx", 4000, &["--max-datagram", "4000"][..]),
