@@ -292,7 +292,6 @@ for _ in $(seq 50); do kill -0 "$TCPECHO_PID" 2>/dev/null || break; sleep 0.1; d
 grep -E "segments retransmitted|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
 
 # --- the table -----------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }'; }
 num() { # VALUE [DECIMALS] -> 12,345.6
     [[ -n ${1:-} ]] || { echo "n/a"; return; }
     awk -v x="$1" -v d="${2:-0}" 'BEGIN {

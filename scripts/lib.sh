@@ -147,3 +147,7 @@ machine() {
 revision() {
     echo "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with local changes')"
 }
+
+# ratio A B: A / B with two decimals, "n/a" when B is not positive or A is
+# missing (the benchmark tables' ratio columns).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.2f", a / b; else print "n/a" }'; }

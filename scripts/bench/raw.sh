@@ -65,7 +65,6 @@ for mode in up down; do
     cell "tuno-$mode" "$NRTO" "$mode" 10.11.0.2 "$port"
     cell "rawo-$mode" "$NRKO" "$mode" 10.13.0.2 "$port"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # The raw sockets' drops, from tcpecho's report at SIGINT.
 for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done

@@ -201,7 +201,6 @@ done
 stop "$ECHO_PID"
 grep -E "segments retransmitted|fragmentation failed|outgoing packets dropped|transmit queue drops|accept queue full" "$OUT/echo.out" >&2 || true
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 cat <<EOF
 ### TCP echo: tcpecho (TUN) vs smoltcp (TUN) vs Linux kernel TCP (veth, python3 selectors echo)
 

@@ -137,7 +137,6 @@ done
 stop "$ECHO_PID"
 grep -E "echoes dropped|frames refused|transmit queue drops|receive buffer errors" "$OUT/echo.out" >&2 || true
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 cat <<EOF
 ### UDP echo rate: udpecho (TUN) vs Linux kernel UDP (veth, python3 echo loop)
 
